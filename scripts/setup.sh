@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs everything moe needs from Debian's archive. Run as root (or with sudo available).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update
+$SUDO apt-get install -y --no-install-recommends \
+  build-essential cmake ninja-build pkg-config \
+  libdnnl-dev nlohmann-json3-dev libcli11-dev \
+  libgtest-dev libgmock-dev googletest libbenchmark-dev \
+  python3 python3-torch python3-numpy \
+  fortunes fortunes-de fortunes-es fortunes-it fortunes-br

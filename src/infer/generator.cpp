@@ -1,0 +1,44 @@
+#include "infer/generator.h"
+
+#include "core/error.h"
+
+namespace moe {
+
+std::string Generator::generate(const std::string& prompt, const GenerateConfig& cfg,
+                                const std::function<bool(uint8_t)>& on_token) {
+  if (cfg.max_tokens < 0) throw Error("[generate] --max-tokens must be >= 0");
+  const int64_t W = cfg.window > 0 ? cfg.window : model_.config().max_position_embeddings;
+  if (W < 2) throw Error("[generate] the context window must be at least 2");
+  const int64_t V = model_.config().vocab_size;
+  Rng rng(cfg.seed);
+  std::vector<int32_t> ctx;  // every token so far (prompt + generated)
+  for (unsigned char ch : prompt) ctx.push_back(ch);
+  if (ctx.empty()) ctx.push_back('\n');  // an empty prompt starts at a line break
+  std::vector<float> logits(V);
+  model_.init_cache(caches_, W);
+  positions_computed_ = 0;
+  auto prefill = [&](int64_t keep) {
+    for (auto& c : caches_) c.len = 0;
+    const int64_t n = std::min<int64_t>(keep, int64_t(ctx.size()));
+    model_.forward_cached(logits.data(), ctx.data() + ctx.size() - n, n, caches_);
+    positions_computed_ += n;
+  };
+  prefill(W);
+  std::string out;
+  for (int64_t i = 0; i < cfg.max_tokens; ++i) {
+    const int32_t tok = sample_token(logits.data(), V, cfg.sampler, rng);
+    out.push_back(char(tok));
+    ctx.push_back(tok);
+    if (on_token && !on_token(uint8_t(tok))) break;
+    if (i + 1 == cfg.max_tokens) break;
+    if (caches_[0].len >= W) {
+      prefill(W / 2);
+    } else {
+      model_.forward_cached(logits.data(), &ctx.back(), 1, caches_);
+      positions_computed_ += 1;
+    }
+  }
+  return out;
+}
+
+}  // namespace moe

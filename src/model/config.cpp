@@ -1,0 +1,167 @@
+#include "model/config.h"
+
+#include <set>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace moe {
+
+namespace {
+
+using nlohmann::json;
+
+template <class T>
+void get_num(const json& j, const char* key, T& out, const std::string& src, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) throw Error("[config] " + src + ": missing required key '" + key + "'");
+    return;
+  }
+  const json& v = j[key];
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) throw Error("[config] " + src + ": key '" + key + "' must be true or false, got " + v.dump());
+    out = v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    if (!v.is_number_integer()) throw Error("[config] " + src + ": key '" + key + "' must be an integer, got " + v.dump());
+    out = v.get<T>();
+  } else {
+    if (!v.is_number()) throw Error("[config] " + src + ": key '" + key + "' must be a number, got " + v.dump());
+    out = v.get<T>();
+  }
+}
+
+const std::set<std::string> kKnown = {
+    "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+    "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+    "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
+    "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
+    "architectures", "hidden_act"};
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
+  if (!j.is_object()) throw Error("[config] " + src + ": expected a JSON object");
+  ModelConfig c;
+  if (!j.contains("model_type") || !j["model_type"].is_string())
+    throw Error("[config] " + src + ": missing \"model_type\" (expected \"mixtral\" or \"mistral\")");
+  c.model_type = j["model_type"].get<std::string>();
+  if (c.model_type != "mixtral" && c.model_type != "mistral")
+    throw Error("[config] " + src + ": unsupported model_type '" + c.model_type +
+                "' (supported: mixtral, mistral)");
+  get_num(j, "vocab_size", c.vocab_size, src, true);
+  get_num(j, "hidden_size", c.hidden_size, src, true);
+  get_num(j, "intermediate_size", c.intermediate_size, src, true);
+  get_num(j, "num_hidden_layers", c.num_hidden_layers, src, true);
+  get_num(j, "num_attention_heads", c.num_attention_heads, src, true);
+  c.num_key_value_heads = c.num_attention_heads;
+  get_num(j, "num_key_value_heads", c.num_key_value_heads, src, false);
+  get_num(j, "head_dim", c.head_dim, src, false);
+  get_num(j, "max_position_embeddings", c.max_position_embeddings, src, false);
+  get_num(j, "rms_norm_eps", c.rms_norm_eps, src, false);
+  get_num(j, "rope_theta", c.rope_theta, src, false);
+  get_num(j, "tie_word_embeddings", c.tie_word_embeddings, src, false);
+  if (c.is_moe()) {
+    get_num(j, "num_local_experts", c.num_local_experts, src, true);
+    get_num(j, "num_experts_per_tok", c.num_experts_per_tok, src, true);
+    c.norm_topk_prob = c.num_experts_per_tok > 1;
+    get_num(j, "norm_topk_prob", c.norm_topk_prob, src, false);
+    get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
+    get_num(j, "router_z_loss_coef", c.router_z_loss_coef, src, false);
+  } else {
+    c.num_local_experts = 0;
+    c.num_experts_per_tok = 0;
+    c.router_aux_loss_coef = 0;
+  }
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!kKnown.count(it.key())) c.extra[it.key()] = it.value();
+  c.validate(src);
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& path) {
+  std::string text = read_file(path);
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error("[config] " + path + ": not valid JSON: " + e.what());
+  }
+  return from_json(j, path);
+}
+
+void ModelConfig::validate(const std::string& src) const {
+  auto positive = [&](const char* key, int64_t v) {
+    if (v <= 0) throw Error("[config] " + src + ": '" + key + "' must be positive, got " + std::to_string(v));
+  };
+  positive("vocab_size", vocab_size);
+  positive("hidden_size", hidden_size);
+  positive("intermediate_size", intermediate_size);
+  positive("num_hidden_layers", num_hidden_layers);
+  positive("num_attention_heads", num_attention_heads);
+  positive("num_key_value_heads", num_key_value_heads);
+  positive("max_position_embeddings", max_position_embeddings);
+  if (vocab_size != 256)
+    throw Error("[config] " + src + ": vocab_size must be 256 (byte-level tokens), got " + std::to_string(vocab_size));
+  if (head_dim == 0 && hidden_size % num_attention_heads != 0)
+    throw Error("[config] " + src + ": hidden_size " + std::to_string(hidden_size) +
+                " is not divisible by num_attention_heads " + std::to_string(num_attention_heads));
+  if (hdim() % 2 != 0) throw Error("[config] " + src + ": head dimension must be even for rotary embeddings, got " + std::to_string(hdim()));
+  if (num_attention_heads % num_key_value_heads != 0)
+    throw Error("[config] " + src + ": num_attention_heads " + std::to_string(num_attention_heads) +
+                " is not a multiple of num_key_value_heads " + std::to_string(num_key_value_heads));
+  if (!(rms_norm_eps > 0)) throw Error("[config] " + src + ": rms_norm_eps must be positive");
+  if (!(rope_theta > 0)) throw Error("[config] " + src + ": rope_theta must be positive");
+  if (is_moe()) {
+    positive("num_local_experts", num_local_experts);
+    positive("num_experts_per_tok", num_experts_per_tok);
+    if (num_experts_per_tok > num_local_experts)
+      throw Error("[config] " + src + ": num_experts_per_tok " + std::to_string(num_experts_per_tok) +
+                  " exceeds num_local_experts " + std::to_string(num_local_experts));
+    if (router_aux_loss_coef < 0 || router_z_loss_coef < 0)
+      throw Error("[config] " + src + ": router loss coefficients must be >= 0");
+  }
+}
+
+nlohmann::json ModelConfig::to_json() const {
+  json j = extra;
+  j["model_type"] = model_type;
+  j["architectures"] = json::array({is_moe() ? "MixtralForCausalLM" : "MistralForCausalLM"});
+  j["hidden_act"] = "silu";
+  j["vocab_size"] = vocab_size;
+  j["hidden_size"] = hidden_size;
+  j["intermediate_size"] = intermediate_size;
+  j["num_hidden_layers"] = num_hidden_layers;
+  j["num_attention_heads"] = num_attention_heads;
+  j["num_key_value_heads"] = num_key_value_heads;
+  if (head_dim > 0) j["head_dim"] = head_dim;
+  j["max_position_embeddings"] = max_position_embeddings;
+  j["rms_norm_eps"] = rms_norm_eps;
+  j["rope_theta"] = rope_theta;
+  j["tie_word_embeddings"] = tie_word_embeddings;
+  if (is_moe()) {
+    j["num_local_experts"] = num_local_experts;
+    j["num_experts_per_tok"] = num_experts_per_tok;
+    j["norm_topk_prob"] = norm_topk_prob;
+    j["router_aux_loss_coef"] = router_aux_loss_coef;
+    j["router_z_loss_coef"] = router_z_loss_coef;
+  }
+  return j;
+}
+
+int64_t ModelConfig::total_params() const {
+  const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
+  const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2;
+  const int64_t ffn = is_moe() ? num_local_experts * 3 * d * f + num_local_experts * d : 3 * d * f;
+  const int64_t per_layer = attn + ffn + 2 * d;
+  return int64_t(vocab_size) * d * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * per_layer + d;
+}
+
+int64_t ModelConfig::active_params() const {
+  if (!is_moe()) return total_params();
+  const int64_t d = hidden_size, f = intermediate_size;
+  return total_params() - int64_t(num_hidden_layers) * (num_local_experts - num_experts_per_tok) * 3 * d * f;
+}
+
+}  // namespace moe

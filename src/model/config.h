@@ -1,0 +1,46 @@
+#pragma once
+// The model configuration: a Hugging Face-style config.json (Mixtral keys; "mistral" for the dense
+// twin). Unknown keys are kept so a config read and written back loses nothing.
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace moe {
+
+struct ModelConfig {
+  std::string model_type = "mixtral";  // "mixtral" (MoE FFN) or "mistral" (dense SwiGLU FFN)
+  int vocab_size = 256;                // byte-level: token id = byte value
+  int hidden_size = 128;
+  int intermediate_size = 256;
+  int num_hidden_layers = 4;
+  int num_attention_heads = 4;
+  int num_key_value_heads = 2;
+  int head_dim = 0;  // 0: hidden_size / num_attention_heads
+  int max_position_embeddings = 128;
+  float rms_norm_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  bool tie_word_embeddings = false;
+  // MoE (mixtral only)
+  int num_local_experts = 8;
+  int num_experts_per_tok = 2;
+  bool norm_topk_prob = true;        // default: true for k >= 2, false for k == 1 (Switch)
+  float router_aux_loss_coef = 0.02f;
+  float router_z_loss_coef = 0.0f;   // extension key (ST-MoE z-loss), absent in Hugging Face configs
+  nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
+
+  bool is_moe() const { return model_type == "mixtral"; }
+  int kv_heads() const { return num_key_value_heads; }
+  int hdim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
+
+  // Throws moe::Error naming `source` (a file path or "config") and the offending key.
+  static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
+  static ModelConfig load(const std::string& path);
+  nlohmann::json to_json() const;
+  void validate(const std::string& source) const;
+
+  // Parameter counts: all parameters, and those a token touches (k of the E experts).
+  int64_t total_params() const;
+  int64_t active_params() const;
+};
+
+}  // namespace moe

@@ -1,0 +1,90 @@
+#include "model/decoder_block.h"
+
+#include "moe/expert_bank_swiglu.h"
+#include "moe/router_topk.h"
+
+namespace moe {
+
+namespace {
+AttentionConfig attn_config(const ModelConfig& c) {
+  return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
+          .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta};
+}
+}  // namespace
+
+DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
+    : input_layernorm("model.layers." + std::to_string(i) + ".input_layernorm.weight", c.hidden_size, c.rms_norm_eps),
+      post_attention_layernorm("model.layers." + std::to_string(i) + ".post_attention_layernorm.weight",
+                               c.hidden_size, c.rms_norm_eps),
+      self_attn("model.layers." + std::to_string(i) + ".self_attn", attn_config(c)),
+      d_(c.hidden_size) {
+  const std::string p = "model.layers." + std::to_string(i);
+  if (c.is_moe()) {
+    const float L = float(c.num_hidden_layers);
+    auto router = std::make_unique<TopKRouter>(
+        p + ".block_sparse_moe.gate.weight",
+        TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
+                         .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
+                         .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L});
+    auto bank = std::make_unique<SwiGLUExpertBank>(
+        p + ".block_sparse_moe",
+        SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts});
+    moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
+  } else {
+    mlp = std::make_unique<DenseFFN>(p + ".mlp", c.hidden_size, c.intermediate_size);
+  }
+}
+
+void DecoderBlock::params(ParamList& out) {
+  out.push_back(&input_layernorm.weight);
+  self_attn.params(out);
+  out.push_back(&post_attention_layernorm.weight);
+  if (moe) moe->params(out);
+  if (mlp) mlp->params(out);
+}
+
+void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
+  const int64_t n = B * T, m = n * d_;
+  n_ = n;
+  a_.resize({n, d_});
+  h_.resize({n, d_});
+  b_.resize({n, d_});
+  input_layernorm.forward(a_.data(), x, n);
+  self_attn.forward(h_.data(), a_.data(), B, T);
+  for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
+  post_attention_layernorm.forward(b_.data(), h_.data(), n);
+  if (moe) moe->forward(out, b_.data(), n);
+  else mlp->forward(out, b_.data(), n);
+  for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
+}
+
+void DecoderBlock::backward(float* dx, const float* dout) {
+  const int64_t n = n_, m = n * d_;
+  dtmp_.resize({n, d_});
+  dh_.resize({n, d_});
+  // out = h + ffn(norm2(h))
+  if (moe) moe->backward(dtmp_.data(), dout);
+  else mlp->backward(dtmp_.data(), dout);
+  post_attention_layernorm.backward(dh_.data(), dtmp_.data());
+  for (int64_t i = 0; i < m; ++i) dh_[i] += dout[i];
+  // h = x + attn(norm1(x))
+  self_attn.backward(dtmp_.data(), dh_.data());
+  input_layernorm.backward(dx, dtmp_.data());
+  for (int64_t i = 0; i < m; ++i) dx[i] += dh_[i];
+}
+
+void DecoderBlock::forward_cached(float* out, const float* x, int64_t n, LayerKVCache& cache) {
+  const int64_t m = n * d_;
+  a_.resize({n, d_});
+  h_.resize({n, d_});
+  b_.resize({n, d_});
+  input_layernorm.apply(a_.data(), x, n);
+  self_attn.forward_cached(h_.data(), a_.data(), n, cache);
+  for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
+  post_attention_layernorm.apply(b_.data(), h_.data(), n);
+  if (moe) moe->forward(out, b_.data(), n);
+  else mlp->forward(out, b_.data(), n);
+  for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
+}
+
+}  // namespace moe

@@ -1,0 +1,37 @@
+#pragma once
+// One Mixtral / Mistral decoder layer:
+//   h = x + attn(rmsnorm1(x)); out = h + ffn(rmsnorm2(h)), ffn = sparse MoE (mixtral) or SwiGLU (mistral)
+#include <memory>
+
+#include "model/config.h"
+#include "moe/moe_layer.h"
+#include "nn/attention.h"
+#include "nn/dense_ffn.h"
+#include "nn/rmsnorm.h"
+
+namespace moe {
+
+class DecoderBlock {
+ public:
+  DecoderBlock(const ModelConfig& c, int layer);
+  RMSNorm input_layernorm, post_attention_layernorm;
+  Attention self_attn;
+  std::unique_ptr<MoELayer> moe;   // mixtral: "model.layers.{i}.block_sparse_moe"
+  std::unique_ptr<DenseFFN> mlp;   // mistral: "model.layers.{i}.mlp"
+
+  void params(ParamList& out);
+  // x, out: [B*T, d]; x must stay alive until backward.
+  void forward(float* out, const float* x, int64_t B, int64_t T);
+  // dx: [B*T, d] assigned.
+  void backward(float* dx, const float* dout);
+  // Inference with a KV cache: n new tokens. x, out: [n, d].
+  void forward_cached(float* out, const float* x, int64_t n, LayerKVCache& cache);
+
+ private:
+  int64_t n_ = 0;
+  int d_;
+  Tensor a_, h_, b_, tmp_;  // [n, d]: normed input, after attention, normed h, scratch
+  Tensor dtmp_, dh_;         // [n, d]
+};
+
+}  // namespace moe

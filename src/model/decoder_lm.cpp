@@ -1,0 +1,126 @@
+#include "model/decoder_lm.h"
+
+#include <cstring>
+
+#include "core/rng.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/gemm.h"
+#include "nn/init.h"
+
+namespace moe {
+
+DecoderLM::DecoderLM(const ModelConfig& c)
+    : embed_tokens("model.embed_tokens.weight", c.vocab_size, c.hidden_size),
+      norm("model.norm.weight", c.hidden_size, c.rms_norm_eps),
+      cfg_(c) {
+  c.validate("config");
+  for (int i = 0; i < c.num_hidden_layers; ++i) layers.push_back(std::make_unique<DecoderBlock>(c, i));
+  if (!c.tie_word_embeddings)
+    lm_head = std::make_unique<Param>("lm_head.weight", Shape{c.vocab_size, c.hidden_size});
+}
+
+ParamList DecoderLM::params() {
+  ParamList out{&embed_tokens.weight};
+  for (auto& l : layers) l->params(out);
+  out.push_back(&norm.weight);
+  if (lm_head) out.push_back(lm_head.get());
+  return out;
+}
+
+void DecoderLM::init_weights(uint64_t seed, float std) {
+  Rng rng(seed);
+  for (Param* p : params()) {
+    if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
+    else init_normal(*p, rng, std);
+  }
+}
+
+void DecoderLM::zero_grad() {
+  for (Param* p : params()) p->g.zero();
+}
+
+LossResult DecoderLM::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {
+  const int64_t n = B * T, d = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int L = cfg_.num_hidden_layers;
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= V) throw Error("[model] token id " + std::to_string(tokens[i]) + " outside the vocabulary [0, " + std::to_string(V) + ")");
+  B_ = B;
+  T_ = T;
+  tokens_.assign(tokens, tokens + n);
+  targets_.assign(targets, targets + n);
+  acts_.resize(L + 1);
+  for (auto& a : acts_) a.resize({n, d});
+  embed_tokens.forward(acts_[0].data(), tokens, n);
+  for (int l = 0; l < L; ++l) layers[l]->forward(acts_[l + 1].data(), acts_[l].data(), B, T);
+  normed_.resize({n, d});
+  norm.forward(normed_.data(), acts_[L].data(), n);
+  logits_.resize({n, V});
+  kernels::linear_forward(logits_.data(), normed_.data(), head_weight(), n, d, V);
+  nll_.resize({n});
+  LossResult r;
+  r.nll_sum = kernels::cross_entropy_forward(nll_.data(), logits_.data(), targets, n, V);
+  for (int64_t i = 0; i < n; ++i) r.count += targets[i] >= 0;
+  count_ = r.count;
+  int n_moe = 0;
+  for (auto& layer : layers) {
+    if (!layer->moe) continue;
+    ++n_moe;
+    r.aux_objective += layer->moe->router().aux_objective();
+    r.aux_loss += layer->moe->plan().stats.aux_loss;
+    r.z_loss += layer->moe->plan().stats.z_loss;
+  }
+  if (n_moe) r.aux_loss /= n_moe, r.z_loss /= n_moe;
+  return r;
+}
+
+void DecoderLM::backward() {
+  const int64_t n = B_ * T_, d = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int L = cfg_.num_hidden_layers;
+  const float scale = count_ ? 1.0f / float(count_) : 0.0f;
+  float* dlogits = logits_.data();  // in place
+  kernels::cross_entropy_backward(dlogits, logits_.data(), targets_.data(), n, V, scale);
+  dcur_.resize({n, d});
+  dprev_.resize({n, d});
+  // logits = normed W^T
+  kernels::linear_backward_weight(head_grad(), dlogits, normed_.data(), n, d, V);
+  kernels::linear_backward_input(dprev_.data(), dlogits, head_weight(), n, d, V);
+  norm.backward(dcur_.data(), dprev_.data());
+  for (int l = L - 1; l >= 0; --l) {
+    layers[l]->backward(dprev_.data(), dcur_.data());
+    std::swap(dprev_, dcur_);
+  }
+  embed_tokens.backward(dcur_.data(), tokens_.data(), n);
+}
+
+void DecoderLM::init_cache(std::vector<LayerKVCache>& caches, int64_t capacity) const {
+  caches.resize(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l) layers[l]->self_attn.init_cache(caches[l], capacity);
+}
+
+void DecoderLM::forward_cached(float* logits, const int32_t* tokens, int64_t n,
+                               std::vector<LayerKVCache>& caches) {
+  const int64_t d = cfg_.hidden_size, V = cfg_.vocab_size;
+  const int L = cfg_.num_hidden_layers;
+  for (int64_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= V) throw Error("[model] token id " + std::to_string(tokens[i]) + " outside the vocabulary");
+  acts_.resize(2);
+  acts_[0].resize({n, d});
+  acts_[1].resize({n, d});
+  embed_tokens.forward(acts_[0].data(), tokens, n);
+  for (int l = 0; l < L; ++l) {
+    layers[l]->forward_cached(acts_[1].data(), acts_[0].data(), n, caches[l]);
+    std::swap(acts_[0], acts_[1]);
+  }
+  normed_.resize({1, d});
+  norm.apply(normed_.data(), acts_[0].data() + (n - 1) * d, 1);
+  kernels::linear_forward(logits, normed_.data(), head_weight(), 1, d, V);
+}
+
+std::vector<const RoutingPlan*> DecoderLM::routing() const {
+  std::vector<const RoutingPlan*> out;
+  for (auto& l : layers)
+    if (l->moe) out.push_back(&l->moe->plan());
+  return out;
+}
+
+}  // namespace moe

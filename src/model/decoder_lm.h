@@ -1,0 +1,67 @@
+#pragma once
+// The Mixtral decoder language model (and its dense Mistral twin): embeddings, N decoder blocks,
+// final RMSNorm, LM head. Byte-level: token id = byte value.
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "model/decoder_block.h"
+#include "nn/embedding.h"
+
+namespace moe {
+
+struct LossResult {
+  double nll_sum = 0;     // sum of token NLL over counted positions (nats)
+  int64_t count = 0;      // counted (predicted) positions
+  double aux_objective = 0;  // weighted router losses (coefficients applied, mean over layers)
+  double aux_loss = 0;    // mean over MoE layers of the balancing loss (unweighted)
+  double z_loss = 0;      // mean over MoE layers of the z-loss (unweighted)
+  double mean_nll() const { return count ? nll_sum / double(count) : 0.0; }
+  double objective() const { return mean_nll() + aux_objective; }
+};
+
+class DecoderLM {
+ public:
+  explicit DecoderLM(const ModelConfig& cfg);
+  const ModelConfig& config() const { return cfg_; }
+
+  Embedding embed_tokens;
+  std::vector<std::unique_ptr<DecoderBlock>> layers;
+  RMSNorm norm;
+  std::unique_ptr<Param> lm_head;  // [V, d]; null when tied to the embeddings
+
+  ParamList params();
+  void init_weights(uint64_t seed, float std = 0.02f);
+  void zero_grad();
+
+  // Training / evaluation forward. tokens, targets: [B, T]; a target of -1 is not counted.
+  // Keeps the activations for backward(). logits of the last call: [B*T, V].
+  LossResult forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
+  // Gradients of objective() of the last forward, accumulated into every Param::g.
+  void backward();
+  const Tensor& logits() const { return logits_; }
+
+  // Inference with per-layer KV caches. tokens: [n] appended at positions cache[0].len...;
+  // logits: [V] of the last token.
+  void init_cache(std::vector<LayerKVCache>& caches, int64_t capacity) const;
+  void forward_cached(float* logits, const int32_t* tokens, int64_t n, std::vector<LayerKVCache>& caches);
+
+  // Routing plans of the last forward, one per MoE layer (empty for dense models).
+  std::vector<const RoutingPlan*> routing() const;
+
+ private:
+  const float* head_weight() const { return lm_head ? lm_head->w.data() : embed_tokens.weight.w.data(); }
+  float* head_grad() { return lm_head ? lm_head->g.data() : embed_tokens.weight.g.data(); }
+
+  ModelConfig cfg_;
+  int64_t B_ = 0, T_ = 0;
+  std::vector<int32_t> tokens_, targets_;
+  std::vector<Tensor> acts_;  // [L+1] x [B*T, d]: input of each block, then the last block's output
+  Tensor normed_;             // [B*T, d]
+  Tensor logits_;             // [B*T, V] (overwritten by dlogits in backward)
+  Tensor nll_;                // [B*T]
+  Tensor dcur_, dprev_;       // [B*T, d]
+  int64_t count_ = 0;
+};
+
+}  // namespace moe

@@ -1,0 +1,21 @@
+#pragma once
+// N experts computing outputs for rows already grouped by expert (see Dispatch), and the backward.
+#include <cstdint>
+#include <vector>
+
+#include "nn/param.h"
+
+namespace moe {
+
+class ExpertBank {
+ public:
+  virtual ~ExpertBank() = default;
+  virtual int n_experts() const = 0;
+  // xs, ys: [M, d]; offsets: [E+1]. xs must stay alive until backward.
+  virtual void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) = 0;
+  // dxs: [M, d] assigned; parameter gradients accumulate.
+  virtual void backward(float* dxs, const float* dys) = 0;
+  virtual void params(ParamList& out) = 0;
+};
+
+}  // namespace moe

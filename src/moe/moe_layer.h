@@ -1,0 +1,37 @@
+#pragma once
+// The sparse MoE layer: route -> permute -> expert bank -> unpermute/combine, forward and backward.
+#include <memory>
+
+#include "moe/dispatch.h"
+#include "moe/expert_bank.h"
+#include "moe/router.h"
+
+namespace moe {
+
+class MoELayer {
+ public:
+  MoELayer(std::unique_ptr<Router> router, std::unique_ptr<ExpertBank> bank, int d_model);
+
+  // x, y: [n, d]; x must stay alive until backward.
+  void forward(float* y, const float* x, int64_t n);
+  // dx: [n, d] assigned (expert path + router path).
+  void backward(float* dx, const float* dy);
+  void params(ParamList& out);
+
+  const RoutingPlan& plan() const { return plan_; }
+  Router& router() { return *router_; }
+  ExpertBank& bank() { return *bank_; }
+
+ private:
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<ExpertBank> bank_;
+  int d_;
+  int64_t n_ = 0;
+  RoutingPlan plan_;
+  Dispatch dispatch_;
+  Tensor xs_, ys_;      // [M, d] grouped rows
+  Tensor dys_, dxs_;    // [M, d]
+  std::vector<float> dweight_;  // [n, k]
+};
+
+}  // namespace moe

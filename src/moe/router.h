@@ -1,0 +1,22 @@
+#pragma once
+// A router maps token features to a routing plan. It owns the gate parameters, never the experts.
+#include "moe/routing_plan.h"
+#include "nn/param.h"
+
+namespace moe {
+
+class Router {
+ public:
+  virtual ~Router() = default;
+  // x: [n, d] (must stay alive until backward). Fills plan (expert, weight, stats).
+  virtual void forward(RoutingPlan& plan, const float* x, int64_t n) = 0;
+  // dweight: [n, k] gradient of the objective w.r.t. plan.weight. Adds the auxiliary losses'
+  // gradients (with their coefficients), accumulates into the gate's parameters and ADDS the input
+  // gradient into dx: [n, d].
+  virtual void backward(float* dx, const float* dweight) = 0;
+  virtual void params(ParamList& out) = 0;
+  // Weighted auxiliary objective of the last forward (coefficients applied), added to the loss.
+  virtual double aux_objective() const = 0;
+};
+
+}  // namespace moe

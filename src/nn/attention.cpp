@@ -1,0 +1,92 @@
+#include "nn/attention.h"
+
+#include <cstring>
+
+#include "kernels/attention.h"
+#include "kernels/gemm.h"
+#include "kernels/rope.h"
+
+namespace moe {
+
+Attention::Attention(const std::string& p, const AttentionConfig& c)
+    : q_proj(p + ".q_proj.weight", {int64_t(c.n_heads) * c.head_dim, c.d_model}),
+      k_proj(p + ".k_proj.weight", {int64_t(c.n_kv_heads) * c.head_dim, c.d_model}),
+      v_proj(p + ".v_proj.weight", {int64_t(c.n_kv_heads) * c.head_dim, c.d_model}),
+      o_proj(p + ".o_proj.weight", {c.d_model, int64_t(c.n_heads) * c.head_dim}),
+      c_(c) {}
+
+void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
+  const int64_t n = B * T, d = c_.d_model, D = c_.head_dim;
+  const int64_t qd = int64_t(c_.n_heads) * D, kvd = int64_t(c_.n_kv_heads) * D;
+  B_ = B;
+  T_ = T;
+  x_ = x;
+  q_.resize({n, qd});
+  k_.resize({n, kvd});
+  v_.resize({n, kvd});
+  att_.resize({n, qd});
+  probs_.resize({B, c_.n_heads, T, T});
+  positions_.resize(n);
+  for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
+  kernels::linear_forward(q_.data(), x, q_proj.w.data(), n, d, qd);
+  kernels::linear_forward(k_.data(), x, k_proj.w.data(), n, d, kvd);
+  kernels::linear_forward(v_.data(), x, v_proj.w.data(), n, d, kvd);
+  kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
+  kernels::rope_forward(k_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
+  kernels::attention_forward(att_.data(), probs_.data(), q_.data(), k_.data(), v_.data(), B, T,
+                             c_.n_heads, c_.n_kv_heads, D);
+  kernels::linear_forward(y, att_.data(), o_proj.w.data(), n, qd, d);
+}
+
+void Attention::backward(float* dx, const float* dy) {
+  const int64_t n = B_ * T_, d = c_.d_model, D = c_.head_dim;
+  const int64_t qd = int64_t(c_.n_heads) * D, kvd = int64_t(c_.n_kv_heads) * D;
+  datt_.resize({n, qd});
+  dq_.resize({n, qd});
+  dk_.resize({n, kvd});
+  dv_.resize({n, kvd});
+  kernels::linear_backward_input(datt_.data(), dy, o_proj.w.data(), n, qd, d);
+  kernels::linear_backward_weight(o_proj.g.data(), dy, att_.data(), n, qd, d);
+  kernels::attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), probs_.data(),
+                              q_.data(), k_.data(), v_.data(), B_, T_, c_.n_heads, c_.n_kv_heads, D);
+  kernels::rope_backward(dq_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
+  kernels::rope_backward(dk_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
+  kernels::linear_backward_input(dx, dq_.data(), q_proj.w.data(), n, d, qd);
+  kernels::linear_backward_input(dx, dk_.data(), k_proj.w.data(), n, d, kvd, true);
+  kernels::linear_backward_input(dx, dv_.data(), v_proj.w.data(), n, d, kvd, true);
+  kernels::linear_backward_weight(q_proj.g.data(), dq_.data(), x_, n, d, qd);
+  kernels::linear_backward_weight(k_proj.g.data(), dk_.data(), x_, n, d, kvd);
+  kernels::linear_backward_weight(v_proj.g.data(), dv_.data(), x_, n, d, kvd);
+}
+
+void Attention::init_cache(LayerKVCache& cache, int64_t capacity) const {
+  cache.k = Tensor({capacity, c_.n_kv_heads, c_.head_dim});
+  cache.v = Tensor({capacity, c_.n_kv_heads, c_.head_dim});
+  cache.len = 0;
+}
+
+void Attention::forward_cached(float* y, const float* x, int64_t n, LayerKVCache& cache) {
+  const int64_t d = c_.d_model, D = c_.head_dim;
+  const int64_t qd = int64_t(c_.n_heads) * D, kvd = int64_t(c_.n_kv_heads) * D;
+  MOE_ASSERT(cache.len + n <= cache.capacity());
+  q_.resize({n, qd});
+  att_.resize({n, qd});
+  positions_.resize(n);
+  for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(cache.len + i);
+  float* kc = cache.k.data() + cache.len * kvd;
+  float* vc = cache.v.data() + cache.len * kvd;
+  kernels::linear_forward(q_.data(), x, q_proj.w.data(), n, d, qd);
+  kernels::linear_forward(kc, x, k_proj.w.data(), n, d, kvd);
+  kernels::linear_forward(vc, x, v_proj.w.data(), n, d, kvd);
+  kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
+  kernels::rope_forward(kc, positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
+  scratch_.resize({cache.len + n});
+  for (int64_t i = 0; i < n; ++i)
+    kernels::attention_decode(att_.data() + i * qd, q_.data() + i * qd, cache.k.data(),
+                              cache.v.data(), cache.len + i + 1, c_.n_heads, c_.n_kv_heads, D,
+                              scratch_.data());
+  cache.len += n;
+  kernels::linear_forward(y, att_.data(), o_proj.w.data(), n, qd, d);
+}
+
+}  // namespace moe

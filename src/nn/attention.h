@@ -1,0 +1,49 @@
+#pragma once
+// Causal grouped-query self-attention with rotary embeddings (rotate-half), Mixtral layout:
+// q_proj [Hq*D, d], k_proj/v_proj [Hkv*D, d], o_proj [d, Hq*D], no biases.
+#include <string>
+
+#include "nn/kv_cache.h"
+#include "nn/param.h"
+
+namespace moe {
+
+struct AttentionConfig {
+  int d_model = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  float rope_theta = 10000.0f;
+};
+
+class Attention {
+ public:
+  Attention(const std::string& prefix, const AttentionConfig& cfg);  // prefix: "model.layers.0.self_attn"
+  Param q_proj, k_proj, v_proj, o_proj;
+
+  void params(ParamList& out) { out.insert(out.end(), {&q_proj, &k_proj, &v_proj, &o_proj}); }
+
+  // Training forward over B sequences of T tokens, positions 0..T-1 each.
+  // x: [B*T, d] (must stay alive until backward), y: [B*T, d] assigned.
+  void forward(float* y, const float* x, int64_t B, int64_t T);
+  // dx: [B*T, d] assigned; parameter gradients accumulate.
+  void backward(float* dx, const float* dy);
+
+  // Inference: n new tokens at positions cache.len .. cache.len+n-1, appended to the cache.
+  // x, y: [n, d]. The cache must have room (the caller manages the window).
+  void forward_cached(float* y, const float* x, int64_t n, LayerKVCache& cache);
+  void init_cache(LayerKVCache& cache, int64_t capacity) const;
+
+ private:
+  AttentionConfig c_;
+  int64_t B_ = 0, T_ = 0;
+  const float* x_ = nullptr;
+  Tensor q_, k_, v_;  // [B*T, H*, D] after rotary
+  Tensor probs_;      // [B, Hq, T, T]
+  Tensor att_;        // [B*T, Hq*D] attention output before o_proj
+  std::vector<int32_t> positions_;  // [B*T]
+  Tensor dq_, dk_, dv_, datt_;      // backward scratch, same shapes as q_, k_, v_, att_
+  Tensor scratch_;                  // inference scratch
+};
+
+}  // namespace moe

@@ -1,0 +1,33 @@
+#include "nn/dense_ffn.h"
+
+namespace moe {
+
+DenseFFN::DenseFFN(const std::string& p, int d, int f)
+    : gate_proj(p + ".gate_proj.weight", {f, d}),
+      up_proj(p + ".up_proj.weight", {f, d}),
+      down_proj(p + ".down_proj.weight", {d, f}),
+      d_(d),
+      f_(f) {}
+
+SwiGLUWeights DenseFFN::weights() const {
+  return {.w1 = gate_proj.w.data(), .w3 = up_proj.w.data(), .w2 = down_proj.w.data(), .d = d_, .f = f_};
+}
+
+void DenseFFN::forward(float* y, const float* x, int64_t n) {
+  x_ = x;
+  n_ = n;
+  g_.resize({n, f_});
+  u_.resize({n, f_});
+  h_.resize({n, f_});
+  swiglu_mlp_forward(y, g_.data(), u_.data(), h_.data(), x, n, weights());
+}
+
+void DenseFFN::backward(float* dx, const float* dy) {
+  dh_.resize({n_, f_});
+  du_.resize({n_, f_});
+  SwiGLUGrads gr{.w1 = gate_proj.g.data(), .w3 = up_proj.g.data(), .w2 = down_proj.g.data()};
+  swiglu_mlp_backward(dx, gr, dy, x_, g_.data(), u_.data(), h_.data(), n_, weights(), dh_.data(),
+                      du_.data());
+}
+
+}  // namespace moe

@@ -1,0 +1,24 @@
+#include "nn/embedding.h"
+
+#include <cstring>
+
+namespace moe {
+
+void Embedding::forward(float* out, const int32_t* tokens, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) {
+    MOE_ASSERT(tokens[i] >= 0 && tokens[i] < vocab_);
+    std::memcpy(out + i * dim_, weight.w.data() + int64_t(tokens[i]) * dim_, dim_ * sizeof(float));
+  }
+}
+
+void Embedding::backward(const float* dout, const int32_t* tokens, int64_t n) {
+  // Sequential over tokens: repeated tokens add in a fixed order (deterministic).
+  float* g = weight.g.data();
+  for (int64_t i = 0; i < n; ++i) {
+    float* row = g + int64_t(tokens[i]) * dim_;
+    const float* d = dout + i * dim_;
+    for (int j = 0; j < dim_; ++j) row[j] += d[j];
+  }
+}
+
+}  // namespace moe

@@ -1,0 +1,34 @@
+#include "nn/swiglu.h"
+
+#include "kernels/activations.h"
+#include "kernels/gemm.h"
+
+namespace moe {
+
+void swiglu_mlp_forward(float* y, float* g, float* u, float* h, const float* x, int64_t n,
+                        const SwiGLUWeights& w, bool accumulate) {
+  if (n == 0) return;
+  kernels::linear_forward(g, x, w.w1, n, w.d, w.f);
+  kernels::linear_forward(u, x, w.w3, n, w.d, w.f);
+  kernels::swiglu_forward(h, g, u, n * w.f);
+  kernels::linear_forward(y, h, w.w2, n, w.f, w.d, accumulate);
+}
+
+void swiglu_mlp_backward(float* dx, const SwiGLUGrads& dw, const float* dy, const float* x,
+                         const float* g, const float* u, const float* h, int64_t n, const SwiGLUWeights& w,
+                         float* dh, float* du) {
+  if (n == 0) return;
+  // y = h W2^T: dh = dy W2, dW2 += dy^T h
+  kernels::linear_backward_input(dh, dy, w.w2, n, w.f, w.d);
+  kernels::linear_backward_weight(dw.w2, dy, h, n, w.f, w.d);
+  // h = silu(g) * u: dg is written over dh (elementwise, read before write), du into du.
+  kernels::swiglu_backward(dh, du, g, u, dh, n * w.f);
+  float* dgate = dh;
+  // g = x W1^T, u = x W3^T: dx = dg W1 + du W3; dW1 += dg^T x; dW3 += du^T x
+  kernels::linear_backward_input(dx, dgate, w.w1, n, w.d, w.f);
+  kernels::linear_backward_input(dx, du, w.w3, n, w.d, w.f, /*accumulate=*/true);
+  kernels::linear_backward_weight(dw.w1, dgate, x, n, w.d, w.f);
+  kernels::linear_backward_weight(dw.w3, du, x, n, w.d, w.f);
+}
+
+}  // namespace moe

@@ -1,0 +1,71 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+namespace moe {
+
+AdamW::AdamW(ParamList params, const AdamWConfig& cfg) : params_(std::move(params)), c_(cfg) {
+  for (Param* p : params_) {
+    m_.emplace_back(p->w.shape());
+    v_.emplace_back(p->w.shape());
+  }
+}
+
+void AdamW::step(float lr) {
+  ++t_;
+  const float b1 = c_.beta1, b2 = c_.beta2;
+  const float bc1 = 1.0f - float(std::pow(double(b1), double(t_)));
+  const float bc2 = 1.0f - float(std::pow(double(b2), double(t_)));
+  const float step_size = lr / bc1;
+  const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Param& p = *params_[i];
+    float* w = p.w.data();
+    const float* g = p.g.data();
+    float* m = m_[i].data();
+    float* v = v_[i].data();
+    const float decay = p.decay ? 1.0f - lr * c_.weight_decay : 1.0f;
+    const int64_t n = p.w.numel();
+#pragma omp parallel for simd schedule(static)
+    for (int64_t j = 0; j < n; ++j) {
+      m[j] = b1 * m[j] + (1.0f - b1) * g[j];
+      v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
+      const float denom = std::sqrt(v[j]) * inv_sqrt_bc2 + c_.eps;
+      w[j] = w[j] * decay - step_size * m[j] / denom;
+    }
+  }
+}
+
+std::vector<std::pair<std::string, const Tensor*>> AdamW::state_tensors() const {
+  std::vector<std::pair<std::string, const Tensor*>> out;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    out.emplace_back("adam.m." + params_[i]->name, &m_[i]);
+    out.emplace_back("adam.v." + params_[i]->name, &v_[i]);
+  }
+  return out;
+}
+
+double clip_grad_norm(const ParamList& params, double max_norm) {
+  double sq = 0;
+  for (Param* p : params) {
+    const float* g = p->g.data();
+    const int64_t n = p->g.numel();
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t j = 0; j < n; ++j) s += double(g[j]) * g[j];
+    sq += s;
+  }
+  const double norm = std::sqrt(sq);
+  if (max_norm > 0 && norm > max_norm) {
+    const float scale = float(max_norm / (norm + 1e-6));
+    for (Param* p : params) {
+      float* g = p->g.data();
+      const int64_t n = p->g.numel();
+#pragma omp parallel for simd schedule(static)
+      for (int64_t j = 0; j < n; ++j) g[j] *= scale;
+    }
+  }
+  return norm;
+}
+
+}  // namespace moe

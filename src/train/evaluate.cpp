@@ -1,0 +1,47 @@
+#include "train/evaluate.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "train/text_corpus.h"
+
+namespace moe {
+
+double EvalResult::loss() const { return tokens ? nll_sum / double(tokens) : 0.0; }
+double EvalResult::perplexity() const { return std::exp(loss()); }
+
+EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalConfig& cfg,
+                         const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t T = cfg.context > 0 ? cfg.context : model.config().max_position_embeddings;
+  if (T < 2) throw Error("[eval] context must be at least 2 tokens, got " + std::to_string(T));
+  if (cfg.batch < 1) throw Error("[eval] batch must be positive");
+  const int64_t n = cfg.max_tokens > 0 ? std::min<int64_t>(cfg.max_tokens, text.size()) : int64_t(text.size());
+  const auto windows = eval_windows(n, T);
+  EvalResult r;
+  std::vector<int32_t> tokens, targets;
+  size_t i = 0;
+  while (i < windows.size()) {
+    // Group windows of equal length (all but possibly the last have length T).
+    const int64_t len = windows[i].second;
+    size_t j = i;
+    while (j < windows.size() && j - i < size_t(cfg.batch) && windows[j].second == len) ++j;
+    const int64_t B = int64_t(j - i);
+    tokens.resize(B * len);
+    targets.resize(B * len);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t s = windows[i + b].first;
+      for (int64_t t = 0; t < len; ++t) {
+        tokens[b * len + t] = uint8_t(text[s + t]);
+        targets[b * len + t] = t + 1 < len ? int32_t(uint8_t(text[s + t + 1])) : -1;
+      }
+    }
+    LossResult lr = model.forward(tokens.data(), targets.data(), B, len);
+    r.nll_sum += lr.nll_sum;
+    r.tokens += lr.count;
+    i = j;
+    if (progress) progress(int64_t(i), int64_t(windows.size()));
+  }
+  return r;
+}
+
+}  // namespace moe

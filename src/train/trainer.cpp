@@ -1,0 +1,208 @@
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+#include "model/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/schedule.h"
+
+namespace moe {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+json TrainConfig::to_json() const {
+  return {{"steps", steps}, {"batch_size", batch_size}, {"context", context}, {"lr", lr},
+          {"min_lr_ratio", min_lr_ratio}, {"warmup_steps", warmup_steps},
+          {"weight_decay", weight_decay}, {"grad_clip", grad_clip}, {"seed", seed},
+          {"eval_every", eval_every}, {"eval_tokens", eval_tokens}, {"save_every", save_every}};
+}
+
+TrainConfig TrainConfig::from_json(const json& j) {
+  TrainConfig c;
+  c.steps = j.value("steps", c.steps);
+  c.batch_size = j.value("batch_size", c.batch_size);
+  c.context = j.value("context", c.context);
+  c.lr = j.value("lr", c.lr);
+  c.min_lr_ratio = j.value("min_lr_ratio", c.min_lr_ratio);
+  c.warmup_steps = j.value("warmup_steps", c.warmup_steps);
+  c.weight_decay = j.value("weight_decay", c.weight_decay);
+  c.grad_clip = j.value("grad_clip", c.grad_clip);
+  c.seed = j.value("seed", c.seed);
+  c.eval_every = j.value("eval_every", c.eval_every);
+  c.eval_tokens = j.value("eval_tokens", c.eval_tokens);
+  c.save_every = j.value("save_every", c.save_every);
+  return c;
+}
+
+std::string trainer_state_path(const std::string& dir, int64_t step) {
+  return dir + "/trainer_state-" + std::to_string(step) + ".safetensors";
+}
+
+namespace {
+
+void check_config(const TrainConfig& c) {
+  if (c.steps < 1) throw Error("[train] --steps must be positive, got " + std::to_string(c.steps));
+  if (c.batch_size < 1) throw Error("[train] --batch-size must be positive, got " + std::to_string(c.batch_size));
+  if (c.context < 0 || c.context == 1) throw Error("[train] --context must be at least 2, got " + std::to_string(c.context));
+  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw Error("[train] --lr must be a positive number");
+  if (c.out_dir.empty()) throw Error("[train] an output directory is required");
+}
+
+std::vector<int64_t> existing_state_steps(const std::string& dir) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("trainer_state-", 0) == 0 && n.size() > 26 && n.substr(n.size() - 12) == ".safetensors") {
+      try {
+        steps.push_back(std::stoll(n.substr(14, n.size() - 26)));
+      } catch (...) {
+      }
+    }
+  }
+  return steps;
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const TextCorpus& corpus)
+    : cfg_(cfg), model_(std::move(model)), corpus_(corpus) {
+  check_config(cfg_);
+  opt_ = std::make_unique<AdamW>(model_->params(), AdamWConfig{.weight_decay = cfg_.weight_decay});
+}
+
+std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpus& corpus) {
+  std::map<std::string, std::string> meta;
+  auto model = load_pretrained(cfg.out_dir, &meta);
+  if (!meta.count("step"))
+    throw Error("[train] " + cfg.out_dir + "/model.safetensors has no training step in its metadata: not a checkpoint written by moe train");
+  const int64_t step = std::stoll(meta["step"]);
+  const std::string state = trainer_state_path(cfg.out_dir, step);
+  if (!fs::exists(state))
+    throw Error("[train] " + cfg.out_dir + ": no optimizer state for step " + std::to_string(step) + " (" + state + ")");
+  auto t = std::make_unique<Trainer>(cfg, std::move(model), corpus);
+  SafetensorsFile f = SafetensorsFile::open(state);
+  t->opt_->load_state([&](const std::string& name, Tensor& dst) { f.read_into(name, dst.data(), dst.numel()); }, step);
+  t->step_ = step;
+  // Drop metrics logged after the checkpoint (the steps about to be redone).
+  const std::string mpath = cfg.out_dir + "/metrics.jsonl";
+  if (fs::exists(mpath)) {
+    std::ifstream in(mpath);
+    std::string line, kept;
+    while (std::getline(in, line)) {
+      try {
+        auto j = json::parse(line);
+        if (j.value("step", int64_t(0)) <= step) kept += line + "\n";
+      } catch (const json::exception&) {
+      }  // a line cut by a crash
+    }
+    atomic_write_file(mpath, kept);
+  }
+  return t;
+}
+
+int64_t Trainer::context() const {
+  return cfg_.context > 0 ? cfg_.context : model_->config().max_position_embeddings;
+}
+
+double Trainer::validate() {
+  EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens};
+  const std::string& val = corpus_.val().size() >= 2 ? corpus_.val() : corpus_.train();
+  return evaluate_text(*model_, val, ec).loss();
+}
+
+void Trainer::save(int64_t step) {
+  // Optimizer state first, under its step's name; then the model (whose metadata names the step);
+  // then older states are removed. A crash at any point leaves a model whose state file exists.
+  write_safetensors(trainer_state_path(cfg_.out_dir, step), opt_->state_tensors(),
+                    {{"step", std::to_string(step)}, {"format", "moe-trainer-state-v1"}});
+  save_pretrained(cfg_.out_dir, *model_, {{"step", std::to_string(step)}});
+  for (int64_t s : existing_state_steps(cfg_.out_dir))
+    if (s != step) fs::remove(trainer_state_path(cfg_.out_dir, s));
+}
+
+int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
+  using clock = std::chrono::steady_clock;
+  std::error_code ec;
+  fs::create_directories(cfg_.out_dir, ec);
+  if (ec) throw Error("[train] cannot create " + cfg_.out_dir + ": " + ec.message());
+  atomic_write_file(cfg_.out_dir + "/train_config.json", cfg_.to_json().dump(2) + "\n");
+  std::ofstream metrics(cfg_.out_dir + "/metrics.jsonl", std::ios::app);
+  if (!metrics) throw Error("[train] cannot write " + cfg_.out_dir + "/metrics.jsonl");
+
+  const int64_t B = cfg_.batch_size, T = context();
+  LRSchedule sched{.max_lr = cfg_.lr, .min_lr = cfg_.lr * cfg_.min_lr_ratio,
+                   .warmup_steps = cfg_.warmup_steps >= 0 ? cfg_.warmup_steps : std::min<int64_t>(100, cfg_.steps / 10),
+                   .total_steps = cfg_.steps};
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  ParamList params = model_->params();
+  double ema_step_s = 0;
+  int64_t saved_step = -1;
+  const int64_t last = cfg_.stop_after > 0 ? std::min(cfg_.stop_after, cfg_.steps) : cfg_.steps;
+  while (step_ < last) {
+    if (stop && stop->load()) break;
+    const int64_t s = step_ + 1;
+    const auto t0 = clock::now();
+    Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
+    corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
+    model_->zero_grad();
+    LossResult r = model_->forward(tokens.data(), targets.data(), B, T);
+    if (!std::isfinite(r.objective()))
+      throw Error("[train] loss is not finite at step " + std::to_string(s) + " (try a lower --lr)");
+    model_->backward();
+    StepReport rep;
+    rep.grad_norm = clip_grad_norm(params, cfg_.grad_clip);
+    rep.lr = sched.at(s);
+    opt_->step(rep.lr);
+    step_ = s;
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    ema_step_s = ema_step_s == 0 ? dt : 0.9 * ema_step_s + 0.1 * dt;
+
+    rep.step = s;
+    rep.total = cfg_.steps;
+    rep.loss = r.objective();
+    rep.nll = r.mean_nll();
+    rep.aux_loss = r.aux_loss;
+    rep.z_loss = r.z_loss;
+    rep.tokens_per_s = double(B * T) / ema_step_s;
+    rep.eta_s = ema_step_s * double(cfg_.steps - s);
+    for (const RoutingPlan* p : model_->routing()) {
+      rep.expert_tokens.push_back(p->stats.tokens_per_expert);
+      rep.router_entropy.push_back(p->stats.entropy);
+      double mx = 0, sum = 0;
+      for (auto c : p->stats.tokens_per_expert) mx = std::max(mx, double(c)), sum += double(c);
+      const double mean = sum / double(p->stats.tokens_per_expert.size());
+      rep.max_vio.push_back(mean > 0 ? (mx - mean) / mean : 0.0);
+    }
+    const bool final_step = s == last || (stop && stop->load());
+    if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {
+      rep.has_val = true;
+      rep.val_loss = validate();
+    }
+    if ((cfg_.save_every > 0 && s % cfg_.save_every == 0) || final_step) {
+      save(s);
+      saved_step = s;
+      rep.saved = true;
+    }
+    json m = {{"step", s}, {"loss", rep.loss}, {"nll", rep.nll}, {"lr", rep.lr},
+              {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}};
+    if (!rep.expert_tokens.empty())
+      m.update({{"aux_loss", rep.aux_loss}, {"z_loss", rep.z_loss}, {"expert_tokens", rep.expert_tokens},
+                {"router_entropy", rep.router_entropy}, {"max_vio", rep.max_vio}});
+    if (rep.has_val) m["val_loss"] = rep.val_loss;
+    metrics << m.dump() << "\n";
+    metrics.flush();
+    if (on_step) on_step(rep);
+  }
+  // Interrupted between steps: make sure the last completed step is on disk.
+  if (step_ > 0 && saved_step != step_ && stop && stop->load()) save(step_);
+  return step_;
+}
+
+}  // namespace moe

@@ -1,0 +1,84 @@
+#pragma once
+// The training loop: seeded batches, forward/backward, clipping, AdamW with warm-up + cosine,
+// periodic validation, a JSON-lines metrics file and atomic checkpoints that --resume continues
+// from with the same losses as an uninterrupted run. The library never prints: the caller gets a
+// StepReport per step.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/decoder_lm.h"
+#include "train/adamw.h"
+#include "train/text_corpus.h"
+
+namespace moe {
+
+struct TrainConfig {
+  int64_t steps = 600;
+  int64_t batch_size = 32;
+  int64_t context = 0;          // 0: the model's max_position_embeddings
+  float lr = 3e-3f;
+  float min_lr_ratio = 0.1f;    // cosine decays to lr * min_lr_ratio
+  int64_t warmup_steps = -1;    // -1: min(100, steps / 10)
+  float weight_decay = 0.1f;
+  float grad_clip = 1.0f;
+  uint64_t seed = 0;
+  int64_t eval_every = 100;     // validation every N steps (and at the end); 0: only at the end
+  int64_t eval_tokens = 65536;  // validation tokens (a fixed prefix of the held-out split)
+  int64_t save_every = 200;     // checkpoint every N steps (and at the end)
+  std::string out_dir;
+  int64_t stop_after = 0;       // if > 0: save and return after this step (as an interrupted run)
+
+  nlohmann::json to_json() const;
+  static TrainConfig from_json(const nlohmann::json& j);
+};
+
+struct StepReport {
+  int64_t step = 0, total = 0;
+  double loss = 0;       // objective: mean NLL + weighted router losses
+  double nll = 0;        // mean NLL (nats per byte)
+  double aux_loss = 0, z_loss = 0;  // mean over MoE layers, before coefficients
+  float lr = 0;
+  double grad_norm = 0;
+  double tokens_per_s = 0;
+  double eta_s = 0;
+  bool has_val = false;
+  double val_loss = 0;
+  bool saved = false;
+  std::vector<std::vector<int64_t>> expert_tokens;  // [MoE layer][expert]
+  std::vector<double> router_entropy;               // [MoE layer]
+  std::vector<double> max_vio;                      // [MoE layer]
+};
+
+class Trainer {
+ public:
+  // A fresh run: the model is initialised by the caller. The corpus must outlive the trainer.
+  Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const TextCorpus& corpus);
+  // Continue the run checkpointed in cfg.out_dir (model, optimizer state and step).
+  static std::unique_ptr<Trainer> resume(const TrainConfig& cfg, const TextCorpus& corpus);
+
+  // Runs to cfg.steps (or stop_after, or until *stop becomes true), then saves. Returns the last step.
+  int64_t run(const std::function<void(const StepReport&)>& on_step,
+              const std::atomic<bool>* stop = nullptr);
+  double validate();
+  void save(int64_t step);
+
+  DecoderLM& model() { return *model_; }
+  int64_t step() const { return step_; }
+  const TrainConfig& config() const { return cfg_; }
+
+ private:
+  int64_t context() const;
+  TrainConfig cfg_;
+  std::unique_ptr<DecoderLM> model_;
+  const TextCorpus& corpus_;
+  std::unique_ptr<AdamW> opt_;
+  int64_t step_ = 0;
+};
+
+// Name of the optimizer-state file for a step inside a checkpoint directory.
+std::string trainer_state_path(const std::string& dir, int64_t step);
+
+}  // namespace moe

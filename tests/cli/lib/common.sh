@@ -1,0 +1,18 @@
+# Sourced by the CLI tests: $1 is the moe binary, $2 the source tree.
+set -euo pipefail
+MOE=$1
+SRC=$2
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# A small multilingual-ish corpus made on the fly.
+make_text() {
+  python3 - "$1" <<'PY'
+import sys, random
+random.seed(0)
+words = "the quick brown fox jumps over a lazy dog der schnelle braune Fuchs el zorro marrón il volpe".split()
+with open(sys.argv[1], "w") as f:
+    for i in range(600):
+        f.write(" ".join(random.choice(words) for _ in range(8)) + ".\n")
+PY
+}

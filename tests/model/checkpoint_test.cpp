@@ -1,0 +1,143 @@
+// Checkpoints: bit-exact round trip, other dtypes and shards, and clear errors on bad checkpoints.
+#include "model/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig tiny() {
+  ModelConfig c;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 32;
+  c.num_local_experts = 4;
+  c.num_experts_per_tok = 2;
+  return c;
+}
+
+std::string tmpdir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "/moe_ckpt_" + name + "_" + std::to_string(::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(Checkpoint, RoundTripIsBitExact) {
+  const std::string dir = tmpdir("rt");
+  DecoderLM m(tiny());
+  m.init_weights(1);
+  save_pretrained(dir, m, {{"step", "42"}});
+  std::map<std::string, std::string> meta;
+  auto back = load_pretrained(dir, &meta);
+  EXPECT_EQ(meta["step"], "42");
+  auto a = m.params(), b = back->params();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i]->name, b[i]->name);
+    ASSERT_EQ(a[i]->w.shape(), b[i]->w.shape());
+    EXPECT_EQ(0, std::memcmp(a[i]->w.data(), b[i]->w.data(), a[i]->w.numel() * sizeof(float))) << a[i]->name;
+  }
+  EXPECT_EQ(back->config().to_json(), m.config().to_json());
+  EXPECT_TRUE(fs::exists(dir + "/config.json"));
+  // No temporary files are left behind.
+  for (auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos);
+}
+
+TEST(Checkpoint, UsesMixtralTensorNames) {
+  DecoderLM m(tiny());
+  std::set<std::string> names;
+  for (Param* p : m.params()) names.insert(p->name);
+  for (const char* n : {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                        "model.layers.1.self_attn.o_proj.weight", "model.layers.0.input_layernorm.weight",
+                        "model.layers.0.post_attention_layernorm.weight", "model.layers.0.block_sparse_moe.gate.weight",
+                        "model.layers.1.block_sparse_moe.experts.3.w1.weight", "model.layers.1.block_sparse_moe.experts.3.w2.weight",
+                        "model.layers.1.block_sparse_moe.experts.3.w3.weight", "model.norm.weight", "lm_head.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
+}
+
+TEST(Checkpoint, ReadsBf16AndF16) {
+  DecoderLM m(tiny());
+  m.init_weights(2);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const std::string dir = tmpdir(dt == DType::BF16 ? "bf16" : "f16");
+    save_pretrained(dir, m);
+    std::vector<std::pair<std::string, const Tensor*>> ts;
+    for (Param* p : m.params()) ts.emplace_back(p->name, &p->w);
+    write_safetensors_as(dir + "/model.safetensors", ts, dt);
+    auto back = load_pretrained(dir);
+    auto a = m.params(), b = back->params();
+    for (size_t i = 0; i < a.size(); ++i)
+      for (int64_t j = 0; j < a[i]->w.numel(); ++j)
+        ASSERT_NEAR(a[i]->w[j], b[i]->w[j], std::abs(a[i]->w[j]) * (dt == DType::BF16 ? 8e-3 : 1e-3) + 1e-6) << a[i]->name;
+  }
+}
+
+TEST(Checkpoint, MissingTensorNamesFileAndTensor) {
+  const std::string dir = tmpdir("missing");
+  DecoderLM m(tiny());
+  std::vector<std::pair<std::string, const Tensor*>> ts;
+  for (Param* p : m.params())
+    if (p->name != "model.layers.1.block_sparse_moe.experts.2.w3.weight") ts.emplace_back(p->name, &p->w);
+  write_safetensors(dir + "/model.safetensors", ts);
+  atomic_write_file(dir + "/config.json", m.config().to_json().dump());
+  const std::string msg = error_of([&] { load_pretrained(dir); });
+  EXPECT_NE(msg.find("model.layers.1.block_sparse_moe.experts.2.w3.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir), std::string::npos) << msg;
+}
+
+TEST(Checkpoint, WrongShapeNamesTensorAndShapes) {
+  const std::string dir = tmpdir("shape");
+  DecoderLM m(tiny());
+  save_pretrained(dir, m);
+  ModelConfig c = tiny();
+  c.intermediate_size = 20;  // config disagrees with the weights
+  atomic_write_file(dir + "/config.json", c.to_json().dump());
+  const std::string msg = error_of([&] { load_pretrained(dir); });
+  EXPECT_NE(msg.find("experts.0.w1.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[24, 16]"), std::string::npos) << msg;
+}
+
+TEST(Checkpoint, TruncatedFileIsAClearError) {
+  const std::string dir = tmpdir("trunc");
+  DecoderLM m(tiny());
+  save_pretrained(dir, m);
+  const auto size = fs::file_size(dir + "/model.safetensors");
+  fs::resize_file(dir + "/model.safetensors", size - 100);
+  const std::string msg = error_of([&] { load_pretrained(dir); });
+  EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+}
+
+TEST(Checkpoint, BadConfigIsAClearError) {
+  const std::string dir = tmpdir("cfg");
+  DecoderLM m(tiny());
+  save_pretrained(dir, m);
+  atomic_write_file(dir + "/config.json", "{\"model_type\": \"mixtral\", \"hidden_size\": 16");
+  EXPECT_NE(error_of([&] { load_pretrained(dir); }).find("config.json"), std::string::npos);
+  atomic_write_file(dir + "/config.json", "{\"model_type\": \"gpt2\"}");
+  EXPECT_NE(error_of([&] { load_pretrained(dir); }).find("gpt2"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_pretrained(dir + "/nope"); }).find("nope"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moe

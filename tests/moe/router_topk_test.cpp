@@ -1,0 +1,70 @@
+// TopKRouter: selection, weights and the balancing losses against hand-computed values.
+#include "moe/router_topk.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace moe {
+namespace {
+
+// Two experts, d = 2, gate = identity: logits are the inputs themselves.
+TopKRouter make(int k, bool norm) {
+  TopKRouter r("g", {.d_model = 2, .n_expert = 2, .k = k, .norm_topk_prob = norm, .aux_coef = 1, .z_coef = 1});
+  r.gate.w[0] = 1, r.gate.w[1] = 0, r.gate.w[2] = 0, r.gate.w[3] = 1;
+  return r;
+}
+
+TEST(TopKRouter, Top1RawProbabilityAndHandComputedLosses) {
+  TopKRouter r = make(1, false);
+  // token 0: logits (0, ln 3) -> p = (1/4, 3/4), picks expert 1 with weight 3/4
+  // token 1: logits (ln 3, 0) -> p = (3/4, 1/4), picks expert 0 with weight 3/4
+  const float x[] = {0.0f, std::log(3.0f), std::log(3.0f), 0.0f};
+  RoutingPlan plan;
+  r.forward(plan, x, 2);
+  EXPECT_EQ(plan.expert[0], 1);
+  EXPECT_EQ(plan.expert[1], 0);
+  EXPECT_NEAR(plan.weight[0], 0.75f, 1e-6);
+  EXPECT_NEAR(plan.weight[1], 0.75f, 1e-6);
+  // f = (1/2, 1/2), P = (1/2, 1/2): aux = E * sum f P = 2 * (1/4 + 1/4) = 1
+  EXPECT_NEAR(plan.stats.aux_loss, 1.0, 1e-6);
+  // lse = ln(1 + 3) = ln 4 for both tokens: z = (ln 4)^2
+  EXPECT_NEAR(plan.stats.z_loss, std::pow(std::log(4.0), 2), 1e-5);
+  EXPECT_EQ(plan.stats.tokens_per_expert, (std::vector<int64_t>{1, 1}));
+  // entropy of (1/4, 3/4)
+  EXPECT_NEAR(plan.stats.entropy, -(0.25 * std::log(0.25) + 0.75 * std::log(0.75)), 1e-6);
+}
+
+TEST(TopKRouter, ImbalancedAuxLoss) {
+  TopKRouter r = make(1, false);
+  // both tokens prefer expert 1 with p = 3/4: f = (0, 1), P = (1/4, 3/4): aux = 2 * 3/4 = 1.5
+  const float x[] = {0.0f, std::log(3.0f), 0.0f, std::log(3.0f)};
+  RoutingPlan plan;
+  r.forward(plan, x, 2);
+  EXPECT_NEAR(plan.stats.aux_loss, 1.5, 1e-6);
+  EXPECT_EQ(plan.stats.tokens_per_expert, (std::vector<int64_t>{0, 2}));
+}
+
+TEST(TopKRouter, Top2RenormalisedWeightsSumToOne) {
+  TopKRouter r("g", {.d_model = 3, .n_expert = 4, .k = 2, .norm_topk_prob = true});
+  for (int i = 0; i < 12; ++i) r.gate.w[i] = 0.1f * float(i % 5) - 0.2f;
+  const float x[] = {1, 2, 3, -1, 0.5f, 2};
+  RoutingPlan plan;
+  r.forward(plan, x, 2);
+  for (int t = 0; t < 2; ++t) {
+    EXPECT_NEAR(plan.weight[t * 2] + plan.weight[t * 2 + 1], 1.0f, 1e-6);
+    EXPECT_GE(plan.weight[t * 2], plan.weight[t * 2 + 1]);
+    EXPECT_NE(plan.expert[t * 2], plan.expert[t * 2 + 1]);
+  }
+  // f counts both choices divided by k: sum f = 1, so at perfect balance aux = 1.
+  int64_t total = 0;
+  for (auto c : plan.stats.tokens_per_expert) total += c;
+  EXPECT_EQ(total, 4);
+}
+
+TEST(TopKRouter, RejectsKLargerThanExperts) {
+  EXPECT_THROW(TopKRouter("g", {.d_model = 2, .n_expert = 2, .k = 3}), Error);
+}
+
+}  // namespace
+}  // namespace moe

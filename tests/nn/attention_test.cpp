@@ -1,0 +1,74 @@
+// The attention layer (projections + rotary + causal GQA) and the dense SwiGLU FFN against finite
+// differences.
+#include "nn/attention.h"
+
+#include <gtest/gtest.h>
+
+#include "nn/dense_ffn.h"
+#include "../test_util.h"
+
+namespace moe {
+namespace {
+
+template <class Layer, class Fwd>
+void check(Layer& layer, ParamList ps, Fwd fwd, int64_t n, int64_t d, uint64_t seed) {
+  Rng rng(seed);
+  for (Param* p : ps) test::fill_normal(p->w, rng, 0.4f), p->g.zero();
+  Tensor x({n, d}), y({n, d}), r({n, d}), dx({n, d});
+  test::fill_normal(x, rng);
+  test::fill_normal(r, rng);
+  auto loss = [&] {
+    fwd(y.data(), x.data());
+    double s = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) s += double(y[i]) * r[i];
+    return s;
+  };
+  loss();
+  layer.backward(dx.data(), r.data());
+  const float eps = 1e-2f;
+  // float32 central differences on O(1) values: rtol 2e-2, atol 2e-3.
+  for (int i = 0; i < 24; ++i) {
+    const int64_t j = int64_t(rng.below(x.numel()));
+    EXPECT_TRUE(test::close(dx[j], test::finite_diff(&x[j], loss, eps), 2e-2, 2e-3)) << "dx[" << j << "]";
+  }
+  for (Param* p : ps)
+    for (int i = 0; i < 8; ++i) {
+      const int64_t j = int64_t(rng.below(p->w.numel()));
+      const double num = test::finite_diff(&p->w[j], loss, eps);
+      EXPECT_TRUE(test::close(p->g[j], num, 2e-2, 2e-3)) << p->name << "[" << j << "] " << p->g[j] << " vs " << num;
+    }
+}
+
+TEST(AttentionLayer, GradientsGQA) {
+  Attention a("attn", {.d_model = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 4, .rope_theta = 10000.0f});
+  ParamList ps;
+  a.params(ps);
+  check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 3);
+}
+
+TEST(AttentionLayer, CachedForwardMatchesFullForward) {
+  Attention a("attn", {.d_model = 8, .n_heads = 2, .n_kv_heads = 1, .head_dim = 4, .rope_theta = 100.0f});
+  Rng rng(4);
+  ParamList ps;
+  a.params(ps);
+  for (Param* p : ps) test::fill_normal(p->w, rng, 0.5f);
+  const int64_t T = 7;
+  Tensor x({T, 8}), y({T, 8}), yc({T, 8});
+  test::fill_normal(x, rng);
+  a.forward(y.data(), x.data(), 1, T);
+  LayerKVCache cache;
+  a.init_cache(cache, T);
+  a.forward_cached(yc.data(), x.data(), 3, cache);  // a prefill of 3, then one at a time
+  for (int64_t t = 3; t < T; ++t) a.forward_cached(yc.data() + t * 8, x.data() + t * 8, 1, cache);
+  for (int64_t i = 0; i < T * 8; ++i) EXPECT_NEAR(y[i], yc[i], 1e-5);
+}
+
+TEST(DenseFFN, Gradients) {
+  DenseFFN f("mlp", 8, 12);
+  ParamList ps;
+  f.params(ps);
+  check(f, ps, [&](float* y, const float* x) { f.forward(y, x, 6); }, 6, 8, 5);
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,150 @@
+// Training: the loss falls on a small corpus, and --resume reproduces an uninterrupted run exactly.
+#include "train/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/atomic_file.h"
+#include "train/schedule.h"
+
+namespace moe {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig tiny() {
+  ModelConfig c;
+  c.hidden_size = 32;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 32;
+  c.num_local_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.router_z_loss_coef = 0.001f;
+  return c;
+}
+
+std::string make_corpus(const std::string& dir) {
+  fs::create_directories(dir);
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "the quick brown fox jumps over the lazy dog " + std::to_string(i % 7) + "\n";
+  atomic_write_file(dir + "/a.txt", text);
+  return dir + "/a.txt";
+}
+
+std::string tmpdir(const std::string& name) {
+  std::string d = ::testing::TempDir() + "/moe_train_" + name + "_" + std::to_string(::getpid());
+  fs::remove_all(d);
+  return d;
+}
+
+TEST(Trainer, LossFalls) {
+  const std::string dir = tmpdir("falls");
+  TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
+  auto model = std::make_unique<DecoderLM>(tiny());
+  model->init_weights(0);
+  TrainConfig tc{.steps = 60, .batch_size = 8, .context = 32, .lr = 1e-2f, .eval_every = 0, .save_every = 0, .out_dir = dir + "/out"};
+  Trainer t(tc, std::move(model), corpus);
+  std::vector<double> losses;
+  t.run([&](const StepReport& r) { losses.push_back(r.nll); });
+  ASSERT_EQ(losses.size(), 60u);
+  const double first = (losses[0] + losses[1] + losses[2]) / 3, last = (losses[57] + losses[58] + losses[59]) / 3;
+  EXPECT_NEAR(first, std::log(256.0), 0.5);  // starts near uniform over bytes
+  EXPECT_LT(last, first * 0.5) << "first " << first << " last " << last;
+  EXPECT_TRUE(fs::exists(dir + "/out/model.safetensors"));
+  EXPECT_TRUE(fs::exists(trainer_state_path(dir + "/out", 60)));
+}
+
+TEST(Trainer, ResumeReproducesUninterruptedRun) {
+  const std::string dir = tmpdir("resume");
+  TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
+  TrainConfig tc{.steps = 12, .batch_size = 4, .context = 16, .lr = 5e-3f, .eval_every = 6, .save_every = 0};
+  auto run = [&](const std::string& out, int64_t stop_after, bool resume) {
+    TrainConfig c = tc;
+    c.out_dir = out;
+    c.stop_after = stop_after;
+    std::unique_ptr<Trainer> t;
+    if (resume) {
+      t = Trainer::resume(c, corpus);
+    } else {
+      auto m = std::make_unique<DecoderLM>(tiny());
+      m->init_weights(c.seed);
+      t = std::make_unique<Trainer>(c, std::move(m), corpus);
+    }
+    std::vector<double> losses;
+    t->run([&](const StepReport& r) { losses.push_back(r.loss); });
+    return losses;
+  };
+  const auto full = run(dir + "/full", 0, false);
+  const auto first = run(dir + "/split", 5, false);
+  ASSERT_EQ(first.size(), 5u);
+  const auto rest = run(dir + "/split", 0, true);
+  ASSERT_EQ(rest.size(), 7u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(first[i], full[i]) << "step " << i + 1;
+  for (size_t i = 0; i < 7; ++i) EXPECT_EQ(rest[i], full[5 + i]) << "step " << i + 6;
+  // The metrics file holds each step once.
+  std::ifstream in(dir + "/split/metrics.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) ++lines;
+  EXPECT_EQ(lines, 12);
+}
+
+TEST(Trainer, StopFlagSavesACheckpoint) {
+  const std::string dir = tmpdir("stop");
+  TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
+  auto model = std::make_unique<DecoderLM>(tiny());
+  model->init_weights(0);
+  TrainConfig tc{.steps = 50, .batch_size = 2, .context = 8, .eval_every = 0, .save_every = 0, .out_dir = dir + "/out"};
+  Trainer t(tc, std::move(model), corpus);
+  std::atomic<bool> stop{false};
+  const int64_t end = t.run([&](const StepReport& r) { if (r.step == 3) stop = true; }, &stop);
+  EXPECT_EQ(end, 3);
+  EXPECT_TRUE(fs::exists(trainer_state_path(dir + "/out", 3)));
+}
+
+TEST(Schedule, WarmupThenCosine) {
+  LRSchedule s{.max_lr = 1.0f, .min_lr = 0.1f, .warmup_steps = 10, .total_steps = 110};
+  EXPECT_FLOAT_EQ(s.at(1), 0.1f);
+  EXPECT_FLOAT_EQ(s.at(10), 1.0f);
+  EXPECT_NEAR(s.at(60), 0.55f, 1e-6);
+  EXPECT_NEAR(s.at(110), 0.1f, 1e-6);
+}
+
+TEST(AdamW, FirstStepMatchesHandComputation) {
+  Param p("w", {2});
+  p.w[0] = 1.0f, p.w[1] = -2.0f;
+  p.g[0] = 0.5f, p.g[1] = -0.25f;
+  AdamW opt({&p}, {.weight_decay = 0.1f});
+  opt.step(0.01f);
+  // Bias-corrected first step: update = lr * g / (|g| + eps) = lr * sign(g); decay w *= 1 - lr*wd.
+  EXPECT_NEAR(p.w[0], 1.0f * (1 - 0.001f) - 0.01f, 1e-6);
+  EXPECT_NEAR(p.w[1], -2.0f * (1 - 0.001f) + 0.01f, 1e-6);
+}
+
+TEST(TextCorpus, SplitsEveryFileAndSkipsIndexFiles) {
+  const std::string dir = tmpdir("corpus");
+  fs::create_directories(dir + "/sub");
+  atomic_write_file(dir + "/a", std::string(100, 'a'));
+  atomic_write_file(dir + "/a.dat", std::string(10, '\0'));
+  atomic_write_file(dir + "/sub/b", std::string(200, 'b'));
+  fs::create_symlink(dir + "/a", dir + "/a.u8");
+  TextCorpus c = TextCorpus::load({dir}, {.val_fraction = 0.1});
+  EXPECT_EQ(c.files().size(), 2u);
+  EXPECT_EQ(c.train(), std::string(90, 'a') + std::string(180, 'b'));
+  EXPECT_EQ(c.val(), std::string(10, 'a') + std::string(20, 'b'));
+  EXPECT_THROW(TextCorpus::load({dir + "/missing"}), Error);
+}
+
+TEST(EvalWindows, ConsecutiveNonOverlappingLastShorter) {
+  auto w = eval_windows(10, 4);
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_EQ(w[2], (std::pair<int64_t, int64_t>{8, 2}));
+}
+
+}  // namespace
+}  // namespace moe

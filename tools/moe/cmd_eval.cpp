@@ -1,0 +1,63 @@
+// moe eval: mean next-byte NLL of a checkpoint on a text file (the evaluation contract of README).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "commands.h"
+#include "core/threading.h"
+#include "io/atomic_file.h"
+#include "model/checkpoint.h"
+#include "terminal.h"
+#include "train/evaluate.h"
+
+namespace moe::cli {
+
+namespace {
+struct EvalArgs {
+  std::string model, data;
+  int64_t context = 0, batch = 16;
+  int threads = 0;
+  bool json = false;
+};
+
+int run_eval(const EvalArgs& a) {
+  set_num_threads(a.threads);
+  auto model = load_pretrained(a.model);
+  const std::string text = read_file(a.data);
+  if (text.size() < 2) throw Error("[eval] " + a.data + ": needs at least 2 bytes to predict anything, has " + std::to_string(text.size()));
+  EvalConfig ec{.context = a.context, .batch = a.batch};
+  ProgressLine progress;
+  const auto t0 = std::chrono::steady_clock::now();
+  EvalResult r = evaluate_text(*model, text, ec, [&](int64_t done, int64_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    progress.update("eval: window " + std::to_string(done) + "/" + std::to_string(total) + " | ETA " +
+                    format_duration(s / double(done) * double(total - done)));
+  });
+  progress.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const int64_t ctx = a.context > 0 ? a.context : model->config().max_position_embeddings;
+  std::printf("%s: %lld predicted tokens, context %lld, loss %.6f nats/token (%.4f bits/byte), perplexity %.4f, %.0f tokens/s\n",
+              a.data.c_str(), (long long)r.tokens, (long long)ctx, r.loss(), r.loss() / std::log(2.0),
+              r.perplexity(), double(text.size()) / secs);
+  if (a.json) {
+    nlohmann::json j = {{"tokens", r.tokens}, {"loss", r.loss()}, {"perplexity", r.perplexity()},
+                        {"bits_per_byte", r.loss() / std::log(2.0)}, {"context", ctx}, {"file", a.data}};
+    std::printf("%s\n", j.dump().c_str());
+  }
+  return 0;
+}
+}  // namespace
+
+Runner add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* c = app.add_subcommand("eval", "evaluate a checkpoint's next-byte loss on a text file");
+  c->add_option("--model", a->model, "checkpoint directory (config.json + model.safetensors)")->required();
+  c->add_option("--data", a->data, "text file")->required()->check(CLI::ExistingFile);
+  c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+  c->add_option("--batch-size", a->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
+  return [a] { return run_eval(*a); };
+}
+
+}  // namespace moe::cli

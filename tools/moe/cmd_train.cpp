@@ -1,0 +1,183 @@
+// moe train: train a model from a config on text files, with a live progress line.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "commands.h"
+#include "core/threading.h"
+#include "default_config.h"
+#include "io/atomic_file.h"
+#include "model/checkpoint.h"
+#include "terminal.h"
+#include "train/trainer.h"
+
+namespace moe::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+constexpr const char* kFortunes = "/usr/share/games/fortunes";
+
+struct TrainArgs {
+  std::string model_config, out;
+  std::vector<std::string> data;
+  int64_t steps = 600, batch = 32, context = 0, eval_every = 100, save_every = 200, warmup = -1;
+  int64_t eval_tokens = 65536;
+  float lr = 3e-3f;
+  uint64_t seed = 0;
+  int threads = 0;
+  bool resume = false, overwrite = false;
+};
+
+std::string load_summary(const StepReport& r, const std::vector<std::vector<int64_t>>& acc) {
+  std::ostringstream o;
+  for (size_t l = 0; l < acc.size(); ++l) {
+    int64_t sum = 0, mx = 0;
+    for (auto c : acc[l]) sum += c, mx = std::max(mx, c);
+    const double mean = double(sum) / double(acc[l].size());
+    o << "    layer " << l << " expert load %:";
+    for (auto c : acc[l]) {
+      char b[16];
+      std::snprintf(b, sizeof b, " %4.1f", sum ? 100.0 * double(c) / double(sum) : 0.0);
+      o << b;
+    }
+    char b[64];
+    std::snprintf(b, sizeof b, "  MaxVio %.2f", mean > 0 ? (double(mx) - mean) / mean : 0.0);
+    o << b << (l + 1 < acc.size() ? "\n" : "");
+  }
+  (void)r;
+  return o.str();
+}
+
+int run_train(CLI::App& cmd, const TrainArgs& a) {
+  set_num_threads(a.threads);
+  TrainConfig tc;
+  const bool has_ckpt = fs::exists(a.out + "/model.safetensors") || fs::exists(a.out + "/config.json");
+  if (a.resume) {
+    if (!fs::exists(a.out + "/train_config.json") || !fs::exists(a.out + "/model.safetensors"))
+      throw Error("[train] --resume: " + a.out + " holds no checkpoint written by moe train");
+    tc = TrainConfig::from_json(nlohmann::json::parse(read_file(a.out + "/train_config.json")));
+  } else if (has_ckpt && !a.overwrite) {
+    throw Error("[train] " + a.out + " already holds a checkpoint; pass --resume to continue it or --overwrite to start over");
+  }
+  // Flags given on the command line override the saved run's settings.
+  auto given = [&](const char* flag) { return cmd.count(flag) > 0 || !a.resume; };
+  if (given("--steps")) tc.steps = a.steps;
+  if (given("--batch-size")) tc.batch_size = a.batch;
+  if (given("--context")) tc.context = a.context;
+  if (given("--lr")) tc.lr = a.lr;
+  if (given("--seed")) tc.seed = a.seed;
+  if (given("--eval-every")) tc.eval_every = a.eval_every;
+  if (given("--eval-tokens")) tc.eval_tokens = a.eval_tokens;
+  if (given("--save-every")) tc.save_every = a.save_every;
+  if (given("--warmup")) tc.warmup_steps = a.warmup;
+  tc.out_dir = a.out;
+
+  std::vector<std::string> data = a.data;
+  if (data.empty()) {
+    if (!fs::is_directory(kFortunes))
+      throw Error(std::string("[train] no --data given and the fortune corpus is not installed at ") + kFortunes +
+                  " (apt-get install fortunes fortunes-de fortunes-es fortunes-it fortunes-br)");
+    data.push_back(kFortunes);
+  }
+  ProgressLine progress;
+  progress.print("loading data from " + std::to_string(data.size()) + " path(s)...");
+  TextCorpus corpus = TextCorpus::load(data);
+  progress.print("data: " + std::to_string(corpus.files().size()) + " files, " +
+                 std::to_string(corpus.train().size()) + " training bytes, " +
+                 std::to_string(corpus.val().size()) + " held-out bytes");
+
+  std::unique_ptr<Trainer> trainer;
+  if (a.resume) {
+    trainer = Trainer::resume(tc, corpus);
+    progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
+  } else {
+    ModelConfig mc = a.model_config.empty()
+                         ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
+                         : ModelConfig::load(a.model_config);
+    auto model = std::make_unique<DecoderLM>(mc);
+    model->init_weights(tc.seed);
+    fs::create_directories(a.out);
+    if (a.overwrite)
+      for (auto& e : fs::directory_iterator(a.out))
+        if (e.path().filename().string().rfind("trainer_state-", 0) == 0 || e.path().filename() == "metrics.jsonl")
+          fs::remove(e.path());
+    trainer = std::make_unique<Trainer>(tc, std::move(model), corpus);
+  }
+  atomic_write_file(a.out + "/heldout.txt", corpus.val());
+  const ModelConfig& mc = trainer->model().config();
+  char head[256];
+  std::snprintf(head, sizeof head, "model: %s, %d layers, d=%d, %s; %.2fM parameters, %.2fM active per token",
+                mc.model_type.c_str(), mc.num_hidden_layers, mc.hidden_size,
+                mc.is_moe() ? (std::to_string(mc.num_local_experts) + " experts, top-" + std::to_string(mc.num_experts_per_tok)).c_str() : "dense",
+                mc.total_params() / 1e6, mc.active_params() / 1e6);
+  progress.print(head);
+  progress.print("training " + std::to_string(tc.steps) + " steps, batch " + std::to_string(tc.batch_size) + " x " +
+                 std::to_string(tc.context > 0 ? tc.context : mc.max_position_embeddings) + " tokens, lr " +
+                 std::to_string(tc.lr) + ", seed " + std::to_string(tc.seed) + " -> " + a.out);
+
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::vector<std::vector<int64_t>> acc;
+  double last_val = NAN;
+  const int64_t print_every = std::max<int64_t>(1, tc.steps / 20);
+  const int64_t end = trainer->run([&](const StepReport& r) {
+    if (acc.size() != r.expert_tokens.size()) acc.assign(r.expert_tokens.size(), {});
+    for (size_t l = 0; l < acc.size(); ++l) {
+      acc[l].resize(r.expert_tokens[l].size());
+      for (size_t e = 0; e < acc[l].size(); ++e) acc[l][e] += r.expert_tokens[l][e];
+    }
+    if (r.has_val) last_val = r.val_loss;
+    char line[256];
+    std::snprintf(line, sizeof line, "step %lld/%lld | loss %.4f | val %s | lr %.2e | %s tok/s | ETA %s%s",
+                  (long long)r.step, (long long)r.total, r.nll,
+                  std::isnan(last_val) ? "-" : std::to_string(last_val).substr(0, 6).c_str(), r.lr,
+                  format_rate(r.tokens_per_s).c_str(), format_duration(r.eta_s).c_str(), r.saved ? " | saved" : "");
+    progress.update(line, r.step % print_every == 0 || r.has_val || r.step == r.total);
+    if (r.has_val && !acc.empty()) {
+      progress.print(line);
+      progress.print(load_summary(r, acc));
+      acc.assign(acc.size(), {});
+    }
+  }, &g_stop);
+  progress.finish();
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (g_stop.load()) {
+    std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());
+    return 130;
+  }
+  std::printf("trained %lld steps; final validation loss %.4f nats/byte; checkpoint in %s\n", (long long)end,
+              last_val, a.out.c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  CLI::App* c = app.add_subcommand("train", "train a model (Mixtral-style MoE or dense) on text");
+  c->add_option("--model-config", a->model_config, "Hugging Face-style config.json (default: built-in small MoE)")->check(CLI::ExistingFile);
+  c->add_option("--data", a->data, "text files or directories (default: the fortune corpus)")->expected(1, -1);
+  c->add_option("--out", a->out, "checkpoint directory")->required();
+  c->add_option("--steps", a->steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--batch-size", a->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--context", a->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
+  c->add_option("--lr", a->lr, "peak learning rate (warm-up, then cosine to lr/10)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--warmup", a->warmup, "warm-up steps (default: min(100, steps/10))");
+  c->add_option("--seed", a->seed, "seed for initialisation and data order")->capture_default_str();
+  c->add_option("--eval-every", a->eval_every, "validate every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--eval-tokens", a->eval_tokens, "held-out tokens used for validation during training")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
+  c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");
+  return [c, a] { return run_train(*c, *a); };
+}
+
+}  // namespace moe::cli

@@ -1,0 +1,16 @@
+#pragma once
+// Each subcommand registers its flags on the CLI11 app and returns the function that runs it.
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace moe::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_train(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_generate(CLI::App& app);
+Runner add_info(CLI::App& app);
+
+}  // namespace moe::cli
