@@ -62,7 +62,7 @@ TEST(Trainer, LossFalls) {
 TEST(Trainer, ResumeReproducesUninterruptedRun) {
   const std::string dir = tmpdir("resume");
   TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
-  TrainConfig tc{.steps = 12, .batch_size = 4, .context = 16, .lr = 5e-3f, .eval_every = 6, .save_every = 0};
+  TrainConfig tc{.steps = 12, .batch_size = 4, .context = 16, .lr = 5e-3f, .eval_every = 6, .save_every = 0, .out_dir = ""};
   auto run = [&](const std::string& out, int64_t stop_after, bool resume) {
     TrainConfig c = tc;
     c.out_dir = out;

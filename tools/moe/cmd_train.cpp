@@ -85,9 +85,16 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                   " (apt-get install fortunes fortunes-de fortunes-es fortunes-it fortunes-br)");
     data.push_back(kFortunes);
   }
-  ProgressLine progress;
-  progress.print("loading data from " + std::to_string(data.size()) + " path(s)...");
+  // Everything a user can get wrong is checked before the first line of output.
+  std::unique_ptr<DecoderLM> fresh;
+  if (!a.resume) {
+    ModelConfig mc = a.model_config.empty()
+                         ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
+                         : ModelConfig::load(a.model_config);
+    fresh = std::make_unique<DecoderLM>(mc);
+  }
   TextCorpus corpus = TextCorpus::load(data);
+  ProgressLine progress;
   progress.print("data: " + std::to_string(corpus.files().size()) + " files, " +
                  std::to_string(corpus.train().size()) + " training bytes, " +
                  std::to_string(corpus.val().size()) + " held-out bytes");
@@ -97,17 +104,13 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     trainer = Trainer::resume(tc, corpus);
     progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
   } else {
-    ModelConfig mc = a.model_config.empty()
-                         ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
-                         : ModelConfig::load(a.model_config);
-    auto model = std::make_unique<DecoderLM>(mc);
-    model->init_weights(tc.seed);
+    fresh->init_weights(tc.seed);
     fs::create_directories(a.out);
     if (a.overwrite)
       for (auto& e : fs::directory_iterator(a.out))
         if (e.path().filename().string().rfind("trainer_state-", 0) == 0 || e.path().filename() == "metrics.jsonl")
           fs::remove(e.path());
-    trainer = std::make_unique<Trainer>(tc, std::move(model), corpus);
+    trainer = std::make_unique<Trainer>(tc, std::move(fresh), corpus);
   }
   atomic_write_file(a.out + "/heldout.txt", corpus.val());
   const ModelConfig& mc = trainer->model().config();

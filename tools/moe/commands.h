@@ -12,5 +12,6 @@ Runner add_train(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
+Runner add_bench(CLI::App& app);
 
 }  // namespace moe::cli

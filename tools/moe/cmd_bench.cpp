@@ -1,0 +1,160 @@
+// moe bench: speed of the MoE layer against a dense layer of the same active FLOPs and a plain GEMM,
+// all timed in the same run (these machines are shared and noisy: ratios, not absolute figures).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/rng.h"
+#include "core/threading.h"
+#include "kernels/gemm.h"
+#include "moe/expert_bank_swiglu.h"
+#include "moe/moe_layer.h"
+#include "moe/router_topk.h"
+#include "nn/dense_ffn.h"
+
+namespace moe::cli {
+
+namespace {
+
+struct LayerBenchArgs {
+  int64_t d = 512, f = 1024, experts = 8, top_k = 2, tokens = 4096;
+  std::string routing = "uniform";
+  int threads = 0, reps = 5;
+  bool json = false;
+};
+
+// Median seconds of `reps` runs of fn after one warm-up run.
+template <class F>
+double time_median(int reps, F&& fn) {
+  fn();
+  std::vector<double> t;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void fill(Tensor& t, Rng& rng, float std) {
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = float(rng.normal() * std);
+}
+
+int run_layer_bench(const LayerBenchArgs& a) {
+  set_num_threads(a.threads);
+  if (a.top_k > a.experts) throw Error("[bench] --top-k must not exceed --experts");
+  if (a.routing != "uniform" && a.routing != "skewed")
+    throw Error("[bench] --routing must be uniform or skewed, got '" + a.routing + "'");
+  const int64_t D = a.d, F = a.f, E = a.experts, K = a.top_k, T = a.tokens;
+  Rng rng(1);
+  auto router = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(D), .n_expert = int(E), .k = int(K), .norm_topk_prob = K > 1, .aux_coef = 0.01f, .z_coef = 0.001f});
+  auto bank = std::make_unique<SwiGLUExpertBank>("b", SwiGLUBankConfig{.d_model = int(D), .d_ff = int(F), .n_experts = int(E)});
+  TopKRouter* rt = router.get();
+  MoELayer layer(std::move(router), std::move(bank), int(D));
+  ParamList ps;
+  layer.params(ps);
+  for (Param* p : ps) fill(p->w, rng, 0.02f);
+  Tensor x({T, D}), y({T, D}), dy({T, D}), dx({T, D});
+  fill(x, rng, 1.0f);
+  fill(dy, rng, 1.0f);
+  if (a.routing == "skewed") {
+    // Zipf-like popularity: feature 0 is a constant 1 and its gate column a log-popularity bias,
+    // log(1 / (e+1)^1.2) * 4, so the first expert gets several times the mean load.
+    for (int64_t t = 0; t < T; ++t) x[t * D] = 1.0f;
+    for (int64_t e = 0; e < E; ++e) rt->gate.w[e * D] = float(-1.2 * std::log(double(e + 1)) * 0.2);
+    for (int64_t e = 0; e < E; ++e)
+      for (int64_t i = 1; i < D; ++i) rt->gate.w[e * D + i] *= 0.5f;
+  }
+  layer.forward(y.data(), x.data(), T);
+  std::vector<int64_t> load = layer.plan().stats.tokens_per_expert;
+  const double mean_load = double(T * K) / double(E);
+  const double max_load = double(*std::max_element(load.begin(), load.end()));
+
+  const double fwd = time_median(a.reps, [&] { layer.forward(y.data(), x.data(), T); });
+  const double fwdbwd = time_median(a.reps, [&] {
+    layer.forward(y.data(), x.data(), T);
+    layer.backward(dx.data(), dy.data());
+  });
+  // Bank-only time of the same plan: what the expert GEMMs (and their SwiGLU) cost.
+  Tensor xs({int64_t(layer.plan().expert.size()), D}), ys(xs.shape()), dys(xs.shape()), dxs(xs.shape());
+  fill(xs, rng, 1.0f);
+  fill(dys, rng, 1.0f);
+  Dispatch disp;
+  disp.build(layer.plan());
+  const double bank_fwdbwd = time_median(a.reps, [&] {
+    layer.bank().forward(ys.data(), xs.data(), disp.offsets);
+    layer.bank().backward(dxs.data(), dys.data());
+  });
+
+  DenseFFN dense("dense", int(D), int(K * F));
+  ParamList dps;
+  dense.params(dps);
+  for (Param* p : dps) fill(p->w, rng, 0.02f);
+  const double dfwd = time_median(a.reps, [&] { dense.forward(y.data(), x.data(), T); });
+  const double dfwdbwd = time_median(a.reps, [&] {
+    dense.forward(y.data(), x.data(), T);
+    dense.backward(dx.data(), dy.data());
+  });
+  // The ceiling: one plain GEMM with the forward's FLOPs, [T, D] x [D, 3*K*F].
+  Tensor W({3 * K * F, D}), out({T, 3 * K * F});
+  fill(W, rng, 0.02f);
+  const double g = time_median(a.reps, [&] { kernels::linear_forward(out.data(), x.data(), W.data(), T, D, 3 * K * F); });
+
+  const double flops_fwd = 2.0 * double(K) * 3.0 * double(D) * double(F) * double(T);
+  const double flops_fb = 3.0 * flops_fwd;
+  nlohmann::json j = {
+      {"d_model", D}, {"d_ff", F}, {"experts", E}, {"top_k", K}, {"tokens", T}, {"routing", a.routing},
+      {"threads", num_threads()},
+      {"max_load_over_mean", max_load / mean_load},
+      {"fwd_tokens_per_s", double(T) / fwd},
+      {"fwdbwd_tokens_per_s", double(T) / fwdbwd},
+      {"fwd_gflops", flops_fwd / fwd / 1e9},
+      {"fwdbwd_gflops", flops_fb / fwdbwd / 1e9},
+      {"dense_fwd_gflops", flops_fwd / dfwd / 1e9},
+      {"dense_fwdbwd_gflops", flops_fb / dfwdbwd / 1e9},
+      {"ratio", (flops_fb / fwdbwd) / (flops_fb / dfwdbwd)},
+      {"gemm_gflops", flops_fwd / g / 1e9},
+      {"ratio_vs_gemm", (flops_fb / fwdbwd / 1e9) / (flops_fwd / g / 1e9)},
+      {"share_outside_expert_bank", std::max(0.0, 1.0 - bank_fwdbwd / fwdbwd)},
+  };
+  std::printf("MoE layer D=%lld F=%lld E=%lld K=%lld T=%lld routing=%s (max load %.2fx mean), %d threads\n",
+              (long long)D, (long long)F, (long long)E, (long long)K, (long long)T, a.routing.c_str(),
+              max_load / mean_load, num_threads());
+  std::printf("  forward          %9.0f tokens/s  %7.1f GFLOP/s   dense %7.1f GFLOP/s\n", double(T) / fwd,
+              flops_fwd / fwd / 1e9, flops_fwd / dfwd / 1e9);
+  std::printf("  forward+backward %9.0f tokens/s  %7.1f GFLOP/s   dense %7.1f GFLOP/s   ratio %.3f\n",
+              double(T) / fwdbwd, flops_fb / fwdbwd / 1e9, flops_fb / dfwdbwd / 1e9, j["ratio"].get<double>());
+  std::printf("  plain GEMM (same forward FLOPs) %7.1f GFLOP/s; time outside the expert bank %.1f%%\n",
+              flops_fwd / g / 1e9, 100.0 * j["share_outside_expert_bank"].get<double>());
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_bench(CLI::App& app) {
+  CLI::App* c = app.add_subcommand("bench", "measure speed (see docs/performance.md)");
+  c->require_subcommand(1);
+  auto a = std::make_shared<LayerBenchArgs>();
+  CLI::App* l = c->add_subcommand("moe-layer", "one MoE layer vs a dense layer of the same active FLOPs");
+  l->add_option("--d-model", a->d, "model width")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--d-ff", a->f, "expert hidden width")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--experts", a->experts, "experts")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--top-k", a->top_k, "experts per token")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--routing", a->routing, "uniform | skewed")->capture_default_str();
+  l->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  l->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_flag("--json", a->json, "end with one JSON line");
+  return [l, a]() -> int {
+    if (l->parsed()) return run_layer_bench(*a);
+    return 2;
+  };
+}
+
+}  // namespace moe::cli
