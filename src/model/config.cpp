@@ -107,6 +107,7 @@ void ModelConfig::validate(const std::string& src) const {
   if (head_dim == 0 && hidden_size % num_attention_heads != 0)
     throw Error("[config] " + src + ": hidden_size " + std::to_string(hidden_size) +
                 " is not divisible by num_attention_heads " + std::to_string(num_attention_heads));
+  if (hdim() > 1024) throw Error("[config] " + src + ": head dimension " + std::to_string(hdim()) + " is larger than 1024");
   if (hdim() % 2 != 0) throw Error("[config] " + src + ": head dimension must be even for rotary embeddings, got " + std::to_string(hdim()));
   if (num_attention_heads % num_key_value_heads != 0)
     throw Error("[config] " + src + ": num_attention_heads " + std::to_string(num_attention_heads) +

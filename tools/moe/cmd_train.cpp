@@ -34,7 +34,7 @@ struct TrainArgs {
   bool resume = false, overwrite = false;
 };
 
-std::string load_summary(const StepReport& r, const std::vector<std::vector<int64_t>>& acc) {
+std::string load_summary(const std::vector<std::vector<int64_t>>& acc) {
   std::ostringstream o;
   for (size_t l = 0; l < acc.size(); ++l) {
     int64_t sum = 0, mx = 0;
@@ -50,7 +50,6 @@ std::string load_summary(const StepReport& r, const std::vector<std::vector<int6
     std::snprintf(b, sizeof b, "  MaxVio %.2f", mean > 0 ? (double(mx) - mean) / mean : 0.0);
     o << b << (l + 1 < acc.size() ? "\n" : "");
   }
-  (void)r;
   return o.str();
 }
 
@@ -141,10 +140,13 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                   (long long)r.step, (long long)r.total, r.nll,
                   std::isnan(last_val) ? "-" : std::to_string(last_val).substr(0, 6).c_str(), r.lr,
                   format_rate(r.tokens_per_s).c_str(), format_duration(r.eta_s).c_str(), r.saved ? " | saved" : "");
-    progress.update(line, r.step % print_every == 0 || r.has_val || r.step == r.total);
-    if (r.has_val && !acc.empty()) {
-      progress.print(line);
-      progress.print(load_summary(r, acc));
+    if (!r.has_val) {
+      progress.update(line, r.step % print_every == 0 || r.step == r.total);
+      return;
+    }
+    progress.print(line);
+    if (!acc.empty()) {
+      progress.print(load_summary(acc));
       acc.assign(acc.size(), {});
     }
   }, &g_stop);
