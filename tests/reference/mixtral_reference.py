@@ -1,104 +1,198 @@
 #!/usr/bin/env python3
-"""An independent PyTorch implementation of the Hugging Face Mixtral / Mistral architecture, used as
-the oracle of moe's golden tests. Written from the published semantics (transformers' modeling_mixtral),
-not from moe's C++ code. Needs only Debian's python3-torch and python3-numpy.
+"""An independent PyTorch reference of the Hugging Face Mixtral / Mistral decoder, the oracle of
+moe's golden tests. Written from the published semantics of transformers' MixtralForCausalLM and
+MistralForCausalLM, not from moe's C++ code. Needs only /usr/bin/python3 with Debian's python3-torch
+and python3-numpy (no transformers, no safetensors package): the safetensors reader and writer
+are here in plain Python.
 
-Commands:
-  eval --model DIR --data FILE [--context T] [--dtype float64|float32]
-      The evaluation contract of `moe eval`: the file's bytes are cut into consecutive,
-      non-overlapping windows of T tokens (default max_position_embeddings), the last possibly
-      shorter; each window is evaluated on its own (positions restart at 0); every position but a
-      window's last predicts the next byte. Prints {"tokens", "loss", "perplexity"} as the last line.
-  make-checkpoint --out DIR --config CONFIG.json --seed S [--dtype f32|bf16|f16] [--shards N]
-      Random weights with the Hugging Face tensor names, one file or N shards + index.
+Usage:
+  mixtral_reference.py eval --model DIR --data FILE [--context T] [--dtype float64|float32]
+                            [--batch-size B] [--threads N]
+      The evaluation contract of `moe eval`: the tokens are the file's bytes (vocabulary of 256,
+      token id = byte value); they are cut into consecutive, non-overlapping windows of T tokens
+      (default: config max_position_embeddings), the last possibly shorter; each window is
+      evaluated on its own (positions restart at 0); every position but the last of a window
+      predicts the next token of that window; loss = mean NLL in nats over all predicted positions.
+      Windows of equal length are batched (B windows per forward pass; default chosen to keep the
+      activations under ~512 MB). The last output line is one JSON object
+      {"tokens": N, "loss": L, "perplexity": exp(L)} with N the number of predicted positions.
 
-Auxiliary losses (moe's definitions, see docs/checkpoints.md): per MoE layer with T tokens, E experts
-and top-k: f_i = (top-k choices that went to expert i) / (T k), P_i = mean router probability,
-aux = E * sum_i f_i P_i; z = mean_t logsumexp(router logits_t)^2. objective = mean NLL
-+ router_aux_loss_coef * mean_l aux_l + router_z_loss_coef * mean_l z_l.
+  mixtral_reference.py make-checkpoint --out DIR --config CONFIG.json --seed S
+                            [--dtype f32|bf16|f16] [--shards N]
+      Writes DIR/config.json (a byte copy of CONFIG.json) and random weights with the exact
+      Hugging Face tensor names: every matrix N(0, 0.1^2), every norm weight 1 + 0.1 N(0, 1).
+      One DIR/model.safetensors, or N shards model-0000i-of-0000N.safetensors plus
+      model.safetensors.index.json {"metadata": {"total_size": bytes}, "weight_map": {name: file}}.
+
+Model (per layer, working dtype float64 by default):
+  h = x + o_proj(attn(rope(q_proj(n1)), rope(k_proj(n1)), v_proj(n1))),  n1 = RMSNorm(x)
+  x' = h + FFN(RMSNorm(h))
+  RMSNorm(x) = x * rsqrt(mean(x^2) + rms_norm_eps) * w.
+  Attention: head_dim = config head_dim or hidden_size // num_attention_heads; grouped-query
+  (query head j uses key/value head j // (H / H_kv)); causal softmax with scale 1/sqrt(head_dim);
+  no biases. RoPE rotates halves (rotate_half), inv_freq_i = 1 / rope_theta^(2i / head_dim),
+  angle = position * inv_freq; the cos/sin tables are computed in float32 exactly as transformers
+  does (its rotary embedding always runs in float32) and then cast to the working dtype.
+  FFN of a MoE layer (block_sparse_moe): logits = x gate^T, p = softmax(logits), the top-k
+  (k = num_experts_per_tok) of p; their weights renormalised to sum 1 if
+  config.get("norm_topk_prob", True) (Mixtral's behaviour) else the raw probabilities;
+  y = sum over the k chosen experts of weight * w2(silu(w1 x) * w3 x).
+  FFN of a dense layer (Mistral; used when num_local_experts is absent or 1 and the layer has
+  mlp.gate_proj/up_proj/down_proj): down(silu(gate x) * up x).
+  Then model.norm and lm_head (or embed_tokens when tie_word_embeddings and no lm_head.weight).
+
+Auxiliary router losses, as this project (moe) defines them -- per MoE layer l with T tokens
+(all tokens of the batch), E experts and top-k:
+  f_i   = (number of the T*k top-k choices that went to expert i) / (T*k)
+  P_i   = mean over the T tokens of the softmax probability p_i
+  aux_l = E * sum_i f_i * P_i          (= 1 at perfect balance; the gradient flows through P only)
+  z_l   = mean over the T tokens of logsumexp(router logits)^2          (ST-MoE z-loss)
+  objective = mean token NLL + router_aux_loss_coef * mean_l(aux_l)
+                             + router_z_loss_coef * mean_l(z_l)
+  with config.get("router_aux_loss_coef", 0.0) and config.get("router_z_loss_coef", 0.0).
+  (transformers' load_balancing_loss_func differs: it pools f and P over all layers and does not
+  divide by k, so it equals k at perfect balance; the objective here is moe's.)
 """
 import argparse
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 
 import numpy as np
 import torch
 
-# ---------------------------------------------------------------------------------------------
-# safetensors, in plain Python
+# ------------------------------------------------------------------------------------------------
+# safetensors in plain Python: 8-byte little-endian header length N, N bytes of JSON
+# {name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}, then data.
 
-_DT = {"F32": (np.float32, 4), "F16": (np.float16, 2), "BF16": (np.uint16, 2)}
+_READ_DTYPES = {"F32": ("<f4", 4), "F16": ("<f2", 2), "BF16": ("<u2", 2), "F64": ("<f8", 8)}
+_WRITE_DTYPES = {"f32": "F32", "F32": "F32", "float32": "F32", "f16": "F16", "F16": "F16",
+                 "float16": "F16", "bf16": "BF16", "BF16": "BF16", "bfloat16": "BF16"}
 
 
-def read_safetensors(path):
+class SafetensorsError(Exception):
+    pass
+
+
+def read_safetensors_header(path):
+    """Returns (header dict without __metadata__, metadata dict, data section start offset)."""
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
+        head = f.read(8)
+        if len(head) < 8:
+            raise SafetensorsError(f"{path}: shorter than the 8-byte header length")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise SafetensorsError(f"{path}: header length {n} exceeds the file size {size}")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SafetensorsError(f"{path}: header is not valid JSON: {e}")
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{path}: header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    data_size = size - 8 - n
+    for name, info in header.items():
+        dt = info.get("dtype")
+        if dt not in _READ_DTYPES:
+            raise SafetensorsError(f"{path}: tensor {name}: unsupported dtype {dt}")
+        b, e = info["data_offsets"]
+        numel = int(np.prod(info["shape"], dtype=np.int64))
+        if not (0 <= b <= e <= data_size) or e - b != numel * _READ_DTYPES[dt][1]:
+            raise SafetensorsError(f"{path}: tensor {name}: bad data_offsets {info['data_offsets']} "
+                                   f"for shape {info['shape']} {dt} (data section {data_size} bytes)")
+    return header, metadata, 8 + n
+
+
+def read_safetensors(path, names=None):
+    """Reads tensors (all, or those in `names`) as float32 torch tensors (F16/BF16 convert exactly;
+    BF16 by shifting the uint16 into the top half of a uint32). Returns (tensors, metadata)."""
+    header, metadata, start = read_safetensors_header(path)
+    mm = np.memmap(path, dtype=np.uint8, mode="r")
     out = {}
     for name, info in header.items():
-        if name == "__metadata__":
+        if names is not None and name not in names:
             continue
-        np_dt, size = _DT[info["dtype"]]
+        np_dt, _ = _READ_DTYPES[info["dtype"]]
         b, e = info["data_offsets"]
-        arr = np.frombuffer(data[b:e], dtype=np_dt)
+        arr = np.frombuffer(mm[start + b:start + e].tobytes(), dtype=np_dt)
         if info["dtype"] == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = torch.from_numpy(arr.astype(np.float32).reshape(info["shape"]).copy())
-    return out, header.get("__metadata__", {})
+        out[name] = torch.from_numpy(arr.astype(np.float32).reshape(info["shape"]))
+    del mm
+    return out, metadata
+
+
+def _to_bf16_bits(a32):
+    """float32 array -> uint16 bf16 bit patterns, round to nearest even (NaN stays NaN)."""
+    u = a32.view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+    nan = np.isnan(a32)
+    r[nan] = 0x7FC0
+    return r
 
 
 def write_safetensors(path, tensors, dtype="f32", metadata=None):
+    """Writes {name: tensor} in insertion order as F32 (default), F16 or BF16. The header is padded
+    with spaces to a multiple of 8 bytes. Returns the size of the data section in bytes."""
+    dt = _WRITE_DTYPES[dtype]
     header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, t in tensors.items():
-        a = t.detach().to(torch.float32).contiguous().numpy()
-        if dtype == "f32":
-            b, dt = a.astype("<f4").tobytes(), "F32"
-        elif dtype == "f16":
-            b, dt = a.astype("<f2").tobytes(), "F16"
-        elif dtype == "bf16":
-            u = a.view(np.uint32).astype(np.uint64)
-            r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2")
-            b, dt = r.tobytes(), "BF16"
+        a = t.detach().to(torch.float64).contiguous().numpy().astype(np.float32)
+        if dt == "F32":
+            b = a.astype("<f4").tobytes()
+        elif dt == "F16":
+            b = a.astype("<f2").tobytes()
         else:
-            raise ValueError(dtype)
+            b = _to_bf16_bits(a).astype("<u2").tobytes()
         header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
-    if metadata:
-        header["__metadata__"] = metadata
-    hb = json.dumps(header).encode()
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
     hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
         f.write(struct.pack("<Q", len(hb)))
         f.write(hb)
         for b in blobs:
             f.write(b)
+    os.replace(tmp, path)
     return off
 
 
 def load_checkpoint(d):
+    """(config dict, {name: float32 tensor}) of a Hugging Face checkpoint directory: config.json and
+    model.safetensors, or the shards listed in model.safetensors.index.json."""
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
     index = os.path.join(d, "model.safetensors.index.json")
+    weights = {}
     if os.path.exists(index):
         with open(index) as f:
             wm = json.load(f)["weight_map"]
-        weights = {}
         for shard in sorted(set(wm.values())):
-            w, _ = read_safetensors(os.path.join(d, shard))
+            want = {n for n, s in wm.items() if s == shard}
+            w, _ = read_safetensors(os.path.join(d, shard), want)
+            missing = want - set(w)
+            if missing:
+                raise SafetensorsError(f"{shard}: index lists tensors it does not hold: {sorted(missing)[:3]}")
             weights.update(w)
     else:
         weights, _ = read_safetensors(os.path.join(d, "model.safetensors"))
     return cfg, weights
 
 
-# ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # the model
+
+
+def head_dim(cfg):
+    return cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
 
 
 def rms_norm(x, w, eps):
@@ -110,206 +204,280 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
-def rope_cos_sin(T, head_dim, theta, dtype):
-    # As transformers computes it: float32 inv_freq, float32 angles, then cast.
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim))
-    t = torch.arange(T, dtype=torch.float32)
-    freqs = torch.outer(t, inv_freq)
+def rope_cos_sin(T, D, theta, dtype):
+    """cos, sin [T, D] for positions 0..T-1, computed in float32 like transformers, then cast."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
+    freqs = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def attention(x, W, p, cfg):
-    B, T, d = x.shape
+    """x [B, T, d] (already normalised) -> [B, T, d]; p is the 'model.layers.i.self_attn.' prefix."""
+    B, T, _ = x.shape
     H = cfg["num_attention_heads"]
-    Hkv = cfg.get("num_key_value_heads", H)
-    D = cfg.get("head_dim") or d // H
+    Hkv = cfg.get("num_key_value_heads") or H
+    D = head_dim(cfg)
     q = (x @ W[p + "q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
     k = (x @ W[p + "k_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
     v = (x @ W[p + "v_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
-    cos, sin = rope_cos_sin(T, D, cfg.get("rope_theta", 10000.0), x.dtype)
+    cos, sin = rope_cos_sin(T, D, float(cfg.get("rope_theta", 10000.0)), x.dtype)
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
-    k = k.repeat_interleave(H // Hkv, dim=1)
+    k = k.repeat_interleave(H // Hkv, dim=1)  # = transformers' repeat_kv
     v = v.repeat_interleave(H // Hkv, dim=1)
     s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-    s = s.masked_fill(mask, float("-inf"))
+    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    s = s.masked_fill(causal, float("-inf"))
     a = torch.softmax(s, dim=-1) @ v
-    a = a.transpose(1, 2).reshape(B, T, H * D)
-    return a @ W[p + "o_proj.weight"].T
+    return a.transpose(1, 2).reshape(B, T, H * D) @ W[p + "o_proj.weight"].T
 
 
 def swiglu(x, w_gate, w_up, w_down):
     return (torch.nn.functional.silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
 
 
-def sparse_moe(x, W, p, cfg, stats):
-    """Mixtral block: softmax router, top-k, optional renormalisation, weighted SwiGLU experts."""
-    B, T, d = x.shape
-    h = x.reshape(-1, d)
-    E = cfg["num_local_experts"]
-    k = cfg["num_experts_per_tok"]
-    logits = h @ W[p + "gate.weight"].T
+def moe_block(h, gate_w, w1, w3, w2, k, norm_topk_prob):
+    """The Mixtral sparse MoE block on tokens h [N, d]. gate_w [E, d]; w1[e], w3[e] [F, d]; w2[e]
+    [d, F] (lists or stacked tensors). Returns (y [N, d], router logits [N, E], top-k indices [N, k])."""
+    E = gate_w.shape[0]
+    logits = h @ gate_w.T
     probs = torch.softmax(logits, dim=-1)
     topv, topi = torch.topk(probs, k, dim=-1)
-    if cfg.get("norm_topk_prob", True):
+    if norm_topk_prob:
         topv = topv / topv.sum(-1, keepdim=True)
-    out = torch.zeros_like(h)
+    y = torch.zeros_like(h)
     for e in range(E):
         rows, slot = torch.where(topi == e)
         if rows.numel() == 0:
             continue
-        y = swiglu(h[rows], W[f"{p}experts.{e}.w1.weight"], W[f"{p}experts.{e}.w3.weight"], W[f"{p}experts.{e}.w2.weight"])
-        out = out.index_add(0, rows, y * topv[rows, slot].unsqueeze(-1))
-    counts = torch.zeros(E, dtype=h.dtype)
-    counts.index_add_(0, topi.reshape(-1), torch.ones(topi.numel(), dtype=h.dtype))
-    f = counts / (h.shape[0] * k)
-    P = probs.mean(0)
-    stats["aux"].append(E * (f * P).sum())
-    stats["z"].append(torch.logsumexp(logits, dim=-1).pow(2).mean())
-    return out.view(B, T, d)
+        out = swiglu(h[rows], w1[e], w3[e], w2[e])
+        y = y.index_add(0, rows, out * topv[rows, slot].unsqueeze(-1))
+    return y, logits, topi
+
+
+def router_losses(logits, topi, E):
+    """moe's per-layer router losses (see the module docstring): returns (aux, z) scalars."""
+    N, k = topi.shape
+    counts = torch.bincount(topi.reshape(-1), minlength=E).to(logits.dtype)
+    f = counts / (N * k)
+    P = torch.softmax(logits, dim=-1).mean(0)
+    aux = E * (f * P).sum()
+    z = torch.logsumexp(logits, dim=-1).pow(2).mean()
+    return aux, z
+
+
+def layer_is_moe(cfg, W, i):
+    p = f"model.layers.{i}."
+    dense = p + "mlp.gate_proj.weight" in W
+    if dense and (cfg.get("num_local_experts") or 1) == 1:
+        return False
+    if p + "block_sparse_moe.gate.weight" in W:
+        return True
+    if dense:
+        return False
+    raise KeyError(f"layer {i}: neither block_sparse_moe.gate.weight nor mlp.gate_proj.weight")
 
 
 def forward(cfg, W, tokens):
-    """tokens: LongTensor [B, T] -> logits [B, T, V], stats with per-layer aux and z losses."""
-    eps = cfg.get("rms_norm_eps", 1e-6)
+    """tokens LongTensor [B, T] -> (logits [B, T, V], router list of (logits [B*T, E], topi [B*T, k]))
+    for each MoE layer. W: {name: tensor} in the working dtype (may require grad)."""
+    eps = float(cfg.get("rms_norm_eps", 1e-6))
+    B, T = tokens.shape
     x = W["model.embed_tokens.weight"][tokens]
-    stats = {"aux": [], "z": []}
-    moe = cfg.get("model_type", "mixtral") == "mixtral"
+    d = x.shape[-1]
+    router = []
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         x = x + attention(rms_norm(x, W[p + "input_layernorm.weight"], eps), W, p + "self_attn.", cfg)
         hn = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        if moe:
-            x = x + sparse_moe(hn, W, p + "block_sparse_moe.", cfg, stats)
+        if layer_is_moe(cfg, W, i):
+            q = p + "block_sparse_moe."
+            E = W[q + "gate.weight"].shape[0]
+            w1 = [W[f"{q}experts.{e}.w1.weight"] for e in range(E)]
+            w3 = [W[f"{q}experts.{e}.w3.weight"] for e in range(E)]
+            w2 = [W[f"{q}experts.{e}.w2.weight"] for e in range(E)]
+            y, logits, topi = moe_block(hn.reshape(-1, d), W[q + "gate.weight"], w1, w3, w2,
+                                        cfg["num_experts_per_tok"], cfg.get("norm_topk_prob", True))
+            router.append((logits, topi))
+            x = x + y.view(B, T, d)
         else:
-            x = x + swiglu(hn, W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"], W[p + "mlp.down_proj.weight"])
+            x = x + swiglu(hn, W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"],
+                           W[p + "mlp.down_proj.weight"])
     x = rms_norm(x, W["model.norm.weight"], eps)
     head = W.get("lm_head.weight")
     if head is None:
+        if not cfg.get("tie_word_embeddings", False):
+            raise KeyError("lm_head.weight is missing and tie_word_embeddings is not true")
         head = W["model.embed_tokens.weight"]
-    return x @ head.T, stats
+    return x @ head.T, router
 
 
-def objective(cfg, logits, tokens, stats):
-    B, T, V = logits.shape
+def losses(cfg, logits, tokens, router):
+    """(mean NLL over the B*(T-1) predicted positions, mean aux, mean z, objective)."""
+    V = logits.shape[-1]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1))
-    obj = nll
-    if stats["aux"]:
-        aux = torch.stack(stats["aux"]).mean()
-        z = torch.stack(stats["z"]).mean()
-        obj = nll + cfg.get("router_aux_loss_coef", 0.0) * aux + cfg.get("router_z_loss_coef", 0.0) * z
-    else:
-        aux = z = torch.zeros(())
+    if not router:
+        zero = torch.zeros((), dtype=logits.dtype)
+        return nll, zero, zero, nll
+    per = [router_losses(lg, ti, lg.shape[1]) for lg, ti in router]
+    aux = torch.stack([a for a, _ in per]).mean()
+    z = torch.stack([z for _, z in per]).mean()
+    obj = nll + cfg.get("router_aux_loss_coef", 0.0) * aux + cfg.get("router_z_loss_coef", 0.0) * z
     return nll, aux, z, obj
 
 
-# ---------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------
 # commands
+
+
+def _parse_dtype(s):
+    return {"float64": torch.float64, "float32": torch.float32}[s]
+
+
+def eval_text(cfg, W, data, T, batch_size=0, dtype=torch.float64):
+    """The evaluation contract; returns (number of predicted positions, summed NLL in nats)."""
+    if T < 2:
+        raise ValueError(f"context must be at least 2 tokens, got {T}")
+    windows = [(s, min(T, len(data) - s)) for s in range(0, len(data), T)]
+    if batch_size <= 0:  # keep activations (scores, logits, FFN) under ~512 MB
+        H = cfg["num_attention_heads"]
+        F = cfg["intermediate_size"] * max(1, cfg.get("num_experts_per_tok") or 1)
+        per_window = torch.finfo(dtype).bits // 8 * T * (3 * H * T + 3 * cfg["vocab_size"] +
+                                                          4 * F + 16 * cfg["hidden_size"])
+        batch_size = max(1, min(64, (512 << 20) // max(1, per_window)))
+    buf = np.frombuffer(data, dtype=np.uint8)
+    total, count, i = 0.0, 0, 0
+    with torch.no_grad():
+        while i < len(windows):
+            L = windows[i][1]
+            j = i
+            while j < len(windows) and j - i < batch_size and windows[j][1] == L:
+                j += 1
+            if L >= 2:
+                tok = torch.from_numpy(np.stack([buf[s:s + L] for s, _ in windows[i:j]]).astype(np.int64))
+                logits, _ = forward(cfg, W, tok)
+                V = logits.shape[-1]
+                nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), tok[:, 1:].reshape(-1),
+                                                        reduction="sum")
+                total += float(nll)
+                count += tok.shape[0] * (L - 1)
+            i = j
+    return count, total
 
 
 def cmd_eval(args):
     cfg, W = load_checkpoint(args.model)
-    dt = torch.float64 if args.dtype == "float64" else torch.float32
-    W = {k: v.to(dt) for k, v in W.items()}
-    data = open(args.data, "rb").read()
+    if cfg.get("vocab_size", 256) < 256:
+        raise SystemExit(f"vocab_size {cfg['vocab_size']} < 256: the tokens are bytes")
+    dt = _parse_dtype(args.dtype)
+    W = {n: w.to(dt) for n, w in W.items()}
+    with open(args.data, "rb") as f:
+        data = f.read()
+    if len(data) < 2:
+        raise SystemExit(f"{args.data}: needs at least 2 bytes to predict anything, has {len(data)}")
     T = args.context or cfg["max_position_embeddings"]
-    windows = [data[s:s + T] for s in range(0, len(data), T)]
-    total, count = 0.0, 0
-    with torch.no_grad():
-        full = [w for w in windows if len(w) == T]
-        rest = [w for w in windows if len(w) != T]
-        for group in [full[i:i + 16] for i in range(0, len(full), 16)] + [[w] for w in rest]:
-            if len(group[0]) < 2:
-                continue
-            tok = torch.tensor([list(w) for w in group], dtype=torch.long)
-            logits, _ = forward(cfg, W, tok)
-            V = logits.shape[-1]
-            nll = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), tok[:, 1:].reshape(-1), reduction="sum")
-            total += float(nll)
-            count += tok.shape[0] * (tok.shape[1] - 1)
-    loss = total / count if count else 0.0
+    count, total = eval_text(cfg, W, data, T, args.batch_size, dt)
+    loss = total / count
+    print(f"{args.data}: {count} predicted tokens, context {T}, {args.dtype}", file=sys.stderr)
     print(json.dumps({"tokens": count, "loss": loss, "perplexity": math.exp(loss)}))
 
 
-def random_weights(cfg, seed, std=0.1):
-    g = torch.Generator().manual_seed(seed)
-    d = cfg["hidden_size"]
-    F = cfg["intermediate_size"]
+def param_shapes(cfg):
+    """[(Hugging Face name, shape)] in a fixed order; MoE layers for model_type mixtral or
+    num_local_experts > 1, dense mlp.* otherwise."""
+    d, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H = cfg["num_attention_heads"]
-    Hkv = cfg.get("num_key_value_heads", H)
-    D = cfg.get("head_dim") or d // H
-    V = cfg["vocab_size"]
-
-    def rnd(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64) * std
-
-    def norm():
-        return 1.0 + torch.randn(d, generator=g, dtype=torch.float64) * 0.1
-
-    W = {"model.embed_tokens.weight": rnd(V, d)}
+    Hkv = cfg.get("num_key_value_heads") or H
+    D = head_dim(cfg)
+    E = cfg.get("num_local_experts") or 0
+    moe = cfg.get("model_type") == "mixtral" or E > 1
+    out = [("model.embed_tokens.weight", (V, d))]
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        W[p + "input_layernorm.weight"] = norm()
-        W[p + "self_attn.q_proj.weight"] = rnd(H * D, d)
-        W[p + "self_attn.k_proj.weight"] = rnd(Hkv * D, d)
-        W[p + "self_attn.v_proj.weight"] = rnd(Hkv * D, d)
-        W[p + "self_attn.o_proj.weight"] = rnd(d, H * D)
-        W[p + "post_attention_layernorm.weight"] = norm()
-        if cfg.get("model_type", "mixtral") == "mixtral":
-            W[p + "block_sparse_moe.gate.weight"] = rnd(cfg["num_local_experts"], d) * 5
-            for e in range(cfg["num_local_experts"]):
-                W[f"{p}block_sparse_moe.experts.{e}.w1.weight"] = rnd(F, d)
-                W[f"{p}block_sparse_moe.experts.{e}.w3.weight"] = rnd(F, d)
-                W[f"{p}block_sparse_moe.experts.{e}.w2.weight"] = rnd(d, F)
+        out += [(p + "input_layernorm.weight", (d,)),
+                (p + "self_attn.q_proj.weight", (H * D, d)),
+                (p + "self_attn.k_proj.weight", (Hkv * D, d)),
+                (p + "self_attn.v_proj.weight", (Hkv * D, d)),
+                (p + "self_attn.o_proj.weight", (d, H * D)),
+                (p + "post_attention_layernorm.weight", (d,))]
+        if moe:
+            out.append((p + "block_sparse_moe.gate.weight", (E, d)))
+            for e in range(E):
+                q = f"{p}block_sparse_moe.experts.{e}."
+                out += [(q + "w1.weight", (F, d)), (q + "w2.weight", (d, F)), (q + "w3.weight", (F, d))]
         else:
-            W[p + "mlp.gate_proj.weight"] = rnd(F, d)
-            W[p + "mlp.up_proj.weight"] = rnd(F, d)
-            W[p + "mlp.down_proj.weight"] = rnd(d, F)
-    W["model.norm.weight"] = norm()
+            out += [(p + "mlp.gate_proj.weight", (F, d)), (p + "mlp.up_proj.weight", (F, d)),
+                    (p + "mlp.down_proj.weight", (d, F))]
+    out.append(("model.norm.weight", (d,)))
     if not cfg.get("tie_word_embeddings", False):
-        W["lm_head.weight"] = rnd(V, d)
+        out.append(("lm_head.weight", (V, d)))
+    return out
+
+
+def random_weights(cfg, seed, std=0.1):
+    """float64 weights: matrices N(0, std^2), norm weights 1 + 0.1 N(0, 1); deterministic in seed."""
+    g = torch.Generator().manual_seed(seed)
+    W = {}
+    for name, shape in param_shapes(cfg):
+        r = torch.randn(*shape, generator=g, dtype=torch.float64)
+        W[name] = 1.0 + 0.1 * r if name.endswith("norm.weight") else std * r
     return W
 
 
-def cmd_make_checkpoint(args):
-    cfg = json.load(open(args.config))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
-        json.dump(cfg, f, indent=2)
-    W = random_weights(cfg, args.seed)
-    if args.shards <= 1:
-        write_safetensors(os.path.join(args.out, "model.safetensors"), W, args.dtype, {"format": "pt"})
-        return
+def write_checkpoint(out, W, dtype="f32", shards=1):
+    os.makedirs(out, exist_ok=True)
     names = list(W)
-    per = (len(names) + args.shards - 1) // args.shards
+    shards = max(1, min(shards, len(names)))
+    if shards == 1:
+        write_safetensors(os.path.join(out, "model.safetensors"), W, dtype, {"format": "pt"})
+        return
+    # contiguous groups of (almost) equal tensor counts, in name order of param_shapes
+    per, extra = divmod(len(names), shards)
+    groups, at = [], 0
+    for s in range(shards):
+        n = per + (1 if s < extra else 0)
+        groups.append(names[at:at + n])
+        at += n
     wm, total = {}, 0
-    for s in range(args.shards):
-        fname = f"model-{s + 1:05d}-of-{args.shards:05d}.safetensors"
-        part = {n: W[n] for n in names[s * per:(s + 1) * per]}
-        total += write_safetensors(os.path.join(args.out, fname), part, args.dtype, {"format": "pt"})
-        wm.update({n: fname for n in part})
-    with open(os.path.join(args.out, "model.safetensors.index.json"), "w") as f:
+    for s, group in enumerate(groups):
+        fname = f"model-{s + 1:05d}-of-{len(groups):05d}.safetensors"
+        total += write_safetensors(os.path.join(out, fname), {n: W[n] for n in group}, dtype, {"format": "pt"})
+        wm.update({n: fname for n in group})
+    with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": wm}, f, indent=2)
+        f.write("\n")
 
 
-def main():
+def cmd_make_checkpoint(args):
+    with open(args.config) as f:
+        cfg = json.load(f)
+    os.makedirs(args.out, exist_ok=True)
+    for stale in ("model.safetensors", "model.safetensors.index.json"):
+        if os.path.exists(os.path.join(args.out, stale)):
+            os.remove(os.path.join(args.out, stale))
+    shutil.copyfile(args.config, os.path.join(args.out, "config.json"))
+    write_checkpoint(args.out, random_weights(cfg, args.seed), args.dtype, args.shards)
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    e = sub.add_parser("eval")
-    e.add_argument("--model", required=True)
-    e.add_argument("--data", required=True)
-    e.add_argument("--context", type=int, default=0)
+    e = sub.add_parser("eval", help="mean next-byte NLL of a checkpoint on a file")
+    e.add_argument("--model", required=True, help="checkpoint directory")
+    e.add_argument("--data", required=True, help="text file (its bytes are the tokens)")
+    e.add_argument("--context", type=int, default=0, help="window length (default max_position_embeddings)")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    m = sub.add_parser("make-checkpoint")
+    e.add_argument("--batch-size", type=int, default=0, help="windows per forward pass (default: automatic)")
+    e.add_argument("--threads", type=int, default=0, help="torch threads (default: min(4, cores))")
+    m = sub.add_parser("make-checkpoint", help="random weights with the Hugging Face names")
     m.add_argument("--out", required=True)
     m.add_argument("--config", required=True)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, required=True)
     m.add_argument("--dtype", choices=["f32", "bf16", "f16"], default="f32")
     m.add_argument("--shards", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(getattr(args, "threads", 0) or min(4, os.cpu_count() or 1))
     {"eval": cmd_eval, "make-checkpoint": cmd_make_checkpoint}[args.cmd](args)
 
 
