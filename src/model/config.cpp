@@ -35,7 +35,7 @@ const std::set<std::string> kKnown = {
     "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
     "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
-    "architectures", "hidden_act"};
+    "architectures", "hidden_act", "router", "capacity_factor", "eval_capacity_factor"};
 
 }  // namespace
 
@@ -67,6 +67,19 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     get_num(j, "norm_topk_prob", c.norm_topk_prob, src, false);
     get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
     get_num(j, "router_z_loss_coef", c.router_z_loss_coef, src, false);
+    if (j.contains("router")) {
+      if (!j["router"].is_string()) throw Error("[config] " + src + ": key 'router' must be a string");
+      c.router = j["router"].get<std::string>();
+    }
+    if (c.router == "switch") {
+      c.norm_topk_prob = false;
+      c.capacity_factor = 1.25f;
+      c.eval_capacity_factor = 2.0f;
+    }
+    get_num(j, "capacity_factor", c.capacity_factor, src, false);
+    get_num(j, "eval_capacity_factor", c.eval_capacity_factor, src, false);
+    if (c.router == "switch" && j.contains("norm_topk_prob") && c.norm_topk_prob != (j["norm_topk_prob"] == true))
+      throw Error("[config] " + src + ": router \"switch\" does not renormalise (norm_topk_prob must be false)");
   } else {
     c.num_local_experts = 0;
     c.num_experts_per_tok = 0;
@@ -120,6 +133,15 @@ void ModelConfig::validate(const std::string& src) const {
     if (num_experts_per_tok > num_local_experts)
       throw Error("[config] " + src + ": num_experts_per_tok " + std::to_string(num_experts_per_tok) +
                   " exceeds num_local_experts " + std::to_string(num_local_experts));
+    if (router != "topk_softmax" && router != "switch")
+      throw Error("[config] " + src + ": unknown router '" + router + "' (supported: topk_softmax, switch)");
+    if (router == "switch" && num_experts_per_tok != 1)
+      throw Error("[config] " + src + ": router \"switch\" routes each token to one expert; num_experts_per_tok must be 1, got " +
+                  std::to_string(num_experts_per_tok));
+    if (router == "switch" && norm_topk_prob)
+      throw Error("[config] " + src + ": router \"switch\" does not renormalise (norm_topk_prob must be false)");
+    if (capacity_factor < 0 || eval_capacity_factor < 0)
+      throw Error("[config] " + src + ": capacity factors must be >= 0 (0 means dropless)");
     if (router_aux_loss_coef < 0 || router_z_loss_coef < 0)
       throw Error("[config] " + src + ": router loss coefficients must be >= 0");
   }
@@ -147,6 +169,9 @@ nlohmann::json ModelConfig::to_json() const {
     j["norm_topk_prob"] = norm_topk_prob;
     j["router_aux_loss_coef"] = router_aux_loss_coef;
     j["router_z_loss_coef"] = router_z_loss_coef;
+    if (router != "topk_softmax") j["router"] = router;
+    if (capacity_factor > 0 || router != "topk_softmax") j["capacity_factor"] = capacity_factor;
+    if (eval_capacity_factor > 0 || router != "topk_softmax") j["eval_capacity_factor"] = eval_capacity_factor;
   }
   return j;
 }

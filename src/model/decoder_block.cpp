@@ -25,7 +25,8 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
         p + ".block_sparse_moe.gate.weight",
         TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
                          .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
-                         .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L});
+                         .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L,
+                         .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
     auto bank = std::make_unique<SwiGLUExpertBank>(
         p + ".block_sparse_moe",
         SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts});

@@ -27,6 +27,11 @@ ParamList DecoderLM::params() {
   return out;
 }
 
+void DecoderLM::set_training(bool training) {
+  for (auto& l : layers)
+    if (l->moe) l->moe->router().set_training(training);
+}
+
 void DecoderLM::init_weights(uint64_t seed, float std) {
   Rng rng(seed);
   for (Param* p : params()) {

@@ -31,6 +31,9 @@ class DecoderLM {
   std::unique_ptr<Param> lm_head;  // [V, d]; null when tied to the embeddings
 
   ParamList params();
+  // Training mode routes with the training capacity factor; evaluation (the default) with the
+  // evaluation one.
+  void set_training(bool training);
   void init_weights(uint64_t seed, float std = 0.02f);
   void zero_grad();
 

@@ -1,5 +1,10 @@
 #include "moe/expert_bank_swiglu.h"
 
+#include <algorithm>
+#include <numeric>
+
+#include "core/threading.h"
+
 namespace moe {
 
 SwiGLUExpertBank::SwiGLUExpertBank(const std::string& prefix, const SwiGLUBankConfig& c) : c_(c) {
@@ -19,6 +24,36 @@ SwiGLUWeights SwiGLUExpertBank::weights(int e) const {
   return {.w1 = w1[e]->w.data(), .w3 = w3[e]->w.data(), .w2 = w2[e]->w.data(), .d = c_.d_model, .f = c_.d_ff};
 }
 
+namespace {
+
+// Many small experts: one expert per thread (single-threaded GEMMs, largest first, dynamic
+// schedule), so no core idles inside a small GEMM. Few large experts: one after another, each GEMM
+// using every thread. The threshold is where oneDNN's 2-thread GEMM stops paying off (measured with
+// `moe bench moe-layer`).
+template <class F>
+void for_each_expert(const std::vector<int64_t>& offsets, int64_t d_ff, F&& fn) {
+  const int E = int(offsets.size()) - 1;
+  const int64_t M = offsets.back();
+  const bool small = num_threads() > 1 && E >= num_threads() && M * d_ff / std::max(E, 1) < (int64_t(1) << 18);
+  if (!small) {
+    for (int e = 0; e < E; ++e)
+      if (offsets[e + 1] > offsets[e]) fn(e);
+    return;
+  }
+  std::vector<int> order(E);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return offsets[a + 1] - offsets[a] > offsets[b + 1] - offsets[b];
+  });
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < E; ++i) {
+    const int e = order[i];
+    if (offsets[e + 1] > offsets[e]) fn(e);
+  }
+}
+
+}  // namespace
+
 void SwiGLUExpertBank::forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) {
   const int64_t M = offsets.back(), d = c_.d_model, F = c_.d_ff;
   xs_ = xs;
@@ -27,26 +62,24 @@ void SwiGLUExpertBank::forward(float* ys, const float* xs, const std::vector<int
   u_.resize({M, F});
   h_.resize({M, F});
   // One GEMM group per expert over its contiguous rows; oneDNN threads each GEMM.
-  for (int e = 0; e < c_.n_experts; ++e) {
+  for_each_expert(offsets, F, [&](int e) {
     const int64_t r0 = offsets[e], m = offsets[e + 1] - r0;
-    if (m == 0) continue;
     swiglu_mlp_forward(ys + r0 * d, g_.data() + r0 * F, u_.data() + r0 * F, h_.data() + r0 * F,
                        xs + r0 * d, m, weights(e));
-  }
+  });
 }
 
 void SwiGLUExpertBank::backward(float* dxs, const float* dys) {
   const int64_t M = offsets_.back(), d = c_.d_model, F = c_.d_ff;
   dh_.resize({M, F});
   du_.resize({M, F});
-  for (int e = 0; e < c_.n_experts; ++e) {
+  for_each_expert(offsets_, F, [&](int e) {
     const int64_t r0 = offsets_[e], m = offsets_[e + 1] - r0;
-    if (m == 0) continue;
     SwiGLUGrads gr{.w1 = w1[e]->g.data(), .w3 = w3[e]->g.data(), .w2 = w2[e]->g.data()};
     swiglu_mlp_backward(dxs + r0 * d, gr, dys + r0 * d, xs_ + r0 * d, g_.data() + r0 * F,
                         u_.data() + r0 * F, h_.data() + r0 * F, m, weights(e),
                         dh_.data() + r0 * F, du_.data() + r0 * F);
-  }
+  });
 }
 
 }  // namespace moe

@@ -15,8 +15,14 @@ class Router {
   // gradient into dx: [n, d].
   virtual void backward(float* dx, const float* dweight) = 0;
   virtual void params(ParamList& out) = 0;
+  // Training and evaluation may route differently (e.g. capacity factors).
+  virtual void set_training(bool training) { training_ = training; }
+  bool training() const { return training_; }
   // Weighted auxiliary objective of the last forward (coefficients applied), added to the loss.
   virtual double aux_objective() const = 0;
+
+ protected:
+  bool training_ = false;
 };
 
 }  // namespace moe

@@ -32,17 +32,32 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   kernels::logsumexp_rows(lse_.data(), logits_.data(), n, E);
   kernels::softmax_forward(probs_.data(), logits_.data(), n, E);
   kernels::topk_rows(plan.expert.data(), val_.data(), probs_.data(), n, E, k);
+  sel_.assign(plan.expert.begin(), plan.expert.end());
   for (int64_t t = 0; t < n; ++t) {
     float s = 0;
     for (int j = 0; j < k; ++j) s += val_[t * k + j];
     const float inv = c_.norm_topk_prob ? 1.0f / s : 1.0f;
     for (int j = 0; j < k; ++j) plan.weight[t * k + j] = val_[t * k + j] * inv;
   }
-  // Statistics and auxiliary losses.
+  // Statistics and auxiliary losses. f_i counts the router's choices before any capacity drop.
   RouterStats& st = plan.stats;
-  st.tokens_per_expert.assign(E, 0);
+  std::vector<int64_t> chosen(E, 0);
+  for (int64_t i = 0; i < n * k; ++i) chosen[sel_[i]]++;
   st.dropped = 0;
-  for (int64_t i = 0; i < n * k; ++i) st.tokens_per_expert[plan.expert[i]]++;
+  const float cf = training_ ? c_.capacity_factor : c_.eval_capacity_factor;
+  if (cf > 0) {
+    const int64_t cap = int64_t(std::ceil(double(cf) * double(n) * k / E));
+    std::vector<int64_t> used(E, 0);
+    for (int j = 0; j < k; ++j)
+      for (int64_t t = 0; t < n; ++t) {
+        int32_t& e = plan.expert[t * k + j];
+        if (used[e] < cap) used[e]++;
+        else e = -1, st.dropped++;
+      }
+    st.tokens_per_expert = used;
+  } else {
+    st.tokens_per_expert = chosen;
+  }
   frac_.assign(E, 0.0);
   std::vector<double> pmean(E, 0.0);
   double z = 0, ent = 0;
@@ -56,7 +71,7 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   }
   double aux = 0;
   for (int e = 0; e < E; ++e) {
-    frac_[e] = n ? double(st.tokens_per_expert[e]) / double(n * k) : 0.0;
+    frac_[e] = n ? double(chosen[e]) / double(n * k) : 0.0;
     pmean[e] = n ? pmean[e] / n : 0.0;
     aux += frac_[e] * pmean[e];
   }
@@ -73,7 +88,6 @@ double TopKRouter::aux_objective() const {
 void TopKRouter::backward(float* dx, const float* dweight) {
   const int E = c_.n_expert, k = c_.k;
   const int64_t n = n_;
-  const RoutingPlan& plan = *plan_;
   dlogits_.resize({n, E});
   float* dl = dlogits_.data();
   const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
@@ -83,7 +97,7 @@ void TopKRouter::backward(float* dx, const float* dweight) {
     const float* p = probs_.data() + t * E;
     float* dp = dl + t * E;  // first dL/dp, then dL/dlogits in place
     for (int e = 0; e < E; ++e) dp[e] = aux_scale * float(frac_[e]);  // d(aux)/dP_e / n
-    const int32_t* ex = plan.expert.data() + t * k;
+    const int32_t* ex = sel_.data() + t * k;  // dropped slots have dweight 0 but keep their index
     const float* dw = dweight + t * k;
     const float* v = val_.data() + t * k;
     if (c_.norm_topk_prob) {

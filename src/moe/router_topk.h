@@ -4,6 +4,9 @@
 // renormalising would make the weight 1 and cut the router off from the task gradient).
 // Losses: Switch load balancing E * sum_i f_i P_i with f_i counting all k choices divided by k (1 at
 // perfect balance), and the ST-MoE z-loss mean_t logsumexp(logits_t)^2.
+// Capacity (Switch): with a capacity factor cf > 0 each expert takes at most
+// C = ceil(cf * n * k / E) slots, assigned in token order with all first choices before any second
+// choice; a slot past C is dropped (its token rides the residual). cf = 0 is dropless.
 #include <string>
 
 #include "core/tensor.h"
@@ -18,6 +21,8 @@ struct TopKRouterConfig {
   bool norm_topk_prob = true;
   float aux_coef = 0.0f;  // applied to the balancing loss (the model divides by the layer count)
   float z_coef = 0.0f;
+  float capacity_factor = 0.0f;       // training; 0: dropless
+  float eval_capacity_factor = 0.0f;  // evaluation and generation; 0: dropless
 };
 
 class TopKRouter final : public Router {
@@ -42,6 +47,7 @@ class TopKRouter final : public Router {
   Tensor lse_;     // [n]
   Tensor dlogits_;  // [n, E]
   std::vector<float> val_;  // [n, k] top-k probabilities
+  std::vector<int32_t> sel_;  // [n, k] selected experts before capacity drops
   std::vector<double> frac_;  // [E] f_i
 };
 

@@ -114,7 +114,10 @@ int64_t Trainer::context() const {
 double Trainer::validate() {
   EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens};
   const std::string& val = corpus_.val().size() >= 2 ? corpus_.val() : corpus_.train();
-  return evaluate_text(*model_, val, ec).loss();
+  model_->set_training(false);
+  const double loss = evaluate_text(*model_, val, ec).loss();
+  model_->set_training(true);
+  return loss;
 }
 
 void Trainer::save(int64_t step) {
@@ -151,6 +154,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     const auto t0 = clock::now();
     Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
     corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
+    model_->set_training(true);
     model_->zero_grad();
     LossResult r = model_->forward(tokens.data(), targets.data(), B, T);
     if (!std::isfinite(r.objective()))
@@ -175,6 +179,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     for (const RoutingPlan* p : model_->routing()) {
       rep.expert_tokens.push_back(p->stats.tokens_per_expert);
       rep.router_entropy.push_back(p->stats.entropy);
+      rep.dropped_fraction.push_back(double(p->stats.dropped) / double(std::max<int64_t>(1, p->n_tok * p->k)));
       double mx = 0, sum = 0;
       for (auto c : p->stats.tokens_per_expert) mx = std::max(mx, double(c)), sum += double(c);
       const double mean = sum / double(p->stats.tokens_per_expert.size());
@@ -194,7 +199,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
               {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}};
     if (!rep.expert_tokens.empty())
       m.update({{"aux_loss", rep.aux_loss}, {"z_loss", rep.z_loss}, {"expert_tokens", rep.expert_tokens},
-                {"router_entropy", rep.router_entropy}, {"max_vio", rep.max_vio}});
+                {"router_entropy", rep.router_entropy}, {"max_vio", rep.max_vio},
+                {"dropped_fraction", rep.dropped_fraction}});
     if (rep.has_val) m["val_loss"] = rep.val_loss;
     metrics << m.dump() << "\n";
     metrics.flush();

@@ -50,6 +50,7 @@ struct StepReport {
   std::vector<std::vector<int64_t>> expert_tokens;  // [MoE layer][expert]
   std::vector<double> router_entropy;               // [MoE layer]
   std::vector<double> max_vio;                      // [MoE layer]
+  std::vector<double> dropped_fraction;             // [MoE layer] slots dropped by capacity
 };
 
 class Trainer {

@@ -39,6 +39,14 @@ a=$("$MOE" generate --model "$WORK/moe" --prompt "the" --max-tokens 30 --tempera
 b=$("$MOE" generate --model "$WORK/moe" --prompt "the" --max-tokens 30 --temperature 0 2>/dev/null)
 [ "$a" = "$b" ] || fail "greedy generation is not deterministic"
 
+# Switch router with a capacity factor: drops are logged, eval and generate work.
+"$MOE" train --model-config "$SRC/tests/cli/data/tiny-switch.json" --data "$WORK/text.txt" --out "$WORK/switch" \
+  --steps 10 --batch-size 8 --eval-every 0 2>/dev/null
+grep -q '"dropped_fraction"' "$WORK/switch/metrics.jsonl" || fail "no dropped fraction in metrics"
+grep -q '"router": "switch"' "$WORK/switch/config.json" || fail "switch router not saved"
+"$MOE" eval --model "$WORK/switch" --data "$WORK/small.txt" --json >/dev/null
+"$MOE" generate --model "$WORK/switch" --prompt "the" --max-tokens 10 >/dev/null 2>&1
+
 # Dense twin.
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-dense.json" --data "$WORK/text.txt" --out "$WORK/dense" \
   --steps 5 --batch-size 4 --eval-every 0 2>/dev/null

@@ -23,8 +23,9 @@ struct Fixture {
   std::unique_ptr<MoELayer> layer;
   Tensor x, r, y;
 
-  Fixture(int k_, bool norm_, float aux, float z, uint64_t seed) : k(k_), norm(norm_) {
-    auto rt = std::make_unique<TopKRouter>("gate.weight", TopKRouterConfig{.d_model = d, .n_expert = E, .k = k, .norm_topk_prob = norm, .aux_coef = aux, .z_coef = z});
+  Fixture(int k_, bool norm_, float aux, float z, uint64_t seed, float capacity = 0.0f) : k(k_), norm(norm_) {
+    auto rt = std::make_unique<TopKRouter>("gate.weight", TopKRouterConfig{.d_model = d, .n_expert = E, .k = k, .norm_topk_prob = norm, .aux_coef = aux, .z_coef = z, .capacity_factor = capacity});
+    rt->set_training(true);
     auto bk = std::make_unique<SwiGLUExpertBank>("moe", SwiGLUBankConfig{.d_model = d, .d_ff = f, .n_experts = E});
     router = rt.get();
     bank = bk.get();
@@ -147,6 +148,14 @@ TEST(MoELayer, GradientsWithBalancingAndZLoss) {
 TEST(MoELayer, GradientsTop3Of4) {
   Fixture fx(3, true, 1.0f, 0.5f, 4);
   check_grads(fx, 14);
+}
+
+TEST(MoELayer, GradientsWithCapacityDrops) {
+  // Capacity 0.5: about half of the slots are dropped; dropped slots contribute nothing.
+  Fixture fx(2, true, 1.0f, 0.1f, 6, 0.5f);
+  fx.loss();
+  EXPECT_GT(fx.layer->plan().stats.dropped, 0);
+  check_grads(fx, 16);
 }
 
 TEST(MoELayer, DroplessCountsEveryChoice) {

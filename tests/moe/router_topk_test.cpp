@@ -62,6 +62,39 @@ TEST(TopKRouter, Top2RenormalisedWeightsSumToOne) {
   EXPECT_EQ(total, 4);
 }
 
+TEST(TopKRouter, CapacityDropsLaterTokensAndSecondChoicesFirst) {
+  // Two experts, identity gate. Capacity factor 1 with n = 4, k = 1: C = ceil(4 / 2) = 2.
+  TopKRouter r("g", {.d_model = 2, .n_expert = 2, .k = 1, .norm_topk_prob = false, .capacity_factor = 1.0f});
+  r.gate.w[0] = 1, r.gate.w[1] = 0, r.gate.w[2] = 0, r.gate.w[3] = 1;
+  const float x[] = {2, 0, 3, 0, 0, 1, 4, 0};  // tokens 0, 1, 3 prefer expert 0; token 2 expert 1
+  RoutingPlan plan;
+  r.set_training(true);
+  r.forward(plan, x, 4);
+  EXPECT_EQ(plan.expert, (std::vector<int32_t>{0, 0, 1, -1}));  // token 3 is past capacity
+  EXPECT_EQ(plan.stats.dropped, 1);
+  EXPECT_EQ(plan.stats.tokens_per_expert, (std::vector<int64_t>{2, 1}));
+  // Evaluation uses eval_capacity_factor (0: dropless).
+  r.set_training(false);
+  r.forward(plan, x, 4);
+  EXPECT_EQ(plan.stats.dropped, 0);
+
+  // k = 2, C = ceil(1 * 3 * 2 / 2) = 3: all three first choices (expert 0) fit, then the second
+  // choices fill expert 1; had second choices been assigned first they would have displaced them.
+  TopKRouter r2("g", {.d_model = 2, .n_expert = 2, .k = 2, .norm_topk_prob = true, .capacity_factor = 1.0f});
+  r2.gate.w[0] = 1, r2.gate.w[1] = 0, r2.gate.w[2] = 0, r2.gate.w[3] = 1;
+  r2.set_training(true);
+  const float y[] = {2, 0, 3, 0, 5, 0};
+  r2.forward(plan, y, 3);
+  EXPECT_EQ(plan.expert, (std::vector<int32_t>{0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(plan.stats.dropped, 0);
+  TopKRouter r3("g", {.d_model = 2, .n_expert = 2, .k = 2, .norm_topk_prob = true, .capacity_factor = 0.5f});
+  r3.gate.w[0] = 1, r3.gate.w[1] = 0, r3.gate.w[2] = 0, r3.gate.w[3] = 1;
+  r3.set_training(true);
+  r3.forward(plan, y, 3);  // C = ceil(0.5 * 3 * 2 / 2) = 2: token 2's choices are both dropped
+  EXPECT_EQ(plan.expert, (std::vector<int32_t>{0, 1, 0, 1, -1, -1}));
+  EXPECT_EQ(plan.stats.dropped, 2);
+}
+
 TEST(TopKRouter, RejectsKLargerThanExperts) {
   EXPECT_THROW(TopKRouter("g", {.d_model = 2, .n_expert = 2, .k = 3}), Error);
 }

@@ -18,6 +18,8 @@
 
 namespace moe::cli {
 
+void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);
+
 namespace {
 
 struct LayerBenchArgs {
@@ -151,8 +153,12 @@ Runner add_bench(CLI::App& app) {
   l->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   l->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
   l->add_flag("--json", a->json, "end with one JSON line");
-  return [l, a]() -> int {
+  std::vector<std::pair<CLI::App*, Runner>> more;
+  add_model_benches(*c, more);
+  return [l, a, more]() -> int {
     if (l->parsed()) return run_layer_bench(*a);
+    for (const auto& [sub, run] : more)
+      if (sub->parsed()) return run();
     return 2;
   };
 }

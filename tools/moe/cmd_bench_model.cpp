@@ -1,0 +1,209 @@
+// moe bench train / generate: a whole training step and batch-1 decoding of a model config,
+// against the GEMM rate and the memory bandwidth measured in the same run.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/rng.h"
+#include "core/threading.h"
+#include "default_config.h"
+#include "infer/generator.h"
+#include "kernels/gemm.h"
+#include "train/adamw.h"
+
+namespace moe::cli {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
+
+ModelConfig load_config(const std::string& path) {
+  return path.empty() ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
+                      : ModelConfig::load(path);
+}
+
+double peak_rss_bytes() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) * 1024.0;
+}
+
+// GFLOP/s of a square-ish GEMM of the given size (median of 3).
+double measure_gemm(int64_t M, int64_t N, int64_t K) {
+  Tensor A({M, K}), B({N, K}), C({M, N});
+  for (int64_t i = 0; i < A.numel(); ++i) A[i] = 0.01f * float(i % 7);
+  for (int64_t i = 0; i < B.numel(); ++i) B[i] = 0.01f * float(i % 5);
+  std::vector<double> t;
+  for (int r = 0; r < 4; ++r) {
+    const auto t0 = clock_type::now();
+    kernels::gemm(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N);
+    if (r) t.push_back(since(t0));
+  }
+  std::sort(t.begin(), t.end());
+  return 2.0 * double(M) * double(N) * double(K) / t[1] / 1e9;
+}
+
+// Read bandwidth (GB/s) of summing a buffer far larger than the caches.
+double measure_bandwidth() {
+  const int64_t n = int64_t(1) << 27;  // 512 MiB
+  Tensor a({n});
+  for (int64_t i = 0; i < n; ++i) a[i] = 1.0f;
+  double best = 0;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = clock_type::now();
+    double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+    for (int64_t i = 0; i < n; ++i) s += a[i];
+    const double dt = since(t0);
+    if (s < 0) std::printf("%f", s);  // keep the loop
+    best = std::max(best, double(n) * 4.0 / dt / 1e9);
+  }
+  return best;
+}
+
+// Matmul FLOPs of one token's forward (weights touched by the token, attention over T positions).
+double forward_flops_per_token(const ModelConfig& c, int64_t T) {
+  const double d = c.hidden_size, hd = c.hdim(), H = c.num_attention_heads, Hkv = c.num_key_value_heads;
+  const double attn_proj = d * hd * (2 * H + 2 * Hkv);
+  const double scores = 2.0 * double(T) * H * hd;  // QK^T and PV over the full window (as computed)
+  const double ffn = c.is_moe() ? double(c.num_experts_per_tok) * 3 * d * c.intermediate_size + d * c.num_local_experts
+                                : 3 * d * c.intermediate_size;
+  return 2.0 * c.num_hidden_layers * (attn_proj + ffn) + 2.0 * c.num_hidden_layers * scores + 2.0 * d * c.vocab_size;
+}
+
+struct TrainBenchArgs {
+  std::string config;
+  int64_t batch = 32, context = 0, steps = 5;
+  double peak = 360.0;
+  int threads = 0;
+  bool json = false;
+};
+
+int run_train_bench(const TrainBenchArgs& a) {
+  set_num_threads(a.threads);
+  const ModelConfig c = load_config(a.config);
+  const int64_t B = a.batch, T = a.context > 0 ? a.context : c.max_position_embeddings, n = B * T;
+  DecoderLM model(c);
+  model.init_weights(0);
+  ParamList ps = model.params();
+  AdamW opt(ps, {});
+  Rng rng(1);
+  std::vector<int32_t> tok(n), tgt(n);
+  for (int64_t i = 0; i < n; ++i) tok[i] = int32_t(rng.below(256)), tgt[i] = int32_t(rng.below(256));
+  auto step = [&] {
+    model.zero_grad();
+    model.forward(tok.data(), tgt.data(), B, T);
+    model.backward();
+    clip_grad_norm(ps, 1.0);
+    opt.step(1e-4f);
+  };
+  step();  // warm-up: sizes every buffer
+  std::vector<double> ts;
+  for (int64_t s = 0; s < a.steps; ++s) {
+    const auto t0 = clock_type::now();
+    step();
+    ts.push_back(since(t0));
+  }
+  std::sort(ts.begin(), ts.end());
+  const double t = ts[ts.size() / 2];
+  const double flops = 3.0 * forward_flops_per_token(c, T) * double(n);
+  const double gemm = measure_gemm(2048, 2048, 2048);
+  // Memory floor: parameters, gradients, two AdamW moments, and the activations the backward reads.
+  const double P = double(c.total_params());
+  const double d = c.hidden_size, qd = double(c.num_attention_heads) * c.hdim(), kvd = double(c.num_key_value_heads) * c.hdim();
+  const double k = c.is_moe() ? c.num_experts_per_tok : 1.0, F = c.intermediate_size;
+  const double per_layer = n * (4 * d + 2 * qd + 2 * kvd) + double(B) * c.num_attention_heads * T * T +
+                           n * k * (2 * d + 3 * F) + (c.is_moe() ? 3.0 * n * c.num_local_experts : 0.0);
+  const double act = 4.0 * (c.num_hidden_layers * (per_layer + n * d) + n * (2 * d + c.vocab_size));
+  const double floor = 4.0 * 4.0 * P + act;
+  const double rss = peak_rss_bytes();
+  nlohmann::json j = {{"tokens_per_step", n}, {"step_s", t}, {"tokens_per_s", double(n) / t},
+                      {"model_gflops", flops / t / 1e9}, {"gemm_gflops", gemm},
+                      {"mfu_vs_gemm", flops / t / 1e9 / gemm}, {"mfu_vs_peak", flops / t / 1e9 / a.peak},
+                      {"peak_rss_bytes", rss}, {"memory_floor_bytes", floor}, {"rss_over_floor", rss / floor},
+                      {"threads", num_threads()}};
+  std::printf("training step: %lld tokens in %.3f s = %.0f tokens/s, %.1f GFLOP/s (model FLOPs)\n",
+              (long long)n, t, double(n) / t, flops / t / 1e9);
+  std::printf("  vs measured GEMM %.1f GFLOP/s: %.1f%%; vs FMA peak %.0f GFLOP/s: %.1f%%\n", gemm,
+              100 * flops / t / 1e9 / gemm, a.peak, 100 * flops / t / 1e9 / a.peak);
+  std::printf("  peak resident memory %.1f MB; floor (params+grads+AdamW+activations) %.1f MB; ratio %.2f\n",
+              rss / 1e6, floor / 1e6, rss / floor);
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+struct GenBenchArgs {
+  std::string config;
+  int64_t prompt = 64, tokens = 64;
+  int threads = 0;
+  bool json = false;
+};
+
+int run_generate_bench(const GenBenchArgs& a) {
+  set_num_threads(a.threads);
+  const ModelConfig c = load_config(a.config);
+  DecoderLM model(c);
+  model.init_weights(0);
+  const int64_t W = c.max_position_embeddings;
+  if (a.prompt + a.tokens > W) throw Error("[bench] --prompt + --tokens must fit in max_position_embeddings (" + std::to_string(W) + ")");
+  std::vector<LayerKVCache> caches;
+  model.init_cache(caches, W);
+  std::vector<int32_t> prompt(a.prompt);
+  for (int64_t i = 0; i < a.prompt; ++i) prompt[i] = int32_t('a' + i % 26);
+  std::vector<float> logits(c.vocab_size);
+  model.forward_cached(logits.data(), prompt.data(), a.prompt, caches);  // warm-up
+  for (auto& cc : caches) cc.len = 0;
+  auto t0 = clock_type::now();
+  model.forward_cached(logits.data(), prompt.data(), a.prompt, caches);
+  const double prefill = since(t0);
+  int32_t tok = 'a';
+  t0 = clock_type::now();
+  for (int64_t i = 0; i < a.tokens; ++i) model.forward_cached(logits.data(), &tok, 1, caches);
+  const double decode = since(t0) / double(a.tokens);
+  // Weights a decoded token reads: everything active except the embedding table (one row).
+  const double bytes = 4.0 * double(c.active_params() - int64_t(c.vocab_size) * c.hidden_size * (c.tie_word_embeddings ? 0 : 1));
+  const double bw = measure_bandwidth();
+  const double floor_s = bytes / (bw * 1e9);
+  nlohmann::json j = {{"prefill_tokens_per_s", double(a.prompt) / prefill}, {"decode_tokens_per_s", 1.0 / decode},
+                      {"decode_s_per_token", decode}, {"weight_bytes_per_token", bytes},
+                      {"bandwidth_gb_s", bw}, {"bandwidth_floor_s_per_token", floor_s},
+                      {"decode_over_floor", decode / floor_s}, {"threads", num_threads()}};
+  std::printf("prefill %lld tokens: %.0f tokens/s; decode at batch 1: %.0f tokens/s (%.3f ms/token)\n",
+              (long long)a.prompt, double(a.prompt) / prefill, 1.0 / decode, decode * 1e3);
+  std::printf("  active weights read per token %.2f MB; at the measured %.1f GB/s that is %.3f ms: decode takes %.2fx that\n",
+              bytes / 1e6, bw, floor_s * 1e3, decode / floor_s);
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out) {
+  auto ta = std::make_shared<TrainBenchArgs>();
+  CLI::App* t = bench.add_subcommand("train", "a full training step (forward, backward, AdamW)");
+  t->add_option("--model-config", ta->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
+  t->add_option("--batch-size", ta->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--context", ta->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::PositiveNumber);
+  t->add_option("--steps", ta->steps, "timed steps (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--peak-gflops", ta->peak, "FMA peak of the machine")->capture_default_str();
+  t->add_option("--threads", ta->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  t->add_flag("--json", ta->json, "end with one JSON line");
+  out.emplace_back(t, [ta] { return run_train_bench(*ta); });
+  auto ga = std::make_shared<GenBenchArgs>();
+  CLI::App* g = bench.add_subcommand("generate", "prefill and batch-1 decode speed");
+  g->add_option("--model-config", ga->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
+  g->add_option("--prompt", ga->prompt, "prompt tokens")->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--tokens", ga->tokens, "decoded tokens")->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--threads", ga->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  g->add_flag("--json", ga->json, "end with one JSON line");
+  out.emplace_back(g, [ga] { return run_generate_bench(*ga); });
+}
+
+}  // namespace moe::cli
