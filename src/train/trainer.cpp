@@ -9,6 +9,7 @@
 #include "io/safetensors.h"
 #include "model/checkpoint.h"
 #include "train/evaluate.h"
+#include "train/plots.h"
 #include "train/schedule.h"
 
 namespace moe {
@@ -126,6 +127,7 @@ void Trainer::save(int64_t step) {
   write_safetensors(trainer_state_path(cfg_.out_dir, step), opt_->state_tensors(),
                     {{"step", std::to_string(step)}, {"format", "moe-trainer-state-v1"}});
   save_pretrained(cfg_.out_dir, *model_, {{"step", std::to_string(step)}});
+  write_training_plots(cfg_.out_dir);
   for (int64_t s : existing_state_steps(cfg_.out_dir))
     if (s != step) fs::remove(trainer_state_path(cfg_.out_dir, s));
 }
@@ -190,11 +192,6 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       rep.has_val = true;
       rep.val_loss = validate();
     }
-    if ((cfg_.save_every > 0 && s % cfg_.save_every == 0) || final_step) {
-      save(s);
-      saved_step = s;
-      rep.saved = true;
-    }
     json m = {{"step", s}, {"loss", rep.loss}, {"nll", rep.nll}, {"lr", rep.lr},
               {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}};
     if (!rep.expert_tokens.empty())
@@ -204,6 +201,11 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if (rep.has_val) m["val_loss"] = rep.val_loss;
     metrics << m.dump() << "\n";
     metrics.flush();
+    if ((cfg_.save_every > 0 && s % cfg_.save_every == 0) || final_step) {
+      save(s);  // after the metrics line, so the plots include this step
+      saved_step = s;
+      rep.saved = true;
+    }
     if (on_step) on_step(rep);
   }
   // Interrupted between steps: make sure the last completed step is on disk.

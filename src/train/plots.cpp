@@ -1,0 +1,150 @@
+#include "train/plots.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+
+namespace moe {
+
+namespace {
+
+// SVG by hand: a few rectangles, lines and labels need no plotting library.
+std::string fmt(double v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4g", v);
+  return b;
+}
+
+struct Series {
+  std::vector<double> x, y;
+};
+
+std::string line_chart(const std::vector<std::pair<std::string, Series>>& series, const std::string& title,
+                       const std::string& ylabel) {
+  const double W = 720, H = 420, L = 70, R = 160, T = 40, B = 50;
+  double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
+  for (auto& [name, s] : series)
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.y[i])) continue;
+      x0 = std::min(x0, s.x[i]), x1 = std::max(x1, s.x[i]);
+      y0 = std::min(y0, s.y[i]), y1 = std::max(y1, s.y[i]);
+    }
+  if (x0 > x1) x0 = 0, x1 = 1, y0 = 0, y1 = 1;
+  if (x1 == x0) x1 = x0 + 1;
+  if (y1 == y0) y1 = y0 + 1;
+  const double pad = 0.05 * (y1 - y0);
+  y0 -= pad, y1 += pad;
+  auto px = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  auto py = [&](double y) { return T + (1 - (y - y0) / (y1 - y0)) * (H - T - B); };
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>" << title << "</text>\n";
+  for (int i = 0; i <= 5; ++i) {
+    const double yv = y0 + (y1 - y0) * i / 5, xv = x0 + (x1 - x0) * i / 5;
+    o << "<line x1='" << L << "' x2='" << W - R << "' y1='" << py(yv) << "' y2='" << py(yv) << "' stroke='#ddd'/>\n";
+    o << "<text x='" << L - 6 << "' y='" << py(yv) + 4 << "' text-anchor='end'>" << fmt(yv) << "</text>\n";
+    o << "<text x='" << px(xv) << "' y='" << H - B + 18 << "' text-anchor='middle'>" << fmt(std::round(xv)) << "</text>\n";
+  }
+  o << "<rect x='" << L << "' y='" << T << "' width='" << W - L - R << "' height='" << H - T - B
+    << "' fill='none' stroke='#333'/>\n";
+  o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 12 << "' text-anchor='middle'>step</text>\n";
+  o << "<text x='16' y='" << (T + H - B) / 2 << "' transform='rotate(-90 16 " << (T + H - B) / 2
+    << ")' text-anchor='middle'>" << ylabel << "</text>\n";
+  const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"};
+  for (size_t k = 0; k < series.size(); ++k) {
+    const auto& [name, s] = series[k];
+    o << "<polyline fill='none' stroke-width='" << (s.x.size() < 40 ? 2.5 : 1.2) << "' stroke='" << colors[k % 5] << "' points='";
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (std::isfinite(s.y[i])) o << px(s.x[i]) << "," << py(s.y[i]) << " ";
+    o << "'/>\n";
+    o << "<line x1='" << W - R + 12 << "' x2='" << W - R + 36 << "' y1='" << T + 14 + 20 * k << "' y2='" << T + 14 + 20 * k
+      << "' stroke='" << colors[k % 5] << "' stroke-width='3'/>";
+    o << "<text x='" << W - R + 42 << "' y='" << T + 18 + 20 * k << "'>" << name << "</text>\n";
+  }
+  o << "</svg>\n";
+  return o.str();
+}
+
+}  // namespace
+
+void write_training_plots(const std::string& dir) {
+  std::istringstream in(read_file(dir + "/metrics.jsonl"));
+  Series train, val;
+  std::vector<double> load_steps;
+  std::vector<std::vector<std::vector<double>>> load;  // [step][layer][expert] shares
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception&) {
+      continue;  // a line cut by a crash
+    }
+    const double step = j.value("step", 0.0);
+    train.x.push_back(step);
+    train.y.push_back(j.value("nll", NAN));
+    if (j.contains("val_loss")) val.x.push_back(step), val.y.push_back(j["val_loss"].get<double>());
+    if (j.contains("expert_tokens")) {
+      std::vector<std::vector<double>> shares;
+      for (const auto& layer : j["expert_tokens"]) {
+        std::vector<double> s;
+        double sum = 0;
+        for (const auto& c : layer) sum += c.get<double>();
+        for (const auto& c : layer) s.push_back(sum > 0 ? c.get<double>() / sum : 0.0);
+        shares.push_back(s);
+      }
+      load_steps.push_back(step);
+      load.push_back(shares);
+    }
+  }
+  atomic_write_file(dir + "/loss.svg",
+                    line_chart({{"train", train}, {"validation", val}}, "Loss (nats per byte)", "loss"));
+  if (load.empty() || load[0].empty()) return;
+  // Heat map: one panel per layer; columns are bins of steps, rows experts.
+  const size_t L = load[0].size(), E = load[0][0].size();
+  const size_t bins = std::min<size_t>(load.size(), 120);
+  const double cw = 5, ch = std::max(4.0, std::min(18.0, 180.0 / double(E))), gap = 34, left = 70, top = 40;
+  const double panel_h = ch * double(E), W = std::max(640.0, left + cw * double(bins) + 150);
+  const double H = top + double(L) * (panel_h + gap) + 20;
+  const double mean = 1.0 / double(E);
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>Expert load over training "
+    << "(share of routed slots; mid-grey = balanced " << fmt(100 * mean) << "%)</text>\n";
+  for (size_t l = 0; l < L; ++l) {
+    const double y0 = top + double(l) * (panel_h + gap) + 12;
+    o << "<text x='" << left - 8 << "' y='" << y0 - 4 << "' text-anchor='end'>layer " << l << "</text>\n";
+    for (size_t b = 0; b < bins; ++b) {
+      const size_t s0 = b * load.size() / bins, s1 = std::max(s0 + 1, (b + 1) * load.size() / bins);
+      for (size_t e = 0; e < E; ++e) {
+        double share = 0;
+        for (size_t s = s0; s < s1; ++s) share += load[s][l].size() > e ? load[s][l][e] : 0.0;
+        share /= double(s1 - s0);
+        // 0 -> white, mean -> mid-grey, >= 2x mean -> black
+        const int v = int(255 * (1 - std::min(1.0, share / (2 * mean))));
+        o << "<rect x='" << left + cw * double(b) << "' y='" << y0 + ch * double(e) << "' width='" << cw + 0.5
+          << "' height='" << ch + 0.5 << "' fill='rgb(" << v << "," << v << "," << v << ")'/>";
+      }
+      o << "\n";
+    }
+    o << "<text x='" << left - 8 << "' y='" << y0 + ch * 0.8 << "' text-anchor='end' font-size='10'>e0</text>";
+    o << "<text x='" << left - 8 << "' y='" << y0 + panel_h - 2 << "' text-anchor='end' font-size='10'>e" << E - 1 << "</text>\n";
+    o << "<text x='" << left << "' y='" << y0 + panel_h + 14 << "' font-size='10'>step " << fmt(load_steps.front())
+      << "</text><text x='" << left + cw * double(bins) << "' y='" << y0 + panel_h + 14
+      << "' text-anchor='end' font-size='10'>step " << fmt(load_steps.back()) << "</text>\n";
+  }
+  o << "</svg>\n";
+  atomic_write_file(dir + "/expert_load.svg", o.str());
+}
+
+}  // namespace moe
