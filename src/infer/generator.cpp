@@ -7,6 +7,10 @@ namespace moe {
 std::string Generator::generate(const std::string& prompt, const GenerateConfig& cfg,
                                 const std::function<bool(uint8_t)>& on_token) {
   if (cfg.max_tokens < 0) throw Error("[generate] --max-tokens must be >= 0");
+  if (!model_.causal())
+    throw Error("[generate] this model's router (" + model_.config().router +
+                ") lets each expert choose among all tokens of a batch, so it is not causal and cannot generate text; "
+                "use it for training and non-causal evaluation");
   const int64_t W = cfg.window > 0 ? cfg.window : model_.config().max_position_embeddings;
   if (W < 2) throw Error("[generate] the context window must be at least 2");
   const int64_t V = model_.config().vocab_size;

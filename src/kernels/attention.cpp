@@ -2,107 +2,149 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
 #include "kernels/gemm.h"
+#include "kernels/softmax.h"
 
 namespace moe::kernels {
 
-// Per (batch, kv head) in parallel: the query heads of its group run Q K^T and P V as GEMMs on
-// strided views (no copies). Each (b, g) owns its slices of dk/dv, so accumulation is race-free
-// and in a fixed order. GEMMs inside the parallel region run single-threaded (no nesting).
+// Each (batch, head) is a pair of GEMMs on strided views of q/k/v (no copies), in blocks of query
+// rows: the block [i0, i1) only needs keys [0, i1), which halves the work of a long sequence.
+// Parallel over (b, head) in the forward and over (b, kv head) in the backward, where a kv head's
+// query heads run one after another inside the loop, so that dk/dv accumulate without races and in
+// a fixed order. GEMMs inside the parallel region run single-threaded (nested parallelism is off);
+// when there are fewer units than threads the units run one at a time and each GEMM is threaded.
+
+namespace {
+
+constexpr int64_t kRowBlock = 64;  // query rows per GEMM
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+}  // namespace
 
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D) {
+  MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0);
   const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
   const float scale = 1.0f / std::sqrt(float(D));
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t h = 0; h < Hq; ++h) {
-      const int64_t g = h / G;
-      const float* qh = q + b * T * qs + h * D;
-      const float* kg = k + b * T * ks + g * D;
-      const float* vg = v + b * T * ks + g * D;
-      float* P = probs + (b * Hq + h) * T * T;
-      gemm(false, true, T, T, D, scale, qh, qs, kg, ks, 0.0f, P, T);
-      for (int64_t i = 0; i < T; ++i) {
+  const int64_t units = B * Hq;
+#pragma omp parallel for schedule(static) if (units > 1 && units >= max_threads())
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t b = u / Hq, h = u % Hq, g = h / G;
+    const float* qh = q + b * T * qs + h * D;  // [T, D], row stride qs
+    const float* kg = k + b * T * ks + g * D;  // [T, D], row stride ks
+    const float* vg = v + b * T * ks + g * D;  // [T, D], row stride ks
+    float* oh = out + b * T * qs + h * D;      // [T, D], row stride qs
+    float* P = probs + u * T * T;              // [T, T]
+    for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0;
+      // S[i0:i1, 0:i1] = Q[i0:i1] K[0:i1]^T / sqrt(D)
+      gemm(false, true, m, i1, D, scale, qh + i0 * qs, qs, kg, ks, 0.0f, P + i0 * T, T);
+      for (int64_t i = i0; i < i1; ++i) {
         float* row = P + i * T;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j <= i; ++j) mx = std::max(mx, row[j]);
-        float s = 0;
-        for (int64_t j = 0; j <= i; ++j) s += row[j] = std::exp(row[j] - mx);
-        const float inv = 1.0f / s;
-        for (int64_t j = 0; j <= i; ++j) row[j] *= inv;
-        for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
+        softmax_forward(row, row, 1, i + 1);  // causal: keys 0..i
+        std::fill(row + i + 1, row + T, 0.0f);
       }
-      gemm(false, false, T, D, T, 1.0f, P, T, vg, ks, 0.0f, out + b * T * qs + h * D, qs);
+      // O[i0:i1] = P[i0:i1, 0:i1] V[0:i1]
+      gemm(false, false, m, D, i1, 1.0f, P + i0 * T, T, vg, ks, 0.0f, oh + i0 * qs, qs);
     }
-}
-
-void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
-                        const float* q, const float* k, const float* v, int64_t B, int64_t T,
-                        int64_t Hq, int64_t Hkv, int64_t D) {
-  const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
-  const float scale = 1.0f / std::sqrt(float(D));
-#pragma omp parallel
-  {
-    std::vector<float> dS(T * T);
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t g = 0; g < Hkv; ++g) {
-        const float* kg = k + b * T * ks + g * D;
-        const float* vg = v + b * T * ks + g * D;
-        float* dkg = dk + b * T * ks + g * D;
-        float* dvg = dv + b * T * ks + g * D;
-        for (int64_t h = g * G; h < (g + 1) * G; ++h) {
-          const float* P = probs + (b * Hq + h) * T * T;
-          const float* dO = dout + b * T * qs + h * D;
-          const float* qh = q + b * T * qs + h * D;
-          const float beta = h == g * G ? 0.0f : 1.0f;  // first head of the group assigns
-          // dV += P^T dO
-          gemm(true, false, T, D, T, 1.0f, P, T, dO, qs, beta, dvg, ks);
-          // dP = dO V^T, then dS = P * (dP - rowsum(dP * P)) * scale
-          gemm(false, true, T, T, D, 1.0f, dO, qs, vg, ks, 0.0f, dS.data(), T);
-          for (int64_t i = 0; i < T; ++i) {
-            float* row = dS.data() + i * T;
-            const float* p = P + i * T;
-            float s = 0;
-            for (int64_t j = 0; j <= i; ++j) s += row[j] * p[j];
-            for (int64_t j = 0; j <= i; ++j) row[j] = p[j] * (row[j] - s) * scale;
-            for (int64_t j = i + 1; j < T; ++j) row[j] = 0.0f;
-          }
-          // dQ = dS K; dK += dS^T Q
-          gemm(false, false, T, D, T, 1.0f, dS.data(), T, kg, ks, 0.0f, dq + b * T * qs + h * D, qs);
-          gemm(true, false, T, D, T, 1.0f, dS.data(), T, qh, qs, beta, dkg, ks);
-        }
-      }
   }
 }
 
+// With S = Q K^T / sqrt(D), P = softmax(S) (causal), O = P V:
+//   dV = P^T dO,  dP = dO V^T,  dS = P * (dP - rowsum(dP * P)),
+//   dQ = dS K / sqrt(D),  dK = dS^T Q / sqrt(D),
+// dK and dV summed over the query heads of each kv head.
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
+                        const float* q, const float* k, const float* v, int64_t B, int64_t T,
+                        int64_t Hq, int64_t Hkv, int64_t D) {
+  MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0);
+  const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const int64_t units = B * Hkv;
+#pragma omp parallel if (units > 1 && units >= max_threads())
+  {
+    std::vector<float> dS(std::min(T, kRowBlock) * T);  // [m, i1] of the current block
+#pragma omp for schedule(static)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t b = u / Hkv, g = u % Hkv;
+      const float* kg = k + b * T * ks + g * D;  // [T, D], row stride ks
+      const float* vg = v + b * T * ks + g * D;
+      float* dkg = dk + b * T * ks + g * D;
+      float* dvg = dv + b * T * ks + g * D;
+      for (int64_t t = 0; t < T; ++t) {
+        std::fill(dkg + t * ks, dkg + t * ks + D, 0.0f);
+        std::fill(dvg + t * ks, dvg + t * ks + D, 0.0f);
+      }
+      for (int64_t h = g * G; h < (g + 1) * G; ++h) {
+        const float* P = probs + (b * Hq + h) * T * T;  // [T, T]
+        const float* dO = dout + b * T * qs + h * D;    // [T, D], row stride qs
+        const float* qh = q + b * T * qs + h * D;
+        float* dqh = dq + b * T * qs + h * D;
+        for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+          const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0;
+          const float* Pb = P + i0 * T;  // rows i0..i1, keys 0..i1 (row stride T)
+          // dV[0:i1] += P[i0:i1, 0:i1]^T dO[i0:i1]
+          gemm(true, false, i1, D, m, 1.0f, Pb, T, dO + i0 * qs, qs, 1.0f, dvg, ks);
+          // dP[i0:i1, 0:i1] = dO[i0:i1] V[0:i1]^T, then dS in place
+          gemm(false, true, m, i1, D, 1.0f, dO + i0 * qs, qs, vg, ks, 0.0f, dS.data(), i1);
+          for (int64_t i = i0; i < i1; ++i) {
+            float* row = dS.data() + (i - i0) * i1;
+            const float* p = P + i * T;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j <= i; ++j) s += row[j] * p[j];
+#pragma omp simd
+            for (int64_t j = 0; j <= i; ++j) row[j] = p[j] * (row[j] - s);
+            std::fill(row + i + 1, row + i1, 0.0f);
+          }
+          // dQ[i0:i1] = dS K[0:i1] / sqrt(D)
+          gemm(false, false, m, D, i1, scale, dS.data(), i1, kg, ks, 0.0f, dqh + i0 * qs, qs);
+          // dK[0:i1] += dS^T Q[i0:i1] / sqrt(D)
+          gemm(true, false, i1, D, m, scale, dS.data(), i1, qh + i0 * qs, qs, 1.0f, dkg, ks);
+        }
+      }
+    }
+  }
+}
+
+// Scores into scratch, a softmax over the n_ctx positions, then the weighted sum of values. Heads
+// run one after another: scratch holds one head's scores only.
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
                       int64_t n_ctx, int64_t Hq, int64_t Hkv, int64_t D, float* scratch) {
+  MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0 && n_ctx > 0);
   const int64_t G = Hq / Hkv, ks = Hkv * D;
   const float scale = 1.0f / std::sqrt(float(D));
   for (int64_t h = 0; h < Hq; ++h) {
     const int64_t g = h / G;
     const float* qh = q + h * D;
-    float mx = -INFINITY;
     for (int64_t j = 0; j < n_ctx; ++j) {
       const float* kj = kcache + j * ks + g * D;
-      float s = 0;
+      float s = 0.0f;
+#pragma omp simd reduction(+ : s)
       for (int64_t d = 0; d < D; ++d) s += qh[d] * kj[d];
       scratch[j] = s * scale;
-      mx = std::max(mx, scratch[j]);
     }
-    float sum = 0;
-    for (int64_t j = 0; j < n_ctx; ++j) sum += scratch[j] = std::exp(scratch[j] - mx);
-    const float inv = 1.0f / sum;
+    softmax_forward(scratch, scratch, 1, n_ctx);
     float* o = out + h * D;
-    std::memset(o, 0, D * sizeof(float));
+    std::fill(o, o + D, 0.0f);
     for (int64_t j = 0; j < n_ctx; ++j) {
-      const float p = scratch[j] * inv;
+      const float p = scratch[j];
       const float* vj = vcache + j * ks + g * D;
+#pragma omp simd
       for (int64_t d = 0; d < D; ++d) o[d] += p * vj[d];
     }
   }

@@ -8,8 +8,9 @@ namespace moe::kernels {
 
 namespace {
 
-// exp(x) in float, within ~2 ulp, written without a libm call so that GCC vectorises the loops
-// that use it (without -ffast-math glibc's vector expf is never used). Cephes' range reduction
+// exp(x) in float, within ~1 ulp (1.01 measured over the float range), written without a libm
+// call so that GCC vectorises the loops that use it (without -ffast-math glibc's vector expf is
+// never used). Cephes' range reduction
 // x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n built in the exponent bits
 // as 2^(n/2) * 2^(n - n/2) so that n = 128 (x near 88.7) does not overflow early.
 // exp(-inf) = 0, exp(+inf) = inf, exp(NaN) = NaN; results below FLT_MIN flush to 0.
@@ -64,26 +65,36 @@ inline float shift_sum(const float* x, int64_t n, float mx) {
   return s;
 }
 
-// Below this many elements a parallel region costs more than it saves.
+// Runs row(r) for every row, over threads only when there is enough work: below kParallelMin
+// elements, and for the single rows that attention and cross-entropy pass one at a time, even a
+// parallel region with a false if-clause costs more (~0.3 us) than a short row.
 constexpr int64_t kParallelMin = 1 << 15;
+
+template <class RowFn>
+void for_each_row(int64_t rows, int64_t cols, const RowFn& row) {
+  if (rows == 1 || rows * cols < kParallelMin) {
+    for (int64_t r = 0; r < rows; ++r) row(r);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) row(r);
+}
 
 }  // namespace
 
 void softmax_forward(float* y, const float* x, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
+  for_each_row(rows, cols, [=](int64_t r) {
     const float* a = x + r * cols;
     float* b = y + r * cols;
     const float mx = row_max(a, cols);
     const float inv = 1.0f / exp_shift_sum(b, a, cols, mx);
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) b[c] *= inv;
-  }
+  });
 }
 
 void softmax_backward(float* dx, const float* y, const float* dy, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
+  for_each_row(rows, cols, [=](int64_t r) {
     const float* p = y + r * cols;
     const float* g = dy + r * cols;
     float* o = dx + r * cols;
@@ -92,17 +103,16 @@ void softmax_backward(float* dx, const float* y, const float* dy, int64_t rows, 
     for (int64_t c = 0; c < cols; ++c) s += p[c] * g[c];
 #pragma omp simd
     for (int64_t c = 0; c < cols; ++c) o[c] = p[c] * (g[c] - s);  // dx may alias dy
-  }
+  });
 }
 
 void logsumexp_rows(float* lse, const float* x, int64_t rows, int64_t cols) {
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * cols >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
+  for_each_row(rows, cols, [=](int64_t r) {
     const float* a = x + r * cols;
     const float mx = row_max(a, cols);
     // All -inf (or an empty row): log(0) = -inf. +inf: inf. Avoids inf - inf = NaN.
     lse[r] = std::isinf(mx) ? mx : mx + std::log(shift_sum(a, cols, mx));
-  }
+  });
 }
 
 }  // namespace moe::kernels

@@ -28,14 +28,22 @@ struct ModelConfig {
   float router_z_loss_coef = 0.0f;   // extension key (ST-MoE z-loss), absent in Hugging Face configs
   // Extension keys (docs/checkpoints.md): "topk_softmax" (default) or "switch" (top-1, raw
   // probability, capacity-limited); capacity factors for training and evaluation, 0 = dropless.
-  std::string router = "topk_softmax";
+  std::string router = "topk_softmax";  // | switch | sigmoid_bias | expert_choice
   float capacity_factor = 0.0f;
   float eval_capacity_factor = 0.0f;
+  float routed_scaling_factor = 1.0f;    // sigmoid_bias: multiplies the routed weights
+  float bias_update_speed = 1e-3f;       // sigmoid_bias: gamma of the bias update
+  float expert_choice_capacity = 2.0f;   // expert_choice: c, average experts per token
+  int n_shared_experts = 0;              // always-on experts (DeepSeekMoE), as one SwiGLU
+  int shared_expert_intermediate_size = 0;  // 0: n_shared_experts * intermediate_size
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
 
   bool is_moe() const { return model_type == "mixtral"; }
   int kv_heads() const { return num_key_value_heads; }
   int hdim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
+  int shared_ffn() const {
+    return shared_expert_intermediate_size > 0 ? shared_expert_intermediate_size : n_shared_experts * intermediate_size;
+  }
 
   // Throws moe::Error naming `source` (a file path or "config") and the offending key.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);

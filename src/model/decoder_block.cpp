@@ -1,11 +1,35 @@
 #include "model/decoder_block.h"
 
 #include "moe/expert_bank_swiglu.h"
+#include "moe/router_expert_choice.h"
+#include "moe/router_sigmoid_bias.h"
 #include "moe/router_topk.h"
 
 namespace moe {
 
 namespace {
+// The router a config names. Each router is its own file; this is the one place that maps the
+// config's "router" key to a type.
+std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& name) {
+  const float L = float(c.num_hidden_layers);
+  if (c.router == "sigmoid_bias")
+    return std::make_unique<SigmoidBiasRouter>(
+        name, SigmoidBiasRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
+                                      .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
+                                      .routed_scaling_factor = c.routed_scaling_factor,
+                                      .bias_update_speed = c.bias_update_speed, .aux_coef = c.router_aux_loss_coef / L});
+  if (c.router == "expert_choice")
+    return std::make_unique<ExpertChoiceRouter>(
+        name, ExpertChoiceRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
+                                       .capacity = c.expert_choice_capacity, .z_coef = c.router_z_loss_coef / L});
+  // topk_softmax and switch (top-1, raw probability, capacity: set by the config's defaults)
+  return std::make_unique<TopKRouter>(
+      name, TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
+                             .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
+                             .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L,
+                             .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
+}
+
 AttentionConfig attn_config(const ModelConfig& c) {
   return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
           .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta};
@@ -20,17 +44,13 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
       d_(c.hidden_size) {
   const std::string p = "model.layers." + std::to_string(i);
   if (c.is_moe()) {
-    const float L = float(c.num_hidden_layers);
-    auto router = std::make_unique<TopKRouter>(
-        p + ".block_sparse_moe.gate.weight",
-        TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
-                         .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
-                         .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L,
-                         .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
+    auto router = make_router(c, p + ".block_sparse_moe.gate.weight");
     auto bank = std::make_unique<SwiGLUExpertBank>(
         p + ".block_sparse_moe",
         SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts});
     moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
+    if (c.shared_ffn() > 0)
+      shared = std::make_unique<DenseFFN>(p + ".block_sparse_moe.shared_experts", c.hidden_size, c.shared_ffn());
   } else {
     mlp = std::make_unique<DenseFFN>(p + ".mlp", c.hidden_size, c.intermediate_size);
   }
@@ -41,6 +61,7 @@ void DecoderBlock::params(ParamList& out) {
   self_attn.params(out);
   out.push_back(&post_attention_layernorm.weight);
   if (moe) moe->params(out);
+  if (shared) shared->params(out);
   if (mlp) mlp->params(out);
 }
 
@@ -54,9 +75,18 @@ void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
   self_attn.forward(h_.data(), a_.data(), B, T);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.forward(b_.data(), h_.data(), n);
+  ffn_forward(out, n);
+  for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
+}
+
+void DecoderBlock::ffn_forward(float* out, int64_t n) {
   if (moe) moe->forward(out, b_.data(), n);
   else mlp->forward(out, b_.data(), n);
-  for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
+  if (shared) {
+    shared_out_.resize({n, d_});
+    shared->forward(shared_out_.data(), b_.data(), n);
+    for (int64_t i = 0; i < n * d_; ++i) out[i] += shared_out_[i];
+  }
 }
 
 void DecoderBlock::backward(float* dx, const float* dout) {
@@ -66,6 +96,11 @@ void DecoderBlock::backward(float* dx, const float* dout) {
   // out = h + ffn(norm2(h))
   if (moe) moe->backward(dtmp_.data(), dout);
   else mlp->backward(dtmp_.data(), dout);
+  if (shared) {
+    shared_out_.resize({n, d_});  // reused as the shared expert's input gradient
+    shared->backward(shared_out_.data(), dout);
+    for (int64_t i = 0; i < m; ++i) dtmp_[i] += shared_out_[i];
+  }
   post_attention_layernorm.backward(dh_.data(), dtmp_.data());
   for (int64_t i = 0; i < m; ++i) dh_[i] += dout[i];
   // h = x + attn(norm1(x))
@@ -83,8 +118,7 @@ void DecoderBlock::forward_cached(float* out, const float* x, int64_t n, LayerKV
   self_attn.forward_cached(h_.data(), a_.data(), n, cache);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.apply(b_.data(), h_.data(), n);
-  if (moe) moe->forward(out, b_.data(), n);
-  else mlp->forward(out, b_.data(), n);
+  ffn_forward(out, n);
   for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
 }
 

@@ -18,6 +18,7 @@ class DecoderBlock {
   Attention self_attn;
   std::unique_ptr<MoELayer> moe;   // mixtral: "model.layers.{i}.block_sparse_moe"
   std::unique_ptr<DenseFFN> mlp;   // mistral: "model.layers.{i}.mlp"
+  std::unique_ptr<DenseFFN> shared;  // always-on experts: "...block_sparse_moe.shared_experts"
 
   void params(ParamList& out);
   // x, out: [B*T, d]; x must stay alive until backward.
@@ -28,10 +29,12 @@ class DecoderBlock {
   void forward_cached(float* out, const float* x, int64_t n, LayerKVCache& cache);
 
  private:
+  void ffn_forward(float* out, int64_t n);  // FFN of b_ (MoE + shared experts, or dense)
   int64_t n_ = 0;
   int d_;
   Tensor a_, h_, b_, tmp_;  // [n, d]: normed input, after attention, normed h, scratch
   Tensor dtmp_, dh_;         // [n, d]
+  Tensor shared_out_;        // [n, d]
 };
 
 }  // namespace moe

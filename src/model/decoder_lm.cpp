@@ -32,10 +32,22 @@ void DecoderLM::set_training(bool training) {
     if (l->moe) l->moe->router().set_training(training);
 }
 
+void DecoderLM::after_step() {
+  for (auto& l : layers)
+    if (l->moe) l->moe->router().after_step();
+}
+
+bool DecoderLM::causal() const {
+  for (auto& l : layers)
+    if (l->moe && !l->moe->router().causal()) return false;
+  return true;
+}
+
 void DecoderLM::init_weights(uint64_t seed, float std) {
   Rng rng(seed);
   for (Param* p : params()) {
-    if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
+    if (!p->trainable) init_constant(*p, 0.0f);  // router bias
+    else if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
     else init_normal(*p, rng, std);
   }
 }

@@ -34,6 +34,10 @@ class DecoderLM {
   // Training mode routes with the training capacity factor; evaluation (the default) with the
   // evaluation one.
   void set_training(bool training);
+  // After each optimizer step (router bias updates).
+  void after_step();
+  // False if some router is not causal (expert choice): such a model cannot generate text.
+  bool causal() const;
   void init_weights(uint64_t seed, float std = 0.02f);
   void zero_grad();
 

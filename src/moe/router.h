@@ -18,6 +18,11 @@ class Router {
   // Training and evaluation may route differently (e.g. capacity factors).
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
+  // Called once after each optimizer step of training (e.g. to update a balancing bias).
+  virtual void after_step() {}
+  // Whether a token's routing depends only on that token (false for expert choice, where experts
+  // pick among all tokens of the batch): such routers cannot generate text autoregressively.
+  virtual bool causal() const { return true; }
   // Weighted auxiliary objective of the last forward (coefficients applied), added to the loss.
   virtual double aux_objective() const = 0;
 

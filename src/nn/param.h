@@ -12,6 +12,9 @@ struct Param {
   Tensor w;
   Tensor g;           // same shape as w; accumulated (+=) by backward passes
   bool decay = true;  // weight decay applies (false for norms)
+  // false: saved with the model but not updated by the optimizer (e.g. a router's load-balancing
+  // bias, which has its own update rule).
+  bool trainable = true;
 
   Param() = default;
   Param(std::string n, Shape s, bool wd = true) : name(std::move(n)), w(s), g(s), decay(wd) {}

@@ -20,6 +20,7 @@ void AdamW::step(float lr) {
   const float inv_sqrt_bc2 = 1.0f / std::sqrt(bc2);
   for (size_t i = 0; i < params_.size(); ++i) {
     Param& p = *params_[i];
+    if (!p.trainable) continue;
     float* w = p.w.data();
     const float* g = p.g.data();
     float* m = m_[i].data();
@@ -48,6 +49,7 @@ std::vector<std::pair<std::string, const Tensor*>> AdamW::state_tensors() const 
 double clip_grad_norm(const ParamList& params, double max_norm) {
   double sq = 0;
   for (Param* p : params) {
+    if (!p->trainable) continue;
     const float* g = p->g.data();
     const int64_t n = p->g.numel();
     double s = 0;

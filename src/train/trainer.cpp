@@ -166,6 +166,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     rep.grad_norm = clip_grad_norm(params, cfg_.grad_clip);
     rep.lr = sched.at(s);
     opt_->step(rep.lr);
+    model_->after_step();
     step_ = s;
     const double dt = std::chrono::duration<double>(clock::now() - t0).count();
     ema_step_s = ema_step_s == 0 ? dt : 0.9 * ema_step_s + 0.1 * dt;

@@ -47,6 +47,26 @@ grep -q '"router": "switch"' "$WORK/switch/config.json" || fail "switch router n
 "$MOE" eval --model "$WORK/switch" --data "$WORK/small.txt" --json >/dev/null
 "$MOE" generate --model "$WORK/switch" --prompt "the" --max-tokens 10 >/dev/null 2>&1
 
+# The other routers train from a config for a few steps and their checkpoints read back.
+for r in sigmoid expert-choice fine-shared; do
+  "$MOE" train --model-config "$SRC/tests/cli/data/tiny-$r.json" --data "$WORK/text.txt" --out "$WORK/$r" \
+    --steps 6 --batch-size 4 --eval-every 3 2>/dev/null >/dev/null || fail "training with tiny-$r.json"
+  "$MOE" eval --model "$WORK/$r" --data "$WORK/small.txt" --json >/dev/null || fail "eval of tiny-$r"
+done
+"$MOE" generate --model "$WORK/sigmoid" --prompt "the" --max-tokens 5 >/dev/null 2>&1 || fail "generate sigmoid"
+"$MOE" generate --model "$WORK/fine-shared" --prompt "the" --max-tokens 5 >/dev/null 2>&1 || fail "generate fine-shared"
+set +e
+"$MOE" generate --model "$WORK/expert-choice" --prompt "the" --max-tokens 5 >/dev/null 2>"$WORK/ec.err"
+rc=$?
+set -e
+[ $rc -ne 0 ] && grep -q "not causal" "$WORK/ec.err" || fail "expert choice generation must fail clearly"
+python3 - "$WORK/sigmoid/model.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+h = json.loads(b[8:8 + struct.unpack("<Q", b[:8])[0]])
+assert "model.layers.0.block_sparse_moe.gate.e_score_correction_bias" in h, sorted(h)[:5]
+PY
+
 # Dense twin.
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-dense.json" --data "$WORK/text.txt" --out "$WORK/dense" \
   --steps 5 --batch-size 4 --eval-every 0 2>/dev/null

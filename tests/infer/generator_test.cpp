@@ -60,6 +60,20 @@ TEST(Generator, SeededSamplingIsDeterministicAndWindowSlides) {
   EXPECT_EQ(a.size(), 80u);  // longer than the 32-position window: the cache was rebuilt
 }
 
+TEST(Generator, ExpertChoiceModelsRefuseToGenerate) {
+  ModelConfig c = tiny();
+  c.router = "expert_choice";
+  DecoderLM m(c);
+  m.init_weights(1, 0.3f);
+  Generator g(m);
+  try {
+    g.generate("abc", {.max_tokens = 3, .sampler = {}});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not causal"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Sampler, GreedyTopKAndErrors) {
   const float logits[] = {0.1f, 3.0f, 2.9f, -1.0f};
   Rng rng(1);

@@ -25,9 +25,12 @@ ModelConfig tiny(bool moe) {
   return c;
 }
 
-void check_model_grads(bool moe, bool tied) {
+void check_model_grads(bool moe, bool tied, const std::string& router = "topk_softmax", int shared = 0) {
   ModelConfig c = tiny(moe);
   c.tie_word_embeddings = tied;
+  c.router = router;
+  c.n_shared_experts = shared;
+  if (router == "expert_choice") c.router_aux_loss_coef = 0;
   DecoderLM m(c);
   m.init_weights(5, 0.3f);
   const int64_t B = 2, T = 6;
@@ -48,6 +51,7 @@ void check_model_grads(bool moe, bool tied) {
   const float eps = 1e-2f;
   int checked = 0;
   for (Param* p : m.params()) {
+    if (!p->trainable) continue;
     for (int i = 0; i < 4; ++i) {
       const int64_t j = int64_t(rng.below(p->w.numel()));
       const double num = test::finite_diff(&p->w[j], loss, eps);
@@ -72,6 +76,8 @@ void check_model_grads(bool moe, bool tied) {
 TEST(DecoderLM, MixtralGradientsMatchFiniteDifferences) { check_model_grads(true, false); }
 TEST(DecoderLM, MistralDenseGradientsMatchFiniteDifferences) { check_model_grads(false, false); }
 TEST(DecoderLM, TiedEmbeddingsGradients) { check_model_grads(true, true); }
+TEST(DecoderLM, SigmoidBiasRouterWithSharedExpertGradients) { check_model_grads(true, false, "sigmoid_bias", 1); }
+TEST(DecoderLM, ExpertChoiceGradients) { check_model_grads(true, false, "expert_choice"); }
 
 TEST(DecoderLM, ParameterCountsMatchConfig) {
   for (bool moe : {true, false}) {

@@ -1,0 +1,119 @@
+#include "moe/router_sigmoid_bias.h"
+
+#include <cmath>
+
+#include "kernels/gemm.h"
+#include "kernels/topk.h"
+
+namespace moe {
+
+SigmoidBiasRouter::SigmoidBiasRouter(const std::string& name, const SigmoidBiasRouterConfig& c)
+    : gate(name, {c.n_expert, c.d_model}),
+      bias(name.substr(0, name.rfind(".weight")) + ".e_score_correction_bias", {c.n_expert}, /*wd=*/false),
+      c_(c) {
+  bias.trainable = false;
+  if (c.k < 1 || c.k > c.n_expert)
+    throw Error("[router] sigmoid_bias: k = " + std::to_string(c.k) + " must be in [1, " + std::to_string(c.n_expert) + "]");
+}
+
+void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
+  const int E = c_.n_expert, k = c_.k;
+  x_ = x;
+  n_ = n;
+  plan_ = &plan;
+  logits_.resize({n, E});
+  scores_.resize({n, E});
+  biased_.resize({n, E});
+  val_.resize(n * k);
+  plan.n_tok = n;
+  plan.k = k;
+  plan.n_expert = E;
+  plan.expert.resize(n * k);
+  plan.weight.resize(n * k);
+  kernels::linear_forward(logits_.data(), x, gate.w.data(), n, c_.d_model, E);
+  for (int64_t i = 0; i < n * E; ++i) {
+    scores_[i] = 1.0f / (1.0f + std::exp(-logits_[i]));
+    biased_[i] = scores_[i] + bias.w[i % E];
+  }
+  kernels::topk_rows(plan.expert.data(), val_.data(), biased_.data(), n, E, k);
+  RouterStats& st = plan.stats;
+  st.tokens_per_expert.assign(E, 0);
+  st.dropped = 0;
+  std::vector<double> pmean(E, 0.0);
+  double ent = 0;
+  for (int64_t t = 0; t < n; ++t) {
+    const float* s = scores_.data() + t * E;
+    float sum = 0, all = 0;
+    for (int j = 0; j < k; ++j) sum += s[plan.expert[t * k + j]];
+    for (int e = 0; e < E; ++e) all += s[e];
+    const float scale = (c_.norm_topk_prob ? 1.0f / sum : 1.0f) * c_.routed_scaling_factor;
+    for (int j = 0; j < k; ++j) {
+      const int32_t e = plan.expert[t * k + j];
+      plan.weight[t * k + j] = s[e] * scale;
+      st.tokens_per_expert[e]++;
+    }
+    for (int e = 0; e < E; ++e) {
+      const double p = s[e] / all;  // normalised scores: the distribution reported and balanced
+      pmean[e] += p;
+      if (p > 0) ent -= p * std::log(p);
+    }
+  }
+  frac_.assign(E, 0.0);
+  double aux = 0;
+  for (int e = 0; e < E; ++e) {
+    frac_[e] = n ? double(st.tokens_per_expert[e]) / double(n * k) : 0.0;
+    pmean[e] = n ? pmean[e] / double(n) : 0.0;
+    aux += frac_[e] * pmean[e];
+  }
+  st.aux_loss = E * aux;
+  st.z_loss = 0;
+  st.entropy = n ? ent / double(n) : 0.0;
+  if (training_) load_ = st.tokens_per_expert;
+}
+
+double SigmoidBiasRouter::aux_objective() const { return plan_ ? c_.aux_coef * plan_->stats.aux_loss : 0.0; }
+
+void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
+  const int E = c_.n_expert, k = c_.k;
+  const int64_t n = n_;
+  dlogits_.resize({n, E});
+  float* dl = dlogits_.data();
+  const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* s = scores_.data() + t * E;
+    float* ds = dl + t * E;  // dL/ds, then dL/dlogit in place
+    const int32_t* ex = plan_->expert.data() + t * k;
+    const float* dw = dweight + t * k;
+    for (int e = 0; e < E; ++e) ds[e] = 0;
+    float S = 0, dot = 0;
+    for (int j = 0; j < k; ++j) S += s[ex[j]], dot += dw[j] * s[ex[j]];
+    const float r = c_.routed_scaling_factor;
+    for (int j = 0; j < k; ++j)
+      ds[ex[j]] += c_.norm_topk_prob ? r * (dw[j] / S - dot / (S * S)) : r * dw[j];
+    if (aux_scale != 0) {
+      // aux = E sum_i f_i mean_t q_ti, q = s / sum(s): dq_i = aux_scale f_i; ds = (dq - <dq, q>) / sum(s)
+      float all = 0, qdot = 0;
+      for (int e = 0; e < E; ++e) all += s[e];
+      for (int e = 0; e < E; ++e) qdot += aux_scale * float(frac_[e]) * s[e] / all;
+      for (int e = 0; e < E; ++e) ds[e] += (aux_scale * float(frac_[e]) - qdot) / all;
+    }
+    for (int e = 0; e < E; ++e) ds[e] *= s[e] * (1.0f - s[e]);
+  }
+  kernels::linear_backward_input(dx, dl, gate.w.data(), n, c_.d_model, E, /*accumulate=*/true);
+  kernels::linear_backward_weight(gate.g.data(), dl, x_, n, c_.d_model, E);
+}
+
+void SigmoidBiasRouter::after_step() {
+  if (load_.empty()) return;
+  double mean = 0;
+  for (auto l : load_) mean += double(l);
+  mean /= double(load_.size());
+  for (size_t e = 0; e < load_.size(); ++e) {
+    const double diff = mean - double(load_[e]);
+    bias.w[int64_t(e)] += c_.bias_update_speed * float((diff > 0) - (diff < 0));
+  }
+  load_.clear();
+}
+
+}  // namespace moe
