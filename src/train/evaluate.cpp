@@ -38,6 +38,13 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
     LossResult lr = model.forward(tokens.data(), targets.data(), B, len);
     r.nll_sum += lr.nll_sum;
     r.tokens += lr.count;
+    const auto plans = model.routing();
+    r.expert_tokens.resize(plans.size());
+    for (size_t l = 0; l < plans.size(); ++l) {
+      const auto& c = plans[l]->stats.tokens_per_expert;
+      r.expert_tokens[l].resize(c.size());
+      for (size_t e = 0; e < c.size(); ++e) r.expert_tokens[l][e] += c[e];
+    }
     i = j;
     if (progress) progress(int64_t(i), int64_t(windows.size()));
   }

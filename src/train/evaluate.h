@@ -18,6 +18,7 @@ struct EvalConfig {
 struct EvalResult {
   int64_t tokens = 0;  // predicted positions
   double nll_sum = 0;  // nats
+  std::vector<std::vector<int64_t>> expert_tokens;  // [MoE layer][expert]: routed slots, all windows
   double loss() const;
   double perplexity() const;
 };

@@ -147,4 +147,39 @@ void write_training_plots(const std::string& dir) {
   atomic_write_file(dir + "/expert_load.svg", o.str());
 }
 
+void write_expert_usage_svg(const std::string& path, const std::vector<std::string>& inputs,
+                            const std::vector<std::vector<std::vector<int64_t>>>& usage) {
+  if (usage.empty() || usage[0].empty()) throw Error("[plots] no MoE layers to plot");
+  const size_t L = usage[0].size(), E = usage[0][0].size(), N = inputs.size();
+  const double cw = std::max(8.0, std::min(28.0, 560.0 / double(E))), ch = 20, left = 170, top = 44, gap = 40;
+  const double W = std::max(640.0, left + cw * double(E) + 40), H = top + double(L) * (ch * double(N) + gap) + 10;
+  const double mean = 1.0 / double(E);
+  std::ostringstream o;
+  o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+    << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' fill='white'/>\n";
+  o << "<text x='" << W / 2 << "' y='22' text-anchor='middle' font-size='15'>Expert usage per input "
+    << "(share of routed slots; mid-grey = uniform " << fmt(100 * mean) << "%)</text>\n";
+  for (size_t l = 0; l < L; ++l) {
+    const double y0 = top + double(l) * (ch * double(N) + gap) + 14;
+    o << "<text x='" << left << "' y='" << y0 - 5 << "'>layer " << l << " (experts 0.." << E - 1 << ")</text>\n";
+    for (size_t i = 0; i < N; ++i) {
+      double sum = 0;
+      for (auto c : usage[i][l]) sum += double(c);
+      std::string name = inputs[i];
+      if (name.size() > 26) name = "..." + name.substr(name.size() - 23);
+      o << "<text x='" << left - 6 << "' y='" << y0 + ch * double(i) + 14 << "' text-anchor='end'>" << name << "</text>";
+      for (size_t e = 0; e < E; ++e) {
+        const double share = sum > 0 ? double(usage[i][l][e]) / sum : 0.0;
+        const int v = int(255 * (1 - std::min(1.0, share / (2 * mean))));
+        o << "<rect x='" << left + cw * double(e) << "' y='" << y0 + ch * double(i) << "' width='" << cw - 1
+          << "' height='" << ch - 1 << "' fill='rgb(" << v << "," << v << "," << v << ")'><title>" << name
+          << ", expert " << e << ": " << fmt(100 * share) << "%</title></rect>";
+      }
+      o << "\n";
+    }
+  }
+  o << "</svg>\n";
+  atomic_write_file(path, o.str());
+}
+
 }  // namespace moe

@@ -39,6 +39,22 @@ a=$("$MOE" generate --model "$WORK/moe" --prompt "the" --max-tokens 30 --tempera
 b=$("$MOE" generate --model "$WORK/moe" --prompt "the" --max-tokens 30 --temperature 0 2>/dev/null)
 [ "$a" = "$b" ] || fail "greedy generation is not deterministic"
 
+# Expert usage per input: a table per layer, a plot, and JSON counts that add up.
+head -c 2000 "$WORK/text.txt" >"$WORK/a.txt"
+tail -c 2000 "$WORK/text.txt" >"$WORK/b.txt"
+"$MOE" experts --model "$WORK/moe" --data "$WORK/a.txt" "$WORK/b.txt" --json >"$WORK/experts.out"
+grep -q "layer 1: share of routed tokens" "$WORK/experts.out" || fail "no per-layer table"
+[ -f "$WORK/moe/expert_usage.svg" ] || fail "no usage plot"
+[ -f "$WORK/moe/loss.svg" ] && [ -f "$WORK/moe/expert_load.svg" ] || fail "no training plots"
+python3 - "$WORK/experts.out" <<'PY'
+import json, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+a = j["expert_tokens"]["a.txt"]
+assert len(a) == 2 and len(a[0]) == 4, a
+# 2000 bytes in windows of 32 -> 63 windows (62 of 32 + one of 16): every token routed to k=2 experts
+assert sum(a[0]) == 2000 * 2, sum(a[0])
+PY
+
 # Switch router with a capacity factor: drops are logged, eval and generate work.
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-switch.json" --data "$WORK/text.txt" --out "$WORK/switch" \
   --steps 10 --batch-size 8 --eval-every 0 2>/dev/null

@@ -13,5 +13,6 @@ Runner add_eval(CLI::App& app);
 Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_experts(CLI::App& app);
 
 }  // namespace moe::cli

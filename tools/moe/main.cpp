@@ -6,7 +6,7 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, bench)", "moe"};
+  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, bench)", "moe"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moe 0.1.0");
   moe::cli::Runner train = moe::cli::add_train(app);
@@ -14,11 +14,12 @@ int main(int argc, char** argv) {
   moe::cli::Runner generate = moe::cli::add_generate(app);
   moe::cli::Runner info = moe::cli::add_info(app);
   moe::cli::Runner bench = moe::cli::add_bench(app);
+  moe::cli::Runner experts = moe::cli::add_experts(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, bench)\n", argv[1]);
+      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, bench)\n", argv[1]);
       return 2;
     }
   }
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("generate")) return generate();
     if (app.got_subcommand("info")) return info();
     if (app.got_subcommand("bench")) return bench();
+    if (app.got_subcommand("experts")) return experts();
   } catch (const moe::Error& e) {
     std::fprintf(stderr, "moe: error: %s\n", e.what());
     return 1;
