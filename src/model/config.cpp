@@ -35,7 +35,7 @@ const std::set<std::string> kKnown = {
     "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
     "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
-    "architectures", "hidden_act", "router", "capacity_factor", "eval_capacity_factor",
+    "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "capacity_factor", "eval_capacity_factor",
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
     "shared_expert_intermediate_size"};
 
@@ -80,6 +80,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     }
     if (c.router == "sigmoid_bias") c.router_aux_loss_coef = 0.0f;  // balanced by the bias instead
     get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
+    get_num(j, "router_seq_aux_loss_coef", c.router_seq_aux_loss_coef, src, false);
     get_num(j, "routed_scaling_factor", c.routed_scaling_factor, src, false);
     get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
     get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
@@ -157,7 +158,7 @@ void ModelConfig::validate(const std::string& src) const {
       throw Error("[config] " + src + ": router \"switch\" does not renormalise (norm_topk_prob must be false)");
     if (capacity_factor < 0 || eval_capacity_factor < 0)
       throw Error("[config] " + src + ": capacity factors must be >= 0 (0 means dropless)");
-    if (router_aux_loss_coef < 0 || router_z_loss_coef < 0)
+    if (router_aux_loss_coef < 0 || router_z_loss_coef < 0 || router_seq_aux_loss_coef < 0)
       throw Error("[config] " + src + ": router loss coefficients must be >= 0");
   }
 }
@@ -185,6 +186,7 @@ nlohmann::json ModelConfig::to_json() const {
     j["router_aux_loss_coef"] = router_aux_loss_coef;
     j["router_z_loss_coef"] = router_z_loss_coef;
     if (router != "topk_softmax") j["router"] = router;
+    if (router_seq_aux_loss_coef > 0) j["router_seq_aux_loss_coef"] = router_seq_aux_loss_coef;
     if (capacity_factor > 0 || router != "topk_softmax") j["capacity_factor"] = capacity_factor;
     if (router == "sigmoid_bias") {
       j["routed_scaling_factor"] = routed_scaling_factor;

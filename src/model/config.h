@@ -26,6 +26,7 @@ struct ModelConfig {
   bool norm_topk_prob = true;        // default: true for k >= 2, false for k == 1 (Switch)
   float router_aux_loss_coef = 0.02f;
   float router_z_loss_coef = 0.0f;   // extension key (ST-MoE z-loss), absent in Hugging Face configs
+  float router_seq_aux_loss_coef = 0.0f;  // extension key: DeepSeek-V3 sequence-wise balancing loss
   // Extension keys (docs/checkpoints.md): "topk_softmax" (default) or "switch" (top-1, raw
   // probability, capacity-limited); capacity factors for training and evaluation, 0 = dropless.
   std::string router = "topk_softmax";  // | switch | sigmoid_bias | expert_choice

@@ -27,7 +27,7 @@ std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& nam
       name, TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
                              .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
                              .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L,
-                             .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
+                             .seq_aux_coef = c.router_seq_aux_loss_coef / L, .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
 }
 
 AttentionConfig attn_config(const ModelConfig& c) {
@@ -75,11 +75,12 @@ void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
   self_attn.forward(h_.data(), a_.data(), B, T);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.forward(b_.data(), h_.data(), n);
-  ffn_forward(out, n);
+  ffn_forward(out, n, T);
   for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
 }
 
-void DecoderBlock::ffn_forward(float* out, int64_t n) {
+void DecoderBlock::ffn_forward(float* out, int64_t n, int64_t T) {
+  if (moe) moe->router().set_sequence_length(T);
   if (moe) moe->forward(out, b_.data(), n);
   else mlp->forward(out, b_.data(), n);
   if (shared) {
@@ -118,7 +119,7 @@ void DecoderBlock::forward_cached(float* out, const float* x, int64_t n, LayerKV
   self_attn.forward_cached(h_.data(), a_.data(), n, cache);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.apply(b_.data(), h_.data(), n);
-  ffn_forward(out, n);
+  ffn_forward(out, n, n);
   for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
 }
 

@@ -29,7 +29,7 @@ class DecoderBlock {
   void forward_cached(float* out, const float* x, int64_t n, LayerKVCache& cache);
 
  private:
-  void ffn_forward(float* out, int64_t n);  // FFN of b_ (MoE + shared experts, or dense)
+  void ffn_forward(float* out, int64_t n, int64_t T);  // FFN of b_ (MoE + shared experts, or dense)
   int64_t n_ = 0;
   int d_;
   Tensor a_, h_, b_, tmp_;  // [n, d]: normed input, after attention, normed h, scratch

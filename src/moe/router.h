@@ -18,6 +18,9 @@ class Router {
   // Training and evaluation may route differently (e.g. capacity factors).
   virtual void set_training(bool training) { training_ = training; }
   bool training() const { return training_; }
+  // Tokens per sequence of the next forward (the n tokens are n / T sequences, one after another);
+  // 0: one sequence. Used by the sequence-wise balancing loss.
+  void set_sequence_length(int64_t T) { seq_len_ = T; }
   // Called once after each optimizer step of training (e.g. to update a balancing bias).
   virtual void after_step() {}
   // Whether a token's routing depends only on that token (false for expert choice, where experts
@@ -28,6 +31,7 @@ class Router {
 
  protected:
   bool training_ = false;
+  int64_t seq_len_ = 0;
 };
 
 }  // namespace moe

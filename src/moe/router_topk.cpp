@@ -76,13 +76,28 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     aux += frac_[e] * pmean[e];
   }
   st.aux_loss = E * aux;
+  // Sequence-wise: f and P within each sequence of T tokens.
+  const int64_t T = seq_len_ > 0 && n % seq_len_ == 0 ? seq_len_ : n;
+  const int64_t S = T ? n / T : 0;
+  seq_frac_.assign(S * E, 0.0);
+  double seq = 0;
+  for (int64_t q = 0; q < S; ++q) {
+    std::vector<double> pm(E, 0.0);
+    for (int64_t t = q * T; t < (q + 1) * T; ++t) {
+      for (int j = 0; j < k; ++j) seq_frac_[q * E + sel_[t * k + j]] += 1.0 / double(T * k);
+      for (int e = 0; e < E; ++e) pm[e] += probs_[t * E + e] / double(T);
+    }
+    for (int e = 0; e < E; ++e) seq += E * seq_frac_[q * E + e] * pm[e];
+  }
+  st.seq_aux_loss = S ? seq / double(S) : 0.0;
   st.z_loss = n ? z / n : 0.0;
   st.entropy = n ? ent / n : 0.0;
 }
 
 double TopKRouter::aux_objective() const {
   if (!plan_) return 0;
-  return c_.aux_coef * plan_->stats.aux_loss + c_.z_coef * plan_->stats.z_loss;
+  return c_.aux_coef * plan_->stats.aux_loss + c_.z_coef * plan_->stats.z_loss +
+         c_.seq_aux_coef * plan_->stats.seq_aux_loss;
 }
 
 void TopKRouter::backward(float* dx, const float* dweight) {
@@ -91,12 +106,16 @@ void TopKRouter::backward(float* dx, const float* dweight) {
   dlogits_.resize({n, E});
   float* dl = dlogits_.data();
   const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
+  const int64_t n_seq = int64_t(seq_frac_.size()) / E, T = n_seq ? n / n_seq : n;
+  const float seq_scale = n_seq ? float(c_.seq_aux_coef * E / double(T * n_seq)) : 0.0f;
   const float z_scale = n ? float(2.0 * c_.z_coef / double(n)) : 0.0f;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const float* p = probs_.data() + t * E;
     float* dp = dl + t * E;  // first dL/dp, then dL/dlogits in place
     for (int e = 0; e < E; ++e) dp[e] = aux_scale * float(frac_[e]);  // d(aux)/dP_e / n
+    if (seq_scale != 0)
+      for (int e = 0; e < E; ++e) dp[e] += seq_scale * float(seq_frac_[(t / T) * E + e]);
     const int32_t* ex = sel_.data() + t * k;  // dropped slots have dweight 0 but keep their index
     const float* dw = dweight + t * k;
     const float* v = val_.data() + t * k;

@@ -11,6 +11,7 @@ struct RouterStats {
   int64_t dropped = 0;                     // (token, expert) pairs dropped by capacity
   double aux_loss = 0;                     // load-balancing loss value (before its coefficient)
   double z_loss = 0;                       // router z-loss value (before its coefficient)
+  double seq_aux_loss = 0;                 // sequence-wise balancing loss (before its coefficient)
   double entropy = 0;                      // mean router entropy over tokens (nats)
 };
 

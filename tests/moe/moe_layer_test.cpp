@@ -79,6 +79,12 @@ TEST(MoELayer, GradientsTop3Of4) {
   check_grads(fx, 14);
 }
 
+TEST(MoELayer, GradientsWithSequenceWiseLoss) {
+  Fixture fx(std::make_unique<TopKRouter>("gate.weight", TopKRouterConfig{.d_model = 8, .n_expert = 4, .k = 2, .norm_topk_prob = true, .seq_aux_coef = 3.0f}), 7);
+  fx.any_router->set_sequence_length(5);  // n = 10: two sequences
+  check_grads(fx, 17);
+}
+
 TEST(MoELayer, GradientsWithCapacityDrops) {
   // Capacity 0.5: about half of the slots are dropped; dropped slots contribute nothing.
   Fixture fx(2, true, 1.0f, 0.1f, 6, 0.5f);

@@ -95,6 +95,24 @@ TEST(TopKRouter, CapacityDropsLaterTokensAndSecondChoicesFirst) {
   EXPECT_EQ(plan.stats.dropped, 2);
 }
 
+TEST(TopKRouter, SequenceWiseLossHandComputed) {
+  // Two sequences of two tokens. Sequence 0: both tokens pick expert 1 with p = (1/4, 3/4):
+  // f = (0, 1), P = (1/4, 3/4), loss = 2 * 3/4 = 1.5. Sequence 1: one token each way: f = (1/2, 1/2),
+  // P = (1/2, 1/2), loss = 1. Mean 1.25, while the batch-wide loss sees 3 of 4 to expert 1.
+  TopKRouter r("g", {.d_model = 2, .n_expert = 2, .k = 1, .norm_topk_prob = false, .seq_aux_coef = 1});
+  r.gate.w[0] = 1, r.gate.w[1] = 0, r.gate.w[2] = 0, r.gate.w[3] = 1;
+  const float l3 = std::log(3.0f);
+  const float x[] = {0, l3, 0, l3, 0, l3, l3, 0};
+  RoutingPlan plan;
+  r.set_sequence_length(2);
+  r.forward(plan, x, 4);
+  EXPECT_NEAR(plan.stats.seq_aux_loss, 1.25, 1e-6);
+  EXPECT_NEAR(r.aux_objective(), 1.25, 1e-6);
+  r.set_sequence_length(0);  // one sequence: equals the batch-wide loss
+  r.forward(plan, x, 4);
+  EXPECT_NEAR(plan.stats.seq_aux_loss, plan.stats.aux_loss, 1e-9);
+}
+
 TEST(TopKRouter, RejectsKLargerThanExperts) {
   EXPECT_THROW(TopKRouter("g", {.d_model = 2, .n_expert = 2, .k = 3}), Error);
 }
