@@ -35,7 +35,7 @@ const std::set<std::string> kKnown = {
     "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
     "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
-    "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "capacity_factor", "eval_capacity_factor",
+    "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "router_importance_loss_coef", "router_load_loss_coef", "capacity_factor", "eval_capacity_factor",
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
     "shared_expert_intermediate_size"};
 
@@ -81,6 +81,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     if (c.router == "sigmoid_bias") c.router_aux_loss_coef = 0.0f;  // balanced by the bias instead
     get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
     get_num(j, "router_seq_aux_loss_coef", c.router_seq_aux_loss_coef, src, false);
+    get_num(j, "router_importance_loss_coef", c.router_importance_loss_coef, src, false);
+    get_num(j, "router_load_loss_coef", c.router_load_loss_coef, src, false);
     get_num(j, "routed_scaling_factor", c.routed_scaling_factor, src, false);
     get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
     get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
@@ -143,9 +145,14 @@ void ModelConfig::validate(const std::string& src) const {
     if (num_experts_per_tok > num_local_experts)
       throw Error("[config] " + src + ": num_experts_per_tok " + std::to_string(num_experts_per_tok) +
                   " exceeds num_local_experts " + std::to_string(num_local_experts));
-    if (router != "topk_softmax" && router != "switch" && router != "sigmoid_bias" && router != "expert_choice")
+    if (router != "topk_softmax" && router != "switch" && router != "noisy_topk" && router != "sigmoid_bias" &&
+        router != "expert_choice")
       throw Error("[config] " + src + ": unknown router '" + router +
-                  "' (supported: topk_softmax, switch, sigmoid_bias, expert_choice)");
+                  "' (supported: topk_softmax, switch, noisy_topk, sigmoid_bias, expert_choice)");
+    if (router == "noisy_topk" && num_experts_per_tok >= num_local_experts)
+      throw Error("[config] " + src + ": router \"noisy_topk\" needs num_experts_per_tok < num_local_experts");
+    if (router_importance_loss_coef < 0 || router_load_loss_coef < 0)
+      throw Error("[config] " + src + ": router loss coefficients must be >= 0");
     if (!(routed_scaling_factor > 0)) throw Error("[config] " + src + ": routed_scaling_factor must be positive");
     if (bias_update_speed < 0) throw Error("[config] " + src + ": bias_update_speed must be >= 0");
     if (!(expert_choice_capacity > 0)) throw Error("[config] " + src + ": expert_choice_capacity must be positive");
@@ -193,6 +200,10 @@ nlohmann::json ModelConfig::to_json() const {
       j["bias_update_speed"] = bias_update_speed;
     }
     if (router == "expert_choice") j["expert_choice_capacity"] = expert_choice_capacity;
+    if (router == "noisy_topk") {
+      j["router_importance_loss_coef"] = router_importance_loss_coef;
+      j["router_load_loss_coef"] = router_load_loss_coef;
+    }
     if (n_shared_experts > 0) {
       j["n_shared_experts"] = n_shared_experts;
       j["shared_expert_intermediate_size"] = shared_ffn();
@@ -206,7 +217,8 @@ int64_t ModelConfig::total_params() const {
   const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
   const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2;
   const int64_t ffn = is_moe() ? num_local_experts * 3 * d * f + num_local_experts * d + 3 * d * int64_t(shared_ffn()) +
-                                      (router == "sigmoid_bias" ? num_local_experts : 0)
+                                      (router == "sigmoid_bias" ? num_local_experts : 0) +
+                                      (router == "noisy_topk" ? num_local_experts * d : 0)
                                 : 3 * d * f;
   const int64_t per_layer = attn + ffn + 2 * d;
   return int64_t(vocab_size) * d * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * per_layer + d;

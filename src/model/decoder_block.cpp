@@ -2,6 +2,7 @@
 
 #include "moe/expert_bank_swiglu.h"
 #include "moe/router_expert_choice.h"
+#include "moe/router_noisy_topk.h"
 #include "moe/router_sigmoid_bias.h"
 #include "moe/router_topk.h"
 
@@ -10,8 +11,13 @@ namespace moe {
 namespace {
 // The router a config names. Each router is its own file; this is the one place that maps the
 // config's "router" key to a type.
-std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& name) {
+std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& name, int layer) {
   const float L = float(c.num_hidden_layers);
+  if (c.router == "noisy_topk")
+    return std::make_unique<NoisyTopKRouter>(
+        name, NoisyTopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
+                                    .k = c.num_experts_per_tok, .importance_coef = c.router_importance_loss_coef / L,
+                                    .load_coef = c.router_load_loss_coef / L, .seed = uint64_t(layer)});
   if (c.router == "sigmoid_bias")
     return std::make_unique<SigmoidBiasRouter>(
         name, SigmoidBiasRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
@@ -44,7 +50,7 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
       d_(c.hidden_size) {
   const std::string p = "model.layers." + std::to_string(i);
   if (c.is_moe()) {
-    auto router = make_router(c, p + ".block_sparse_moe.gate.weight");
+    auto router = make_router(c, p + ".block_sparse_moe.gate.weight", i);
     auto bank = std::make_unique<SwiGLUExpertBank>(
         p + ".block_sparse_moe",
         SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts});

@@ -64,7 +64,7 @@ grep -q '"router": "switch"' "$WORK/switch/config.json" || fail "switch router n
 "$MOE" generate --model "$WORK/switch" --prompt "the" --max-tokens 10 >/dev/null 2>&1
 
 # The other routers train from a config for a few steps and their checkpoints read back.
-for r in sigmoid expert-choice fine-shared; do
+for r in noisy sigmoid expert-choice fine-shared; do
   "$MOE" train --model-config "$SRC/tests/cli/data/tiny-$r.json" --data "$WORK/text.txt" --out "$WORK/$r" \
     --steps 6 --batch-size 4 --eval-every 3 2>/dev/null >/dev/null || fail "training with tiny-$r.json"
   "$MOE" eval --model "$WORK/$r" --data "$WORK/small.txt" --json >/dev/null || fail "eval of tiny-$r"

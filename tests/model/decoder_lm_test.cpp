@@ -78,6 +78,7 @@ TEST(DecoderLM, MistralDenseGradientsMatchFiniteDifferences) { check_model_grads
 TEST(DecoderLM, TiedEmbeddingsGradients) { check_model_grads(true, true); }
 TEST(DecoderLM, SigmoidBiasRouterWithSharedExpertGradients) { check_model_grads(true, false, "sigmoid_bias", 1); }
 TEST(DecoderLM, ExpertChoiceGradients) { check_model_grads(true, false, "expert_choice"); }
+TEST(DecoderLM, NoisyTopKGradients) { check_model_grads(true, false, "noisy_topk"); }
 
 TEST(DecoderLM, ParameterCountsMatchConfig) {
   for (bool moe : {true, false}) {
