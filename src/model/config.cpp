@@ -37,7 +37,8 @@ const std::set<std::string> kKnown = {
     "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
     "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "router_importance_loss_coef", "router_load_loss_coef", "capacity_factor", "eval_capacity_factor",
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
-    "shared_expert_intermediate_size"};
+    "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
+    "mlp_only_layers"};
 
 }  // namespace
 
@@ -45,11 +46,11 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (!j.is_object()) throw Error("[config] " + src + ": expected a JSON object");
   ModelConfig c;
   if (!j.contains("model_type") || !j["model_type"].is_string())
-    throw Error("[config] " + src + ": missing \"model_type\" (expected \"mixtral\" or \"mistral\")");
+    throw Error("[config] " + src + ": missing \"model_type\" (expected \"mixtral\", \"mistral\" or \"qwen2_moe\")");
   c.model_type = j["model_type"].get<std::string>();
-  if (c.model_type != "mixtral" && c.model_type != "mistral")
+  if (c.model_type != "mixtral" && c.model_type != "mistral" && c.model_type != "qwen2_moe")
     throw Error("[config] " + src + ": unsupported model_type '" + c.model_type +
-                "' (supported: mixtral, mistral)");
+                "' (supported: mixtral, mistral, qwen2_moe)");
   get_num(j, "vocab_size", c.vocab_size, src, true);
   get_num(j, "hidden_size", c.hidden_size, src, true);
   get_num(j, "intermediate_size", c.intermediate_size, src, true);
@@ -62,10 +63,30 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   get_num(j, "rms_norm_eps", c.rms_norm_eps, src, false);
   get_num(j, "rope_theta", c.rope_theta, src, false);
   get_num(j, "tie_word_embeddings", c.tie_word_embeddings, src, false);
+  c.dense_intermediate_size = c.intermediate_size;
+  if (c.is_qwen2_moe()) {
+    // Qwen2-MoE's names: num_experts, moe_intermediate_size (experts), intermediate_size (dense layers).
+    get_num(j, "num_experts", c.num_local_experts, src, true);
+    get_num(j, "moe_intermediate_size", c.intermediate_size, src, true);
+    get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
+    c.n_shared_experts = c.shared_expert_intermediate_size > 0 ? 1 : 0;
+    c.shared_expert_gate = true;
+    c.qkv_bias = true;
+    get_num(j, "decoder_sparse_step", c.decoder_sparse_step, src, false);
+    if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null()) {
+      if (!j["mlp_only_layers"].is_array()) throw Error("[config] " + src + ": 'mlp_only_layers' must be a list of layer indices");
+      for (const auto& v : j["mlp_only_layers"]) {
+        if (!v.is_number_integer()) throw Error("[config] " + src + ": 'mlp_only_layers' must hold integers, got " + v.dump());
+        c.mlp_only_layers.push_back(v.get<int>());
+      }
+    }
+    if (j.value("use_sliding_window", false))
+      throw Error("[config] " + src + ": use_sliding_window is not supported");
+  }
   if (c.is_moe()) {
-    get_num(j, "num_local_experts", c.num_local_experts, src, true);
+    if (!c.is_qwen2_moe()) get_num(j, "num_local_experts", c.num_local_experts, src, true);
     get_num(j, "num_experts_per_tok", c.num_experts_per_tok, src, true);
-    c.norm_topk_prob = c.num_experts_per_tok > 1;
+    c.norm_topk_prob = c.is_qwen2_moe() ? false : c.num_experts_per_tok > 1;
     get_num(j, "norm_topk_prob", c.norm_topk_prob, src, false);
     get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
     get_num(j, "router_z_loss_coef", c.router_z_loss_coef, src, false);
@@ -86,8 +107,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     get_num(j, "routed_scaling_factor", c.routed_scaling_factor, src, false);
     get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
     get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
-    get_num(j, "n_shared_experts", c.n_shared_experts, src, false);
-    get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
+    if (!c.is_qwen2_moe()) {
+      get_num(j, "n_shared_experts", c.n_shared_experts, src, false);
+      get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
+    }
     get_num(j, "capacity_factor", c.capacity_factor, src, false);
     get_num(j, "eval_capacity_factor", c.eval_capacity_factor, src, false);
     if (c.router == "switch" && j.contains("norm_topk_prob") && c.norm_topk_prob != (j["norm_topk_prob"] == true))
@@ -156,6 +179,13 @@ void ModelConfig::validate(const std::string& src) const {
     if (!(routed_scaling_factor > 0)) throw Error("[config] " + src + ": routed_scaling_factor must be positive");
     if (bias_update_speed < 0) throw Error("[config] " + src + ": bias_update_speed must be >= 0");
     if (!(expert_choice_capacity > 0)) throw Error("[config] " + src + ": expert_choice_capacity must be positive");
+    if (is_qwen2_moe() && router != "topk_softmax")
+      throw Error("[config] " + src + ": qwen2_moe routes with softmax top-k; the router key is not supported");
+    if (decoder_sparse_step < 1) throw Error("[config] " + src + ": decoder_sparse_step must be >= 1");
+    for (int l : mlp_only_layers)
+      if (l < 0 || l >= num_hidden_layers)
+        throw Error("[config] " + src + ": mlp_only_layers holds " + std::to_string(l) + ", outside [0, " +
+                    std::to_string(num_hidden_layers) + ")");
     if (n_shared_experts < 0 || shared_expert_intermediate_size < 0)
       throw Error("[config] " + src + ": n_shared_experts and shared_expert_intermediate_size must be >= 0");
     if (router == "switch" && num_experts_per_tok != 1)
@@ -173,7 +203,7 @@ void ModelConfig::validate(const std::string& src) const {
 nlohmann::json ModelConfig::to_json() const {
   json j = extra;
   j["model_type"] = model_type;
-  j["architectures"] = json::array({is_moe() ? "MixtralForCausalLM" : "MistralForCausalLM"});
+  j["architectures"] = json::array({is_qwen2_moe() ? "Qwen2MoeForCausalLM" : is_moe() ? "MixtralForCausalLM" : "MistralForCausalLM"});
   j["hidden_act"] = "silu";
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
@@ -186,7 +216,21 @@ nlohmann::json ModelConfig::to_json() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
   j["tie_word_embeddings"] = tie_word_embeddings;
-  if (is_moe()) {
+  if (is_qwen2_moe()) {
+    j["num_experts"] = num_local_experts;
+    j["moe_intermediate_size"] = intermediate_size;
+    j["intermediate_size"] = dense_intermediate_size;
+    j["shared_expert_intermediate_size"] = shared_ffn();
+    j["num_experts_per_tok"] = num_experts_per_tok;
+    j["norm_topk_prob"] = norm_topk_prob;
+    j["decoder_sparse_step"] = decoder_sparse_step;
+    j["mlp_only_layers"] = mlp_only_layers;
+    j["router_aux_loss_coef"] = router_aux_loss_coef;
+    if (router_z_loss_coef > 0) j["router_z_loss_coef"] = router_z_loss_coef;
+    if (router_seq_aux_loss_coef > 0) j["router_seq_aux_loss_coef"] = router_seq_aux_loss_coef;
+    if (capacity_factor > 0) j["capacity_factor"] = capacity_factor;
+    if (eval_capacity_factor > 0) j["eval_capacity_factor"] = eval_capacity_factor;
+  } else if (is_moe()) {
     j["num_local_experts"] = num_local_experts;
     j["num_experts_per_tok"] = num_experts_per_tok;
     j["norm_topk_prob"] = norm_topk_prob;
@@ -213,21 +257,37 @@ nlohmann::json ModelConfig::to_json() const {
   return j;
 }
 
+bool ModelConfig::sparse_layer(int i) const {
+  if (!is_moe()) return false;
+  for (int l : mlp_only_layers)
+    if (l == i) return false;
+  return (i + 1) % decoder_sparse_step == 0;
+}
+
+std::string ModelConfig::ffn_prefix(int i) const {
+  return "model.layers." + std::to_string(i) + (model_type == "mixtral" && sparse_layer(i) ? ".block_sparse_moe" : ".mlp");
+}
+
 int64_t ModelConfig::total_params() const {
   const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
-  const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2;
-  const int64_t ffn = is_moe() ? num_local_experts * 3 * d * f + num_local_experts * d + 3 * d * int64_t(shared_ffn()) +
-                                      (router == "sigmoid_bias" ? num_local_experts : 0) +
-                                      (router == "noisy_topk" ? num_local_experts * d : 0)
-                                : 3 * d * f;
-  const int64_t per_layer = attn + ffn + 2 * d;
-  return int64_t(vocab_size) * d * (tie_word_embeddings ? 1 : 2) + num_hidden_layers * per_layer + d;
+  const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2 +
+                       (qkv_bias ? hd * (num_attention_heads + 2 * num_key_value_heads) : 0);
+  const int64_t sparse = num_local_experts * 3 * d * f + num_local_experts * d + 3 * d * int64_t(shared_ffn()) +
+                         (shared_expert_gate && shared_ffn() > 0 ? d : 0) +
+                         (router == "sigmoid_bias" ? num_local_experts : 0) +
+                         (router == "noisy_topk" ? num_local_experts * d : 0);
+  const int64_t dense = 3 * d * int64_t(is_moe() ? dense_intermediate_size : f);
+  int64_t layers = 0;
+  for (int i = 0; i < num_hidden_layers; ++i) layers += attn + 2 * d + (sparse_layer(i) ? sparse : dense);
+  return int64_t(vocab_size) * d * (tie_word_embeddings ? 1 : 2) + layers + d;
 }
 
 int64_t ModelConfig::active_params() const {
-  if (!is_moe()) return total_params();
-  const int64_t d = hidden_size, f = intermediate_size;
-  return total_params() - int64_t(num_hidden_layers) * (num_local_experts - num_experts_per_tok) * 3 * d * f;
+  int64_t inactive = 0;
+  for (int i = 0; i < num_hidden_layers; ++i)
+    if (sparse_layer(i))
+      inactive += int64_t(num_local_experts - num_experts_per_tok) * 3 * hidden_size * intermediate_size;
+  return total_params() - inactive;
 }
 
 }  // namespace moe

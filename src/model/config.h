@@ -2,13 +2,16 @@
 // The model configuration: a Hugging Face-style config.json (Mixtral keys; "mistral" for the dense
 // twin). Unknown keys are kept so a config read and written back loses nothing.
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace moe {
 
 struct ModelConfig {
-  std::string model_type = "mixtral";  // "mixtral" (MoE FFN) or "mistral" (dense SwiGLU FFN)
+  // "mixtral" (MoE FFN), "mistral" (dense SwiGLU FFN) or "qwen2_moe" (Qwen2-MoE: softmax top-k,
+  // a sigmoid-gated shared expert, q/k/v biases, optional dense layers; its own key and tensor names)
+  std::string model_type = "mixtral";
   int vocab_size = 256;                // byte-level: token id = byte value
   int hidden_size = 128;
   int intermediate_size = 256;
@@ -39,9 +42,20 @@ struct ModelConfig {
   float expert_choice_capacity = 2.0f;   // expert_choice: c, average experts per token
   int n_shared_experts = 0;              // always-on experts (DeepSeekMoE), as one SwiGLU
   int shared_expert_intermediate_size = 0;  // 0: n_shared_experts * intermediate_size
+  // Qwen2-MoE (set from its config keys; not extension keys of mixtral):
+  bool qkv_bias = false;             // q_proj/k_proj/v_proj have biases
+  bool shared_expert_gate = false;   // the shared expert's output is scaled by sigmoid(x w_s)
+  int dense_intermediate_size = 0;   // width of the dense layers (mlp_only_layers); "intermediate_size" in Qwen2-MoE
+  int decoder_sparse_step = 1;       // every step-th layer is sparse
+  std::vector<int> mlp_only_layers;  // layers with a dense MLP
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
 
-  bool is_moe() const { return model_type == "mixtral"; }
+  bool is_moe() const { return model_type == "mixtral" || model_type == "qwen2_moe"; }
+  bool is_qwen2_moe() const { return model_type == "qwen2_moe"; }
+  // Whether layer i has the sparse MoE FFN (else a dense SwiGLU MLP).
+  bool sparse_layer(int i) const;
+  // Tensor-name prefix of layer i's FFN: ".block_sparse_moe" (Mixtral) or ".mlp".
+  std::string ffn_prefix(int i) const;
   int kv_heads() const { return num_key_value_heads; }
   int hdim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }
   int shared_ffn() const {

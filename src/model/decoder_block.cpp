@@ -1,5 +1,9 @@
 #include "model/decoder_block.h"
 
+#include <cmath>
+
+#include "kernels/gemm.h"
+
 #include "moe/expert_bank_swiglu.h"
 #include "moe/router_expert_choice.h"
 #include "moe/router_noisy_topk.h"
@@ -38,7 +42,8 @@ std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& nam
 
 AttentionConfig attn_config(const ModelConfig& c) {
   return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
-          .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta};
+          .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta,
+          .qkv_bias = c.qkv_bias};
 }
 }  // namespace
 
@@ -48,17 +53,21 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
                                c.hidden_size, c.rms_norm_eps),
       self_attn("model.layers." + std::to_string(i) + ".self_attn", attn_config(c)),
       d_(c.hidden_size) {
-  const std::string p = "model.layers." + std::to_string(i);
-  if (c.is_moe()) {
-    auto router = make_router(c, p + ".block_sparse_moe.gate.weight", i);
+  const std::string p = c.ffn_prefix(i);
+  if (c.sparse_layer(i)) {
+    auto router = make_router(c, p + ".gate.weight", i);
+    const bool qwen = c.is_qwen2_moe();
     auto bank = std::make_unique<SwiGLUExpertBank>(
-        p + ".block_sparse_moe",
-        SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts});
+        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts,
+                            .gate_name = qwen ? "gate_proj" : "w1", .up_name = qwen ? "up_proj" : "w3",
+                            .down_name = qwen ? "down_proj" : "w2"});
     moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
     if (c.shared_ffn() > 0)
-      shared = std::make_unique<DenseFFN>(p + ".block_sparse_moe.shared_experts", c.hidden_size, c.shared_ffn());
+      shared = std::make_unique<DenseFFN>(p + (qwen ? ".shared_expert" : ".shared_experts"), c.hidden_size, c.shared_ffn());
+    if (shared && c.shared_expert_gate)
+      shared_gate = std::make_unique<Param>(p + ".shared_expert_gate.weight", Shape{1, c.hidden_size});
   } else {
-    mlp = std::make_unique<DenseFFN>(p + ".mlp", c.hidden_size, c.intermediate_size);
+    mlp = std::make_unique<DenseFFN>(p, c.hidden_size, c.is_moe() ? c.dense_intermediate_size : c.intermediate_size);
   }
 }
 
@@ -68,6 +77,7 @@ void DecoderBlock::params(ParamList& out) {
   out.push_back(&post_attention_layernorm.weight);
   if (moe) moe->params(out);
   if (shared) shared->params(out);
+  if (shared_gate) out.push_back(shared_gate.get());
   if (mlp) mlp->params(out);
 }
 
@@ -92,7 +102,17 @@ void DecoderBlock::ffn_forward(float* out, int64_t n, int64_t T) {
   if (shared) {
     shared_out_.resize({n, d_});
     shared->forward(shared_out_.data(), b_.data(), n);
-    for (int64_t i = 0; i < n * d_; ++i) out[i] += shared_out_[i];
+    if (shared_gate) {
+      // Qwen2-MoE: out += sigmoid(b . w_s) * shared(b)
+      shared_gate_.resize({n});
+      kernels::linear_forward(shared_gate_.data(), b_.data(), shared_gate->w.data(), n, d_, 1);
+      for (int64_t t = 0; t < n; ++t) {
+        const float gt = shared_gate_[t] = 1.0f / (1.0f + std::exp(-shared_gate_[t]));
+        for (int64_t i = 0; i < d_; ++i) out[t * d_ + i] += gt * shared_out_[t * d_ + i];
+      }
+    } else {
+      for (int64_t i = 0; i < n * d_; ++i) out[i] += shared_out_[i];
+    }
   }
 }
 
@@ -104,8 +124,26 @@ void DecoderBlock::backward(float* dx, const float* dout) {
   if (moe) moe->backward(dtmp_.data(), dout);
   else mlp->backward(dtmp_.data(), dout);
   if (shared) {
+    const float* dshared = dout;
+    if (shared_gate) {
+      // y = g * s(b), g = sigmoid(z), z = b . w_s: ds = g dy; dz = <s, dy> g (1 - g)
+      dgated_.resize({n, d_});
+      std::vector<float> dz(n);
+      for (int64_t t = 0; t < n; ++t) {
+        const float gt = shared_gate_[t];
+        float dot = 0;
+        for (int64_t i = 0; i < d_; ++i) {
+          dot += shared_out_[t * d_ + i] * dout[t * d_ + i];
+          dgated_[t * d_ + i] = gt * dout[t * d_ + i];
+        }
+        dz[t] = dot * gt * (1.0f - gt);
+      }
+      kernels::linear_backward_input(dtmp_.data(), dz.data(), shared_gate->w.data(), n, d_, 1, /*accumulate=*/true);
+      kernels::linear_backward_weight(shared_gate->g.data(), dz.data(), b_.data(), n, d_, 1);
+      dshared = dgated_.data();
+    }
     shared_out_.resize({n, d_});  // reused as the shared expert's input gradient
-    shared->backward(shared_out_.data(), dout);
+    shared->backward(shared_out_.data(), dshared);
     for (int64_t i = 0; i < m; ++i) dtmp_[i] += shared_out_[i];
   }
   post_attention_layernorm.backward(dh_.data(), dtmp_.data());

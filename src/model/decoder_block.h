@@ -19,6 +19,7 @@ class DecoderBlock {
   std::unique_ptr<MoELayer> moe;   // mixtral: "model.layers.{i}.block_sparse_moe"
   std::unique_ptr<DenseFFN> mlp;   // mistral: "model.layers.{i}.mlp"
   std::unique_ptr<DenseFFN> shared;  // always-on experts: "...block_sparse_moe.shared_experts"
+  std::unique_ptr<Param> shared_gate;  // Qwen2-MoE: [1, d], shared output *= sigmoid(x w_s)
 
   void params(ParamList& out);
   // x, out: [B*T, d]; x must stay alive until backward.
@@ -35,6 +36,8 @@ class DecoderBlock {
   Tensor a_, h_, b_, tmp_;  // [n, d]: normed input, after attention, normed h, scratch
   Tensor dtmp_, dh_;         // [n, d]
   Tensor shared_out_;        // [n, d]
+  Tensor shared_gate_;       // [n]: sigmoid(x w_s)
+  Tensor dgated_;            // [n, d]
 };
 
 }  // namespace moe

@@ -46,7 +46,8 @@ bool DecoderLM::causal() const {
 void DecoderLM::init_weights(uint64_t seed, float std) {
   Rng rng(seed);
   for (Param* p : params()) {
-    if (!p->trainable) init_constant(*p, 0.0f);  // router bias
+    const bool bias = p->name.size() > 5 && p->name.compare(p->name.size() - 5, 5, ".bias") == 0;
+    if (!p->trainable || bias) init_constant(*p, 0.0f);  // router bias, projection biases
     else if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
     else init_normal(*p, rng, std);
   }

@@ -1,6 +1,6 @@
 #pragma once
-// A bank of local SwiGLU experts with Mixtral names: "<prefix>.experts.{e}.w1/w3/w2.weight"
-// (w1 = gate proj [F, d], w3 = up proj [F, d], w2 = down proj [d, F]).
+// A bank of local SwiGLU experts named "<prefix>.experts.{e}.<name>.weight": Mixtral's w1 (gate
+// proj [F, d]), w3 (up proj [F, d]), w2 (down proj [d, F]), or Qwen2-MoE's gate/up/down_proj.
 #include <memory>
 #include <string>
 
@@ -13,6 +13,11 @@ struct SwiGLUBankConfig {
   int d_model = 0;
   int d_ff = 0;
   int n_experts = 0;
+  // Tensor names of an expert's gate / up / down projections: Mixtral's, or Qwen2-MoE's
+  // ("gate_proj", "up_proj", "down_proj").
+  const char* gate_name = "w1";
+  const char* up_name = "w3";
+  const char* down_name = "w2";
 };
 
 class SwiGLUExpertBank final : public ExpertBank {

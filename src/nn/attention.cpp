@@ -13,7 +13,44 @@ Attention::Attention(const std::string& p, const AttentionConfig& c)
       k_proj(p + ".k_proj.weight", {int64_t(c.n_kv_heads) * c.head_dim, c.d_model}),
       v_proj(p + ".v_proj.weight", {int64_t(c.n_kv_heads) * c.head_dim, c.d_model}),
       o_proj(p + ".o_proj.weight", {c.d_model, int64_t(c.n_heads) * c.head_dim}),
-      c_(c) {}
+      c_(c) {
+  if (c.qkv_bias) {
+    q_bias = std::make_unique<Param>(p + ".q_proj.bias", Shape{int64_t(c.n_heads) * c.head_dim}, false);
+    k_bias = std::make_unique<Param>(p + ".k_proj.bias", Shape{int64_t(c.n_kv_heads) * c.head_dim}, false);
+    v_bias = std::make_unique<Param>(p + ".v_proj.bias", Shape{int64_t(c.n_kv_heads) * c.head_dim}, false);
+  }
+}
+
+void Attention::params(ParamList& out) {
+  out.insert(out.end(), {&q_proj, &k_proj, &v_proj, &o_proj});
+  if (q_bias) out.insert(out.end(), {q_bias.get(), k_bias.get(), v_bias.get()});
+}
+
+namespace {
+void add_bias(float* y, const Param* b, int64_t n) {
+  if (!b) return;
+  const int64_t m = b->w.numel();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j) y[i * m + j] += b->w[j];
+}
+void bias_grad(Param* b, const float* dy, int64_t n) {
+  if (!b) return;
+  const int64_t m = b->w.numel();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j) b->g[j] += dy[i * m + j];
+}
+}  // namespace
+
+// q, k, v before rotary: x W^T (+ bias).
+void Attention::project_qkv(float* q, float* k, float* v, const float* x, int64_t n) const {
+  const int64_t d = c_.d_model, D = c_.head_dim, qd = int64_t(c_.n_heads) * D, kvd = int64_t(c_.n_kv_heads) * D;
+  kernels::linear_forward(q, x, q_proj.w.data(), n, d, qd);
+  kernels::linear_forward(k, x, k_proj.w.data(), n, d, kvd);
+  kernels::linear_forward(v, x, v_proj.w.data(), n, d, kvd);
+  add_bias(q, q_bias.get(), n);
+  add_bias(k, k_bias.get(), n);
+  add_bias(v, v_bias.get(), n);
+}
 
 void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
   const int64_t n = B * T, d = c_.d_model, D = c_.head_dim;
@@ -28,9 +65,7 @@ void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
   probs_.resize({B, c_.n_heads, T, T});
   positions_.resize(n);
   for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
-  kernels::linear_forward(q_.data(), x, q_proj.w.data(), n, d, qd);
-  kernels::linear_forward(k_.data(), x, k_proj.w.data(), n, d, kvd);
-  kernels::linear_forward(v_.data(), x, v_proj.w.data(), n, d, kvd);
+  project_qkv(q_.data(), k_.data(), v_.data(), x, n);
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(k_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   kernels::attention_forward(att_.data(), probs_.data(), q_.data(), k_.data(), v_.data(), B, T,
@@ -51,6 +86,9 @@ void Attention::backward(float* dx, const float* dy) {
                               q_.data(), k_.data(), v_.data(), B_, T_, c_.n_heads, c_.n_kv_heads, D);
   kernels::rope_backward(dq_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_backward(dk_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
+  bias_grad(q_bias.get(), dq_.data(), n);
+  bias_grad(k_bias.get(), dk_.data(), n);
+  bias_grad(v_bias.get(), dv_.data(), n);
   kernels::linear_backward_input(dx, dq_.data(), q_proj.w.data(), n, d, qd);
   kernels::linear_backward_input(dx, dk_.data(), k_proj.w.data(), n, d, kvd, true);
   kernels::linear_backward_input(dx, dv_.data(), v_proj.w.data(), n, d, kvd, true);
@@ -75,9 +113,7 @@ void Attention::forward_cached(float* y, const float* x, int64_t n, LayerKVCache
   for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(cache.len + i);
   float* kc = cache.k.data() + cache.len * kvd;
   float* vc = cache.v.data() + cache.len * kvd;
-  kernels::linear_forward(q_.data(), x, q_proj.w.data(), n, d, qd);
-  kernels::linear_forward(kc, x, k_proj.w.data(), n, d, kvd);
-  kernels::linear_forward(vc, x, v_proj.w.data(), n, d, kvd);
+  project_qkv(q_.data(), kc, vc, x, n);
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(kc, positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   scratch_.resize({cache.len + n});

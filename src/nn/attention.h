@@ -1,6 +1,7 @@
 #pragma once
 // Causal grouped-query self-attention with rotary embeddings (rotate-half), Mixtral layout:
 // q_proj [Hq*D, d], k_proj/v_proj [Hkv*D, d], o_proj [d, Hq*D], no biases.
+#include <memory>
 #include <string>
 
 #include "nn/kv_cache.h"
@@ -14,14 +15,16 @@ struct AttentionConfig {
   int n_kv_heads = 0;
   int head_dim = 0;
   float rope_theta = 10000.0f;
+  bool qkv_bias = false;  // Qwen2: q_proj/k_proj/v_proj carry biases
 };
 
 class Attention {
  public:
   Attention(const std::string& prefix, const AttentionConfig& cfg);  // prefix: "model.layers.0.self_attn"
   Param q_proj, k_proj, v_proj, o_proj;
+  std::unique_ptr<Param> q_bias, k_bias, v_bias;  // [Hq*D], [Hkv*D], [Hkv*D] when qkv_bias
 
-  void params(ParamList& out) { out.insert(out.end(), {&q_proj, &k_proj, &v_proj, &o_proj}); }
+  void params(ParamList& out);
 
   // Training forward over B sequences of T tokens, positions 0..T-1 each.
   // x: [B*T, d] (must stay alive until backward), y: [B*T, d] assigned.
@@ -35,6 +38,7 @@ class Attention {
   void init_cache(LayerKVCache& cache, int64_t capacity) const;
 
  private:
+  void project_qkv(float* q, float* k, float* v, const float* x, int64_t n) const;
   AttentionConfig c_;
   int64_t B_ = 0, T_ = 0;
   const float* x_ = nullptr;

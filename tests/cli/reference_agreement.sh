@@ -33,5 +33,13 @@ $REF make-checkpoint --out "$WORK/bf16" --config "$SRC/tests/cli/data/tiny-moe.j
 compare "$WORK/bf16"
 $REF make-checkpoint --out "$WORK/f16" --config "$SRC/tests/cli/data/tiny-moe.json" --seed 2 --dtype f16
 compare "$WORK/f16"
+# Qwen2-MoE: softmax top-k without renormalisation, a sigmoid-gated shared expert, q/k/v biases and
+# a dense layer (mlp_only_layers), with Qwen2-MoE's key and tensor names; trained here and written
+# by the reference.
+"$MOE" train --model-config "$SRC/tests/cli/data/tiny-qwen2-moe.json" --data "$WORK/text.txt" --out "$WORK/qwen" \
+  --steps 10 --batch-size 8 --eval-every 0 2>/dev/null
+compare "$WORK/qwen"
+$REF make-checkpoint --out "$WORK/qwen-ref" --config "$SRC/tests/cli/data/tiny-qwen2-moe.json" --seed 3 --dtype bf16 --shards 3
+compare "$WORK/qwen-ref"
 "$MOE" generate --model "$WORK/bf16" --prompt "abc" --max-tokens 10 >/dev/null 2>&1 || fail "generate on a bf16 sharded checkpoint"
 echo "reference agreement passed"

@@ -2,6 +2,8 @@
 // (mean NLL + weighted router losses), for sampled entries of every parameter.
 #include "model/decoder_lm.h"
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
@@ -25,11 +27,14 @@ ModelConfig tiny(bool moe) {
   return c;
 }
 
-void check_model_grads(bool moe, bool tied, const std::string& router = "topk_softmax", int shared = 0) {
-  ModelConfig c = tiny(moe);
-  c.tie_word_embeddings = tied;
-  c.router = router;
-  c.n_shared_experts = shared;
+void check_model_grads(bool moe, bool tied, const std::string& router = "topk_softmax", int shared = 0,
+                       const ModelConfig* given = nullptr) {
+  ModelConfig c = given ? *given : tiny(moe);
+  if (!given) {
+    c.tie_word_embeddings = tied;
+    c.router = router;
+    c.n_shared_experts = shared;
+  }
   if (router == "expert_choice") c.router_aux_loss_coef = 0;
   DecoderLM m(c);
   m.init_weights(5, 0.3f);
@@ -79,6 +84,33 @@ TEST(DecoderLM, TiedEmbeddingsGradients) { check_model_grads(true, true); }
 TEST(DecoderLM, SigmoidBiasRouterWithSharedExpertGradients) { check_model_grads(true, false, "sigmoid_bias", 1); }
 TEST(DecoderLM, ExpertChoiceGradients) { check_model_grads(true, false, "expert_choice"); }
 TEST(DecoderLM, NoisyTopKGradients) { check_model_grads(true, false, "noisy_topk"); }
+
+TEST(DecoderLM, Qwen2MoeGradientsAndNames) {
+  // Qwen2-MoE: q/k/v biases, a sigmoid-gated shared expert, a dense layer among sparse ones.
+  nlohmann::json j = {{"model_type", "qwen2_moe"}, {"vocab_size", 256}, {"hidden_size", 16}, {"intermediate_size", 20},
+                      {"moe_intermediate_size", 12}, {"shared_expert_intermediate_size", 16}, {"num_hidden_layers", 2},
+                      {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"num_experts", 4},
+                      {"num_experts_per_tok", 2}, {"mlp_only_layers", {1}}, {"max_position_embeddings", 16},
+                      {"router_aux_loss_coef", 0.5}};
+  ModelConfig c = ModelConfig::from_json(j, "qwen");
+  EXPECT_FALSE(c.norm_topk_prob);
+  EXPECT_TRUE(c.sparse_layer(0));
+  EXPECT_FALSE(c.sparse_layer(1));
+  DecoderLM m(c);
+  std::set<std::string> names;
+  int64_t count = 0;
+  for (Param* p : m.params()) names.insert(p->name), count += p->w.numel();
+  EXPECT_EQ(count, c.total_params());
+  for (const char* n : {"model.layers.0.self_attn.q_proj.bias", "model.layers.0.mlp.gate.weight",
+                        "model.layers.0.mlp.experts.3.down_proj.weight", "model.layers.0.mlp.shared_expert.up_proj.weight",
+                        "model.layers.0.mlp.shared_expert_gate.weight", "model.layers.1.mlp.gate_proj.weight"})
+    EXPECT_TRUE(names.count(n)) << n;
+  EXPECT_EQ(c.to_json()["num_experts"], 4);
+  EXPECT_EQ(c.to_json()["moe_intermediate_size"], 12);
+  EXPECT_EQ(c.to_json()["intermediate_size"], 20);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json(), "x").to_json(), c.to_json());
+  check_model_grads(true, false, "", 0, &c);
+}
 
 TEST(DecoderLM, ParameterCountsMatchConfig) {
   for (bool moe : {true, false}) {

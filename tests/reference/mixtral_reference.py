@@ -218,9 +218,13 @@ def attention(x, W, p, cfg):
     H = cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
     D = head_dim(cfg)
-    q = (x @ W[p + "q_proj.weight"].T).view(B, T, H, D).transpose(1, 2)
-    k = (x @ W[p + "k_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
-    v = (x @ W[p + "v_proj.weight"].T).view(B, T, Hkv, D).transpose(1, 2)
+    def proj(name):  # Qwen2 has q/k/v biases
+        y = x @ W[p + name + ".weight"].T
+        return y + W[p + name + ".bias"] if p + name + ".bias" in W else y
+
+    q = proj("q_proj").view(B, T, H, D).transpose(1, 2)
+    k = proj("k_proj").view(B, T, Hkv, D).transpose(1, 2)
+    v = proj("v_proj").view(B, T, Hkv, D).transpose(1, 2)
     cos, sin = rope_cos_sin(T, D, float(cfg.get("rope_theta", 10000.0)), x.dtype)
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
@@ -269,6 +273,8 @@ def router_losses(logits, topi, E):
 
 def layer_is_moe(cfg, W, i):
     p = f"model.layers.{i}."
+    if p + "mlp.gate.weight" in W:  # Qwen2-MoE sparse layer
+        return True
     dense = p + "mlp.gate_proj.weight" in W
     if dense and (cfg.get("num_local_experts") or 1) == 1:
         return False
@@ -292,13 +298,23 @@ def forward(cfg, W, tokens):
         x = x + attention(rms_norm(x, W[p + "input_layernorm.weight"], eps), W, p + "self_attn.", cfg)
         hn = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
         if layer_is_moe(cfg, W, i):
-            q = p + "block_sparse_moe."
+            qwen = p + "mlp.gate.weight" in W
+            q = p + ("mlp." if qwen else "block_sparse_moe.")
+            names = ("gate_proj", "up_proj", "down_proj") if qwen else ("w1", "w3", "w2")
             E = W[q + "gate.weight"].shape[0]
-            w1 = [W[f"{q}experts.{e}.w1.weight"] for e in range(E)]
-            w3 = [W[f"{q}experts.{e}.w3.weight"] for e in range(E)]
-            w2 = [W[f"{q}experts.{e}.w2.weight"] for e in range(E)]
-            y, logits, topi = moe_block(hn.reshape(-1, d), W[q + "gate.weight"], w1, w3, w2,
-                                        cfg["num_experts_per_tok"], cfg.get("norm_topk_prob", True))
+            w1 = [W[f"{q}experts.{e}.{names[0]}.weight"] for e in range(E)]
+            w3 = [W[f"{q}experts.{e}.{names[1]}.weight"] for e in range(E)]
+            w2 = [W[f"{q}experts.{e}.{names[2]}.weight"] for e in range(E)]
+            h2 = hn.reshape(-1, d)
+            y, logits, topi = moe_block(h2, W[q + "gate.weight"], w1, w3, w2, cfg["num_experts_per_tok"],
+                                        cfg.get("norm_topk_prob", not qwen))
+            # Shared experts: Qwen2-MoE's one sigmoid-gated shared expert, or moe's ungated ones.
+            sp = q + ("shared_expert." if qwen else "shared_experts.")
+            if sp + "gate_proj.weight" in W:
+                ys = swiglu(h2, W[sp + "gate_proj.weight"], W[sp + "up_proj.weight"], W[sp + "down_proj.weight"])
+                if q + "shared_expert_gate.weight" in W:
+                    ys = torch.sigmoid(h2 @ W[q + "shared_expert_gate.weight"].T) * ys
+                y = y + ys
             router.append((logits, topi))
             x = x + y.view(B, T, d)
         else:
@@ -393,6 +409,8 @@ def param_shapes(cfg):
     E = cfg.get("num_local_experts") or 0
     moe = cfg.get("model_type") == "mixtral" or E > 1
     out = [("model.embed_tokens.weight", (V, d))]
+    if cfg.get("model_type") == "qwen2_moe":
+        return out + qwen2_moe_shapes(cfg, d, V, H, Hkv, D)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         out += [(p + "input_layernorm.weight", (d,)),
@@ -409,6 +427,40 @@ def param_shapes(cfg):
         else:
             out += [(p + "mlp.gate_proj.weight", (F, d)), (p + "mlp.up_proj.weight", (F, d)),
                     (p + "mlp.down_proj.weight", (d, F))]
+    out.append(("model.norm.weight", (d,)))
+    if not cfg.get("tie_word_embeddings", False):
+        out.append(("lm_head.weight", (V, d)))
+    return out
+
+
+def qwen2_moe_shapes(cfg, d, V, H, Hkv, D):
+    """Qwen2-MoE names: q/k/v biases; sparse layers mlp.gate, mlp.experts.{e}.{gate,up,down}_proj,
+    mlp.shared_expert.*, mlp.shared_expert_gate; dense layers (mlp_only_layers, decoder_sparse_step)
+    mlp.{gate,up,down}_proj of width intermediate_size."""
+    E, Fe, Fd = cfg["num_experts"], cfg["moe_intermediate_size"], cfg["intermediate_size"]
+    Fs = cfg.get("shared_expert_intermediate_size") or 0
+    step, only = cfg.get("decoder_sparse_step", 1), cfg.get("mlp_only_layers") or []
+    out = []
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        out += [(p + "input_layernorm.weight", (d,)),
+                (p + "self_attn.q_proj.weight", (H * D, d)), (p + "self_attn.q_proj.bias", (H * D,)),
+                (p + "self_attn.k_proj.weight", (Hkv * D, d)), (p + "self_attn.k_proj.bias", (Hkv * D,)),
+                (p + "self_attn.v_proj.weight", (Hkv * D, d)), (p + "self_attn.v_proj.bias", (Hkv * D,)),
+                (p + "self_attn.o_proj.weight", (d, H * D)),
+                (p + "post_attention_layernorm.weight", (d,))]
+        if i not in only and E > 0 and (i + 1) % step == 0:
+            out.append((p + "mlp.gate.weight", (E, d)))
+            for e in range(E):
+                q = f"{p}mlp.experts.{e}."
+                out += [(q + "gate_proj.weight", (Fe, d)), (q + "up_proj.weight", (Fe, d)), (q + "down_proj.weight", (d, Fe))]
+            if Fs:
+                q = p + "mlp.shared_expert."
+                out += [(q + "gate_proj.weight", (Fs, d)), (q + "up_proj.weight", (Fs, d)), (q + "down_proj.weight", (d, Fs)),
+                        (p + "mlp.shared_expert_gate.weight", (1, d))]
+        else:
+            out += [(p + "mlp.gate_proj.weight", (Fd, d)), (p + "mlp.up_proj.weight", (Fd, d)),
+                    (p + "mlp.down_proj.weight", (d, Fd))]
     out.append(("model.norm.weight", (d,)))
     if not cfg.get("tie_word_embeddings", False):
         out.append(("lm_head.weight", (V, d)))
