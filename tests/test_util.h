@@ -1,11 +1,16 @@
 #pragma once
 // Shared helpers for the tests: random tensors and central finite differences.
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <functional>
 #include <string>
 
+#include "core/error.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include <gtest/gtest.h>
 
 namespace moe::test {
 
@@ -31,5 +36,23 @@ inline bool close(double a, double b, double rtol, double atol) {
 }
 
 inline std::string source_dir() { return MOE_SOURCE_DIR; }
+
+// A fresh, empty directory for one test (unique per process).
+inline std::string fresh_dir(const std::string& name) {
+  const std::string d = ::testing::TempDir() + "/moe_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+// The message of the moe::Error that f throws, or "(no error)".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 }  // namespace moe::test

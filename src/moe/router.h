@@ -30,6 +30,11 @@ class Router {
   virtual double aux_objective() const = 0;
 
  protected:
+  // Sizes plan for n tokens with k slots each over E experts (expert and weight resized).
+  static void prepare_plan(RoutingPlan& plan, int64_t n, int k, int E);
+  // The gate's backward from logit gradients dl [n, E]: dx [n, d] += dl W, W.g += dl^T x.
+  static void gate_backward(float* dx, Param& gate, const float* dl, const float* x, int64_t n);
+
   bool training_ = false;
   int64_t seq_len_ = 0;
 };

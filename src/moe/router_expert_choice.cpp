@@ -81,8 +81,7 @@ void ExpertChoiceRouter::backward(float* dx, const float* dweight) {
     for (int e = 0; e < E; ++e) s += dp[e] * p[e];
     for (int e = 0; e < E; ++e) dp[e] = p[e] * (dp[e] - s) + z_scale * lse_[t] * p[e];
   }
-  kernels::linear_backward_input(dx, dl, gate.w.data(), n, c_.d_model, E, /*accumulate=*/true);
-  kernels::linear_backward_weight(gate.g.data(), dl, x_, n, c_.d_model, E);
+  gate_backward(dx, gate, dl, x_, n);
 }
 
 }  // namespace moe

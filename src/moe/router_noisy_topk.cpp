@@ -59,11 +59,7 @@ void NoisyTopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   order_.resize(n * (k + 1));
   topv_.resize(n * (k + 1));
   kernels::topk_rows(order_.data(), topv_.data(), h_.data(), n, E, k + 1);
-  plan.n_tok = n;
-  plan.k = k;
-  plan.n_expert = E;
-  plan.expert.resize(n * k);
-  plan.weight.resize(n * k);
+  prepare_plan(plan, n, k, E);
   RouterStats& st = plan.stats;
   st.tokens_per_expert.assign(E, 0);
   st.dropped = 0;
@@ -155,10 +151,8 @@ void NoisyTopKRouter::backward(float* dx, const float* dweight) {
       dr[e] += dh[e] * eps_[t * E + e] / (1.0f + std::exp(-raw_[t * E + e]));
     }
   }
-  kernels::linear_backward_input(dx, dclean_.data(), gate.w.data(), n, c_.d_model, E, /*accumulate=*/true);
-  kernels::linear_backward_input(dx, draw_.data(), noise.w.data(), n, c_.d_model, E, /*accumulate=*/true);
-  kernels::linear_backward_weight(gate.g.data(), dclean_.data(), x_, n, c_.d_model, E);
-  kernels::linear_backward_weight(noise.g.data(), draw_.data(), x_, n, c_.d_model, E);
+  gate_backward(dx, gate, dclean_.data(), x_, n);
+  gate_backward(dx, noise, draw_.data(), x_, n);
 }
 
 }  // namespace moe

@@ -25,11 +25,7 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   scores_.resize({n, E});
   biased_.resize({n, E});
   val_.resize(n * k);
-  plan.n_tok = n;
-  plan.k = k;
-  plan.n_expert = E;
-  plan.expert.resize(n * k);
-  plan.weight.resize(n * k);
+  prepare_plan(plan, n, k, E);
   kernels::linear_forward(logits_.data(), x, gate.w.data(), n, c_.d_model, E);
   for (int64_t i = 0; i < n * E; ++i) {
     scores_[i] = 1.0f / (1.0f + std::exp(-logits_[i]));
@@ -100,8 +96,7 @@ void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
     }
     for (int e = 0; e < E; ++e) ds[e] *= s[e] * (1.0f - s[e]);
   }
-  kernels::linear_backward_input(dx, dl, gate.w.data(), n, c_.d_model, E, /*accumulate=*/true);
-  kernels::linear_backward_weight(gate.g.data(), dl, x_, n, c_.d_model, E);
+  gate_backward(dx, gate, dl, x_, n);
 }
 
 void SigmoidBiasRouter::after_step() {

@@ -23,11 +23,7 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   probs_.resize({n, E});
   lse_.resize({n});
   val_.resize(n * k);
-  plan.n_tok = n;
-  plan.k = k;
-  plan.n_expert = E;
-  plan.expert.resize(n * k);
-  plan.weight.resize(n * k);
+  prepare_plan(plan, n, k, E);
   kernels::linear_forward(logits_.data(), x, gate.w.data(), n, c_.d_model, E);
   kernels::logsumexp_rows(lse_.data(), logits_.data(), n, E);
   kernels::softmax_forward(probs_.data(), logits_.data(), n, E);
@@ -132,8 +128,7 @@ void TopKRouter::backward(float* dx, const float* dweight) {
     for (int e = 0; e < E; ++e) s += dp[e] * p[e];
     for (int e = 0; e < E; ++e) dp[e] = p[e] * (dp[e] - s) + z_scale * lse_[t] * p[e];
   }
-  kernels::linear_backward_input(dx, dl, gate.w.data(), n, c_.d_model, E, /*accumulate=*/true);
-  kernels::linear_backward_weight(gate.g.data(), dl, x_, n, c_.d_model, E);
+  gate_backward(dx, gate, dl, x_, n);
 }
 
 }  // namespace moe

@@ -8,11 +8,14 @@
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
+
+std::string ckpt_dir(const std::string& name) { return test::fresh_dir("ckpt_" + name); }
 
 ModelConfig tiny() {
   ModelConfig c;
@@ -27,24 +30,8 @@ ModelConfig tiny() {
   return c;
 }
 
-std::string tmpdir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "/moe_ckpt_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Checkpoint, RoundTripIsBitExact) {
-  const std::string dir = tmpdir("rt");
+  const std::string dir = ckpt_dir("rt");
   DecoderLM m(tiny());
   m.init_weights(1);
   save_pretrained(dir, m, {{"step", "42"}});
@@ -74,7 +61,7 @@ TEST(Checkpoint, EveryRouterVariantRoundTripsAndPredictsTheSame) {
     m.init_weights(3, 0.2f);
     for (Param* p : m.params())
       if (!p->trainable) p->w[0] = 0.125f;  // a non-zero router bias must survive too
-    const std::string dir = tmpdir("variant_" + router);
+    const std::string dir = ckpt_dir("variant_" + router);
     save_pretrained(dir, m);
     auto back = load_pretrained(dir);
     EXPECT_EQ(back->config().to_json(), m.config().to_json()) << router;
@@ -105,7 +92,7 @@ TEST(Checkpoint, ReadsBf16AndF16) {
   DecoderLM m(tiny());
   m.init_weights(2);
   for (DType dt : {DType::BF16, DType::F16}) {
-    const std::string dir = tmpdir(dt == DType::BF16 ? "bf16" : "f16");
+    const std::string dir = ckpt_dir(dt == DType::BF16 ? "bf16" : "f16");
     save_pretrained(dir, m);
     std::vector<std::pair<std::string, const Tensor*>> ts;
     for (Param* p : m.params()) ts.emplace_back(p->name, &p->w);
@@ -119,49 +106,49 @@ TEST(Checkpoint, ReadsBf16AndF16) {
 }
 
 TEST(Checkpoint, MissingTensorNamesFileAndTensor) {
-  const std::string dir = tmpdir("missing");
+  const std::string dir = ckpt_dir("missing");
   DecoderLM m(tiny());
   std::vector<std::pair<std::string, const Tensor*>> ts;
   for (Param* p : m.params())
     if (p->name != "model.layers.1.block_sparse_moe.experts.2.w3.weight") ts.emplace_back(p->name, &p->w);
   write_safetensors(dir + "/model.safetensors", ts);
   atomic_write_file(dir + "/config.json", m.config().to_json().dump());
-  const std::string msg = error_of([&] { load_pretrained(dir); });
+  const std::string msg = test::error_of([&] { load_pretrained(dir); });
   EXPECT_NE(msg.find("model.layers.1.block_sparse_moe.experts.2.w3.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find(dir), std::string::npos) << msg;
 }
 
 TEST(Checkpoint, WrongShapeNamesTensorAndShapes) {
-  const std::string dir = tmpdir("shape");
+  const std::string dir = ckpt_dir("shape");
   DecoderLM m(tiny());
   save_pretrained(dir, m);
   ModelConfig c = tiny();
   c.intermediate_size = 20;  // config disagrees with the weights
   atomic_write_file(dir + "/config.json", c.to_json().dump());
-  const std::string msg = error_of([&] { load_pretrained(dir); });
+  const std::string msg = test::error_of([&] { load_pretrained(dir); });
   EXPECT_NE(msg.find("experts.0.w1.weight"), std::string::npos) << msg;
   EXPECT_NE(msg.find("[24, 16]"), std::string::npos) << msg;
 }
 
 TEST(Checkpoint, TruncatedFileIsAClearError) {
-  const std::string dir = tmpdir("trunc");
+  const std::string dir = ckpt_dir("trunc");
   DecoderLM m(tiny());
   save_pretrained(dir, m);
   const auto size = fs::file_size(dir + "/model.safetensors");
   fs::resize_file(dir + "/model.safetensors", size - 100);
-  const std::string msg = error_of([&] { load_pretrained(dir); });
+  const std::string msg = test::error_of([&] { load_pretrained(dir); });
   EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
 }
 
 TEST(Checkpoint, BadConfigIsAClearError) {
-  const std::string dir = tmpdir("cfg");
+  const std::string dir = ckpt_dir("cfg");
   DecoderLM m(tiny());
   save_pretrained(dir, m);
   atomic_write_file(dir + "/config.json", "{\"model_type\": \"mixtral\", \"hidden_size\": 16");
-  EXPECT_NE(error_of([&] { load_pretrained(dir); }).find("config.json"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_pretrained(dir); }).find("config.json"), std::string::npos);
   atomic_write_file(dir + "/config.json", "{\"model_type\": \"gpt2\"}");
-  EXPECT_NE(error_of([&] { load_pretrained(dir); }).find("gpt2"), std::string::npos);
-  EXPECT_NE(error_of([&] { load_pretrained(dir + "/nope"); }).find("nope"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_pretrained(dir); }).find("gpt2"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_pretrained(dir + "/nope"); }).find("nope"), std::string::npos);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "io/atomic_file.h"
 #include "train/schedule.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
@@ -37,8 +38,8 @@ std::string make_corpus(const std::string& dir) {
 }
 
 std::string tmpdir(const std::string& name) {
-  std::string d = ::testing::TempDir() + "/moe_train_" + name + "_" + std::to_string(::getpid());
-  fs::remove_all(d);
+  const std::string d = test::fresh_dir("train_" + name);
+  fs::remove_all(d);  // the trainer creates its output directories itself
   return d;
 }
 
