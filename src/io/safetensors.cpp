@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
-#include <cmath>
 #include <cstring>
-#include <limits>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -17,64 +17,74 @@
 
 namespace moe {
 
-using nlohmann::json;
+// The format is little-endian and F32 data is read straight into float buffers.
+static_assert(std::endian::native == std::endian::little, "safetensors IO assumes a little-endian host");
+
+// ordered_json keeps the header's key order, so tensors() lists tensors as the file does and the
+// writer lists them in the order it was given.
+using json = nlohmann::ordered_json;
 
 size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-std::string dtype_name(DType t) { return t == DType::F32 ? "F32" : t == DType::F16 ? "F16" : "BF16"; }
 
-float bf16_to_f32(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+std::string dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "F32";
+    case DType::F16: return "F16";
+    case DType::BF16: return "BF16";
+  }
+  return "?";
 }
 
+// ---- half-precision conversions -------------------------------------------------------------
+
+float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
+
 float f16_to_f32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000) << 16;
-  const uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  uint32_t u;
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
   if (exp == 0) {
-    if (mant == 0) {
-      u = sign;
-    } else {  // subnormal: value = mant * 2^-24
-      float f = std::ldexp(float(mant), -24);
-      std::memcpy(&u, &f, 4);
-      u |= sign;
-    }
-  } else if (exp == 31) {
-    u = sign | 0x7f800000u | (mant << 13);
-  } else {
-    u = sign | ((exp + 112) << 23) | (mant << 13);
+    // zero or subnormal: mant * 2^-24, exact in f32
+    const float mag = float(mant) * 0x1p-24f;
+    return std::bit_cast<float>(std::bit_cast<uint32_t>(mag) | sign);
   }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // inf, nan (payload kept)
+  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));         // rebias 15 -> 127
 }
 
 uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);  // quiet NaN
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // NaN: keep it a (quiet) NaN
+  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                   // nearest even; overflow -> inf
 }
 
 uint16_t f32_to_f16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  const uint16_t sign = uint16_t((u >> 16) & 0x8000);
-  const float a = std::fabs(f);
-  if (std::isnan(f)) return sign | 0x7e00;
-  if (a >= 65520.0f) return sign | 0x7c00;
-  if (a < 6.103515625e-05f) return sign | uint16_t(std::nearbyint(a * 16777216.0f));  // subnormal
-  int e;
-  const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-  uint32_t mant = uint32_t(std::nearbyint((m * 2.0f - 1.0f) * 1024.0f));
-  int exp = e - 1 + 15;
-  if (mant == 1024) mant = 0, ++exp;
-  return sign | uint16_t(exp << 10) | uint16_t(mant);
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  const uint32_t sign = (u >> 16) & 0x8000u;
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN, quiet
+  if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf (and inf itself)
+  if (a >= 0x38800000u) {                                 // >= 2^-14: a normal f16
+    uint32_t r = a - (112u << 23);                        // rebias 127 -> 15
+    r += 0xfffu + ((r >> 13) & 1u);                       // nearest even; a carry bumps the exponent
+    return uint16_t(sign | (r >> 13));
+  }
+  if (a < 0x33000000u) return uint16_t(sign);  // < 2^-25 (or == 2^-25, a tie to even): zero
+  // Subnormal f16: round(a * 2^24). a = m * 2^(e - 150) with a 24-bit significand m.
+  const uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
+  const uint32_t shift = 126u - e;  // in [14, 24]
+  uint32_t h = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
+  if (rem > half || (rem == half && (h & 1u))) ++h;  // may carry into the smallest normal: correct
+  return uint16_t(sign | h);
 }
 
+// ---- reading --------------------------------------------------------------------------------
+
 namespace {
+
+constexpr uint64_t kMaxHeader = uint64_t(100) << 20;
+constexpr uint64_t kMaxBytes = uint64_t(1) << 62;  // tensor byte sizes stay far from int64/off_t overflow
+constexpr int kMaxDepth = 16;                      // a valid header nests 3 deep
 
 [[noreturn]] void bad(const std::string& path, const std::string& msg) {
   throw Error("[safetensors] " + path + ": " + msg);
@@ -88,123 +98,227 @@ bool parse_dtype(const std::string& s, DType& out) {
   return true;
 }
 
+std::string offsets_str(uint64_t b, uint64_t e) { return "[" + std::to_string(b) + ", " + std::to_string(e) + "]"; }
+
+// A short description of a JSON value for messages; never recurses into containers.
+std::string describe(const json& v) {
+  if (v.is_number() || v.is_boolean() || v.is_null()) return v.dump();
+  if (v.is_string()) return v.get_ref<const std::string&>().size() <= 40 ? v.dump() : "a long string";
+  return std::string("an ") + (v.is_array() ? "array" : "object");
+}
+
+// Deepest nesting of [ and { outside strings; stops counting past limit. Guards the JSON parser
+// and our messages against pathological headers ("[[[[...").
+int json_depth(const std::string& s, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_str = false, esc = false;
+  for (const char c : s) {
+    if (in_str) {
+      if (esc) esc = false;
+      else if (c == '\\') esc = true;
+      else if (c == '"') in_str = false;
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// what: the thing being read, for messages ("header", "tensor 'x'").
+void pread_all(int fd, void* buf, uint64_t len, uint64_t off, const std::string& path, const std::string& what) {
+  char* p = static_cast<char*>(buf);
+  while (len > 0) {
+    const ssize_t r = ::pread(fd, p, size_t(len), off_t(off));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      const int err = errno;
+      bad(path, what + ": read failed: " + std::strerror(err));
+    }
+    if (r == 0) bad(path, what + ": unexpected end of file (truncated since it was opened?)");
+    p += r;
+    off += uint64_t(r);
+    len -= uint64_t(r);
+  }
+}
+
 }  // namespace
+
+SafetensorsFile::Fd::~Fd() {
+  if (fd >= 0) ::close(fd);
+}
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
   SafetensorsFile f;
   f.path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) bad(path, std::string("cannot open: ") + std::strerror(errno));
-  f.fd_ = std::shared_ptr<int>(new int(fd), [](int* p) {
-    ::close(*p);
-    delete p;
-  });
+  // O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    bad(path, std::string("cannot open: ") + std::strerror(err));
+  }
+  try {
+    f.fd_ = std::make_shared<const Fd>(fd);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
   struct stat st;
-  if (::fstat(fd, &st) != 0) bad(path, "cannot stat");
-  if (S_ISDIR(st.st_mode)) bad(path, "is a directory");
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    bad(path, std::string("cannot stat: ") + std::strerror(err));
+  }
+  if (S_ISDIR(st.st_mode)) bad(path, "is a directory, expected a .safetensors file");
+  if (!S_ISREG(st.st_mode)) bad(path, "is not a regular file");
   const uint64_t size = uint64_t(st.st_size);
-  if (size < 8) bad(path, "file is " + std::to_string(size) + " bytes, too short for a safetensors header");
+  if (size < 8)
+    bad(path, "file is " + std::to_string(size) + " bytes, too short for a safetensors header (8-byte length + JSON)");
+
   unsigned char lenbuf[8];
-  if (::pread(fd, lenbuf, 8, 0) != 8) bad(path, "cannot read the header length");
+  pread_all(fd, lenbuf, 8, 0, path, "header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | lenbuf[i];
   if (n > size - 8)
-    bad(path, "header length " + std::to_string(n) + " exceeds the file size " + std::to_string(size) + " (truncated or not a safetensors file)");
-  if (n > (100u << 20)) bad(path, "header length " + std::to_string(n) + " is larger than 100 MB");
-  std::string header(n, '\0');
-  if (n && ::pread(fd, header.data(), n, 8) != ssize_t(n)) bad(path, "cannot read the header");
+    bad(path, "header length " + std::to_string(n) + " exceeds the file size " + std::to_string(size) +
+                  " (truncated, or not a safetensors file)");
+  if (n > kMaxHeader) bad(path, "header length " + std::to_string(n) + " is larger than the 100 MB limit");
+  std::string header(size_t(n), '\0');
+  pread_all(fd, header.data(), n, 8, path, "header");
   f.data_start_ = 8 + n;
   f.data_size_ = size - 8 - n;
+
+  if (const int depth = json_depth(header, kMaxDepth); depth > kMaxDepth)
+    bad(path, "header JSON nests more than " + std::to_string(kMaxDepth) + " levels deep");
+  std::set<std::string> seen;
+  std::string duplicate;
   json j;
   try {
-    j = json::parse(header);
+    j = json::parse(header, [&](int depth, json::parse_event_t ev, json& parsed) {
+      if (ev == json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+          !seen.insert(parsed.get<std::string>()).second && duplicate.empty())
+        duplicate = parsed.get<std::string>();
+      return true;
+    });
   } catch (const json::exception& e) {
     bad(path, std::string("header is not valid JSON (") + e.what() + ")");
   }
-  if (!j.is_object()) bad(path, "header is not a JSON object");
+  if (!j.is_object()) bad(path, std::string("header is not a JSON object but ") + describe(j));
+  if (!duplicate.empty()) bad(path, "tensor '" + duplicate + "' appears twice in the header");
+
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
     const json& v = it.value();
     if (name == "__metadata__") {
-      if (!v.is_object()) bad(path, "__metadata__ is not an object");
+      if (!v.is_object()) bad(path, "__metadata__ is not an object of strings");
       for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) bad(path, "__metadata__ value for '" + m.key() + "' is not a string");
+        if (!m.value().is_string())
+          bad(path, "__metadata__ value for '" + m.key() + "' is not a string but " + describe(m.value()));
         f.metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
     const std::string where = "tensor '" + name + "'";
-    if (!v.is_object()) bad(path, where + " is not a JSON object");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) bad(path, where + " has no string dtype");
-    if (!v.contains("shape") || !v["shape"].is_array()) bad(path, where + " has no shape array");
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2)
-      bad(path, where + " has no data_offsets [begin, end]");
+    if (!v.is_object()) bad(path, where + " is not a JSON object but " + describe(v));
+    auto field = [&](const char* key) -> const json& {
+      const auto fi = v.find(key);
+      if (fi == v.end()) bad(path, where + " has no \"" + key + "\"");
+      return *fi;
+    };
+    const json& jdtype = field("dtype");
+    const json& jshape = field("shape");
+    const json& joffsets = field("data_offsets");
+
     TensorInfo ti;
     ti.name = name;
-    const std::string dt = v["dtype"].get<std::string>();
-    if (!parse_dtype(dt, ti.dtype)) bad(path, where + " has unsupported dtype " + dt + " (supported: F32, F16, BF16)");
+    if (!jdtype.is_string()) bad(path, where + " has a dtype that is not a string but " + describe(jdtype));
+    const std::string dt = jdtype.get<std::string>();
+    if (!parse_dtype(dt, ti.dtype))
+      bad(path, where + " has unsupported dtype " + describe(jdtype) + " (supported: F32, F16, BF16)");
+    const uint64_t esize = dtype_size(ti.dtype);
+
+    if (!jshape.is_array()) bad(path, where + " has a shape that is not an array but " + describe(jshape));
     uint64_t numel = 1;
-    for (const json& d : v["shape"]) {
-      if (!d.is_number_unsigned()) bad(path, where + " has a shape entry that is not a non-negative integer: " + d.dump());
+    for (const json& d : jshape) {
+      if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)
+        bad(path, where + " has negative dimension " + d.dump() + " in its shape");
+      if (!d.is_number_unsigned())
+        bad(path, where + " has a shape entry that is not a non-negative integer: " + describe(d));
       const uint64_t dim = d.get<uint64_t>();
-      if (dim > uint64_t(std::numeric_limits<int64_t>::max()) || (dim && numel > (uint64_t(1) << 62) / dim))
-        bad(path, where + " has a shape whose size overflows");
+      // numel * esize <= kMaxBytes, checked left to right like shape_numel() multiplies
+      if (dim != 0 && numel > kMaxBytes / esize / dim)
+        bad(path, where + " has a shape whose byte size overflows (dimension " + std::to_string(dim) + ")");
       numel *= dim;
       ti.shape.push_back(int64_t(dim));
     }
-    for (const json& o : v["data_offsets"])
-      if (!o.is_number_unsigned()) bad(path, where + " has data_offsets that are not non-negative integers");
-    ti.begin = v["data_offsets"][0].get<uint64_t>();
-    ti.end = v["data_offsets"][1].get<uint64_t>();
-    const uint64_t need = numel * dtype_size(ti.dtype);
-    if (ti.end < ti.begin) bad(path, where + " has data_offsets [" + std::to_string(ti.begin) + ", " + std::to_string(ti.end) + "] with end before begin");
+
+    if (!joffsets.is_array() || joffsets.size() != 2 || !joffsets[0].is_number_unsigned() ||
+        !joffsets[1].is_number_unsigned())
+      bad(path, where + " has data_offsets that are not [begin, end] with non-negative integers");
+    ti.begin = joffsets[0].get<uint64_t>();
+    ti.end = joffsets[1].get<uint64_t>();
+    if (ti.end < ti.begin)
+      bad(path, where + " has data_offsets " + offsets_str(ti.begin, ti.end) + " with end before begin");
+    const uint64_t need = numel * esize;
     if (ti.end - ti.begin != need)
-      bad(path, where + " has data_offsets [" + std::to_string(ti.begin) + ", " + std::to_string(ti.end) + "] but shape " +
-                    shape_str(ti.shape) + " of " + dt + " needs " + std::to_string(need) + " bytes");
+      bad(path, where + " has data_offsets " + offsets_str(ti.begin, ti.end) + " but shape " + shape_str(ti.shape) +
+                    " of " + dt + " needs " + std::to_string(need) + " bytes");
     if (ti.end > f.data_size_)
-      bad(path, where + " ends at byte " + std::to_string(ti.end) + " of a data section of " + std::to_string(f.data_size_) + " bytes (file truncated?)");
+      bad(path, where + " has data_offsets " + offsets_str(ti.begin, ti.end) + " beyond the data section of " +
+                    std::to_string(f.data_size_) + " bytes (file truncated?)");
     f.index_[name] = f.tensors_.size();
     f.tensors_.push_back(std::move(ti));
   }
+
+  // Overlap: sort the non-empty ranges by begin; each must start at or after every earlier end.
   std::vector<const TensorInfo*> order;
-  for (auto& t : f.tensors_) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->begin < b->begin || (a->begin == b->begin && a->end < b->end); });
-  for (size_t i = 1; i < order.size(); ++i)
-    if (order[i]->begin < order[i - 1]->end)
-      bad(path, "tensor '" + order[i]->name + "' overlaps tensor '" + order[i - 1]->name + "'");
+  for (const auto& t : f.tensors_)
+    if (t.end > t.begin) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  const TensorInfo* reach = nullptr;  // the range that ends last so far
+  for (const TensorInfo* t : order) {
+    if (reach && t->begin < reach->end)
+      bad(path, "tensor '" + t->name + "' (data_offsets " + offsets_str(t->begin, t->end) + ") overlaps tensor '" +
+                    reach->name + "' (data_offsets " + offsets_str(reach->begin, reach->end) + ")");
+    if (!reach || t->end > reach->end) reach = t;
+  }
   return f;
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
-  auto it = index_.find(name);
-  if (it == index_.end()) bad(path_, "no tensor '" + name + "'");
+  const auto it = index_.find(name);
+  if (it == index_.end()) bad(path_, "no tensor '" + name + "' in this file");
   return tensors_[it->second];
 }
 
 void SafetensorsFile::read_into(const std::string& name, float* dst, int64_t numel) const {
   const TensorInfo& ti = info(name);
-  if (shape_numel(ti.shape) != numel)
-    bad(path_, "tensor '" + name + "' has " + std::to_string(shape_numel(ti.shape)) + " elements, expected " + std::to_string(numel));
-  const uint64_t bytes = ti.end - ti.begin;
-  auto pread_all = [&](void* buf, uint64_t len, uint64_t off) {
-    char* p = static_cast<char*>(buf);
-    while (len > 0) {
-      const ssize_t r = ::pread(*fd_, p, len, off_t(off));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) bad(path_, "tensor '" + name + "': read failed (file truncated since it was opened?)");
-      p += r, off += uint64_t(r), len -= uint64_t(r);
-    }
-  };
+  const int64_t have = shape_numel(ti.shape);
+  if (have != numel)
+    bad(path_, "tensor '" + name + "' has " + std::to_string(have) + " elements (shape " + shape_str(ti.shape) +
+                   "), expected " + std::to_string(numel));
+  if (!fd_) bad(path_, "tensor '" + name + "': file is not open");
+  const int fd = fd_->fd;
   if (ti.dtype == DType::F32) {
-    pread_all(dst, bytes, data_start_ + ti.begin);
+    pread_all(fd, dst, ti.end - ti.begin, data_start_ + ti.begin, path_, "tensor '" + name + "'");
     return;
   }
-  // Half precision: read in chunks and convert.
-  std::vector<uint16_t> buf(std::min<uint64_t>(uint64_t(numel), 1 << 20));
+  // Half precision: read in chunks and widen.
+  std::vector<uint16_t> buf(size_t(std::min<int64_t>(numel, int64_t(1) << 16)));
   for (int64_t done = 0; done < numel;) {
     const int64_t m = std::min<int64_t>(int64_t(buf.size()), numel - done);
-    pread_all(buf.data(), uint64_t(m) * 2, data_start_ + ti.begin + uint64_t(done) * 2);
-    for (int64_t i = 0; i < m; ++i) dst[done + i] = ti.dtype == DType::BF16 ? bf16_to_f32(buf[i]) : f16_to_f32(buf[i]);
+    pread_all(fd, buf.data(), uint64_t(m) * 2, data_start_ + ti.begin + uint64_t(done) * 2, path_,
+              "tensor '" + name + "'");
+    float* out = dst + done;
+    if (ti.dtype == DType::BF16)
+      for (int64_t i = 0; i < m; ++i) out[i] = bf16_to_f32(buf[size_t(i)]);
+    else
+      for (int64_t i = 0; i < m; ++i) out[i] = f16_to_f32(buf[size_t(i)]);
     done += m;
   }
 }
@@ -215,34 +329,60 @@ Tensor SafetensorsFile::read(const std::string& name) const {
   return t;
 }
 
+// ---- writing --------------------------------------------------------------------------------
+
 void write_safetensors_as(const std::string& path, const NamedTensors& tensors, DType dtype,
                           const std::map<std::string, std::string>& metadata) {
   json h = json::object();
   uint64_t off = 0;
-  const size_t es = dtype_size(dtype);
+  const uint64_t es = dtype_size(dtype);
+  std::set<std::string> names;
   for (const auto& [name, t] : tensors) {
-    if (h.contains(name)) throw Error("[safetensors] " + path + ": duplicate tensor name '" + name + "'");
+    MOE_ASSERT(t != nullptr);
+    if (name == "__metadata__") bad(path, "'__metadata__' cannot be used as a tensor name");
+    if (!names.insert(name).second) bad(path, "duplicate tensor name '" + name + "'");
     const uint64_t bytes = uint64_t(t->numel()) * es;
-    h[name] = {{"dtype", dtype_name(dtype)}, {"shape", t->shape()}, {"data_offsets", {off, off + bytes}}};
+    json entry = json::object();
+    entry["dtype"] = dtype_name(dtype);
+    entry["shape"] = t->shape();
+    entry["data_offsets"] = json::array({off, off + bytes});
+    h[name] = std::move(entry);
     off += bytes;
   }
-  if (!metadata.empty()) h["__metadata__"] = metadata;
-  std::string hs = h.dump();
-  hs.append((8 - hs.size() % 8) % 8, ' ');
+  if (!metadata.empty()) {
+    json m = json::object();
+    for (const auto& [k, v] : metadata) m[k] = v;
+    h["__metadata__"] = std::move(m);
+  }
+  std::string hs;
+  try {
+    hs = h.dump();
+  } catch (const json::exception& e) {
+    bad(path, std::string("a tensor name or metadata string is not valid UTF-8 (") + e.what() + ")");
+  }
+  hs.append((8 - hs.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
   unsigned char len[8];
   for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(hs.size()) >> (8 * i));
+
   AtomicFileWriter w(path);
   w.write(len, 8);
   w.write(hs.data(), hs.size());
   std::vector<uint16_t> buf;
   for (const auto& [name, t] : tensors) {
     if (dtype == DType::F32) {
-      w.write(t->data(), size_t(t->numel()) * 4);
+      w.write(t->data(), size_t(t->numel()) * sizeof(float));
       continue;
     }
-    buf.resize(size_t(t->numel()));
-    for (int64_t i = 0; i < t->numel(); ++i) buf[i] = dtype == DType::BF16 ? f32_to_bf16((*t)[i]) : f32_to_f16((*t)[i]);
-    w.write(buf.data(), buf.size() * 2);
+    // Narrow in bounded chunks: never a second copy of a whole tensor.
+    const float* src = t->data();
+    for (int64_t done = 0, n = t->numel(); done < n;) {
+      const int64_t m = std::min<int64_t>(n - done, int64_t(1) << 16);
+      buf.resize(size_t(m));
+      for (int64_t i = 0; i < m; ++i)
+        buf[size_t(i)] = dtype == DType::BF16 ? f32_to_bf16(src[done + i]) : f32_to_f16(src[done + i]);
+      w.write(buf.data(), buf.size() * sizeof(uint16_t));
+      done += m;
+    }
   }
   w.commit();
 }

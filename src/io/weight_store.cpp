@@ -1,6 +1,8 @@
 #include "io/weight_store.h"
 
 #include <filesystem>
+#include <set>
+#include <system_error>
 
 #include <nlohmann/json.hpp>
 
@@ -11,69 +13,111 @@ namespace moe {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr const char* kIndex = "model.safetensors.index.json";
+constexpr const char* kSingle = "model.safetensors";
+
+bool is_file(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_regular_file(p, ec);
+}
+
+bool path_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+}  // namespace
+
 WeightStore WeightStore::open(const std::string& dir) {
   WeightStore ws;
   ws.dir_ = dir;
-  const std::string index = dir + "/model.safetensors.index.json";
-  if (fs::exists(index)) {
+  const auto bad = [&](const std::string& msg) -> Error { return Error("[checkpoint] " + dir + ": " + msg); };
+  const fs::path index = fs::path(dir) / kIndex;
+
+  if (path_exists(index)) {
+    std::string text;
+    try {
+      text = read_file(index.string());
+    } catch (const Error& e) {
+      throw bad(std::string("cannot read ") + kIndex + " (" + e.what() + ")");
+    }
     nlohmann::json j;
     try {
-      j = nlohmann::json::parse(read_file(index));
+      j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw Error("[checkpoint] " + index + ": not valid JSON (" + e.what() + ")");
+      throw bad(std::string(kIndex) + " is not valid JSON (" + e.what() + ")");
     }
-    if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
-      throw Error("[checkpoint] " + index + ": no \"weight_map\" object");
+    if (!j.is_object()) throw bad(std::string(kIndex) + " is not a JSON object");
+    const auto wm = j.find("weight_map");
+    if (wm == j.end() || !wm->is_object()) throw bad(std::string(kIndex) + " has no \"weight_map\" object");
+    if (wm->empty()) throw bad(std::string(kIndex) + " has an empty \"weight_map\"");
+
+    // Validate the map and collect the distinct shards, then open them in file-name order.
+    std::set<std::string> shards;
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      if (!it.value().is_string())
+        throw bad(std::string(kIndex) + ": the weight_map entry for tensor '" + it.key() + "' is not a file name");
+      const std::string& shard = it.value().get_ref<const std::string&>();
+      if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos)
+        throw bad(std::string(kIndex) + ": shard name '" + shard + "' for tensor '" + it.key() +
+                  "' must be a file in the checkpoint directory");
+      if (shards.insert(shard).second && !is_file(fs::path(dir) / shard))
+        throw bad(std::string(kIndex) + ": shard '" + shard + "' (listed for tensor '" + it.key() + "') " +
+                  (path_exists(fs::path(dir) / shard) ? "is not a regular file" : "does not exist"));
+    }
     std::map<std::string, size_t> shard_index;
-    for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-      if (!it.value().is_string()) throw Error("[checkpoint] " + index + ": weight_map entry for '" + it.key() + "' is not a file name");
-      const std::string shard = it.value().get<std::string>();
-      if (shard.find('/') != std::string::npos || shard == "..")
-        throw Error("[checkpoint] " + index + ": shard name '" + shard + "' must be a file in the checkpoint directory");
-      auto s = shard_index.find(shard);
-      if (s == shard_index.end()) {
-        const std::string p = dir + "/" + shard;
-        if (!fs::exists(p)) throw Error("[checkpoint] " + index + ": shard '" + shard + "' listed for tensor '" + it.key() + "' does not exist");
-        s = shard_index.emplace(shard, ws.files_.size()).first;
-        ws.files_.push_back(SafetensorsFile::open(p));
-      }
-      if (!ws.files_[s->second].has(it.key()))
-        throw Error("[checkpoint] " + dir + "/" + shard + ": tensor '" + it.key() + "' is listed in the index but absent from the shard");
-      ws.where_[it.key()] = s->second;
+    for (const std::string& shard : shards) {
+      shard_index[shard] = ws.files_.size();
+      ws.files_.push_back(SafetensorsFile::open((fs::path(dir) / shard).string()));
     }
-    if (ws.files_.empty()) throw Error("[checkpoint] " + index + ": the weight_map is empty");
+    for (auto it = wm->begin(); it != wm->end(); ++it) {
+      const std::string& shard = it.value().get_ref<const std::string&>();
+      const size_t fi = shard_index.at(shard);
+      if (!ws.files_[fi].has(it.key()))
+        throw bad("tensor '" + it.key() + "' is listed in " + kIndex + " under '" + shard +
+                  "' but that shard has no such tensor");
+      ws.where_[it.key()] = fi;
+    }
     return ws;
   }
-  const std::string single = dir + "/model.safetensors";
-  if (!fs::exists(single)) throw Error("[checkpoint] " + dir + ": no model.safetensors or model.safetensors.index.json");
-  ws.files_.push_back(SafetensorsFile::open(single));
+
+  const fs::path single = fs::path(dir) / kSingle;
+  if (!path_exists(single)) throw bad("no model.safetensors or model.safetensors.index.json");
+  ws.files_.push_back(SafetensorsFile::open(single.string()));
   for (const TensorInfo& t : ws.files_[0].tensors()) ws.where_[t.name] = 0;
   return ws;
 }
 
 std::vector<std::string> WeightStore::names() const {
   std::vector<std::string> out;
+  out.reserve(where_.size());
   for (const auto& [n, i] : where_) out.push_back(n);
   return out;
 }
 
 const SafetensorsFile& WeightStore::file_of(const std::string& name) const {
-  auto it = where_.find(name);
+  const auto it = where_.find(name);
   if (it == where_.end()) throw Error("[checkpoint] " + dir_ + ": missing tensor '" + name + "'");
   return files_[it->second];
 }
 
 Shape WeightStore::shape(const std::string& name) const { return file_of(name).info(name).shape; }
+
 Tensor WeightStore::read(const std::string& name) const { return file_of(name).read(name); }
 
 void WeightStore::read_into(const std::string& name, float* dst, const Shape& expected) const {
   const SafetensorsFile& f = file_of(name);
   const Shape& s = f.info(name).shape;
   if (s != expected)
-    throw Error("[checkpoint] " + f.path() + ": tensor '" + name + "' has shape " + shape_str(s) + ", expected " + shape_str(expected));
-  f.read_into(name, dst, shape_numel(expected));
+    throw Error("[checkpoint] " + f.path() + ": tensor '" + name + "' has shape " + shape_str(s) + ", expected " +
+                shape_str(expected));
+  f.read_into(name, dst, shape_numel(s));
 }
 
-std::map<std::string, std::string> WeightStore::metadata() const { return files_.front().metadata(); }
+std::map<std::string, std::string> WeightStore::metadata() const {
+  return files_.empty() ? std::map<std::string, std::string>{} : files_.front().metadata();
+}
 
 }  // namespace moe

@@ -1,6 +1,8 @@
 #pragma once
 // The weights of a Hugging Face checkpoint directory: DIR/model.safetensors, or the shards listed
-// in DIR/model.safetensors.index.json ({"weight_map": {tensor: shard file}}).
+// in DIR/model.safetensors.index.json ({"metadata": {...}, "weight_map": {tensor: shard file}}).
+// Errors are moe::Error("[checkpoint] <dir>: ...") naming the file and tensor involved; a shard
+// that is itself malformed reports "[safetensors] <shard path>: ...".
 #include <map>
 #include <string>
 #include <vector>
@@ -13,19 +15,23 @@ class WeightStore {
  public:
   static WeightStore open(const std::string& dir);
 
+  const std::string& dir() const { return dir_; }
   bool has(const std::string& name) const { return where_.count(name) > 0; }
+  // Sorted.
   std::vector<std::string> names() const;
   Shape shape(const std::string& name) const;
   Tensor read(const std::string& name) const;
-  // Throws "[checkpoint] <file>: tensor '<name>' has shape [..], expected [..]" or "missing tensor".
+  // dst holds shape_numel(expected) floats. Throws
+  // "[checkpoint] <file>: tensor '<name>' has shape [a, b], expected [c, d]" on a mismatch and
+  // "[checkpoint] <dir>: missing tensor '<name>'" when the checkpoint lacks it.
   void read_into(const std::string& name, float* dst, const Shape& expected) const;
-  // Metadata of the single file, or of the first shard.
+  // Metadata of the single file, or of the first shard (by file name: model-00001-of-...).
   std::map<std::string, std::string> metadata() const;
 
  private:
   const SafetensorsFile& file_of(const std::string& name) const;
   std::string dir_;
-  std::vector<SafetensorsFile> files_;
+  std::vector<SafetensorsFile> files_;   // sorted by file name
   std::map<std::string, size_t> where_;  // tensor -> index in files_
 };
 

@@ -1,11 +1,15 @@
-// Atomic writes: content is replaced whole; an uncommitted writer leaves the old file and no
-// temporary file behind.
+// Atomic writes: content is replaced whole; a writer that never commits leaves the old file and no
+// temporary file behind; failures throw moe::Error naming the file.
 #include "io/atomic_file.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
+#include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -14,27 +18,105 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(AtomicFile, ReplacesAndRollsBack) {
-  const std::string d = ::testing::TempDir() + "/moe_af_" + std::to_string(::getpid());
-  fs::remove_all(d);
-  fs::create_directories(d);
-  const std::string p = d + "/f.txt";
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    std::string t = (fs::path(::testing::TempDir()) / "moe_af_XXXXXX").string();
+    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+    path = t;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(AtomicFile, ReplacesContent) {
+  ScratchDir d;
+  const std::string p = d.file("f.bin");
   atomic_write_file(p, std::string("old"));
   EXPECT_EQ(read_file(p), "old");
+  const std::string binary("a\0b\xff\n", 5);
+  atomic_write_file(p, binary.data(), binary.size());
+  EXPECT_EQ(read_file(p), binary);
+  atomic_write_file(p, std::string());
+  EXPECT_EQ(read_file(p), "");
+  const std::string big(3 << 20, 'x');
+  atomic_write_file(p, big);
+  EXPECT_EQ(read_file(p), big);
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"f.bin"});
+}
+
+TEST(AtomicFile, StreamingWriterAppearsOnlyOnCommit) {
+  ScratchDir d;
+  const std::string p = d.file("stream.bin");
+  atomic_write_file(p, std::string("old"));
+  {
+    AtomicFileWriter w(p);
+    EXPECT_EQ(w.path(), p);
+    w.write("hello ", 6);
+    w.write("world", 5);
+    w.write("", 0);
+    EXPECT_EQ(read_file(p), "old");  // the target is untouched until commit
+    w.commit();
+  }
+  EXPECT_EQ(read_file(p), "hello world");
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"stream.bin"});
+}
+
+TEST(AtomicFile, UncommittedWriterLeavesOldFileAndNoTemp) {
+  ScratchDir d;
+  const std::string p = d.file("f.txt");
   atomic_write_file(p, std::string("new content"));
-  EXPECT_EQ(read_file(p), "new content");
   {
     AtomicFileWriter w(p);
     w.write("partial", 7);
-    // destroyed without commit: a crash in the middle of a save
+    // destroyed without commit: an exception in the middle of a save
   }
   EXPECT_EQ(read_file(p), "new content");
-  int files = 0;
-  for (auto& e : fs::directory_iterator(d)) ++files, (void)e;
-  EXPECT_EQ(files, 1);
-  EXPECT_THROW(atomic_write_file(d + "/no/such/dir/f", std::string("x")), Error);
-  EXPECT_THROW(read_file(d + "/missing"), Error);
-  EXPECT_THROW(read_file(d), Error);
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"f.txt"});
+  // Same for a file that did not exist before.
+  {
+    AtomicFileWriter w(d.file("fresh.txt"));
+    w.write("x", 1);
+  }
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"f.txt"});
+}
+
+TEST(AtomicFile, FailuresThrowNamingTheFile) {
+  ScratchDir d;
+  const std::string nodir = d.file("no/such/dir/f");
+  const std::string m1 = error_of([&] { atomic_write_file(nodir, std::string("x")); });
+  EXPECT_EQ(m1.rfind("[io] " + nodir + ": ", 0), 0u) << m1;
+  EXPECT_NE(m1.find("No such file or directory"), std::string::npos) << m1;
+
+  // rename() cannot replace a non-empty directory: the error names the target, the temp is gone.
+  const std::string target = d.file("occupied");
+  fs::create_directories(target + "/child");
+  const std::string m2 = error_of([&] { atomic_write_file(target, std::string("x")); });
+  EXPECT_EQ(m2.rfind("[io] " + target + ": rename failed", 0), 0u) << m2;
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"occupied"});
+
+  const std::string missing = d.file("missing");
+  const std::string m3 = error_of([&] { read_file(missing); });
+  EXPECT_EQ(m3.rfind("[io] " + missing + ": ", 0), 0u) << m3;
+  EXPECT_NE(error_of([&] { read_file(d.path); }).find("is a directory"), std::string::npos);
 }
 
 }  // namespace
