@@ -28,13 +28,14 @@ namespace {
 
 // Many small experts: one expert per thread (single-threaded GEMMs, largest first, dynamic
 // schedule), so no core idles inside a small GEMM. Few large experts: one after another, each GEMM
-// using every thread. The threshold is where oneDNN's 2-thread GEMM stops paying off (measured with
-// `moe bench moe-layer`).
+// using every thread. The threshold (512 rows per expert on average) is where oneDNN's 2-thread
+// GEMM starts to beat two 1-thread GEMMs side by side, measured with `moe bench moe-layer`
+// (E=16, K=1, T=2048: 128 rows per expert, 0.68 -> see docs/performance.md).
 template <class F>
-void for_each_expert(const std::vector<int64_t>& offsets, int64_t d_ff, F&& fn) {
+void for_each_expert(const std::vector<int64_t>& offsets, F&& fn) {
   const int E = int(offsets.size()) - 1;
   const int64_t M = offsets.back();
-  const bool small = num_threads() > 1 && E >= num_threads() && M * d_ff / std::max(E, 1) < (int64_t(1) << 18);
+  const bool small = num_threads() > 1 && E >= num_threads() && M / std::max(E, 1) <= 512;
   if (!small) {
     for (int e = 0; e < E; ++e)
       if (offsets[e + 1] > offsets[e]) fn(e);
@@ -62,7 +63,7 @@ void SwiGLUExpertBank::forward(float* ys, const float* xs, const std::vector<int
   u_.resize({M, F});
   h_.resize({M, F});
   // One GEMM group per expert over its contiguous rows; oneDNN threads each GEMM.
-  for_each_expert(offsets, F, [&](int e) {
+  for_each_expert(offsets, [&](int e) {
     const int64_t r0 = offsets[e], m = offsets[e + 1] - r0;
     swiglu_mlp_forward(ys + r0 * d, g_.data() + r0 * F, u_.data() + r0 * F, h_.data() + r0 * F,
                        xs + r0 * d, m, weights(e));
@@ -73,7 +74,7 @@ void SwiGLUExpertBank::backward(float* dxs, const float* dys) {
   const int64_t M = offsets_.back(), d = c_.d_model, F = c_.d_ff;
   dh_.resize({M, F});
   du_.resize({M, F});
-  for_each_expert(offsets_, F, [&](int e) {
+  for_each_expert(offsets_, [&](int e) {
     const int64_t r0 = offsets_[e], m = offsets_[e + 1] - r0;
     SwiGLUGrads gr{.w1 = w1[e]->g.data(), .w3 = w3[e]->g.data(), .w2 = w2[e]->g.data()};
     swiglu_mlp_backward(dxs + r0 * d, gr, dys + r0 * d, xs_ + r0 * d, g_.data() + r0 * F,
