@@ -182,6 +182,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     for (const RoutingPlan* p : model_->routing()) {
       rep.expert_tokens.push_back(p->stats.tokens_per_expert);
       rep.router_entropy.push_back(p->stats.entropy);
+      rep.aux_loss_per_layer.push_back(p->stats.aux_loss);
+      rep.z_loss_per_layer.push_back(p->stats.z_loss);
       rep.dropped_fraction.push_back(double(p->stats.dropped) / double(std::max<int64_t>(1, p->n_tok * p->k)));
       double mx = 0, sum = 0;
       for (auto c : p->stats.tokens_per_expert) mx = std::max(mx, double(c)), sum += double(c);
@@ -198,7 +200,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if (!rep.expert_tokens.empty())
       m.update({{"aux_loss", rep.aux_loss}, {"z_loss", rep.z_loss}, {"expert_tokens", rep.expert_tokens},
                 {"router_entropy", rep.router_entropy}, {"max_vio", rep.max_vio},
-                {"dropped_fraction", rep.dropped_fraction}});
+                {"dropped_fraction", rep.dropped_fraction}, {"aux_loss_per_layer", rep.aux_loss_per_layer},
+                {"z_loss_per_layer", rep.z_loss_per_layer}});
     if (rep.has_val) m["val_loss"] = rep.val_loss;
     metrics << m.dump() << "\n";
     metrics.flush();

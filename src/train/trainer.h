@@ -51,6 +51,7 @@ struct StepReport {
   std::vector<double> router_entropy;               // [MoE layer]
   std::vector<double> max_vio;                      // [MoE layer]
   std::vector<double> dropped_fraction;             // [MoE layer] slots dropped by capacity
+  std::vector<double> aux_loss_per_layer, z_loss_per_layer;  // [MoE layer], before coefficients
 };
 
 class Trainer {

@@ -58,7 +58,7 @@ PY
 # Switch router with a capacity factor: drops are logged, eval and generate work.
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-switch.json" --data "$WORK/text.txt" --out "$WORK/switch" \
   --steps 10 --batch-size 8 --eval-every 0 2>/dev/null
-grep -q '"dropped_fraction"' "$WORK/switch/metrics.jsonl" || fail "no dropped fraction in metrics"
+grep -q "\"dropped_fraction\"" "$WORK/switch/metrics.jsonl" && grep -q "\"aux_loss_per_layer\"" "$WORK/switch/metrics.jsonl" || fail "no per-layer drops or losses in metrics"
 grep -q '"router": "switch"' "$WORK/switch/config.json" || fail "switch router not saved"
 "$MOE" eval --model "$WORK/switch" --data "$WORK/small.txt" --json >/dev/null
 "$MOE" generate --model "$WORK/switch" --prompt "the" --max-tokens 10 >/dev/null 2>&1
