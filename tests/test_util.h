@@ -2,10 +2,13 @@
 // Shared helpers for the tests: random tensors and central finite differences.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -37,7 +40,30 @@ inline bool close(double a, double b, double rtol, double atol) {
 
 inline std::string source_dir() { return MOE_SOURCE_DIR; }
 
-// A fresh, empty directory for one test (unique per process).
+// A fresh directory under the test temp dir, removed with everything in it when destroyed.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    std::string t = (std::filesystem::path(::testing::TempDir()) / "moe_XXXXXX").string();
+    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+    path = t;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string file(const std::string& name) const { return path + "/" + name; }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(path)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+};
+
+// A fresh, empty directory for one test (unique per process), left for inspection.
 inline std::string fresh_dir(const std::string& name) {
   const std::string d = ::testing::TempDir() + "/moe_" + name + "_" + std::to_string(::getpid());
   std::filesystem::remove_all(d);

@@ -12,31 +12,14 @@
 #include <vector>
 
 #include "core/error.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string t = (fs::path(::testing::TempDir()) / "moe_af_XXXXXX").string();
-    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    path = t;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
+using test::ScratchDir;
 
 std::string error_of(const std::function<void()>& f) {
   try {

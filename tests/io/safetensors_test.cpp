@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "io/atomic_file.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
@@ -25,19 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // A fresh directory per test, removed afterwards.
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string t = (fs::path(::testing::TempDir()) / "moe_st_XXXXXX").string();
-    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    path = t;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using test::ScratchDir;
 
 // Plain write, no fsync: the fuzz loop writes thousands of files.
 void put(const std::string& path, const std::string& bytes) {

@@ -10,25 +10,14 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    std::string t = (fs::path(::testing::TempDir()) / "moe_ws_XXXXXX").string();
-    if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-    path = t;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
+using test::ScratchDir;
 
 std::string error_of(const std::function<void()>& f) {
   try {
