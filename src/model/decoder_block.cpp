@@ -128,7 +128,8 @@ void DecoderBlock::backward(float* dx, const float* dout) {
     if (shared_gate) {
       // y = g * s(b), g = sigmoid(z), z = b . w_s: ds = g dy; dz = <s, dy> g (1 - g)
       dgated_.resize({n, d_});
-      std::vector<float> dz(n);
+      dgate_logit_.resize({n});
+      float* dz = dgate_logit_.data();
       for (int64_t t = 0; t < n; ++t) {
         const float gt = shared_gate_[t];
         float dot = 0;
@@ -138,8 +139,8 @@ void DecoderBlock::backward(float* dx, const float* dout) {
         }
         dz[t] = dot * gt * (1.0f - gt);
       }
-      kernels::linear_backward_input(dtmp_.data(), dz.data(), shared_gate->w.data(), n, d_, 1, /*accumulate=*/true);
-      kernels::linear_backward_weight(shared_gate->g.data(), dz.data(), b_.data(), n, d_, 1);
+      kernels::linear_backward_input(dtmp_.data(), dz, shared_gate->w.data(), n, d_, 1, /*accumulate=*/true);
+      kernels::linear_backward_weight(shared_gate->g.data(), dz, b_.data(), n, d_, 1);
       dshared = dgated_.data();
     }
     shared_out_.resize({n, d_});  // reused as the shared expert's input gradient

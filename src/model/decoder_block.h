@@ -38,6 +38,7 @@ class DecoderBlock {
   Tensor shared_out_;        // [n, d]
   Tensor shared_gate_;       // [n]: sigmoid(x w_s)
   Tensor dgated_;            // [n, d]
+  Tensor dgate_logit_;       // [n]
 };
 
 }  // namespace moe

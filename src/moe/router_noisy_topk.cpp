@@ -1,5 +1,6 @@
 #include "moe/router_noisy_topk.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/gemm.h"
@@ -112,43 +113,46 @@ void NoisyTopKRouter::backward(float* dx, const float* dweight) {
   draw_.resize({n, E});
   dclean_.zero();
   draw_.zero();
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; ++t) {
-    const int32_t* ord = order_.data() + t * (k + 1);
-    const float* v = topv_.data() + t * (k + 1);
-    float* dc = dclean_.data() + t * E;
-    float* dr = draw_.data() + t * E;
-    std::vector<float> dh(E, 0.0f);
-    // Weights: softmax over the kept H; their gradient is the task's plus the importance loss's.
-    float s = 0;
-    for (int j = 0; j < k; ++j) s += std::exp(v[j] - v[0]);
-    float dot = 0;
-    std::vector<float> w(k), dw(k);
-    for (int j = 0; j < k; ++j) {
-      w[j] = std::exp(v[j] - v[0]) / s;
-      dw[j] = dweight[t * k + j] + float(dimp[ord[j]]);
-      dot += dw[j] * w[j];
-    }
-    for (int j = 0; j < k; ++j) dh[ord[j]] += w[j] * (dw[j] - dot);
-    // Load: P = Phi((clean - thr) / std), thr the k-th largest H excluding e.
-    if (noisy_) {
-      for (int e = 0; e < E; ++e) {
-        const float hv = h_[t * E + e], sd = stdv_[t * E + e];
-        const bool in = hv >= v[k - 1] && hv > v[k];
-        const float thr = in ? v[k] : v[k - 1];
-        const int32_t thr_idx = in ? ord[k] : ord[k - 1];
-        const double z = (double(clean_[t * E + e]) - thr) / sd;
-        const float dz = float(dload[e] * normal_pdf(z));
-        dc[e] += dz / sd;
-        const float dsd = -dz * float(z) / sd;
-        dr[e] += dsd / (1.0f + std::exp(-raw_[t * E + e]));  // softplus' = sigmoid
-        dh[thr_idx] -= dz / sd;
+#pragma omp parallel
+  {
+    std::vector<float> dh(E), w(k), dw(k);  // per-thread scratch
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      const int32_t* ord = order_.data() + t * (k + 1);
+      const float* v = topv_.data() + t * (k + 1);
+      float* dc = dclean_.data() + t * E;
+      float* dr = draw_.data() + t * E;
+      std::fill(dh.begin(), dh.end(), 0.0f);
+      // Weights: softmax over the kept H; their gradient is the task's plus the importance loss's.
+      float s = 0;
+      for (int j = 0; j < k; ++j) s += std::exp(v[j] - v[0]);
+      float dot = 0;
+      for (int j = 0; j < k; ++j) {
+        w[j] = std::exp(v[j] - v[0]) / s;
+        dw[j] = dweight[t * k + j] + float(dimp[ord[j]]);
+        dot += dw[j] * w[j];
       }
-    }
-    // H = clean + eps * std
-    for (int e = 0; e < E; ++e) {
-      dc[e] += dh[e];
-      dr[e] += dh[e] * eps_[t * E + e] / (1.0f + std::exp(-raw_[t * E + e]));
+      for (int j = 0; j < k; ++j) dh[ord[j]] += w[j] * (dw[j] - dot);
+      // Load: P = Phi((clean - thr) / std), thr the k-th largest H excluding e.
+      if (noisy_) {
+        for (int e = 0; e < E; ++e) {
+          const float hv = h_[t * E + e], sd = stdv_[t * E + e];
+          const bool in = hv >= v[k - 1] && hv > v[k];
+          const float thr = in ? v[k] : v[k - 1];
+          const int32_t thr_idx = in ? ord[k] : ord[k - 1];
+          const double z = (double(clean_[t * E + e]) - thr) / sd;
+          const float dz = float(dload[e] * normal_pdf(z));
+          dc[e] += dz / sd;
+          const float dsd = -dz * float(z) / sd;
+          dr[e] += dsd / (1.0f + std::exp(-raw_[t * E + e]));  // softplus' = sigmoid
+          dh[thr_idx] -= dz / sd;
+        }
+      }
+      // H = clean + eps * std
+      for (int e = 0; e < E; ++e) {
+        dc[e] += dh[e];
+        dr[e] += dh[e] * eps_[t * E + e] / (1.0f + std::exp(-raw_[t * E + e]));
+      }
     }
   }
   gate_backward(dx, gate, dclean_.data(), x_, n);

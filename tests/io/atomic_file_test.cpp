@@ -21,14 +21,7 @@ namespace fs = std::filesystem;
 
 using test::ScratchDir;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 TEST(AtomicFile, ReplacesContent) {
   ScratchDir d;

@@ -19,14 +19,7 @@ namespace fs = std::filesystem;
 
 using test::ScratchDir;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 constexpr const char* kS1 = "model-00001-of-00002.safetensors";
 constexpr const char* kS2 = "model-00002-of-00002.safetensors";
