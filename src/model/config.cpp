@@ -38,7 +38,24 @@ const std::set<std::string> kKnown = {
     "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "router_importance_loss_coef", "router_load_loss_coef", "capacity_factor", "eval_capacity_factor",
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
     "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
-    "mlp_only_layers"};
+    "mlp_only_layers", "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
+    "peer_batch_norm", "peer_activation", "peer_score"};
+
+void get_string(const json& j, const char* key, std::string& out, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  if (!j[key].is_string()) throw Error("[config] " + src + ": key '" + key + "' must be a string, got " + j[key].dump());
+  out = j[key].get<std::string>();
+}
+
+void get_int_list(const json& j, const char* key, std::vector<int>& out, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  if (!j[key].is_array()) throw Error("[config] " + src + ": '" + key + "' must be a list of layer indices");
+  out.clear();
+  for (const auto& v : j[key]) {
+    if (!v.is_number_integer()) throw Error("[config] " + src + ": '" + key + "' must hold integers, got " + v.dump());
+    out.push_back(v.get<int>());
+  }
+}
 
 }  // namespace
 
@@ -73,13 +90,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.shared_expert_gate = true;
     c.qkv_bias = true;
     get_num(j, "decoder_sparse_step", c.decoder_sparse_step, src, false);
-    if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null()) {
-      if (!j["mlp_only_layers"].is_array()) throw Error("[config] " + src + ": 'mlp_only_layers' must be a list of layer indices");
-      for (const auto& v : j["mlp_only_layers"]) {
-        if (!v.is_number_integer()) throw Error("[config] " + src + ": 'mlp_only_layers' must hold integers, got " + v.dump());
-        c.mlp_only_layers.push_back(v.get<int>());
-      }
-    }
+    get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
     if (j.value("use_sliding_window", false))
       throw Error("[config] " + src + ": use_sliding_window is not supported");
   }
@@ -119,6 +130,18 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.num_local_experts = 0;
     c.num_experts_per_tok = 0;
     c.router_aux_loss_coef = 0;
+  }
+  get_string(j, "ffn_type", c.ffn_type, src);
+  if (c.ffn_type == "peer") {
+    get_num(j, "peer_num_experts", c.peer_num_experts, src, false);
+    get_num(j, "peer_heads", c.peer_heads, src, false);
+    get_num(j, "peer_top_k", c.peer_top_k, src, false);
+    get_num(j, "peer_key_dim", c.peer_key_dim, src, false);
+    get_num(j, "peer_batch_norm", c.peer_batch_norm, src, false);
+    get_string(j, "peer_activation", c.peer_activation, src);
+    get_string(j, "peer_score", c.peer_score, src);
+    c.peer_layers = {c.num_hidden_layers / 2};
+    get_int_list(j, "peer_layers", c.peer_layers, src);
   }
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
@@ -162,6 +185,20 @@ void ModelConfig::validate(const std::string& src) const {
                 " is not a multiple of num_key_value_heads " + std::to_string(num_key_value_heads));
   if (!(rms_norm_eps > 0)) throw Error("[config] " + src + ": rms_norm_eps must be positive");
   if (!(rope_theta > 0)) throw Error("[config] " + src + ": rope_theta must be positive");
+  if (!ffn_type.empty() && ffn_type != "peer")
+    throw Error("[config] " + src + ": unknown ffn_type '" + ffn_type + "' (supported: peer)");
+  if (ffn_type == "peer") {
+    if (peer_layers.empty()) throw Error("[config] " + src + ": peer_layers must name at least one layer");
+    for (int l : peer_layers)
+      if (l < 0 || l >= num_hidden_layers)
+        throw Error("[config] " + src + ": peer_layers holds " + std::to_string(l) + ", outside [0, " +
+                    std::to_string(num_hidden_layers) + ")");
+    if (peer_activation != "gelu" && peer_activation != "relu")
+      throw Error("[config] " + src + ": peer_activation must be \"gelu\" or \"relu\", got '" + peer_activation + "'");
+    if (peer_score != "softmax" && peer_score != "sigmoid")
+      throw Error("[config] " + src + ": peer_score must be \"softmax\" or \"sigmoid\", got '" + peer_score + "'");
+    peer_config().validate("[config] " + src + ": ");
+  }
   if (is_moe()) {
     positive("num_local_experts", num_local_experts);
     positive("num_experts_per_tok", num_experts_per_tok);
@@ -254,17 +291,42 @@ nlohmann::json ModelConfig::to_json() const {
     }
     if (eval_capacity_factor > 0 || router != "topk_softmax") j["eval_capacity_factor"] = eval_capacity_factor;
   }
+  if (ffn_type == "peer") {
+    j["ffn_type"] = ffn_type;
+    j["peer_num_experts"] = peer_num_experts;
+    j["peer_heads"] = peer_heads;
+    j["peer_top_k"] = peer_top_k;
+    j["peer_key_dim"] = peer_key_dim;
+    j["peer_layers"] = peer_layers;
+    j["peer_batch_norm"] = peer_batch_norm;
+    j["peer_activation"] = peer_activation;
+    j["peer_score"] = peer_score;
+  }
   return j;
 }
 
+bool ModelConfig::peer_layer(int i) const {
+  if (ffn_type != "peer") return false;
+  for (int l : peer_layers)
+    if (l == i) return true;
+  return false;
+}
+
+PEERConfig ModelConfig::peer_config() const {
+  return {.d_model = hidden_size, .n_experts = peer_num_experts, .heads = peer_heads, .top_k = peer_top_k,
+          .key_dim = peer_key_dim, .batch_norm = peer_batch_norm, .sigmoid_scores = peer_score == "sigmoid",
+          .relu = peer_activation == "relu"};
+}
+
 bool ModelConfig::sparse_layer(int i) const {
-  if (!is_moe()) return false;
+  if (!is_moe() || peer_layer(i)) return false;
   for (int l : mlp_only_layers)
     if (l == i) return false;
   return (i + 1) % decoder_sparse_step == 0;
 }
 
 std::string ModelConfig::ffn_prefix(int i) const {
+  if (peer_layer(i)) return "model.layers." + std::to_string(i) + ".peer";
   return "model.layers." + std::to_string(i) + (model_type == "mixtral" && sparse_layer(i) ? ".block_sparse_moe" : ".mlp");
 }
 
@@ -277,8 +339,12 @@ int64_t ModelConfig::total_params() const {
                          (router == "sigmoid_bias" ? num_local_experts : 0) +
                          (router == "noisy_topk" ? num_local_experts * d : 0);
   const int64_t dense = 3 * d * int64_t(is_moe() ? dense_intermediate_size : f);
+  const int64_t peer_H = int64_t(peer_heads) * peer_key_dim;
+  const int64_t peer = peer_H * d + peer_H * peer_config().n_sub() + 2 * peer_num_experts * d +
+                       (peer_batch_norm ? 4 * peer_H : 0);
   int64_t layers = 0;
-  for (int i = 0; i < num_hidden_layers; ++i) layers += attn + 2 * d + (sparse_layer(i) ? sparse : dense);
+  for (int i = 0; i < num_hidden_layers; ++i)
+    layers += attn + 2 * d + (peer_layer(i) ? peer : sparse_layer(i) ? sparse : dense);
   return int64_t(vocab_size) * d * (tie_word_embeddings ? 1 : 2) + layers + d;
 }
 
@@ -287,6 +353,8 @@ int64_t ModelConfig::active_params() const {
   for (int i = 0; i < num_hidden_layers; ++i)
     if (sparse_layer(i))
       inactive += int64_t(num_local_experts - num_experts_per_tok) * 3 * hidden_size * intermediate_size;
+    else if (peer_layer(i))  // all sub-keys are scored; h*k of the N neurons are used
+      inactive += (peer_num_experts - int64_t(peer_heads) * peer_top_k) * 2 * hidden_size;
   return total_params() - inactive;
 }
 

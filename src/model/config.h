@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "moe/peer_config.h"
+
 namespace moe {
 
 struct ModelConfig {
@@ -48,12 +50,25 @@ struct ModelConfig {
   int dense_intermediate_size = 0;   // width of the dense layers (mlp_only_layers); "intermediate_size" in Qwen2-MoE
   int decoder_sparse_step = 1;       // every step-th layer is sparse
   std::vector<int> mlp_only_layers;  // layers with a dense MLP
+  // PEER (extension keys, docs/checkpoints.md): "ffn_type": "peer" makes the FFN of each layer in
+  // peer_layers (default: the middle layer) a PEER layer; the other layers keep the model's FFN.
+  std::string ffn_type;               // "" (the model type's FFN) or "peer"
+  int64_t peer_num_experts = 65536;   // N = 256^2
+  int peer_heads = 8;
+  int peer_top_k = 16;
+  int peer_key_dim = 128;
+  std::vector<int> peer_layers;       // filled with {num_hidden_layers / 2} when absent
+  bool peer_batch_norm = false;
+  std::string peer_activation = "gelu";  // | relu
+  std::string peer_score = "softmax";    // | sigmoid
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
 
   bool is_moe() const { return model_type == "mixtral" || model_type == "qwen2_moe"; }
   bool is_qwen2_moe() const { return model_type == "qwen2_moe"; }
-  // Whether layer i has the sparse MoE FFN (else a dense SwiGLU MLP).
+  // Whether layer i has the sparse MoE FFN (else a PEER layer or a dense SwiGLU MLP).
   bool sparse_layer(int i) const;
+  bool peer_layer(int i) const;
+  PEERConfig peer_config() const;
   // Tensor-name prefix of layer i's FFN: ".block_sparse_moe" (Mixtral) or ".mlp".
   std::string ffn_prefix(int i) const;
   int kv_heads() const { return num_key_value_heads; }

@@ -54,7 +54,9 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
       self_attn("model.layers." + std::to_string(i) + ".self_attn", attn_config(c)),
       d_(c.hidden_size) {
   const std::string p = c.ffn_prefix(i);
-  if (c.sparse_layer(i)) {
+  if (c.peer_layer(i)) {
+    peer = std::make_unique<PEERLayer>(p, c.peer_config());
+  } else if (c.sparse_layer(i)) {
     auto router = make_router(c, p + ".gate.weight", i);
     const bool qwen = c.is_qwen2_moe();
     auto bank = std::make_unique<SwiGLUExpertBank>(
@@ -79,6 +81,7 @@ void DecoderBlock::params(ParamList& out) {
   if (shared) shared->params(out);
   if (shared_gate) out.push_back(shared_gate.get());
   if (mlp) mlp->params(out);
+  if (peer) peer->params(out);
 }
 
 void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
@@ -98,6 +101,7 @@ void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
 void DecoderBlock::ffn_forward(float* out, int64_t n, int64_t T) {
   if (moe) moe->router().set_sequence_length(T);
   if (moe) moe->forward(out, b_.data(), n);
+  else if (peer) peer->forward(out, b_.data(), n);
   else mlp->forward(out, b_.data(), n);
   if (shared) {
     shared_out_.resize({n, d_});
@@ -122,6 +126,7 @@ void DecoderBlock::backward(float* dx, const float* dout) {
   dh_.resize({n, d_});
   // out = h + ffn(norm2(h))
   if (moe) moe->backward(dtmp_.data(), dout);
+  else if (peer) peer->backward(dtmp_.data(), dout);
   else mlp->backward(dtmp_.data(), dout);
   if (shared) {
     const float* dshared = dout;

@@ -1,10 +1,12 @@
 #pragma once
 // One Mixtral / Mistral decoder layer:
-//   h = x + attn(rmsnorm1(x)); out = h + ffn(rmsnorm2(h)), ffn = sparse MoE (mixtral) or SwiGLU (mistral)
+//   h = x + attn(rmsnorm1(x)); out = h + ffn(rmsnorm2(h)), ffn = sparse MoE (mixtral), SwiGLU
+//   (mistral) or PEER (the layers a config's peer_layers names)
 #include <memory>
 
 #include "model/config.h"
 #include "moe/moe_layer.h"
+#include "moe/peer_layer.h"
 #include "nn/attention.h"
 #include "nn/dense_ffn.h"
 #include "nn/rmsnorm.h"
@@ -18,6 +20,7 @@ class DecoderBlock {
   Attention self_attn;
   std::unique_ptr<MoELayer> moe;   // mixtral: "model.layers.{i}.block_sparse_moe"
   std::unique_ptr<DenseFFN> mlp;   // mistral: "model.layers.{i}.mlp"
+  std::unique_ptr<PEERLayer> peer;  // "ffn_type": "peer": "model.layers.{i}.peer"
   std::unique_ptr<DenseFFN> shared;  // always-on experts: "...block_sparse_moe.shared_experts"
   std::unique_ptr<Param> shared_gate;  // Qwen2-MoE: [1, d], shared output *= sigmoid(x w_s)
 

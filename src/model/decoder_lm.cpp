@@ -28,8 +28,10 @@ ParamList DecoderLM::params() {
 }
 
 void DecoderLM::set_training(bool training) {
-  for (auto& l : layers)
+  for (auto& l : layers) {
     if (l->moe) l->moe->router().set_training(training);
+    if (l->peer) l->peer->router.set_training(training);
+  }
 }
 
 void DecoderLM::after_step() {
@@ -51,10 +53,12 @@ void DecoderLM::init_weights(uint64_t seed, float std) {
     else if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
     else init_normal(*p, rng, std);
   }
+  for (auto& l : layers)
+    if (l->peer) l->peer->router.reset_running_stats();
 }
 
 void DecoderLM::zero_grad() {
-  for (Param* p : params()) p->g.zero();
+  for (Param* p : params()) p->zero_grad();
 }
 
 LossResult DecoderLM::forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T) {

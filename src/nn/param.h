@@ -10,14 +10,32 @@ namespace moe {
 struct Param {
   std::string name;  // checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
   Tensor w;
-  Tensor g;           // same shape as w; accumulated (+=) by backward passes
+  Tensor g;           // same shape as w; accumulated (+=) by backward passes (row-sparse: see below)
   bool decay = true;  // weight decay applies (false for norms)
   // false: saved with the model but not updated by the optimizer (e.g. a router's load-balancing
   // bias, which has its own update rule).
   bool trainable = true;
+  // Row-sparse gradient, for tables of which a step touches few rows (PEER's million experts): g is
+  // then [rows.size(), cols], row r of g being the gradient of row rows[r] of w; rows is sorted and
+  // unique. A dense gradient of such a table would cost O(table) per step to clear and to read.
+  bool row_sparse = false;
+  std::vector<int64_t> rows;
 
   Param() = default;
   Param(std::string n, Shape s, bool wd = true) : name(std::move(n)), w(s), g(s), decay(wd) {}
+
+  int64_t cols() const { return w.ndim() == 0 ? 0 : w.numel() / w.dim(0); }
+  void zero_grad() {
+    if (row_sparse) {
+      rows.clear();
+      g.resize({0, cols()});
+    } else {
+      g.zero();
+    }
+  }
+  // Row-sparse only: adds gradient rows grad [new_rows.size(), cols] for the sorted unique rows
+  // new_rows, merging with the rows already held.
+  void add_row_grads(const std::vector<int64_t>& new_rows, const float* grad);
 };
 
 using ParamList = std::vector<Param*>;

@@ -26,14 +26,26 @@ void AdamW::step(float lr) {
     float* m = m_[i].data();
     float* v = v_[i].data();
     const float decay = p.decay ? 1.0f - lr * c_.weight_decay : 1.0f;
+    auto update = [&](int64_t wj, int64_t gj) {
+      m[wj] = b1 * m[wj] + (1.0f - b1) * g[gj];
+      v[wj] = b2 * v[wj] + (1.0f - b2) * g[gj] * g[gj];
+      const float denom = std::sqrt(v[wj]) * inv_sqrt_bc2 + c_.eps;
+      w[wj] = w[wj] * decay - step_size * m[wj] / denom;
+    };
+    if (p.row_sparse) {
+      // Lazy Adam: only the rows with a gradient this step move (see adamw.h).
+      const int64_t c = p.cols(), nr = int64_t(p.rows.size());
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < nr; ++r) {
+        const int64_t w0 = p.rows[r] * c, g0 = r * c;
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) update(w0 + j, g0 + j);
+      }
+      continue;
+    }
     const int64_t n = p.w.numel();
 #pragma omp parallel for simd schedule(static)
-    for (int64_t j = 0; j < n; ++j) {
-      m[j] = b1 * m[j] + (1.0f - b1) * g[j];
-      v[j] = b2 * v[j] + (1.0f - b2) * g[j] * g[j];
-      const float denom = std::sqrt(v[j]) * inv_sqrt_bc2 + c_.eps;
-      w[j] = w[j] * decay - step_size * m[j] / denom;
-    }
+    for (int64_t j = 0; j < n; ++j) update(j, j);
   }
 }
 
@@ -61,6 +73,7 @@ double clip_grad_norm(const ParamList& params, double max_norm) {
   if (max_norm > 0 && norm > max_norm) {
     const float scale = float(max_norm / (norm + 1e-6));
     for (Param* p : params) {
+      if (!p->trainable) continue;
       float* g = p->g.data();
       const int64_t n = p->g.numel();
 #pragma omp parallel for simd schedule(static)

@@ -1,6 +1,12 @@
 #pragma once
 // AdamW (decoupled weight decay, Loshchilov & Hutter) with bias correction. Parameters whose
 // Param::decay is false (norm scales) get no weight decay.
+// Row-sparse parameters (Param::row_sparse, e.g. PEER's expert tables) use lazy Adam, the
+// semantics of PyTorch's SparseAdam: a step updates the moments and weights of the rows that have a
+// gradient and leaves every other row as it is; bias correction uses the global step count. Dense
+// Adam would decay the moments of all 10^6 rows every step, reading and writing ~3 GB per step for
+// rows the step never touched; lazy Adam costs O(rows touched). Weight decay, when a row-sparse
+// parameter asks for it, applies to the touched rows only.
 #include <map>
 #include <string>
 #include <vector>

@@ -147,5 +147,32 @@ TEST(EvalWindows, ConsecutiveNonOverlappingLastShorter) {
   EXPECT_EQ(w[2], (std::pair<int64_t, int64_t>{8, 2}));
 }
 
+TEST(AdamW, RowSparseParametersUpdateOnlyTheirRows) {
+  // Lazy Adam: the rows with a gradient take exactly the dense update; the others do not move.
+  Param dense("d", {4, 3}), sparse("s", {4, 3});
+  sparse.row_sparse = true;
+  sparse.zero_grad();
+  for (int i = 0; i < 12; ++i) dense.w[i] = sparse.w[i] = 0.1f * float(i) - 0.5f;
+  const float gr[6] = {0.5f, -1.0f, 0.25f, 2.0f, -0.5f, 1.0f};  // rows 1 and 3
+  sparse.add_row_grads({1, 3}, gr);
+  for (int c = 0; c < 3; ++c) dense.g[3 + c] = gr[c], dense.g[9 + c] = gr[3 + c];
+  const Tensor w0 = sparse.w;
+  AdamW a({&dense}, {.weight_decay = 0.0f}), b({&sparse}, {.weight_decay = 0.0f});
+  a.step(0.01f);
+  b.step(0.01f);
+  for (int i = 0; i < 12; ++i) {
+    const bool touched = (i / 3 == 1) || (i / 3 == 3);
+    if (touched) EXPECT_FLOAT_EQ(sparse.w[i], dense.w[i]) << i;
+    else EXPECT_EQ(sparse.w[i], w0[i]) << i;
+  }
+  // The gradient norm counts the sparse rows once.
+  double sq = 0;
+  for (float g : gr) sq += double(g) * g;
+  EXPECT_NEAR(clip_grad_norm({&sparse}, 0.0), std::sqrt(sq), 1e-6);
+  sparse.zero_grad();
+  EXPECT_TRUE(sparse.rows.empty());
+  EXPECT_EQ(sparse.g.numel(), 0);
+}
+
 }  // namespace
 }  // namespace moe

@@ -1,0 +1,31 @@
+#pragma once
+// Shape and options of a PEER layer (He 2024, "Mixture of A Million Experts"), shared by its router
+// and its expert bank.
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+struct PEERConfig {
+  int d_model = 0;
+  int64_t n_experts = 0;  // N, a perfect square: expert id = i * sqrt(N) + j
+  int heads = 8;          // h retrieval heads sharing the one pool of experts
+  int top_k = 16;         // k experts per head
+  int key_dim = 128;      // query width per head; each half scores sqrt(N) sub-keys of key_dim / 2
+  // Batch normalisation of the query (the paper's choice). In training it normalises with the
+  // statistics of the whole batch, so a token's routing then depends on the other tokens of the
+  // batch, later ones included: a causal LM sees a little of its future during training, and
+  // evaluation (running statistics) differs slightly from training. Off by default for that reason.
+  bool batch_norm = false;
+  float bn_momentum = 0.1f;
+  float bn_eps = 1e-5f;
+  bool sigmoid_scores = false;  // false: softmax over each head's k scores; true: sigmoid of each
+  bool relu = false;            // expert activation: false GELU (erf form), true ReLU
+
+  int64_t n_sub() const;        // sqrt(N)
+  int slots() const { return heads * top_k; }
+  // Throws moe::Error (message prefixed by `prefix`, e.g. "[peer] ") on an invalid combination.
+  void validate(const std::string& prefix) const;
+};
+
+}  // namespace moe
