@@ -58,7 +58,7 @@ struct ModelConfig {
   int peer_top_k = 16;
   int peer_key_dim = 128;
   std::vector<int> peer_layers;       // filled with {num_hidden_layers / 2} when absent
-  bool peer_batch_norm = false;
+  bool peer_batch_norm = true;       // the paper's choice; see PEERConfig::batch_norm
   std::string peer_activation = "gelu";  // | relu
   std::string peer_score = "softmax";    // | sigmoid
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read

@@ -145,4 +145,11 @@ std::vector<const RoutingPlan*> DecoderLM::routing() const {
   return out;
 }
 
+std::vector<int> DecoderLM::routed_layers() const {
+  std::vector<int> out;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i]->moe) out.push_back(int(i));
+  return out;
+}
+
 }  // namespace moe

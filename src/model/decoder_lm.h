@@ -55,6 +55,8 @@ class DecoderLM {
 
   // Routing plans of the last forward, one per MoE layer (empty for dense models).
   std::vector<const RoutingPlan*> routing() const;
+  // The layer index of each entry of routing().
+  std::vector<int> routed_layers() const;
 
  private:
   const float* head_weight() const { return lm_head ? lm_head->w.data() : embed_tokens.weight.w.data(); }

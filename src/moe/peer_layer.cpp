@@ -24,6 +24,16 @@ double PEERUsage::kl_from_uniform() const {
 double PEERUsage::head_overlap() const { return head_pairs ? double(overlapping_pairs) / head_pairs : 0.0; }
 double PEERUsage::duplicate_fraction() const { return retrievals ? double(duplicate_slots) / retrievals : 0.0; }
 
+void PEERUsage::merge(const PEERUsage& o) {
+  if (count.empty()) count.assign(o.count.size(), 0);
+  for (size_t i = 0; i < o.count.size() && i < count.size(); ++i) count[i] += o.count[i];
+  tokens += o.tokens;
+  retrievals += o.retrievals;
+  duplicate_slots += o.duplicate_slots;
+  head_pairs += o.head_pairs;
+  overlapping_pairs += o.overlapping_pairs;
+}
+
 PEERLayer::PEERLayer(const std::string& prefix, const PEERConfig& cfg) : router(prefix, cfg), bank(prefix, cfg) {}
 
 void PEERLayer::params(ParamList& out) {

@@ -21,6 +21,7 @@ struct PEERUsage {
   double kl_from_uniform() const;    // KL(p || uniform), p = count / retrievals (nats)
   double head_overlap() const;       // overlapping_pairs / head_pairs
   double duplicate_fraction() const;  // duplicate_slots / retrievals
+  void merge(const PEERUsage& o);     // adds o's counts
 };
 
 class PEERLayer {

@@ -27,9 +27,15 @@ struct ExpertsArgs {
 int run_experts(const ExpertsArgs& a) {
   set_num_threads(a.threads);
   auto model = load_pretrained(a.model);
-  if (!model->config().is_moe()) throw Error("[experts] " + a.model + " is a dense model: it has no experts");
+  std::vector<int> peer_layers;
+  for (size_t l = 0; l < model->layers.size(); ++l)
+    if (model->layers[l]->peer) peer_layers.push_back(int(l));
+  const std::vector<int> routed = model->routed_layers();
+  if (routed.empty() && peer_layers.empty()) throw Error("[experts] " + a.model + " is a dense model: it has no experts");
   std::vector<std::vector<std::vector<int64_t>>> usage;  // [input][layer][expert]
   std::vector<std::string> names;
+  std::vector<std::vector<PEERUsage>> peer_usage;  // [input][PEER layer]
+  std::vector<PEERUsage> peer_all(peer_layers.size());  // all inputs together
   for (const std::string& path : a.data) {
     std::string text;  // a directory's files are concatenated
     for (const std::string& f : TextCorpus::expand({path})) {
@@ -37,13 +43,31 @@ int run_experts(const ExpertsArgs& a) {
       if (int64_t(text.size()) >= a.max_tokens) break;
     }
     if (text.size() < 2) throw Error("[experts] " + path + ": needs at least 2 bytes");
+    peer_usage.emplace_back(peer_layers.size());
+    for (size_t p = 0; p < peer_layers.size(); ++p) model->layers[peer_layers[p]]->peer->set_usage(&peer_usage.back()[p]);
     EvalResult r = evaluate_text(*model, text, {.context = a.context, .batch = 16, .max_tokens = a.max_tokens});
+    for (size_t p = 0; p < peer_layers.size(); ++p) {
+      model->layers[peer_layers[p]]->peer->set_usage(nullptr);
+      peer_all[p].merge(peer_usage.back()[p]);
+    }
     usage.push_back(r.expert_tokens);
     names.push_back(std::filesystem::path(path).filename().string().empty() ? path : std::filesystem::path(path).filename().string());
   }
-  const size_t L = usage[0].size(), E = usage[0][0].size();
+  for (size_t p = 0; p < peer_layers.size(); ++p) {
+    std::printf("layer %d (PEER, %lld experts): experts used, KL(usage || uniform), head pairs sharing an expert, "
+                "duplicate retrievals\n", peer_layers[p], (long long)model->config().peer_num_experts);
+    auto row = [](const std::string& name, const PEERUsage& u) {
+      std::printf("%-24.24s %6.2f%%  KL %.3f nats  overlap %5.2f%%  duplicates %5.2f%%  (%lld tokens)\n", name.c_str(),
+                  100.0 * u.fraction_used(), u.kl_from_uniform(), 100.0 * u.head_overlap(),
+                  100.0 * u.duplicate_fraction(), (long long)u.tokens);
+    };
+    for (size_t i = 0; i < names.size(); ++i) row(names[i], peer_usage[i][p]);
+    if (names.size() > 1) row("(all inputs)", peer_all[p]);
+  }
+  const size_t L = routed.size();
   for (size_t l = 0; l < L; ++l) {
-    std::printf("layer %zu: share of routed tokens per expert (%%)\n%-24s", l, "input");
+    const size_t E = usage[0][l].size();
+    std::printf("layer %d: share of routed tokens per expert (%%)\n%-24s", routed[l], "input");
     for (size_t e = 0; e < E; ++e) std::printf(" %5zu", e);
     std::printf("   top expert\n");
     for (size_t i = 0; i < usage.size(); ++i) {
@@ -58,13 +82,27 @@ int run_experts(const ExpertsArgs& a) {
       std::printf("   %zu\n", best);
     }
   }
-  const std::string plot = a.plot.empty() ? a.model + "/expert_usage.svg" : a.plot;
-  write_expert_usage_svg(plot, names, usage);
-  std::printf("plot: %s\n", plot.c_str());
+  std::string plot;
+  if (L > 0) {
+    plot = a.plot.empty() ? a.model + "/expert_usage.svg" : a.plot;
+    write_expert_usage_svg(plot, names, usage);
+    std::printf("plot: %s\n", plot.c_str());
+  }
   if (a.json) {
-    nlohmann::json j = nlohmann::json::object();
+    nlohmann::json j = nlohmann::json::object(), pj = nlohmann::json::object();
     for (size_t i = 0; i < usage.size(); ++i) j[names[i]] = usage[i];
-    std::printf("%s\n", nlohmann::json{{"expert_tokens", j}, {"plot", plot}}.dump().c_str());
+    auto stats = [](const PEERUsage& u) {
+      return nlohmann::json{{"fraction_used", u.fraction_used()}, {"kl_from_uniform", u.kl_from_uniform()},
+                            {"head_overlap", u.head_overlap()}, {"duplicate_fraction", u.duplicate_fraction()},
+                            {"tokens", u.tokens}};
+    };
+    for (size_t p = 0; p < peer_layers.size(); ++p) {
+      nlohmann::json per = nlohmann::json::object();
+      for (size_t i = 0; i < names.size(); ++i) per[names[i]] = stats(peer_usage[i][p]);
+      per["(all inputs)"] = stats(peer_all[p]);
+      pj[std::to_string(peer_layers[p])] = per;
+    }
+    std::printf("%s\n", nlohmann::json{{"layers", routed}, {"expert_tokens", j}, {"peer", pj}, {"plot", plot}}.dump().c_str());
   }
   return 0;
 }

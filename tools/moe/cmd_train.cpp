@@ -32,15 +32,16 @@ struct TrainArgs {
   uint64_t seed = 0;
   int threads = 0;
   bool resume = false, overwrite = false;
+  std::string init;  // start from this checkpoint's weights (fresh optimizer)
 };
 
-std::string load_summary(const std::vector<std::vector<int64_t>>& acc) {
+std::string load_summary(const std::vector<std::vector<int64_t>>& acc, const std::vector<int>& layer_ids) {
   std::ostringstream o;
   for (size_t l = 0; l < acc.size(); ++l) {
     int64_t sum = 0, mx = 0;
     for (auto c : acc[l]) sum += c, mx = std::max(mx, c);
     const double mean = double(sum) / double(acc[l].size());
-    o << "    layer " << l << " expert load %:";
+    o << "    layer " << layer_ids.at(l) << " expert load %:";
     for (auto c : acc[l]) {
       char b[16];
       std::snprintf(b, sizeof b, " %4.1f", sum ? 100.0 * double(c) / double(sum) : 0.0);
@@ -86,7 +87,13 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   }
   // Everything a user can get wrong is checked before the first line of output.
   std::unique_ptr<DecoderLM> fresh;
-  if (!a.resume) {
+  if (!a.init.empty()) {
+    if (a.resume) throw Error("[train] --init starts a new run from a checkpoint's weights; it cannot be combined with --resume");
+    if (!a.model_config.empty()) throw Error("[train] --init takes the model config from the checkpoint; drop --model-config");
+    if (fs::exists(a.out) && fs::exists(a.init) && fs::equivalent(a.out, a.init))
+      throw Error("[train] --init and --out must be different directories");
+    fresh = load_pretrained(a.init);
+  } else if (!a.resume) {
     ModelConfig mc = a.model_config.empty()
                          ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
                          : ModelConfig::load(a.model_config);
@@ -103,7 +110,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     trainer = Trainer::resume(tc, corpus);
     progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
   } else {
-    fresh->init_weights(tc.seed);
+    if (a.init.empty()) fresh->init_weights(tc.seed);
     fs::create_directories(a.out);
     if (a.overwrite)
       for (auto& e : fs::directory_iterator(a.out))
@@ -146,7 +153,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     }
     progress.print(line);
     if (!acc.empty()) {
-      progress.print(load_summary(acc));
+      progress.print(load_summary(acc, trainer->model().routed_layers()));
       acc.assign(acc.size(), {});
     }
   }, &g_stop);
@@ -181,6 +188,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
+  c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");
   c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");
   return [c, a] { return run_train(*c, *a); };
 }

@@ -14,5 +14,6 @@ Runner add_generate(CLI::App& app);
 Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_experts(CLI::App& app);
+Runner add_grow(CLI::App& app);
 
 }  // namespace moe::cli

@@ -6,7 +6,7 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, bench)", "moe"};
+  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench)", "moe"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moe 0.1.0");
   moe::cli::Runner train = moe::cli::add_train(app);
@@ -15,11 +15,12 @@ int main(int argc, char** argv) {
   moe::cli::Runner info = moe::cli::add_info(app);
   moe::cli::Runner bench = moe::cli::add_bench(app);
   moe::cli::Runner experts = moe::cli::add_experts(app);
+  moe::cli::Runner grow = moe::cli::add_grow(app);
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, bench)\n", argv[1]);
+      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, grow, bench)\n", argv[1]);
       return 2;
     }
   }
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("info")) return info();
     if (app.got_subcommand("bench")) return bench();
     if (app.got_subcommand("experts")) return experts();
+    if (app.got_subcommand("grow")) return grow();
   } catch (const moe::Error& e) {
     std::fprintf(stderr, "moe: error: %s\n", e.what());
     return 1;
