@@ -2,7 +2,7 @@
 """Summarises training runs (their metrics.jsonl) as the markdown table of docs/results.md:
 final validation loss, the first step at which each run reaches the dense baseline's final
 validation loss, MaxVio (mean over layers, last 10% of steps), dropped fraction and tokens/s.
-Usage: summarize_runs.py OUT_DIR RUN... (the first run named 'dense' is the baseline)."""
+Usage: summarize_runs.py OUT_DIR RUN... (the first run whose name contains 'dense' is the baseline)."""
 import json
 import os
 import sys
@@ -22,8 +22,9 @@ def main():
     out, runs = sys.argv[1], sys.argv[2:]
     data = {r: load(os.path.join(out, r, "metrics.jsonl")) for r in runs if os.path.exists(os.path.join(out, r, "metrics.jsonl"))}
     base = None
-    if "dense" in data:
-        vals = [m["val_loss"] for m in data["dense"] if "val_loss" in m]
+    dense = next((r for r in data if "dense" in r), None)
+    if dense:
+        vals = [m["val_loss"] for m in data[dense] if "val_loss" in m]
         base = vals[-1] if vals else None
     print("| run | final val loss | step reaching dense final val loss | of dense steps | MaxVio (end) | dropped | tokens/s |")
     print("|---|---|---|---|---|---|---|")

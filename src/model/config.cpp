@@ -39,7 +39,7 @@ const std::set<std::string> kKnown = {
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
     "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
     "mlp_only_layers", "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
-    "peer_batch_norm", "peer_activation", "peer_score"};
+    "peer_batch_norm", "peer_activation", "peer_score", "dense_intermediate_size"};
 
 void get_string(const json& j, const char* key, std::string& out, const std::string& src) {
   if (!j.contains(key) || j[key].is_null()) return;
@@ -119,6 +119,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
     get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
     if (!c.is_qwen2_moe()) {
+      // Extension keys: dense layers inside a mixtral model, and their width.
+      get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
+      get_num(j, "dense_intermediate_size", c.dense_intermediate_size, src, false);
       get_num(j, "n_shared_experts", c.n_shared_experts, src, false);
       get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
     }
@@ -219,6 +222,7 @@ void ModelConfig::validate(const std::string& src) const {
     if (is_qwen2_moe() && router != "topk_softmax")
       throw Error("[config] " + src + ": qwen2_moe routes with softmax top-k; the router key is not supported");
     if (decoder_sparse_step < 1) throw Error("[config] " + src + ": decoder_sparse_step must be >= 1");
+    if (!mlp_only_layers.empty()) positive("dense_intermediate_size", dense_intermediate_size);
     for (int l : mlp_only_layers)
       if (l < 0 || l >= num_hidden_layers)
         throw Error("[config] " + src + ": mlp_only_layers holds " + std::to_string(l) + ", outside [0, " +
@@ -284,6 +288,10 @@ nlohmann::json ModelConfig::to_json() const {
     if (router == "noisy_topk") {
       j["router_importance_loss_coef"] = router_importance_loss_coef;
       j["router_load_loss_coef"] = router_load_loss_coef;
+    }
+    if (!mlp_only_layers.empty()) {
+      j["mlp_only_layers"] = mlp_only_layers;
+      j["dense_intermediate_size"] = dense_intermediate_size;
     }
     if (n_shared_experts > 0) {
       j["n_shared_experts"] = n_shared_experts;

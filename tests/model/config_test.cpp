@@ -59,6 +59,23 @@ TEST(ModelConfig, SwitchRouterDefaultsAndChecks) {
   EXPECT_NE(error_of(j).find("capacity factors"), std::string::npos);
 }
 
+TEST(ModelConfig, DenseLayersInsideMixtral) {
+  auto j = base();
+  j["mlp_only_layers"] = {0};
+  j["dense_intermediate_size"] = 96;
+  ModelConfig c = ModelConfig::from_json(j, "cfg.json");
+  EXPECT_FALSE(c.sparse_layer(0));
+  EXPECT_TRUE(c.sparse_layer(1));
+  EXPECT_EQ(c.ffn_prefix(0), "model.layers.0.mlp");
+  EXPECT_EQ(c.dense_intermediate_size, 96);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json(), "back").to_json(), c.to_json());
+  // attention + norms + one dense layer of width 96 + one MoE layer (4 experts of 48 and a gate)
+  const int64_t attn = 2 * 32 * 32 + 2 * 32 * 16, layer = attn + 2 * 32;
+  EXPECT_EQ(c.total_params(), 2 * 256 * 32 + 32 + 2 * layer + 3 * 32 * 96 + 4 * 3 * 32 * 48 + 4 * 32);
+  j["dense_intermediate_size"] = 0;
+  EXPECT_NE(error_of(j).find("dense_intermediate_size"), std::string::npos);
+}
+
 TEST(ModelConfig, ClearErrors) {
   auto with = [](const char* k, nlohmann::json v) {
     nlohmann::json j = base();
