@@ -27,7 +27,8 @@ std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& nam
         name, SigmoidBiasRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
                                       .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
                                       .routed_scaling_factor = c.routed_scaling_factor,
-                                      .bias_update_speed = c.bias_update_speed, .aux_coef = c.router_aux_loss_coef / L});
+                                      .bias_update_speed = c.bias_update_speed, .aux_coef = c.router_aux_loss_coef / L,
+                                      .seq_aux_coef = c.router_seq_aux_loss_coef / L});
   if (c.router == "expert_choice")
     return std::make_unique<ExpertChoiceRouter>(
         name, ExpertChoiceRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,

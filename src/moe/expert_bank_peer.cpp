@@ -36,8 +36,9 @@ PEERExpertBank::PEERExpertBank(const std::string& p, const PEERConfig& cfg)
       c_(cfg) {
   cfg.validate("[peer] ");
   down.row_sparse = up.row_sparse = true;
-  down.zero_grad();
-  up.zero_grad();
+  // Release the dense [N, d] gradients Param allocated: row-sparse ones grow with the rows touched.
+  down.g = Tensor(Shape{0, cfg.d_model});
+  up.g = Tensor(Shape{0, cfg.d_model});
 }
 
 void PEERExpertBank::params(ParamList& out) {

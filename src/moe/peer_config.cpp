@@ -17,7 +17,7 @@ void PEERConfig::validate(const std::string& prefix) const {
   auto fail = [&](const std::string& m) { throw Error(prefix + m); };
   if (n_experts < 4 || n_sub() * n_sub() != n_experts)
     fail("peer_num_experts must be a perfect square >= 4 (product keys: sqrt(N) x sqrt(N)), got " + std::to_string(n_experts));
-  if (n_experts > (int64_t(1) << 31)) fail("peer_num_experts must be at most 2^31, got " + std::to_string(n_experts));
+  if (n_experts > (int64_t(1) << 30)) fail("peer_num_experts must be at most 2^30, got " + std::to_string(n_experts));
   if (heads < 1) fail("peer_heads must be >= 1, got " + std::to_string(heads));
   if (top_k < 1 || top_k > n_sub())
     fail("peer_top_k must be in [1, sqrt(peer_num_experts) = " + std::to_string(n_sub()) + "], got " + std::to_string(top_k));

@@ -62,12 +62,32 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     aux += frac_[e] * pmean[e];
   }
   st.aux_loss = E * aux;
+  // Sequence-wise: f and P within each sequence of T tokens.
+  const int64_t T = seq_len_ > 0 && n % seq_len_ == 0 ? seq_len_ : n;
+  const int64_t S = T ? n / T : 0;
+  seq_frac_.assign(S * E, 0.0);
+  double seq = 0;
+  std::vector<double> pm(E);
+  for (int64_t q = 0; q < S; ++q) {
+    std::fill(pm.begin(), pm.end(), 0.0);
+    for (int64_t t = q * T; t < (q + 1) * T; ++t) {
+      const float* s = scores_.data() + t * E;
+      double all = 0;
+      for (int e = 0; e < E; ++e) all += s[e];
+      for (int e = 0; e < E; ++e) pm[e] += s[e] / all / double(T);
+      for (int j = 0; j < k; ++j) seq_frac_[q * E + plan.expert[t * k + j]] += 1.0 / double(T * k);
+    }
+    for (int e = 0; e < E; ++e) seq += E * seq_frac_[q * E + e] * pm[e];
+  }
+  st.seq_aux_loss = S ? seq / double(S) : 0.0;
   st.z_loss = 0;
   st.entropy = n ? ent / double(n) : 0.0;
   if (training_) load_ = st.tokens_per_expert;
 }
 
-double SigmoidBiasRouter::aux_objective() const { return plan_ ? c_.aux_coef * plan_->stats.aux_loss : 0.0; }
+double SigmoidBiasRouter::aux_objective() const {
+  return plan_ ? c_.aux_coef * plan_->stats.aux_loss + c_.seq_aux_coef * plan_->stats.seq_aux_loss : 0.0;
+}
 
 void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
   const int E = c_.n_expert, k = c_.k;
@@ -75,6 +95,8 @@ void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
   dlogits_.resize({n, E});
   float* dl = dlogits_.data();
   const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
+  const int64_t n_seq = int64_t(seq_frac_.size()) / E, T = n_seq ? n / n_seq : n;
+  const float seq_scale = n_seq ? float(c_.seq_aux_coef * E / double(T * n_seq)) : 0.0f;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const float* s = scores_.data() + t * E;
@@ -87,12 +109,15 @@ void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
     const float r = c_.routed_scaling_factor;
     for (int j = 0; j < k; ++j)
       ds[ex[j]] += c_.norm_topk_prob ? r * (dw[j] / S - dot / (S * S)) : r * dw[j];
-    if (aux_scale != 0) {
-      // aux = E sum_i f_i mean_t q_ti, q = s / sum(s): dq_i = aux_scale f_i; ds = (dq - <dq, q>) / sum(s)
+    if (aux_scale != 0 || seq_scale != 0) {
+      // aux = E sum_i f_i mean_t q_ti, q = s / sum(s), and the same within the token's sequence:
+      // dq_i = aux_scale f_i + seq_scale f_seq,i; ds = (dq - <dq, q>) / sum(s)
+      const double* fs = seq_scale != 0 ? seq_frac_.data() + (t / T) * E : nullptr;
+      auto dq = [&](int e) { return aux_scale * float(frac_[e]) + (fs ? seq_scale * float(fs[e]) : 0.0f); };
       float all = 0, qdot = 0;
       for (int e = 0; e < E; ++e) all += s[e];
-      for (int e = 0; e < E; ++e) qdot += aux_scale * float(frac_[e]) * s[e] / all;
-      for (int e = 0; e < E; ++e) ds[e] += (aux_scale * float(frac_[e]) - qdot) / all;
+      for (int e = 0; e < E; ++e) qdot += dq(e) * s[e] / all;
+      for (int e = 0; e < E; ++e) ds[e] += (dq(e) - qdot) / all;
     }
     for (int e = 0; e < E; ++e) ds[e] *= s[e] * (1.0f - s[e]);
   }

@@ -4,7 +4,9 @@
 // are the selected s (without b), renormalised when norm_topk_prob, times routed_scaling_factor.
 // After each training step b_i += gamma * sign(mean load - load_i), which moves load toward balance
 // without an auxiliary loss (the balancing loss is still reported and applied if its coefficient
-// is non-zero, with P_i the mean normalised score).
+// is non-zero, with P_i the mean normalised score). DeepSeek-V3's complementary sequence-wise loss
+// is the same E * sum_i f_i P_i computed within each sequence (normalised scores s / sum(s)),
+// averaged over sequences, with its own coefficient.
 #include <string>
 
 #include "core/tensor.h"
@@ -20,6 +22,7 @@ struct SigmoidBiasRouterConfig {
   float routed_scaling_factor = 1.0f;
   float bias_update_speed = 1e-3f;  // gamma
   float aux_coef = 0.0f;
+  float seq_aux_coef = 0.0f;
 };
 
 class SigmoidBiasRouter final : public Router {
@@ -43,6 +46,7 @@ class SigmoidBiasRouter final : public Router {
   Tensor logits_, scores_, biased_, dlogits_;  // [n, E]
   std::vector<float> val_;                    // [n, k] biased top-k values (unused after selection)
   std::vector<double> frac_;                  // [E]
+  std::vector<double> seq_frac_;              // [S, E] f_i per sequence
   std::vector<int64_t> load_;                 // [E] of the last training forward
 };
 

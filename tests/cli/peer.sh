@@ -19,6 +19,7 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 assert c["ffn_type"] == "peer" and c["peer_num_experts"] == 1024 and c["peer_layers"] == [1], c
 PY
+"$MOE" info --model "$WORK/p" | grep -q "PEER layers 1: 1024 single-neuron experts" || fail "moe info: no PEER line"
 "$MOE" eval --model "$WORK/p" --data "$WORK/p/heldout.txt" --json >"$WORK/eval"
 out=$("$MOE" generate --model "$WORK/p" --prompt "the quick" --max-tokens 30 --seed 2 2>/dev/null)
 [ ${#out} -ge 39 ] || fail "generation too short: '$out'"

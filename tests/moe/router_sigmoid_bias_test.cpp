@@ -36,6 +36,33 @@ TEST(SigmoidBiasRouter, GradientsThroughTheLayer) {
   }
 }
 
+TEST(SigmoidBiasRouter, SequenceWiseLossByHand) {
+  // Two sequences of two tokens, E = 2, k = 1, zero gate: logits = x . rows; rows e0 = (1, 0),
+  // e1 = (0, 1). Sequence 0: x = (0, ln 3) twice -> s = (1/2, 3/4), q = (0.4, 0.6), both pick
+  // expert 1: f = (0, 1), P = (0.4, 0.6) -> 2 * 0.6 = 1.2. Sequence 1: x = (ln 3, 0) then (0, ln 3):
+  // f = (1/2, 1/2), P = (0.5, 0.5) -> 2 * 0.5 = 1. Mean 1.1.
+  SigmoidBiasRouter r("g.weight", {.d_model = 2, .n_expert = 2, .k = 1, .norm_topk_prob = false, .seq_aux_coef = 1.0f});
+  r.gate.w.zero();
+  r.gate.w[0] = 1, r.gate.w[3] = 1;
+  const float l3 = std::log(3.0f);
+  const float x[] = {0, l3, 0, l3, l3, 0, 0, l3};
+  RoutingPlan plan;
+  r.set_sequence_length(2);
+  r.forward(plan, x, 4);
+  EXPECT_NEAR(plan.stats.seq_aux_loss, 1.1, 1e-6);
+  EXPECT_NEAR(r.aux_objective(), 1.1, 1e-6);
+  r.set_sequence_length(0);  // one sequence: the batch-wide loss (which sums in float)
+  r.forward(plan, x, 4);
+  EXPECT_NEAR(plan.stats.seq_aux_loss, plan.stats.aux_loss, 1e-6);
+}
+
+TEST(SigmoidBiasRouter, SequenceWiseGradientsThroughTheLayer) {
+  auto rt = std::make_unique<SigmoidBiasRouter>("gate.weight", SigmoidBiasRouterConfig{.d_model = 8, .n_expert = 4, .k = 2, .aux_coef = 0.5f, .seq_aux_coef = 3.0f});
+  rt->set_sequence_length(5);  // the fixture's 10 tokens are 2 sequences
+  test::Fixture fx(std::move(rt), 23);
+  test::check_grads(fx, 24);
+}
+
 TEST(SigmoidBiasRouter, BiasUpdateBalancesASkewedLoad) {
   const int d = 4, E = 4;
   const int64_t n = 256;

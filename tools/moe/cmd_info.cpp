@@ -30,6 +30,12 @@ int run_info(const InfoArgs& a) {
     j["num_experts_per_tok"] = c.num_experts_per_tok;
     j["norm_topk_prob"] = c.norm_topk_prob;
   }
+  if (c.ffn_type == "peer") {
+    j["peer_layers"] = c.peer_layers;
+    j["peer_num_experts"] = c.peer_num_experts;
+    j["peer_heads"] = c.peer_heads;
+    j["peer_top_k"] = c.peer_top_k;
+  }
   if (meta.count("step")) j["step"] = std::stoll(meta["step"]);
   std::printf("%s: %s, %d layers, hidden %d, ffn %d, heads %d (kv %d), context %d\n", a.model.c_str(),
               c.model_type.c_str(), c.num_hidden_layers, c.hidden_size, c.intermediate_size,
@@ -37,6 +43,13 @@ int run_info(const InfoArgs& a) {
   if (c.is_moe())
     std::printf("experts: %d per layer, %d active per token%s\n", c.num_local_experts, c.num_experts_per_tok,
                 c.norm_topk_prob ? " (weights renormalised)" : "");
+  if (c.ffn_type == "peer") {
+    std::string layers;
+    for (int l : c.peer_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+    std::printf("PEER layers %s: %lld single-neuron experts, %d heads x top-%d, key dim %d%s\n", layers.c_str(),
+                (long long)c.peer_num_experts, c.peer_heads, c.peer_top_k, c.peer_key_dim,
+                c.peer_batch_norm ? ", batch-normalised queries" : "");
+  }
   std::printf("parameters: %lld total, %lld active per token\n", (long long)c.total_params(), (long long)c.active_params());
   if (meta.count("step")) std::printf("trained steps: %s\n", meta["step"].c_str());
   if (a.json) std::printf("%s\n", j.dump().c_str());
