@@ -1,12 +1,12 @@
 // moe bench: speed of the MoE layer against a dense layer of the same active FLOPs and a plain GEMM,
 // all timed in the same run (these machines are shared and noisy: ratios, not absolute figures).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "commands.h"
 #include "core/rng.h"
 #include "core/threading.h"
@@ -15,43 +15,27 @@
 #include "moe/moe_layer.h"
 #include "moe/router_topk.h"
 #include "nn/dense_ffn.h"
+#include "train/adamw.h"
 
 namespace moe::cli {
 
 void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);
+void add_peer_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);  // cmd_bench_peer.cpp
 
 namespace {
 
 struct LayerBenchArgs {
   int64_t d = 512, f = 1024, experts = 8, top_k = 2, tokens = 4096;
   std::string routing = "uniform";
-  int threads = 0, reps = 5;
+  int threads = 0, reps = 9;
   bool json = false;
 };
-
-// Median seconds of `reps` runs of fn after one warm-up run.
-template <class F>
-double time_median(int reps, F&& fn) {
-  fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-void fill(Tensor& t, Rng& rng, float std) {
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = float(rng.normal() * std);
-}
 
 int run_layer_bench(const LayerBenchArgs& a) {
   set_num_threads(a.threads);
   if (a.top_k > a.experts) throw Error("[bench] --top-k must not exceed --experts");
-  if (a.routing != "uniform" && a.routing != "skewed")
-    throw Error("[bench] --routing must be uniform or skewed, got '" + a.routing + "'");
+  if (a.routing != "uniform" && a.routing != "skewed" && a.routing != "learned")
+    throw Error("[bench] --routing must be uniform, skewed or learned, got '" + a.routing + "'");
   const int64_t D = a.d, F = a.f, E = a.experts, K = a.top_k, T = a.tokens;
   Rng rng(1);
   auto router = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(D), .n_expert = int(E), .k = int(K), .norm_topk_prob = K > 1, .aux_coef = 0.01f, .z_coef = 0.001f});
@@ -60,10 +44,10 @@ int run_layer_bench(const LayerBenchArgs& a) {
   MoELayer layer(std::move(router), std::move(bank), int(D));
   ParamList ps;
   layer.params(ps);
-  for (Param* p : ps) fill(p->w, rng, 0.02f);
+  for (Param* p : ps) fill_normal(p->w, rng, 0.02f);
   Tensor x({T, D}), y({T, D}), dy({T, D}), dx({T, D});
-  fill(x, rng, 1.0f);
-  fill(dy, rng, 1.0f);
+  fill_normal(x, rng, 1.0f);
+  fill_normal(dy, rng, 1.0f);
   if (a.routing == "skewed") {
     // Zipf-like popularity: feature 0 is a constant 1 and its gate column a log-popularity bias,
     // log(1 / (e+1)^1.2) * 4, so the first expert gets several times the mean load.
@@ -72,40 +56,69 @@ int run_layer_bench(const LayerBenchArgs& a) {
     for (int64_t e = 0; e < E; ++e)
       for (int64_t i = 1; i < D; ++i) rt->gate.w[e * D + i] *= 0.5f;
   }
+  if (a.routing == "learned") {
+    // Tokens from 4E clusters, each with its own target output; the layer (router and experts)
+    // first learns that mapping for 30 AdamW steps under its balancing and z-losses, so the timed
+    // routing is a trained router's on clustered data: uneven, but kept in check by the loss.
+    const int64_t C = 4 * E;
+    Tensor centre({C, D}), target({C, D});
+    fill_normal(centre, rng, 1.0f);
+    fill_normal(target, rng, 0.1f);
+    std::vector<int64_t> cluster(T);
+    for (int64_t t = 0; t < T; ++t) {
+      cluster[t] = int64_t(rng.below(uint64_t(C)));
+      for (int64_t i = 0; i < D; ++i) x[t * D + i] = centre[cluster[t] * D + i] + float(rng.normal() * 0.5);
+    }
+    AdamW opt(ps, {.weight_decay = 0.0f});
+    for (int step = 0; step < 30; ++step) {
+      for (Param* p : ps) p->zero_grad();
+      layer.forward(y.data(), x.data(), T);
+      for (int64_t t = 0; t < T; ++t)  // d/dy of the mean squared error
+        for (int64_t i = 0; i < D; ++i) dy[t * D + i] = 2.0f * (y[t * D + i] - target[cluster[t] * D + i]) / float(T);
+      layer.backward(dx.data(), dy.data());
+      opt.step(1e-2f);
+    }
+    fill_normal(dy, rng, 1.0f);
+  }
   layer.forward(y.data(), x.data(), T);
   std::vector<int64_t> load = layer.plan().stats.tokens_per_expert;
   const double mean_load = double(T * K) / double(E);
   const double max_load = double(*std::max_element(load.begin(), load.end()));
 
-  const double fwd = time_median(a.reps, [&] { layer.forward(y.data(), x.data(), T); });
-  const double fwdbwd = time_median(a.reps, [&] {
-    layer.forward(y.data(), x.data(), T);
-    layer.backward(dx.data(), dy.data());
-  });
-  // Bank-only time of the same plan: what the expert GEMMs (and their SwiGLU) cost.
+  // Bank-only work on the same plan: what the expert GEMMs (and their SwiGLU) cost.
   Tensor xs({int64_t(layer.plan().expert.size()), D}), ys(xs.shape()), dys(xs.shape()), dxs(xs.shape());
-  fill(xs, rng, 1.0f);
-  fill(dys, rng, 1.0f);
+  fill_normal(xs, rng, 1.0f);
+  fill_normal(dys, rng, 1.0f);
   Dispatch disp;
   disp.build(layer.plan());
-  const double bank_fwdbwd = time_median(a.reps, [&] {
-    layer.bank().forward(ys.data(), xs.data(), disp.offsets);
-    layer.bank().backward(dxs.data(), dys.data());
-  });
-
   DenseFFN dense("dense", int(D), int(K * F));
   ParamList dps;
   dense.params(dps);
-  for (Param* p : dps) fill(p->w, rng, 0.02f);
-  const double dfwd = time_median(a.reps, [&] { dense.forward(y.data(), x.data(), T); });
-  const double dfwdbwd = time_median(a.reps, [&] {
+  for (Param* p : dps) fill_normal(p->w, rng, 0.02f);
+  // The ceiling: one plain GEMM with the forward's FLOPs, [T, D] x [D, 3*K*F].
+  Tensor W({3 * K * F, D}), out({T, 3 * K * F});
+  fill_normal(W, rng, 0.02f);
+
+  // Every case in the same rounds (see Interleaved): the ratios are medians of per-round ratios.
+  Interleaved bench;
+  const int i_fwd = bench.add([&] { layer.forward(y.data(), x.data(), T); });
+  const int i_fb = bench.add([&] {
+    layer.forward(y.data(), x.data(), T);
+    layer.backward(dx.data(), dy.data());
+  });
+  const int i_bank = bench.add([&] {
+    layer.bank().forward(ys.data(), xs.data(), disp.offsets);
+    layer.bank().backward(dxs.data(), dys.data());
+  });
+  const int i_dfwd = bench.add([&] { dense.forward(y.data(), x.data(), T); });
+  const int i_dfb = bench.add([&] {
     dense.forward(y.data(), x.data(), T);
     dense.backward(dx.data(), dy.data());
   });
-  // The ceiling: one plain GEMM with the forward's FLOPs, [T, D] x [D, 3*K*F].
-  Tensor W({3 * K * F, D}), out({T, 3 * K * F});
-  fill(W, rng, 0.02f);
-  const double g = time_median(a.reps, [&] { kernels::linear_forward(out.data(), x.data(), W.data(), T, D, 3 * K * F); });
+  const int i_gemm = bench.add([&] { kernels::linear_forward(out.data(), x.data(), W.data(), T, D, 3 * K * F); });
+  bench.run(a.reps);
+  const double fwd = bench.median(i_fwd), fwdbwd = bench.median(i_fb), dfwd = bench.median(i_dfwd),
+               dfwdbwd = bench.median(i_dfb), g = bench.median(i_gemm);
 
   const double flops_fwd = 2.0 * double(K) * 3.0 * double(D) * double(F) * double(T);
   const double flops_fb = 3.0 * flops_fwd;
@@ -119,20 +132,24 @@ int run_layer_bench(const LayerBenchArgs& a) {
       {"fwdbwd_gflops", flops_fb / fwdbwd / 1e9},
       {"dense_fwd_gflops", flops_fwd / dfwd / 1e9},
       {"dense_fwdbwd_gflops", flops_fb / dfwdbwd / 1e9},
-      {"ratio", (flops_fb / fwdbwd) / (flops_fb / dfwdbwd)},
+      {"ratio", bench.ratio(i_dfb, i_fb)},
+      {"fwd_ratio", bench.ratio(i_dfwd, i_fwd)},
       {"gemm_gflops", flops_fwd / g / 1e9},
-      {"ratio_vs_gemm", (flops_fb / fwdbwd / 1e9) / (flops_fwd / g / 1e9)},
-      {"share_outside_expert_bank", std::max(0.0, 1.0 - bank_fwdbwd / fwdbwd)},
+      // (flops_fb / t_fb) / (flops_fwd / t_gemm) = 3 t_gemm / t_fb
+      {"ratio_vs_gemm", 3.0 * bench.ratio(i_gemm, i_fb)},
+      {"share_outside_expert_bank", std::max(0.0, 1.0 - bench.ratio(i_bank, i_fb))},
+      {"rounds", a.reps},
   };
   std::printf("MoE layer D=%lld F=%lld E=%lld K=%lld T=%lld routing=%s (max load %.2fx mean), %d threads\n",
               (long long)D, (long long)F, (long long)E, (long long)K, (long long)T, a.routing.c_str(),
               max_load / mean_load, num_threads());
-  std::printf("  forward          %9.0f tokens/s  %7.1f GFLOP/s   dense %7.1f GFLOP/s\n", double(T) / fwd,
-              flops_fwd / fwd / 1e9, flops_fwd / dfwd / 1e9);
+  std::printf("  forward          %9.0f tokens/s  %7.1f GFLOP/s   dense %7.1f GFLOP/s   ratio %.3f\n", double(T) / fwd,
+              flops_fwd / fwd / 1e9, flops_fwd / dfwd / 1e9, j["fwd_ratio"].get<double>());
   std::printf("  forward+backward %9.0f tokens/s  %7.1f GFLOP/s   dense %7.1f GFLOP/s   ratio %.3f\n",
               double(T) / fwdbwd, flops_fb / fwdbwd / 1e9, flops_fb / dfwdbwd / 1e9, j["ratio"].get<double>());
-  std::printf("  plain GEMM (same forward FLOPs) %7.1f GFLOP/s; time outside the expert bank %.1f%%\n",
-              flops_fwd / g / 1e9, 100.0 * j["share_outside_expert_bank"].get<double>());
+  std::printf("  plain GEMM (same forward FLOPs) %7.1f GFLOP/s (fwd+bwd over it: %.3f); time outside the expert bank %.1f%%\n",
+              flops_fwd / g / 1e9, j["ratio_vs_gemm"].get<double>(), 100.0 * j["share_outside_expert_bank"].get<double>());
+  std::printf("  (medians over %d interleaved rounds; ratios are medians of per-round ratios)\n", a.reps);
   if (a.json) std::printf("%s\n", j.dump().c_str());
   return 0;
 }
@@ -149,12 +166,13 @@ Runner add_bench(CLI::App& app) {
   l->add_option("--experts", a->experts, "experts")->capture_default_str()->check(CLI::PositiveNumber);
   l->add_option("--top-k", a->top_k, "experts per token")->capture_default_str()->check(CLI::PositiveNumber);
   l->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--routing", a->routing, "uniform | skewed")->capture_default_str();
+  l->add_option("--routing", a->routing, "uniform | skewed (Zipf-like) | learned (a router trained on clustered tokens)")->capture_default_str();
   l->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  l->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--reps", a->reps, "interleaved timing rounds (medians reported)")->capture_default_str()->check(CLI::PositiveNumber);
   l->add_flag("--json", a->json, "end with one JSON line");
   std::vector<std::pair<CLI::App*, Runner>> more;
   add_model_benches(*c, more);
+  add_peer_bench(*c, more);
   return [l, a, more]() -> int {
     if (l->parsed()) return run_layer_bench(*a);
     for (const auto& [sub, run] : more)

@@ -1,7 +1,5 @@
 // moe bench train / generate: a whole training step and batch-1 decoding of a model config,
 // against the GEMM rate and the memory bandwidth measured in the same run.
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "commands.h"
 #include "core/rng.h"
 #include "core/threading.h"
@@ -21,51 +20,9 @@ namespace moe::cli {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
-double since(clock_type::time_point t0) { return std::chrono::duration<double>(clock_type::now() - t0).count(); }
-
 ModelConfig load_config(const std::string& path) {
   return path.empty() ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
                       : ModelConfig::load(path);
-}
-
-double peak_rss_bytes() {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_maxrss) * 1024.0;
-}
-
-// GFLOP/s of a GEMM of the given size (median of 7 after a warm-up).
-double measure_gemm(int64_t M, int64_t N, int64_t K) {
-  Tensor A({M, K}), B({N, K}), C({M, N});
-  for (int64_t i = 0; i < A.numel(); ++i) A[i] = 0.01f * float(i % 7);
-  for (int64_t i = 0; i < B.numel(); ++i) B[i] = 0.01f * float(i % 5);
-  std::vector<double> t;
-  for (int r = 0; r < 8; ++r) {
-    const auto t0 = clock_type::now();
-    kernels::gemm(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N);
-    if (r) t.push_back(since(t0));
-  }
-  std::sort(t.begin(), t.end());
-  return 2.0 * double(M) * double(N) * double(K) / t[t.size() / 2] / 1e9;
-}
-
-// Read bandwidth (GB/s) of summing a buffer far larger than the caches.
-double measure_bandwidth() {
-  const int64_t n = int64_t(1) << 27;  // 512 MiB
-  Tensor a({n});
-  for (int64_t i = 0; i < n; ++i) a[i] = 1.0f;
-  double best = 0;
-  for (int r = 0; r < 3; ++r) {
-    const auto t0 = clock_type::now();
-    float s = 0;  // float partial sums vectorise; the value only has to exist
-#pragma omp parallel for simd reduction(+ : s) schedule(static)
-    for (int64_t i = 0; i < n; ++i) s += a[i];
-    const double dt = since(t0);
-    if (s < 0) std::printf("%f", s);  // keep the loop
-    best = std::max(best, double(n) * 4.0 / dt / 1e9);
-  }
-  return best;
 }
 
 // Matmul FLOPs of one token's forward (weights touched by the token, attention over T positions).
@@ -80,8 +37,8 @@ double forward_flops_per_token(const ModelConfig& c, int64_t T) {
 
 struct TrainBenchArgs {
   std::string config;
-  int64_t batch = 32, context = 0, steps = 5;
-  double peak = 360.0;
+  int64_t batch = 32, context = 0, steps = 7;
+  double peak = 0;  // 0: measured in the run
   int threads = 0;
   bool json = false;
 };
@@ -105,17 +62,24 @@ int run_train_bench(const TrainBenchArgs& a) {
     opt.step(1e-4f);
   };
   step();  // warm-up: sizes every buffer
-  std::vector<double> ts;
-  for (int64_t s = 0; s < a.steps; ++s) {
-    const auto t0 = clock_type::now();
-    step();
-    ts.push_back(since(t0));
-  }
-  std::sort(ts.begin(), ts.end());
-  const double t = ts[ts.size() / 2];
+  step();
+  const double rss = peak_rss_bytes();  // before the GEMM's own buffers exist
+  // The step and a 2048^3 GEMM in alternating rounds (see Interleaved).
+  const int64_t G = 2048;
+  Tensor A({G, G}), Bm({G, G}), C({G, G});
+  Rng grng(2);
+  fill_normal(A, grng, 0.01f);
+  fill_normal(Bm, grng, 0.01f);
+  Interleaved bench;
+  const int i_step = bench.add(step);
+  const int i_gemm = bench.add([&] { kernels::gemm(false, true, G, G, G, 1.0f, A.data(), G, Bm.data(), G, 0.0f, C.data(), G); });
+  bench.run(int(a.steps));
+  const double t = bench.median(i_step);
   const double flops = 3.0 * forward_flops_per_token(c, T) * double(n);
-  const double rss = peak_rss_bytes();  // before the GEMM measurement allocates its own buffers
-  const double gemm = measure_gemm(2048, 2048, 2048);
+  const double gemm_flops = 2.0 * double(G) * G * G;
+  const double gemm = gemm_flops / bench.median(i_gemm) / 1e9;
+  const double mfu_gemm = flops / gemm_flops * bench.ratio(i_gemm, i_step);  // per-round (flops/t) / (gemm rate)
+  const double peak = a.peak > 0 ? a.peak : measure_fma_peak();
   // Memory floor: parameters, gradients, two AdamW moments, and the activations the backward reads.
   const double P = double(c.total_params());
   const double d = c.hidden_size, qd = double(c.num_attention_heads) * c.hdim(), kvd = double(c.num_key_value_heads) * c.hdim();
@@ -126,13 +90,13 @@ int run_train_bench(const TrainBenchArgs& a) {
   const double floor = 4.0 * 4.0 * P + act;
   nlohmann::json j = {{"tokens_per_step", n}, {"step_s", t}, {"tokens_per_s", double(n) / t},
                       {"model_gflops", flops / t / 1e9}, {"gemm_gflops", gemm},
-                      {"mfu_vs_gemm", flops / t / 1e9 / gemm}, {"mfu_vs_peak", flops / t / 1e9 / a.peak},
+                      {"mfu_vs_gemm", mfu_gemm}, {"mfu_vs_peak", flops / t / 1e9 / peak}, {"fma_peak_gflops", peak},
                       {"peak_rss_bytes", rss}, {"memory_floor_bytes", floor}, {"rss_over_floor", rss / floor},
                       {"threads", num_threads()}};
   std::printf("training step: %lld tokens in %.3f s = %.0f tokens/s, %.1f GFLOP/s (model FLOPs)\n",
               (long long)n, t, double(n) / t, flops / t / 1e9);
   std::printf("  vs measured GEMM %.1f GFLOP/s: %.1f%%; vs FMA peak %.0f GFLOP/s: %.1f%%\n", gemm,
-              100 * flops / t / 1e9 / gemm, a.peak, 100 * flops / t / 1e9 / a.peak);
+              100 * mfu_gemm, peak, 100 * flops / t / 1e9 / peak);
   std::printf("  peak resident memory %.1f MB; floor (params+grads+AdamW+activations) %.1f MB; ratio %.2f\n",
               rss / 1e6, floor / 1e6, rss / floor);
   if (a.json) std::printf("%s\n", j.dump().c_str());
@@ -160,13 +124,13 @@ int run_generate_bench(const GenBenchArgs& a) {
   std::vector<float> logits(c.vocab_size);
   model.forward_cached(logits.data(), prompt.data(), a.prompt, caches);  // warm-up
   for (auto& cc : caches) cc.len = 0;
-  auto t0 = clock_type::now();
+  auto t0 = bench_clock::now();
   model.forward_cached(logits.data(), prompt.data(), a.prompt, caches);
-  const double prefill = since(t0);
+  const double prefill = seconds_since(t0);
   int32_t tok = 'a';
-  t0 = clock_type::now();
+  t0 = bench_clock::now();
   for (int64_t i = 0; i < a.tokens; ++i) model.forward_cached(logits.data(), &tok, 1, caches);
-  const double decode = since(t0) / double(a.tokens);
+  const double decode = seconds_since(t0) / double(a.tokens);
   // Weights a decoded token reads: everything active except the embedding table (one row).
   const double bytes = 4.0 * double(c.active_params() - int64_t(c.vocab_size) * c.hidden_size * (c.tie_word_embeddings ? 0 : 1));
   const double bw = measure_bandwidth();
@@ -191,8 +155,8 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   t->add_option("--model-config", ta->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
   t->add_option("--batch-size", ta->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
   t->add_option("--context", ta->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::PositiveNumber);
-  t->add_option("--steps", ta->steps, "timed steps (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  t->add_option("--peak-gflops", ta->peak, "FMA peak of the machine")->capture_default_str();
+  t->add_option("--steps", ta->steps, "timed rounds of a step and a GEMM (medians reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--peak-gflops", ta->peak, "FMA peak of the machine (default: measured in the run)");
   t->add_option("--threads", ta->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   t->add_flag("--json", ta->json, "end with one JSON line");
   out.emplace_back(t, [ta] { return run_train_bench(*ta); });

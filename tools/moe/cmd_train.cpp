@@ -28,7 +28,7 @@ struct TrainArgs {
   std::vector<std::string> data;
   int64_t steps = 600, batch = 32, context = 0, eval_every = 100, save_every = 200, warmup = -1;
   int64_t eval_tokens = 65536;
-  float lr = 3e-3f;
+  float lr = 3e-3f, min_lr_ratio = 0.1f;
   uint64_t seed = 0;
   int threads = 0;
   bool resume = false, overwrite = false;
@@ -76,6 +76,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   if (given("--eval-tokens")) tc.eval_tokens = a.eval_tokens;
   if (given("--save-every")) tc.save_every = a.save_every;
   if (given("--warmup")) tc.warmup_steps = a.warmup;
+  if (given("--min-lr-ratio")) tc.min_lr_ratio = a.min_lr_ratio;
   tc.out_dir = a.out;
 
   std::vector<std::string> data = a.data;
@@ -180,7 +181,8 @@ Runner add_train(CLI::App& app) {
   c->add_option("--steps", a->steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--batch-size", a->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--context", a->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  c->add_option("--lr", a->lr, "peak learning rate (warm-up, then cosine to lr/10)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--lr", a->lr, "peak learning rate (warm-up, then cosine to lr * --min-lr-ratio)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--min-lr-ratio", a->min_lr_ratio, "the cosine's final learning rate over the peak (1: constant after warm-up)")->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
   c->add_option("--warmup", a->warmup, "warm-up steps (default: min(100, steps/10))");
   c->add_option("--seed", a->seed, "seed for initialisation and data order")->capture_default_str();
   c->add_option("--eval-every", a->eval_every, "validate every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
