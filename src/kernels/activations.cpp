@@ -37,11 +37,12 @@ void swiglu_backward(float* dg, float* du, const float* g, const float* u, const
                      int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
-    const float e = one_plus_exp_neg(g[i]);
+    // All reads before the writes: dg may alias g or dh, du may alias u.
+    const float gi = g[i], ui = u[i], d = dh[i];
+    const float e = one_plus_exp_neg(gi);
     const float s = 1.0f / e;
-    const float d = dh[i];  // read before dg[i] is written: dg may alias dh
-    du[i] = d * (g[i] / e);
-    dg[i] = d * u[i] * (s * (1.0f + g[i] * (1.0f - s)));
+    du[i] = d * (gi / e);
+    dg[i] = d * ui * (s * (1.0f + gi * (1.0f - s)));
   }
 }
 

@@ -11,7 +11,8 @@ void silu_forward(float* y, const float* a, int64_t n);
 void silu_backward(float* da, const float* a, const float* dy, int64_t n);
 // Fused SwiGLU: h = silu(g) * u, elementwise over n entries.
 void swiglu_forward(float* h, const float* g, const float* u, int64_t n);
-// dg = dh * u * silu'(g); du = dh * silu(g). dg/du may not alias g/u; dg may alias dh.
+// dg = dh * u * silu'(g); du = dh * silu(g). In place is allowed: dg may alias g or dh, du may
+// alias u (the SwiGLU backward overwrites the forward's saves).
 void swiglu_backward(float* dg, float* du, const float* g, const float* u, const float* dh, int64_t n);
 
 }  // namespace moe::kernels

@@ -23,6 +23,7 @@ struct Dispatch {
   // y[t] = sum_j weight[t, j] * ys[row_of_slot[t*k+j]] (fixed j order). ys: [M, d], y: [n, d]
   void combine(float* y, const float* ys, const RoutingPlan& plan, int64_t d) const;
   // Backward of combine: dys[row] = w * dy[t]; dweight[t, j] = <ys[row], dy[t]> (0 when dropped).
+  // dys may alias ys: each row is read, then written, by its one slot.
   void combine_backward(float* dys, float* dweight, const float* dy, const float* ys,
                         const RoutingPlan& plan, int64_t d) const;
   // Backward of gather: dx[t] = sum_j dxs[row_of_slot[t*k+j]] (assigned).

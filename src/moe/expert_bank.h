@@ -13,7 +13,9 @@ class ExpertBank {
   virtual int n_experts() const = 0;
   // xs, ys: [M, d]; offsets: [E+1]. xs must stay alive until backward.
   virtual void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) = 0;
-  // dxs: [M, d] assigned; parameter gradients accumulate.
+  // dxs: [M, d] assigned; parameter gradients accumulate. Runs at most once per forward. dxs may
+  // alias the forward's xs (the MoE layer reuses that buffer): a bank reads an expert's rows of xs
+  // before it writes that expert's rows of dxs.
   virtual void backward(float* dxs, const float* dys) = 0;
   virtual void params(ParamList& out) = 0;
 };

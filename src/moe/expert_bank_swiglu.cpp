@@ -71,15 +71,12 @@ void SwiGLUExpertBank::forward(float* ys, const float* xs, const std::vector<int
 }
 
 void SwiGLUExpertBank::backward(float* dxs, const float* dys) {
-  const int64_t M = offsets_.back(), d = c_.d_model, F = c_.d_ff;
-  dh_.resize({M, F});
-  du_.resize({M, F});
+  const int64_t d = c_.d_model, F = c_.d_ff;
   for_each_expert(offsets_, [&](int e) {
     const int64_t r0 = offsets_[e], m = offsets_[e + 1] - r0;
     SwiGLUGrads gr{.w1 = w1[e]->g.data(), .w3 = w3[e]->g.data(), .w2 = w2[e]->g.data()};
     swiglu_mlp_backward(dxs + r0 * d, gr, dys + r0 * d, xs_ + r0 * d, g_.data() + r0 * F,
-                        u_.data() + r0 * F, h_.data() + r0 * F, m, weights(e),
-                        dh_.data() + r0 * F, du_.data() + r0 * F);
+                        u_.data() + r0 * F, h_.data() + r0 * F, m, weights(e));
   });
 }
 

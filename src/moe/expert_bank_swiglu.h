@@ -35,7 +35,7 @@ class SwiGLUExpertBank final : public ExpertBank {
   SwiGLUBankConfig c_;
   const float* xs_ = nullptr;
   std::vector<int64_t> offsets_;
-  Tensor g_, u_, h_, dh_, du_;  // [M, F]
+  Tensor g_, u_, h_;  // [M, F] saved by forward, overwritten by backward
 };
 
 }  // namespace moe

@@ -23,13 +23,14 @@ void MoELayer::forward(float* y, const float* x, int64_t n) {
 }
 
 void MoELayer::backward(float* dx, const float* dy) {
-  const int64_t M = dispatch_.rows();
-  dys_.resize({M, d_});
-  dxs_.resize({M, d_});
+  // The grouped buffers are reused in place: dys over ys (each row is read, then written, by the
+  // one slot it belongs to) and dxs over xs (banks read an expert's rows before writing them).
   dweight_.resize(n_ * plan_.k);
-  dispatch_.combine_backward(dys_.data(), dweight_.data(), dy, ys_.data(), plan_, d_);
-  bank_->backward(dxs_.data(), dys_.data());
-  dispatch_.gather_backward(dx, dxs_.data(), n_, d_);
+  float* dys = ys_.data();
+  float* dxs = xs_.data();
+  dispatch_.combine_backward(dys, dweight_.data(), dy, ys_.data(), plan_, d_);
+  bank_->backward(dxs, dys);
+  dispatch_.gather_backward(dx, dxs, n_, d_);
   router_->backward(dx, dweight_.data());
 }
 

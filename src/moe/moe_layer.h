@@ -14,7 +14,7 @@ class MoELayer {
 
   // x, y: [n, d]; x must stay alive until backward.
   void forward(float* y, const float* x, int64_t n);
-  // dx: [n, d] assigned (expert path + router path).
+  // dx: [n, d] assigned (expert path + router path). At most once per forward.
   void backward(float* dx, const float* dy);
   void params(ParamList& out);
 
@@ -29,8 +29,7 @@ class MoELayer {
   int64_t n_ = 0;
   RoutingPlan plan_;
   Dispatch dispatch_;
-  Tensor xs_, ys_;      // [M, d] grouped rows
-  Tensor dys_, dxs_;    // [M, d]
+  Tensor xs_, ys_;      // [M, d] grouped rows; backward turns them into dxs, dys in place
   std::vector<float> dweight_;  // [n, k]
 };
 

@@ -23,11 +23,8 @@ void DenseFFN::forward(float* y, const float* x, int64_t n) {
 }
 
 void DenseFFN::backward(float* dx, const float* dy) {
-  dh_.resize({n_, f_});
-  du_.resize({n_, f_});
   SwiGLUGrads gr{.w1 = gate_proj.g.data(), .w3 = up_proj.g.data(), .w2 = down_proj.g.data()};
-  swiglu_mlp_backward(dx, gr, dy, x_, g_.data(), u_.data(), h_.data(), n_, weights(), dh_.data(),
-                      du_.data());
+  swiglu_mlp_backward(dx, gr, dy, x_, g_.data(), u_.data(), h_.data(), n_, weights());
 }
 
 }  // namespace moe

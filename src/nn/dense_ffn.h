@@ -11,7 +11,7 @@ class DenseFFN {
   Param gate_proj, up_proj, down_proj;  // [F, d], [F, d], [d, F]
   void params(ParamList& out) { out.insert(out.end(), {&gate_proj, &up_proj, &down_proj}); }
 
-  // x, y: [n, d]; x must stay alive until backward.
+  // x, y: [n, d]; x must stay alive until backward, which runs at most once per forward.
   void forward(float* y, const float* x, int64_t n);
   void backward(float* dx, const float* dy);
 
@@ -19,7 +19,7 @@ class DenseFFN {
   SwiGLUWeights weights() const;
   int64_t d_, f_, n_ = 0;
   const float* x_ = nullptr;
-  Tensor g_, u_, h_, dh_, du_;  // [n, F]
+  Tensor g_, u_, h_;  // [n, F] saved by forward, overwritten by backward
 };
 
 }  // namespace moe

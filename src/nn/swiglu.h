@@ -21,9 +21,9 @@ struct SwiGLUGrads {
 // y: [n, d] (assigned, or added to when accumulate); g, u, h: [n, F] saved for the backward.
 void swiglu_mlp_forward(float* y, float* g, float* u, float* h, const float* x, int64_t n,
                         const SwiGLUWeights& w, bool accumulate = false);
-// dx: [n, d] assigned. scratch_dh, scratch_du: [n, F]. Parameter gradients accumulate.
-void swiglu_mlp_backward(float* dx, const SwiGLUGrads& dw, const float* dy, const float* x,
-                         const float* g, const float* u, const float* h, int64_t n, const SwiGLUWeights& w,
-                         float* scratch_dh, float* scratch_du);
+// dx: [n, d] assigned; it may alias x. Parameter gradients accumulate. The forward's saves g, u, h
+// are overwritten with dg, du, dh: a backward consumes its forward, and needs no [n, F] scratch.
+void swiglu_mlp_backward(float* dx, const SwiGLUGrads& dw, const float* dy, const float* x, float* g,
+                         float* u, float* h, int64_t n, const SwiGLUWeights& w);
 
 }  // namespace moe
