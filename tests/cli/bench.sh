@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every `moe bench` subcommand runs at a tiny size and ends with one JSON line holding the figures
+# docs/performance.md quotes. Smoke test only: no timing is judged here (benchmarks are not tests).
+source "$(dirname "$0")/lib/common.sh"
+
+last_json() { "$@" --json | tail -n 1; }
+
+last_json "$MOE" bench moe-layer --d-model 64 --d-ff 64 --experts 4 --top-k 2 --tokens 256 --reps 2 >"$WORK/layer"
+last_json "$MOE" bench moe-layer --d-model 64 --d-ff 64 --experts 4 --top-k 2 --tokens 256 --reps 2 --routing learned >"$WORK/learned"
+last_json "$MOE" bench train --model-config "$SRC/tests/cli/data/tiny-moe.json" --batch-size 2 --context 16 --steps 2 >"$WORK/train"
+last_json "$MOE" bench generate --model-config "$SRC/tests/cli/data/tiny-moe.json" --prompt 8 --tokens 8 >"$WORK/gen"
+last_json "$MOE" bench peer --experts 4096 --heads 2 --top-k 8 --key-dim 32 --d-model 32 --tokens 256 --brute-tokens 16 --reps 1 >"$WORK/peer"
+last_json "$MOE" bench peer --no-layer --heads 1 --top-k 4 --key-dim 16 --tokens 64 --brute-tokens 4 --reps 1 >"$WORK/sweep"
+python3 - "$WORK" <<'PY'
+import json, sys, os
+w = sys.argv[1]
+j = {n: json.load(open(os.path.join(w, n))) for n in ["layer", "learned", "train", "gen", "peer", "sweep"]}
+for n in ["layer", "learned"]:
+    for key in ["fwd_tokens_per_s", "fwdbwd_tokens_per_s", "fwdbwd_gflops", "dense_fwdbwd_gflops", "ratio", "gemm_gflops"]:
+        assert j[n][key] > 0, (n, key, j[n])
+assert j["learned"]["routing"] == "learned"
+for key in ["tokens_per_s", "mfu_vs_gemm", "mfu_vs_peak", "peak_rss_bytes", "memory_floor_bytes", "rss_over_floor"]:
+    assert j["train"][key] > 0, (key, j["train"])
+for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "decode_over_floor"]:
+    assert j["gen"][key] > 0, (key, j["gen"])
+p = j["peer"]
+assert p["experts"] == 4096 and p["retrieval_us_per_token"] > 0 and p["brute_force_us_per_token"] > 0, p
+assert abs(p["speedup"] - p["brute_force_us_per_token"] / p["retrieval_us_per_token"]) < 1e-9 * p["speedup"], p
+assert p["agreement"] > 0.99, p  # the two methods return the same experts up to near-tie rounding
+assert p["layer_fwdbwd_tokens_per_s"] > 0 and p["fwd_gather_gb_s"] > 0, p
+s = j["sweep"]
+assert [r["experts"] for r in s["sweep"]] == [4096, 16384, 65536, 262144, 1048576], s
+assert "slope" in s and "layer_fwd_tokens_per_s" not in s, s
+PY
+
+# Bad settings: one clear line.
+if "$MOE" bench peer --experts 5000 >"$WORK/out" 2>"$WORK/err"; then fail "--experts 5000 accepted"; fi
+grep -q "perfect square" "$WORK/err" || { cat "$WORK/err"; fail "no clear error for --experts 5000"; }
+if "$MOE" bench moe-layer --routing zipf >"$WORK/out" 2>"$WORK/err"; then fail "--routing zipf accepted"; fi
+grep -q "routing" "$WORK/err" || { cat "$WORK/err"; fail "no clear error for --routing zipf"; }
+echo OK
