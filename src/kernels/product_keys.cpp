@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/gemm.h"
 #include "kernels/topk.h"
 
 namespace moe::kernels {
@@ -47,6 +48,17 @@ void product_key_topk(int32_t* ids, float* scores, const float* s1, const float*
     for (int q = 0; (p + 1) * (q + 1) <= k; ++q)
       insert(ids, sc.sums.data(), filled, k, double(sc.val1[p]) + sc.val2[q], int64_t(sc.idx1[p]) * n_sub + sc.idx2[q]);
   for (int i = 0; i < k; ++i) scores[i] = float(sc.sums[i]);
+}
+
+void product_key_search(int32_t* ids, float* scores, int64_t ld_out, const float* q, int64_t ldq, const float* keys1,
+                        const float* keys2, int64_t nb, int64_t n_sub, int half, int k, float* sub_scores,
+                        ProductKeyScratch& scratch) {
+  float* s1 = sub_scores;
+  float* s2 = sub_scores + nb * n_sub;
+  gemm(false, true, nb, n_sub, half, 1.0f, q, ldq, keys1, half, 0.0f, s1, n_sub);  // [nb, half] x [n_sub, half]^T
+  gemm(false, true, nb, n_sub, half, 1.0f, q + half, ldq, keys2, half, 0.0f, s2, n_sub);
+  for (int64_t t = 0; t < nb; ++t)
+    product_key_topk(ids + t * ld_out, scores + t * ld_out, s1 + t * n_sub, s2 + t * n_sub, n_sub, k, scratch);
 }
 
 void product_key_topk_brute(int32_t* ids, float* scores, const float* s1, const float* s2, int64_t n_sub, int k) {

@@ -21,6 +21,14 @@ struct ProductKeyScratch {
 void product_key_topk(int32_t* ids, float* scores, const float* s1, const float* s2, int64_t n_sub, int k,
                       ProductKeyScratch& scratch);
 
+// Retrieval for nb queries of one head, single-threaded (callers run it per chunk inside their own
+// parallel loop): each query's halves q[:half], q[half:2*half] (row stride ldq) are scored against
+// keys1, keys2 [n_sub, half] by two GEMMs into sub_scores [2, nb, n_sub], then product_key_topk.
+// ids, scores: row t at ids + t * ld_out, k entries each.
+void product_key_search(int32_t* ids, float* scores, int64_t ld_out, const float* q, int64_t ldq, const float* keys1,
+                        const float* keys2, int64_t nb, int64_t n_sub, int half, int k, float* sub_scores,
+                        ProductKeyScratch& scratch);
+
 // The same result by scoring every one of the n_sub^2 sums (the tests' and benchmark's reference).
 void product_key_topk_brute(int32_t* ids, float* scores, const float* s1, const float* s2, int64_t n_sub, int k);
 

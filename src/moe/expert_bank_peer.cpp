@@ -27,6 +27,11 @@ inline void axpy(float* y, float a, const float* x, int d) {
 #pragma omp simd
   for (int i = 0; i < d; ++i) y[i] += a * x[i];
 }
+// The tables are far larger than the caches and a token's experts are scattered over them: each row
+// is a DRAM miss. Asking for the next slot's rows while this slot computes overlaps those misses.
+inline void prefetch_row(const float* row, int d) {
+  for (int i = 0; i < d; i += 64 / int(sizeof(float))) __builtin_prefetch(row + i);
+}
 
 }  // namespace
 
@@ -61,6 +66,11 @@ void PEERExpertBank::forward(float* y, const float* x, const RoutingPlan& plan) 
     std::memset(yt, 0, sizeof(float) * d);
     for (int s = 0; s < S; ++s) {
       const int64_t e = plan.expert[t * S + s];
+      if (s + 1 < S) {
+        const int64_t next = plan.expert[t * S + s + 1];
+        prefetch_row(U + next * d, d);
+        prefetch_row(V + next * d, d);
+      }
       const float z = z_[t * S + s] = dot(U + e * d, x + t * d, d);
       axpy(yt, plan.weight[t * S + s] * act(z, c_.relu), V + e * d, d);
     }
@@ -82,6 +92,10 @@ void PEERExpertBank::backward(float* dx, float* dweight, const float* dy) {
     std::memset(dxt, 0, sizeof(float) * d);
     for (int s = 0; s < S; ++s) {
       const int64_t o = t * S + s, e = plan.expert[o];
+      if (s + 1 < S) {
+        prefetch_row(U + plan.expert[o + 1] * d, d);
+        prefetch_row(V + plan.expert[o + 1] * d, d);
+      }
       const float z = z_[o], w = plan.weight[o], a = act(z, c_.relu);
       const float c = dot(V + e * d, dy + t * d, d);
       dweight[o] = a * c;

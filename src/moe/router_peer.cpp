@@ -114,14 +114,14 @@ void PEERRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     for (int64_t task = 0; task < tasks; ++task) {
       const int head = int(task % h);
       const int64_t t0 = (task / h) * kChunk, nb = std::min(kChunk, n - t0);
-      for (int s = 0; s < 2; ++s)  // [nb, half] x [ns, half]^T -> [nb, ns]
-        kernels::gemm(false, true, nb, ns, half, 1.0f, q_.data() + t0 * H + int64_t(head) * dk + s * half, H,
-                      K + (int64_t(s) * h + head) * ns * half, half, 0.0f, sc.data() + s * kChunk * ns, ns);
+      const float* K1 = K + int64_t(head) * ns * half;      // first half's sub-keys of this head
+      const float* K2 = K + int64_t(h + head) * ns * half;  // second half's
+      const int64_t slot0 = t0 * S + int64_t(head) * k;
+      kernels::product_key_search(plan.expert.data() + slot0, plan.weight.data() + slot0, S,
+                                  q_.data() + t0 * H + int64_t(head) * dk, H, K1, K2, nb, ns, half, k, sc.data(),
+                                  scratch_[tid]);
       for (int64_t t = 0; t < nb; ++t) {
-        const int64_t slot0 = (t0 + t) * S + int64_t(head) * k;
-        float* w = plan.weight.data() + slot0;
-        kernels::product_key_topk(plan.expert.data() + slot0, w, sc.data() + t * ns,
-                                  sc.data() + (kChunk + t) * ns, ns, k, scratch_[tid]);
+        float* w = plan.weight.data() + slot0 + t * S;
         if (c_.sigmoid_scores) {
           for (int i = 0; i < k; ++i) w[i] = 1.0f / (1.0f + std::exp(-w[i]));
         } else {  // scores are sorted: w[0] is the max

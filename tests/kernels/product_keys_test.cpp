@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "../test_util.h"
@@ -70,6 +71,42 @@ TEST(ProductKeys, NearTiesAcrossHalvesStayExact) {
   std::vector<float> s1 = {1.0f, std::nextafter(1.0f, 2.0f), 0.0f, -1.0f};
   std::vector<float> s2 = {1e8f, 1e8f, 0.0f, -5.0f};
   for (int k = 1; k <= 4; ++k) expect_same(4, k, s1, s2, "near ties k=" + std::to_string(k));
+}
+
+// product_key_search (sub-key GEMMs + top-k, strided rows) against naive dot products of every full
+// key [K1_i, K2_j] with the query, top-k by sorting; the scores agree to float rounding, so the
+// reference ranks in double and the test skips queries whose k-th and (k+1)-th scores nearly tie.
+TEST(ProductKeys, SearchEqualsNaiveFullKeyScoring) {
+  Rng rng(5);
+  const int64_t n_sub = 32, nb = 40, ld_out = 7;
+  const int half = 8, k = 5, ldq = 2 * half + 3;  // strided queries and outputs, as the router uses them
+  std::vector<float> q(nb * ldq), k1(n_sub * half), k2(n_sub * half), sub(2 * nb * n_sub);
+  test::fill_normal(q.data(), int64_t(q.size()), rng);
+  test::fill_normal(k1.data(), int64_t(k1.size()), rng);
+  test::fill_normal(k2.data(), int64_t(k2.size()), rng);
+  std::vector<int32_t> ids(nb * ld_out, -1);
+  std::vector<float> sc(nb * ld_out);
+  kernels::ProductKeyScratch scratch;
+  kernels::product_key_search(ids.data(), sc.data(), ld_out, q.data(), ldq, k1.data(), k2.data(), nb, n_sub, half, k,
+                              sub.data(), scratch);
+  int checked = 0;
+  for (int64_t t = 0; t < nb; ++t) {
+    std::vector<std::pair<double, int32_t>> all;
+    for (int64_t i = 0; i < n_sub; ++i)
+      for (int64_t j = 0; j < n_sub; ++j) {
+        double s = 0;
+        for (int c = 0; c < half; ++c) s += double(q[t * ldq + c]) * k1[i * half + c] + double(q[t * ldq + half + c]) * k2[j * half + c];
+        all.push_back({-s, int32_t(i * n_sub + j)});
+      }
+    std::sort(all.begin(), all.end());
+    if (-all[k - 1].first - -all[k].first < 1e-4) continue;  // a near tie at the cut: rounding may flip it
+    ++checked;
+    for (int r = 0; r < k; ++r) {
+      EXPECT_EQ(ids[t * ld_out + r], all[r].second) << "query " << t << " rank " << r;
+      EXPECT_NEAR(sc[t * ld_out + r], -all[r].first, 1e-4) << "query " << t << " rank " << r;
+    }
+  }
+  EXPECT_GT(checked, nb / 2);
 }
 
 }  // namespace

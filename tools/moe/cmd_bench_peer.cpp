@@ -44,12 +44,8 @@ void retrieve(int32_t* ids, float* scores, const float* q, const float* keys, in
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < chunks; ++c) {
       const int64_t t0 = c * kChunk, nb = std::min(kChunk, n - t0);
-      for (int s = 0; s < 2; ++s)
-        kernels::gemm(false, true, nb, ns, half, 1.0f, q + t0 * dk + s * half, dk, keys + s * ns * half, half, 0.0f,
-                      sc.data() + s * kChunk * ns, ns);
-      for (int64_t t = 0; t < nb; ++t)
-        kernels::product_key_topk(ids + (t0 + t) * k, scores + (t0 + t) * k, sc.data() + t * ns,
-                                  sc.data() + (kChunk + t) * ns, ns, k, scratch[tid]);
+      kernels::product_key_search(ids + t0 * k, scores + t0 * k, k, q + t0 * dk, dk, keys, keys + ns * half, nb, ns,
+                                  half, k, sc.data(), scratch[tid]);
     }
   }
 }
