@@ -2,7 +2,7 @@
 // Plots a person looks at, written as SVG next to a checkpoint from its metrics.jsonl:
 //   loss.svg         training loss (per step) and validation loss (per validation) against step;
 //   expert_load.svg  per MoE layer, a heat map of each expert's share of the routed slots over
-//                    training (x: step, y: expert; white = none, dark = all; balanced = even shade).
+//                    training (x: step, y: expert; white = balanced, red = overloaded, blue = underused).
 #include <cstdint>
 #include <string>
 #include <vector>
