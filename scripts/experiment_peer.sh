@@ -4,22 +4,31 @@
 # experts, key dim 32, batch-normalised queries) with N = 128^2 ... 1024^2 experts, whose FLOPs
 # (query, sub-key scoring and the 64 neurons) stay at or below the dense layer's. All other layers
 # are the same dense SwiGLU; the same token budget for every run, on the fortune corpus.
-#   STEPS (default 600) and RUNS (default: all) shorten it; OUT (default out/experiment-peer).
+#   STEPS (default 600) and RUNS (default: all) shorten it; OUT (default out/experiment-peer);
+#   JOBS=2 runs two at once with one thread each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
 STEPS=${STEPS:-600}
 OUT=${OUT:-out/experiment-peer}
 RUNS=${RUNS:-"ffn-dense ffn-moe ffn-peer-128 ffn-peer-256 ffn-peer-512 ffn-peer-1024"}
+JOBS=${JOBS:-1}  # 2: two runs at once, one thread each
+THREADS=$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)
 EVERY=$(( STEPS / 24 > 0 ? STEPS / 24 : 1 ))
-for r in $RUNS; do
-  echo "== $r"
-  "$MOE" train --model-config "configs/experiment/peer/$r.json" --out "$OUT/$r" --steps "$STEPS" \
-    --eval-every "$EVERY" --eval-tokens 32768 --save-every "$STEPS" --seed 0 --overwrite 2>&1 | tail -n 1
-  if [[ $r == ffn-peer-* ]]; then
-    "$MOE" experts --model "$OUT/$r" --data "$OUT/$r/heldout.txt" --max-tokens 65536 --json | tail -n 1 >"$OUT/$r/peer_usage.json"
+mkdir -p "$OUT"
+run() {
+  "$MOE" train --model-config "configs/experiment/peer/$1.json" --out "$OUT/$1" --steps "$STEPS" \
+    --eval-every "$EVERY" --eval-tokens 32768 --save-every "$STEPS" --seed 0 --threads "$THREADS" --overwrite >"$OUT/$1.log" 2>&1
+  echo "== $1: $(tail -n 1 "$OUT/$1.log")"
+  if [[ $1 == ffn-peer-* ]]; then
+    "$MOE" experts --model "$OUT/$1" --data "$OUT/$1/heldout.txt" --max-tokens 65536 --json | tail -n 1 >"$OUT/$1/peer_usage.json"
   fi
+}
+for r in $RUNS; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+  run "$r" &
 done
+wait
 /usr/bin/python3 scripts/summarize_runs.py "$OUT" $RUNS
 # Forward FLOPs per token of layer 2's FFN, and the PEER usage statistics on the held-out text.
 /usr/bin/python3 - "$OUT" $RUNS <<'PY'

@@ -26,7 +26,7 @@ def main():
     if dense:
         vals = [m["val_loss"] for m in data[dense] if "val_loss" in m]
         base = vals[-1] if vals else None
-    print("| run | final val loss | step reaching dense final val loss | of dense steps | MaxVio (end) | dropped | tokens/s |")
+    print("| run | final val loss | step reaching dense final val loss | of dense steps | MaxVio (end) | dropped | tokens/s as run |")
     print("|---|---|---|---|---|---|---|")
     for r, rows in data.items():
         vals = [(m["step"], m["val_loss"]) for m in rows if "val_loss" in m]
