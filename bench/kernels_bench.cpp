@@ -39,7 +39,7 @@ void BM_ExpertGemmWeightGrad(benchmark::State& st) {
   for (auto _ : st) kernels::linear_backward_weight(dw.data(), dy.data(), x.data(), M, D, F);
   st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * M * D * F, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_ExpertGemmWeightGrad)->Args({1024, 512, 1024})->Args({512, 512, 256});
+BENCHMARK(BM_ExpertGemmWeightGrad)->Args({1024, 512, 1024})->Args({512, 512, 256})->Args({128, 1024, 2048})->Args({128, 2048, 1024});
 
 void BM_SwiGLUForward(benchmark::State& st) {
   const int64_t n = st.range(0);

@@ -25,14 +25,54 @@ ModelConfig load_config(const std::string& path) {
                       : ModelConfig::load(path);
 }
 
-// Matmul FLOPs of one token's forward (weights touched by the token, attention over T positions).
+// Matmul FLOPs of one token's forward (weights touched by the token, attention over T positions),
+// layer by layer: dense, sparse MoE (+ shared expert) or PEER FFNs.
 double forward_flops_per_token(const ModelConfig& c, int64_t T) {
   const double d = c.hidden_size, hd = c.hdim(), H = c.num_attention_heads, Hkv = c.num_key_value_heads;
   const double attn_proj = d * hd * (2 * H + 2 * Hkv);
   const double scores = 2.0 * double(T) * H * hd;  // QK^T and PV over the full window (as computed)
-  const double ffn = c.is_moe() ? double(c.num_experts_per_tok) * 3 * d * c.intermediate_size + d * c.num_local_experts
-                                : 3 * d * c.intermediate_size;
-  return 2.0 * c.num_hidden_layers * (attn_proj + ffn) + 2.0 * c.num_hidden_layers * scores + 2.0 * d * c.vocab_size;
+  double total = 2.0 * d * c.vocab_size;
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    double ffn;
+    if (c.peer_layer(i)) {  // query, sub-key scores of both halves, h*k neurons (u . x and v)
+      const PEERConfig p = c.peer_config();
+      const double Hq = double(p.heads) * p.key_dim;
+      ffn = d * Hq + Hq * double(p.n_sub()) + 2.0 * p.heads * p.top_k * d;
+    } else if (c.sparse_layer(i)) {
+      ffn = double(c.num_experts_per_tok) * 3 * d * c.intermediate_size + d * c.num_local_experts + 3 * d * c.shared_ffn();
+    } else {
+      ffn = 3 * d * (c.is_moe() ? c.dense_intermediate_size : c.intermediate_size);
+    }
+    total += 2.0 * (attn_proj + ffn) + scores;
+  }
+  return total;
+}
+
+// Bytes a training step cannot do without: parameters, their gradients and two AdamW moments (PEER
+// tables: weights and moments, and gradients only for the rows a step retrieves), and the
+// activations the backward reads (per layer: block input, normed inputs, q/k/v, attention
+// probabilities [B, H, T, T] and output, the FFN's saved values; then the final norm and logits).
+double memory_floor_bytes(const ModelConfig& c, int64_t B, int64_t T) {
+  const double n = double(B) * T, d = c.hidden_size, qd = double(c.num_attention_heads) * c.hdim(),
+               kvd = double(c.num_key_value_heads) * c.hdim();
+  double tables = 0, table_grad_rows = 0, act = n * (2 * d + c.vocab_size);
+  for (int i = 0; i < c.num_hidden_layers; ++i) {
+    act += n * (5 * d + 2 * qd + 2 * kvd) + double(B) * c.num_attention_heads * T * T;
+    if (c.peer_layer(i)) {
+      const PEERConfig p = c.peer_config();
+      const double Hq = double(p.heads) * p.key_dim, slots = double(p.slots());
+      tables += 2.0 * double(p.n_experts) * d;
+      table_grad_rows += 2.0 * std::min(double(p.n_experts), n * slots) * d;
+      act += n * (3 * Hq + 3 * slots);  // raw, normalised and BN-centred queries; pre-activations etc.
+    } else if (c.sparse_layer(i)) {
+      const double k = c.num_experts_per_tok, F = c.intermediate_size;
+      act += n * k * (2 * d + 3 * F) + 3.0 * n * c.num_local_experts + 3.0 * n * c.shared_ffn();
+    } else {
+      act += 3.0 * n * (c.is_moe() ? c.dense_intermediate_size : c.intermediate_size);
+    }
+  }
+  const double dense_params = double(c.total_params()) - tables;
+  return 4.0 * (4.0 * dense_params + 3.0 * tables + table_grad_rows + act);
 }
 
 struct TrainBenchArgs {
@@ -80,14 +120,7 @@ int run_train_bench(const TrainBenchArgs& a) {
   const double gemm = gemm_flops / bench.median(i_gemm) / 1e9;
   const double mfu_gemm = flops / gemm_flops * bench.ratio(i_gemm, i_step);  // per-round (flops/t) / (gemm rate)
   const double peak = a.peak > 0 ? a.peak : measure_fma_peak();
-  // Memory floor: parameters, gradients, two AdamW moments, and the activations the backward reads.
-  const double P = double(c.total_params());
-  const double d = c.hidden_size, qd = double(c.num_attention_heads) * c.hdim(), kvd = double(c.num_key_value_heads) * c.hdim();
-  const double k = c.is_moe() ? c.num_experts_per_tok : 1.0, F = c.intermediate_size;
-  const double per_layer = n * (4 * d + 2 * qd + 2 * kvd) + double(B) * c.num_attention_heads * T * T +
-                           n * k * (2 * d + 3 * F) + (c.is_moe() ? 3.0 * n * c.num_local_experts : 0.0);
-  const double act = 4.0 * (c.num_hidden_layers * (per_layer + n * d) + n * (2 * d + c.vocab_size));
-  const double floor = 4.0 * 4.0 * P + act;
+  const double floor = memory_floor_bytes(c, B, T);
   nlohmann::json j = {{"tokens_per_step", n}, {"step_s", t}, {"tokens_per_s", double(n) / t},
                       {"model_gflops", flops / t / 1e9}, {"gemm_gflops", gemm},
                       {"mfu_vs_gemm", mfu_gemm}, {"mfu_vs_peak", flops / t / 1e9 / peak}, {"fma_peak_gflops", peak},
