@@ -79,6 +79,29 @@ TEST(TopK, MatchesStableSortOnRandomRowsMultiThreaded) {
   expect_matches_ref(x, R, C, 6);
 }
 
+// Long rows take the block-maximum filter (cols >= 8k): random rows, rows of few distinct values
+// (ties at the threshold, and more candidates than the filter keeps: its fallback), -inf blocks
+// and a NaN anywhere.
+TEST(TopK, LongRowsThroughTheBlockFilter) {
+  Rng rng(34);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t C : {128, 257, 1024, 4096})
+    for (int k : {1, 3, 16, 40}) {
+      if (8 * k > C) continue;
+      const int64_t R = 6;
+      std::vector<float> x(R * C);
+      test::fill_normal(x.data(), R * C, rng);
+      for (int64_t c = 0; c < C; ++c) {
+        x[1 * C + c] = float(rng.below(3));                 // three values: ties everywhere
+        x[2 * C + c] = float(rng.below(200)) / 8.0f;        // some ties
+        x[3 * C + c] = c < C / 2 ? -inf : x[3 * C + c];     // a half of -inf
+        x[4 * C + c] = 1.0f;                                // all equal: the fallback
+      }
+      x[5 * C + rng.below(uint64_t(C))] = std::nanf("");    // NaN ranks first
+      expect_matches_ref(x, R, C, k);
+    }
+}
+
 TEST(TopK, KEqualsColsIsAFullStableSort) {
   Rng rng(33);
   const int64_t R = 5, C = 12;
