@@ -4,7 +4,7 @@
 #   CONFIGS  config folder (default configs/experiment/d64: d=64, the main experiment;
 #            configs/experiment holds the d=128 set)
 #   STEPS    optimizer steps of 32 x 128 tokens (default 2000); EVERY validation interval (STEPS/40)
-#   RUNS     which configs (default: all seven); OUT output folder (default out/experiment-<configs>)
+#   RUNS     which configs (default: all eight); OUT output folder (default out/experiment-<configs>)
 #   JOBS     runs at a time (default 1 with all threads; 2 runs two at once with one thread each,
 #            which on 2 cores finishes sooner: small models do not keep two threads busy)
 # A short version: STEPS=300 RUNS="dense topk" bash scripts/experiment_routers.sh
@@ -15,7 +15,7 @@ CONFIGS=${CONFIGS:-configs/experiment/d64}
 STEPS=${STEPS:-2000}
 EVERY=${EVERY:-$(( STEPS / 40 > 0 ? STEPS / 40 : 1 ))}
 OUT=${OUT:-out/experiment-$(basename "$CONFIGS")}
-RUNS=${RUNS:-"dense topk switch expert-choice sigmoid-bias fine-shared no-balance"}
+RUNS=${RUNS:-"dense topk switch expert-choice sigmoid-bias fine-shared topk-e32 no-balance"}
 JOBS=${JOBS:-1}
 THREADS=$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)
 mkdir -p "$OUT"
