@@ -23,14 +23,14 @@ ours = [json.loads(s) for s in sys.argv[3:3 + n]]
 theirs = [json.loads(s) for s in sys.argv[3 + n:3 + 2 * n]]
 med = lambda key, runs: statistics.median(r[key] for r in runs)
 o = {k: med(k, ours) for k in ["fwdbwd_tokens_per_s", "fwdbwd_gflops", "dense_fwdbwd_gflops", "ratio", "gemm_gflops",
-                                "ratio_vs_gemm", "share_outside_expert_bank", "max_load_over_mean"]}
+                                "ratio_vs_gemm", "share_outside_expert_gemms", "share_outside_expert_bank", "max_load_over_mean"]}
 t = med("fwdbwd_gflops", theirs)
 vs_torch = statistics.median(a["fwdbwd_gflops"] / b["fwdbwd_gflops"] for a, b in zip(ours, theirs))
 r = ours[0]
 print(f"| {r['d_model']}, {r['d_ff']}, {r['experts']}, {r['top_k']}, {r['tokens']}, {r['routing']} "
       f"(max load {o['max_load_over_mean']:.2f}x) | {o['fwdbwd_tokens_per_s']:.0f} | {o['fwdbwd_gflops']:.1f} "
       f"| {o['dense_fwdbwd_gflops']:.1f} | {o['ratio']:.2f} | {o['gemm_gflops']:.1f} | {o['ratio_vs_gemm']:.2f} "
-      f"| {o['share_outside_expert_bank']*100:.0f}% | {t:.1f} | {vs_torch:.2f} |")
+      f"| {o['share_outside_expert_gemms']*100:.0f}% | {t:.1f} | {vs_torch:.2f} |")
 print(json.dumps({"pairs": n, "openblas_coretype": core, "ours": o, "pytorch_fwdbwd_gflops": t,
                   "pytorch_dense_fwdbwd_gflops": med("dense_fwdbwd_gflops", theirs), "vs_pytorch": vs_torch}))
 PY
