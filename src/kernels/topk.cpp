@@ -18,13 +18,13 @@ inline bool ranks_before(float a, float b) { return a > b || (std::isnan(a) && !
 // MoE routing and product-key retrieval; no allocation.
 void topk_row_scan(int32_t* id, float* v, const float* a, int64_t cols, int k) {
   int filled = 0;
-  auto push = [&](int64_t c) {
+  for (int64_t c = 0; c < cols; ++c) {
     const float xc = a[c];
     int p;
     if (filled < k) {
       p = filled++;
     } else {
-      if (!ranks_before(xc, v[k - 1])) return;
+      if (!ranks_before(xc, v[k - 1])) continue;
       p = k - 1;
     }
     for (; p > 0 && ranks_before(xc, v[p - 1]); --p) {
@@ -33,22 +33,7 @@ void topk_row_scan(int32_t* id, float* v, const float* a, int64_t cols, int k) {
     }
     v[p] = xc;
     id[p] = int32_t(c);
-  };
-  int64_t c = 0;
-  for (; c < cols && filled < k; ++c) push(c);
-  // Once the buffer is full, a block of 16 columns is first tested against the k-th value in one
-  // vector compare: after the first few blocks almost none holds a candidate.
-  constexpr int64_t B = 16;
-  for (; c + B <= cols; c += B) {
-    const float thr = v[k - 1];
-    const bool thr_nan = std::isnan(thr);
-    int any = 0;
-#pragma omp simd reduction(| : any)
-    for (int64_t j = 0; j < B; ++j) any |= (a[c + j] > thr) | ((a[c + j] != a[c + j]) & !thr_nan);
-    if (any)
-      for (int64_t j = 0; j < B; ++j) push(c + j);
   }
-  for (; c < cols; ++c) push(c);
 }
 
 // Long rows (product-key retrieval: 2 sqrt(N) sub-key scores per head, up to 1024 each): split

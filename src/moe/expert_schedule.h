@@ -13,8 +13,9 @@ namespace moe {
 // Many small experts: one expert per thread (single-threaded GEMMs, largest first, dynamic
 // schedule), so no core idles inside a small GEMM. Few large experts: one after another, each GEMM
 // using every thread. The threshold (512 rows per expert on average) is where oneDNN's 2-thread
-// GEMM starts to beat two 1-thread GEMMs side by side, measured with `moe bench moe-layer`
-// (E=16, K=1, T=2048: 128 rows per expert, 0.68 -> see docs/performance.md).
+// GEMM started to beat two 1-thread GEMMs side by side on the AVX-512 machine (`moe bench
+// moe-layer` E=16, K=1, T=2048: 0.68 of dense with 2-thread GEMMs, 0.87 one expert per thread); on
+// the AVX2 machine both give 0.72 there (docs/performance.md).
 template <class F>
 void for_each_expert(const std::vector<int64_t>& offsets, F&& fn) {
   const int E = int(offsets.size()) - 1;
@@ -25,8 +26,8 @@ void for_each_expert(const std::vector<int64_t>& offsets, F&& fn) {
       if (offsets[e + 1] > offsets[e]) fn(e);
     return;
   }
-  // Reused (no allocation per step); thread_local because banks of different threads may schedule at
-  // once. The parallel loop below reads it through a plain reference: its workers have their own.
+  // Reused, so a step does not allocate. thread_local keeps two callers on different threads apart;
+  // the parallel loop reads it through a plain reference, as its workers have their own copies.
   static thread_local std::vector<int> order_buf;
   std::vector<int>& order = order_buf;
   order.resize(E);

@@ -22,6 +22,7 @@ expect_error "frobnicate" -- "$MOE" frobnicate
 expect_error "steps" -- "$MOE" train --out "$WORK/o" --steps abc
 expect_error "steps" -- "$MOE" train --out "$WORK/o" --steps -3
 expect_error "lr" -- "$MOE" train --out "$WORK/o" --lr 0
+expect_error "min-lr-ratio" -- "$MOE" train --out "$WORK/o" --min-lr-ratio 2
 expect_error "out" -- "$MOE" train --steps 3
 expect_error "nonexistent" -- "$MOE" train --out "$WORK/o" --data "$WORK/nonexistent"
 expect_error "config.json" -- "$MOE" train --out "$WORK/o" --model-config "$WORK/config.json"

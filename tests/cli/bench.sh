@@ -18,9 +18,15 @@ j = {n: json.load(open(os.path.join(w, n))) for n in ["layer", "learned", "train
 for n in ["layer", "learned"]:
     for key in ["fwd_tokens_per_s", "fwdbwd_tokens_per_s", "fwdbwd_gflops", "dense_fwdbwd_gflops", "ratio", "gemm_gflops"]:
         assert j[n][key] > 0, (n, key, j[n])
+    l = j[n]
+    assert abs(l["ratio"] - l["fwdbwd_gflops"] / l["dense_fwdbwd_gflops"]) < 1e-9, l  # the issue's definition
+    assert abs(l["ratio_vs_gemm"] - l["fwdbwd_gflops"] / l["gemm_gflops"]) < 1e-9, l
+    assert 0 <= l["share_outside_expert_gemms"] <= 1 and 0 <= l["share_outside_expert_bank"] <= 1, l
 assert j["learned"]["routing"] == "learned"
 for key in ["tokens_per_s", "mfu_vs_gemm", "mfu_vs_peak", "peak_rss_bytes", "memory_floor_bytes", "rss_over_floor"]:
     assert j["train"][key] > 0, (key, j["train"])
+t = j["train"]
+assert abs(t["mfu_vs_gemm"] - t["model_gflops"] / t["gemm_gflops"]) < 1e-9, t
 for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "decode_over_floor"]:
     assert j["gen"][key] > 0, (key, j["gen"])
 p = j["peer"]

@@ -5,20 +5,11 @@
 #include <cstdio>
 
 #include "core/threading.h"
-#include "kernels/gemm.h"
 
 namespace moe::cli {
 
 void fill_normal(Tensor& t, Rng& rng, float std) {
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = float(rng.normal() * std);
-}
-
-double measure_gemm(int64_t M, int64_t N, int64_t K) {
-  Tensor A({M, K}), B({N, K}), C({M, N});
-  for (int64_t i = 0; i < A.numel(); ++i) A[i] = 0.01f * float(i % 7);
-  for (int64_t i = 0; i < B.numel(); ++i) B[i] = 0.01f * float(i % 5);
-  const double t = time_median(7, [&] { kernels::gemm(false, true, M, N, K, 1.0f, A.data(), K, B.data(), K, 0.0f, C.data(), N); });
-  return 2.0 * double(M) * double(N) * double(K) / t / 1e9;
 }
 
 double measure_fma_peak() {

@@ -32,7 +32,7 @@ double time_median(int reps, F&& fn) {
 }
 
 // Several cases timed in rounds, A B C A B C ...: a slow phase of the shared machine then hits every
-// case of a round alike, and a ratio taken round by round survives it where separate medians do not.
+// case alike; best() and median() per case, ratio() the median of per-round ratios.
 class Interleaved {
  public:
   // Adds a case; returns its index.
@@ -53,6 +53,9 @@ class Interleaved {
       }
   }
   double median(int i) const { return median_of(times_[i]); }
+  // The fastest round: noise only ever adds time, so over enough rounds each case's best is its
+  // undisturbed speed, and quotients of bests are ratios a slow phase cannot skew.
+  double best(int i) const { return *std::min_element(times_[i].begin(), times_[i].end()); }
   // Median over rounds of time(a) / time(b).
   double ratio(int a, int b) const {
     std::vector<double> r;
@@ -71,9 +74,6 @@ class Interleaved {
 
 // Fills t with normal noise of the given standard deviation.
 void fill_normal(Tensor& t, Rng& rng, float std);
-
-// GFLOP/s of one oneDNN GEMM [M, K] x [K, N] (median of 7 after a warm-up).
-double measure_gemm(int64_t M, int64_t N, int64_t K);
 
 // FP32 FMA peak (GFLOP/s) on all threads: independent FMA chains in the widest vectors this build
 // targets (AVX-512 or AVX2 under -march=native), so it tracks the machine the bench runs on.
