@@ -142,5 +142,27 @@ TEST(Linear, ForwardAndBackwardMatchLoops) {
     }
 }
 
+// Thin products with a leading dimension that is a multiple of 256 floats take the padded-copy path
+// of linear_backward_input on AVX2 (and the direct path elsewhere): both must match the reference,
+// assigning and accumulating, also when called from inside a parallel region (per-thread buffers).
+TEST(Linear, BackwardInputThinPowerOfTwoShapesMatchReference) {
+  Rng rng(15);
+  for (auto [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{64, 256, 96}, {128, 512, 40}, {100, 1024, 33}, {63, 512, 8}}) {
+    std::vector<float> W(out * in), dy(n * out), ref(n * in), dx(n * in, 0.5f);
+    test::fill_normal(W.data(), out * in, rng);
+    test::fill_normal(dy.data(), n * out, rng);
+    gemm_ref(false, false, n, in, out, 1.0f, dy.data(), out, W.data(), in, 0.0f, ref.data(), in);
+    linear_backward_input(dx.data(), dy.data(), W.data(), n, in, out);
+    for (int64_t i = 0; i < n * in; ++i) ASSERT_NEAR(dx[i], ref[i], 1e-4) << n << "x" << in << "x" << out << " at " << i;
+    linear_backward_input(dx.data(), dy.data(), W.data(), n, in, out, /*accumulate=*/true);
+    for (int64_t i = 0; i < n * in; ++i) ASSERT_NEAR(dx[i], 2 * ref[i], 2e-4);
+    std::vector<float> dx2(2 * n * in);
+#pragma omp parallel for num_threads(2)
+    for (int t = 0; t < 2; ++t) linear_backward_input(dx2.data() + t * n * in, dy.data(), W.data(), n, in, out);
+    for (int t = 0; t < 2; ++t)
+      for (int64_t i = 0; i < n * in; ++i) ASSERT_NEAR(dx2[t * n * in + i], ref[i], 1e-4);
+  }
+}
+
 }  // namespace
 }  // namespace moe::kernels
