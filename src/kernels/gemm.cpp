@@ -46,28 +46,32 @@ void linear_forward(float* y, const float* x, const float* W, int64_t n, int64_t
 
 namespace {
 
-// oneDNN 2.6 runs dy[n, out] x W[out, in] on AVX2 with its no-copy kernel when the product is thin
-// (1/n + 1/in >= 0.0038), which walks W's rows in place; with `in` a multiple of 256 floats those
-// rows alias the same cache sets and the GEMM runs at 40-50% of its speed (128 x 1024 x 2048: 35 vs
-// 63 GFLOP/s on one core, docs/performance.md). Its AVX-512 path already switches to the copy-based
-// kernel on such leading dimensions; on AVX2 we hand it a copy of W with padded rows instead.
-// Below 64 rows the product is bound by reading W, and copying it costs more than it saves.
-bool pad_weight_rows(int64_t n, int64_t in) {
-  static const bool avx512 = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
-  return !avx512 && n >= 64 && in >= 256 && in % 256 == 0 && 1.0 / double(n) + 1.0 / double(in) >= 0.0038;
+// oneDNN 2.6 on AVX2 runs thin products (1/M + 1/N >= 0.0038 for C [M, N]) with its no-copy kernel,
+// which walks the operands in place; when an operand's row stride is a multiple of 256 floats its
+// rows alias the same cache sets and the GEMM runs at 40-70% of its speed (dx = dy W at 128 x 1024 x
+// 2048: 35 vs 63 GFLOP/s on one core; dW = dy^T x at 512 x 512 x 256: 58 vs 75; docs/performance.md).
+// Its AVX-512 path already switches to the copy-based kernel on such strides; on AVX2 we hand it
+// copies with padded rows instead. The forward's x W^T measured no gain, so it is left alone. Below
+// 64 rows a product is bound by reading its weights, and copying them costs more than it saves.
+bool thin_on_avx2(int64_t M, int64_t N) {
+  static const bool avx512 =
+      (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+  return !avx512 && M >= 64 && N >= 64 && 1.0 / double(M) + 1.0 / double(N) >= 0.0038;
 }
+bool aliasing_stride(int64_t ld) { return ld >= 256 && ld % 256 == 0; }
 
 constexpr int64_t kRowPad = 16;  // floats: 64 bytes, one cache line
 
-// W [rows, cols] copied into a per-thread buffer with row stride cols + kRowPad (reused: no
-// allocation once it has grown to the largest weight).
-const float* padded_copy(const float* W, int64_t rows, int64_t cols) {
-  static thread_local avector<float> buf;
+// X [rows, cols] copied into per-thread buffer `slot` with row stride cols + kRowPad (reused: no
+// allocation once it has grown to the largest operand).
+const float* padded_copy(int slot, const float* X, int64_t rows, int64_t cols) {
+  static thread_local avector<float> bufs[2];
+  avector<float>& buf = bufs[slot];
   const int64_t ld = cols + kRowPad;
   if (int64_t(buf.size()) < rows * ld) buf.resize(rows * ld);
-  float* dst = buf.data();
+  float* dst = buf.data();  // the parallel loop's workers must not read the thread_local
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && rows * cols >= (1 << 18))
-  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld, W + r * cols, sizeof(float) * cols);
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld, X + r * cols, sizeof(float) * cols);
   return dst;
 }
 
@@ -76,9 +80,8 @@ const float* padded_copy(const float* W, int64_t rows, int64_t cols) {
 void linear_backward_input(float* dx, const float* dy, const float* W, int64_t n, int64_t in,
                            int64_t out, bool accumulate) {
   const float beta = accumulate ? 1.0f : 0.0f;
-  if (pad_weight_rows(n, in)) {
-    const float* Wp = padded_copy(W, out, in);
-    gemm(false, false, n, in, out, 1.0f, dy, out, Wp, in + kRowPad, beta, dx, in);
+  if (thin_on_avx2(n, in) && aliasing_stride(in)) {
+    gemm(false, false, n, in, out, 1.0f, dy, out, padded_copy(0, W, out, in), in + kRowPad, beta, dx, in);
     return;
   }
   gemm(false, false, n, in, out, 1.0f, dy, out, W, in, beta, dx, in);
@@ -86,7 +89,12 @@ void linear_backward_input(float* dx, const float* dy, const float* W, int64_t n
 
 void linear_backward_weight(float* dW, const float* dy, const float* x, int64_t n, int64_t in,
                             int64_t out) {
-  gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dW, in);
+  int64_t ldy = out, ldx = in;
+  if (thin_on_avx2(out, in) && n >= 64) {
+    if (aliasing_stride(out)) dy = padded_copy(0, dy, n, out), ldy = out + kRowPad;
+    if (aliasing_stride(in)) x = padded_copy(1, x, n, in), ldx = in + kRowPad;
+  }
+  gemm(true, false, out, in, n, 1.0f, dy, ldy, x, ldx, 1.0f, dW, in);
 }
 
 }  // namespace moe::kernels

@@ -164,5 +164,23 @@ TEST(Linear, BackwardInputThinPowerOfTwoShapesMatchReference) {
   }
 }
 
+// The same for dW += dy^T x, whose thin shapes get padded copies of dy and x.
+TEST(Linear, BackwardWeightThinPowerOfTwoShapesMatchReference) {
+  Rng rng(16);
+  for (auto [n, in, out] : {std::tuple<int64_t, int64_t, int64_t>{64, 512, 256}, {96, 256, 512}, {128, 512, 100}, {70, 100, 256}, {63, 512, 256}}) {
+    std::vector<float> x(n * in), dy(n * out), ref(out * in, 0.25f), dW(out * in, 0.25f);
+    test::fill_normal(x.data(), n * in, rng);
+    test::fill_normal(dy.data(), n * out, rng);
+    gemm_ref(true, false, out, in, n, 1.0f, dy.data(), out, x.data(), in, 1.0f, ref.data(), in);
+    linear_backward_weight(dW.data(), dy.data(), x.data(), n, in, out);
+    for (int64_t i = 0; i < out * in; ++i) ASSERT_NEAR(dW[i], ref[i], 1e-4) << n << "x" << in << "x" << out << " at " << i;
+    std::vector<float> dW2(2 * out * in, 0.25f);
+#pragma omp parallel for num_threads(2)
+    for (int t = 0; t < 2; ++t) linear_backward_weight(dW2.data() + t * out * in, dy.data(), x.data(), n, in, out);
+    for (int t = 0; t < 2; ++t)
+      for (int64_t i = 0; i < out * in; ++i) ASSERT_NEAR(dW2[t * out * in + i], ref[i], 1e-4);
+  }
+}
+
 }  // namespace
 }  // namespace moe::kernels
