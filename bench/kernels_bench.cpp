@@ -32,14 +32,38 @@ void BM_ExpertGemm(benchmark::State& st) {
 }
 BENCHMARK(BM_ExpertGemm)->Args({1024, 512, 1024})->Args({512, 512, 256})->Args({128, 1024, 2048})->Args({4096, 512, 6144});
 
-// The weight gradient dW += dY^T X of the same expert (a transposed-A GEMM over the rows).
+// The weight gradient dW += dY^T X of the same expert (a transposed-A GEMM over the rows), as
+// linear_backward_weight runs it (direct = 0: on AVX2, thin shapes with power-of-two strides go
+// through padded copies of dY and X) and as one direct oneDNN call (direct = 1).
 void BM_ExpertGemmWeightGrad(benchmark::State& st) {
   const int64_t M = st.range(0), D = st.range(1), F = st.range(2);
+  const bool direct = st.range(3) != 0;
   Tensor x = noise({M, D}, 1), dy = noise({M, F}, 2), dw({F, D});
-  for (auto _ : st) kernels::linear_backward_weight(dw.data(), dy.data(), x.data(), M, D, F);
+  for (auto _ : st) {
+    if (direct) kernels::gemm(true, false, F, D, M, 1.0f, dy.data(), F, x.data(), D, 1.0f, dw.data(), D);
+    else kernels::linear_backward_weight(dw.data(), dy.data(), x.data(), M, D, F);
+  }
   st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * M * D * F, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_ExpertGemmWeightGrad)->Args({1024, 512, 1024})->Args({512, 512, 256})->Args({128, 1024, 2048})->Args({128, 2048, 1024});
+BENCHMARK(BM_ExpertGemmWeightGrad)->ArgNames({"rows", "d", "f", "direct"})
+    ->Args({1024, 512, 1024, 0})->Args({512, 512, 256, 0})->Args({512, 512, 256, 1})
+    ->Args({128, 1024, 2048, 0})->Args({128, 2048, 1024, 0});
+
+// The input gradient dX = dY W, as linear_backward_input runs it (direct = 0: on AVX2, thin shapes
+// with a power-of-two row stride go through a padded copy of W) and as one direct oneDNN call.
+void BM_ExpertGemmInputGrad(benchmark::State& st) {
+  const int64_t M = st.range(0), D = st.range(1), F = st.range(2);
+  const bool direct = st.range(3) != 0;
+  Tensor dy = noise({M, F}, 1), w = noise({F, D}, 2), dx({M, D});
+  for (auto _ : st) {
+    if (direct) kernels::gemm(false, false, M, D, F, 1.0f, dy.data(), F, w.data(), D, 0.0f, dx.data(), D);
+    else kernels::linear_backward_input(dx.data(), dy.data(), w.data(), M, D, F);
+  }
+  st.counters["GFLOP/s"] = benchmark::Counter(2e-9 * M * D * F, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ExpertGemmInputGrad)->ArgNames({"rows", "d", "f", "direct"})
+    ->Args({128, 1024, 2048, 0})->Args({128, 1024, 2048, 1})->Args({128, 2048, 1024, 0})->Args({128, 2048, 1024, 1})
+    ->Args({512, 512, 256, 0})->Args({512, 512, 256, 1})->Args({1024, 512, 1024, 0});
 
 void BM_SwiGLUForward(benchmark::State& st) {
   const int64_t n = st.range(0);

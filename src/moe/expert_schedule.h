@@ -15,7 +15,7 @@ namespace moe {
 // using every thread. The threshold (512 rows per expert on average) is where oneDNN's 2-thread
 // GEMM started to beat two 1-thread GEMMs side by side on the AVX-512 machine (`moe bench
 // moe-layer` E=16, K=1, T=2048: 0.68 of dense with 2-thread GEMMs, 0.87 one expert per thread); on
-// the AVX2 machine both give 0.72 there (docs/performance.md).
+// the AVX2 machine both gave 0.72 there, before kernels/gemm.cpp padded its thin backward operands.
 template <class F>
 void for_each_expert(const std::vector<int64_t>& offsets, F&& fn) {
   const int E = int(offsets.size()) - 1;
