@@ -1,5 +1,6 @@
 #include "model/decoder_lm.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/rng.h"
@@ -54,7 +55,16 @@ void DecoderLM::init_weights(uint64_t seed, float std) {
     else init_normal(*p, rng, std);
   }
   for (auto& l : layers)
-    if (l->peer) l->peer->router.reset_running_stats();
+    if (l->peer) {
+      // Sub-keys as product-key memories initialise them (Lample et al. 2019): uniform in
+      // +-1/sqrt(dk/2), i.e. norm ~0.6, not the 0.02 std of the weights. From std 0.02, the first
+      // keys Adam moves outgrow all others within a few steps and win every query: retrieval
+      // collapsed onto 1.7% of a million experts (docs/results.md).
+      Param& K = l->peer->router.sub_keys;
+      const double bound = 1.0 / std::sqrt(double(K.cols()));
+      for (int64_t i = 0; i < K.w.numel(); ++i) K.w[i] = float((2.0 * rng.uniform() - 1.0) * bound);
+      l->peer->router.reset_running_stats();
+    }
 }
 
 void DecoderLM::zero_grad() {

@@ -18,6 +18,9 @@ PEERRouter::PEERRouter(const std::string& p, const PEERConfig& cfg)
       sub_keys(p + ".sub_keys", Shape{2, cfg.heads, cfg.n_sub(), cfg.key_dim / 2}),
       c_(cfg) {
   cfg.validate("[peer] ");
+  // No weight decay on the sub-keys: it would shrink every key a step did not retrieve, and so
+  // entrench the ones that are retrieved.
+  sub_keys.decay = false;
   if (c_.batch_norm) {
     const int64_t H = int64_t(c_.heads) * c_.key_dim;
     bn_weight = Param(p + ".query_norm.weight", Shape{H}, false);
