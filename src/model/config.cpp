@@ -39,7 +39,7 @@ const std::set<std::string> kKnown = {
     "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
     "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
     "mlp_only_layers", "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
-    "peer_batch_norm", "peer_activation", "peer_score", "dense_intermediate_size"};
+    "peer_batch_norm", "peer_activation", "peer_score", "peer_key_lr_scale", "dense_intermediate_size"};
 
 void get_string(const json& j, const char* key, std::string& out, const std::string& src) {
   if (!j.contains(key) || j[key].is_null()) return;
@@ -143,6 +143,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     get_num(j, "peer_batch_norm", c.peer_batch_norm, src, false);
     get_string(j, "peer_activation", c.peer_activation, src);
     get_string(j, "peer_score", c.peer_score, src);
+    get_num(j, "peer_key_lr_scale", c.peer_key_lr_scale, src, false);
     c.peer_layers = {c.num_hidden_layers / 2};
     get_int_list(j, "peer_layers", c.peer_layers, src);
   }
@@ -309,6 +310,7 @@ nlohmann::json ModelConfig::to_json() const {
     j["peer_batch_norm"] = peer_batch_norm;
     j["peer_activation"] = peer_activation;
     j["peer_score"] = peer_score;
+    j["peer_key_lr_scale"] = peer_key_lr_scale;
   }
   return j;
 }
@@ -323,7 +325,7 @@ bool ModelConfig::peer_layer(int i) const {
 PEERConfig ModelConfig::peer_config() const {
   return {.d_model = hidden_size, .n_experts = peer_num_experts, .heads = peer_heads, .top_k = peer_top_k,
           .key_dim = peer_key_dim, .batch_norm = peer_batch_norm, .sigmoid_scores = peer_score == "sigmoid",
-          .relu = peer_activation == "relu"};
+          .relu = peer_activation == "relu", .key_lr_scale = peer_key_lr_scale};
 }
 
 bool ModelConfig::sparse_layer(int i) const {

@@ -61,6 +61,7 @@ struct ModelConfig {
   bool peer_batch_norm = true;       // the paper's choice; see PEERConfig::batch_norm
   std::string peer_activation = "gelu";  // | relu
   std::string peer_score = "softmax";    // | sigmoid
+  float peer_key_lr_scale = 0.01f;       // see PEERConfig::key_lr_scale
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
 
   bool is_moe() const { return model_type == "mixtral" || model_type == "qwen2_moe"; }

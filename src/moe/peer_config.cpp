@@ -23,6 +23,8 @@ void PEERConfig::validate(const std::string& prefix) const {
     fail("peer_top_k must be in [1, sqrt(peer_num_experts) = " + std::to_string(n_sub()) + "], got " + std::to_string(top_k));
   if (key_dim < 2 || key_dim % 2 != 0) fail("peer_key_dim must be even and >= 2, got " + std::to_string(key_dim));
   if (d_model < 1) fail("d_model must be >= 1");
+  if (!(key_lr_scale > 0.0f) || !(key_lr_scale <= 1e3f))
+    fail("peer_key_lr_scale must be in (0, 1000], got " + std::to_string(key_lr_scale));
 }
 
 }  // namespace moe

@@ -21,6 +21,7 @@ PEERRouter::PEERRouter(const std::string& p, const PEERConfig& cfg)
   // No weight decay on the sub-keys: it would shrink every key a step did not retrieve, and so
   // entrench the ones that are retrieved.
   sub_keys.decay = false;
+  sub_keys.lr_scale = c_.key_lr_scale;
   if (c_.batch_norm) {
     const int64_t H = int64_t(c_.heads) * c_.key_dim;
     bn_weight = Param(p + ".query_norm.weight", Shape{H}, false);

@@ -15,6 +15,8 @@ struct Param {
   // false: saved with the model but not updated by the optimizer (e.g. a router's load-balancing
   // bias, which has its own update rule).
   bool trainable = true;
+  // Multiplies the optimizer's learning rate for this parameter (PEER's sub-keys: peer_key_lr_scale).
+  float lr_scale = 1.0f;
   // Row-sparse gradient, for tables of which a step touches few rows (PEER's million experts): g is
   // then [rows.size(), cols], row r of g being the gradient of row rows[r] of w; rows is sorted and
   // unique. A dense gradient of such a table would cost O(table) per step to clear and to read.

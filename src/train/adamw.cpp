@@ -26,11 +26,12 @@ void AdamW::step(float lr) {
     float* m = m_[i].data();
     float* v = v_[i].data();
     const float decay = p.decay ? 1.0f - lr * c_.weight_decay : 1.0f;
+    const float ss = step_size * p.lr_scale;
     auto update = [&](int64_t wj, int64_t gj) {
       m[wj] = b1 * m[wj] + (1.0f - b1) * g[gj];
       v[wj] = b2 * v[wj] + (1.0f - b2) * g[gj] * g[gj];
       const float denom = std::sqrt(v[wj]) * inv_sqrt_bc2 + c_.eps;
-      w[wj] = w[wj] * decay - step_size * m[wj] / denom;
+      w[wj] = w[wj] * decay - ss * m[wj] / denom;
     };
     if (p.row_sparse) {
       // Lazy Adam: only the rows with a gradient this step move (see adamw.h).

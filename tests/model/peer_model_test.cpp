@@ -62,7 +62,13 @@ TEST(PEERConfig, DefaultsRoundTripAndErrors) {
   EXPECT_NE(err(with("peer_activation", "tanh")).find("peer_activation"), std::string::npos);
   EXPECT_NE(err(with("peer_top_k", 17)).find("peer_top_k"), std::string::npos);
   EXPECT_NE(err(with("peer_heads", "8")).find("must be an integer"), std::string::npos);
+  EXPECT_NE(err(with("peer_key_lr_scale", 0)).find("peer_key_lr_scale"), std::string::npos);
+  EXPECT_NE(err(with("peer_key_lr_scale", -1)).find("peer_key_lr_scale"), std::string::npos);
   EXPECT_EQ(err(with("peer_layers", {0, 2})), "(no error)");
+  // The multiplier reaches the sub-keys' optimizer step, and only theirs.
+  DecoderLM m(ModelConfig::from_json(with("peer_key_lr_scale", 0.5), "cfg.json"));
+  for (Param* p : m.params())
+    EXPECT_EQ(p->lr_scale, p->name.find(".peer.sub_keys") != std::string::npos ? 0.5f : 1.0f) << p->name;
 }
 
 TEST(PEERModel, TrainsThroughRowSparseAdam) {

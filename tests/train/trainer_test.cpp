@@ -127,6 +127,17 @@ TEST(AdamW, FirstStepMatchesHandComputation) {
   EXPECT_NEAR(p.w[1], -2.0f * (1 - 0.001f) + 0.01f, 1e-6);
 }
 
+TEST(AdamW, LrScaleMultipliesTheStepNotTheDecay) {
+  Param p("w", {1}), q("w", {1});
+  p.w[0] = q.w[0] = 1.0f;
+  p.g[0] = q.g[0] = 0.5f;
+  q.lr_scale = 0.25f;
+  AdamW opt({&p, &q}, {.weight_decay = 0.1f});
+  opt.step(0.01f);
+  EXPECT_NEAR(p.w[0], 1.0f * (1 - 0.001f) - 0.01f, 1e-6);
+  EXPECT_NEAR(q.w[0], 1.0f * (1 - 0.001f) - 0.0025f, 1e-6);
+}
+
 TEST(TextCorpus, SplitsEveryFileAndSkipsIndexFiles) {
   const std::string dir = tmpdir("corpus");
   fs::create_directories(dir + "/sub");
