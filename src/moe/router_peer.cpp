@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/gemm.h"
+#include "nn/init.h"
 
 namespace moe {
 
@@ -15,12 +16,11 @@ constexpr int64_t kChunk = 256;  // tokens scored per GEMM: bounds the [chunk, s
 
 PEERRouter::PEERRouter(const std::string& p, const PEERConfig& cfg)
     : query(p + ".query.weight", Shape{int64_t(cfg.heads) * cfg.key_dim, cfg.d_model}),
-      sub_keys(p + ".sub_keys", Shape{2, cfg.heads, cfg.n_sub(), cfg.key_dim / 2}),
+      // No weight decay on the sub-keys: it would shrink every key a step did not retrieve, and so
+      // entrench the ones that are retrieved.
+      sub_keys(p + ".sub_keys", Shape{2, cfg.heads, cfg.n_sub(), cfg.key_dim / 2}, /*wd=*/false),
       c_(cfg) {
   cfg.validate("[peer] ");
-  // No weight decay on the sub-keys: it would shrink every key a step did not retrieve, and so
-  // entrench the ones that are retrieved.
-  sub_keys.decay = false;
   sub_keys.lr_scale = c_.key_lr_scale;
   if (c_.batch_norm) {
     const int64_t H = int64_t(c_.heads) * c_.key_dim;
@@ -42,6 +42,10 @@ void PEERRouter::params(ParamList& out) {
     out.push_back(&bn_mean);
     out.push_back(&bn_var);
   }
+}
+
+void PEERRouter::init_sub_keys(Rng& rng) {
+  init_uniform(sub_keys, rng, float(1.0 / std::sqrt(double(c_.key_dim / 2))));
 }
 
 void PEERRouter::reset_running_stats() {

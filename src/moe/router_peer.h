@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rng.h"
 #include "core/tensor.h"
 #include "kernels/product_keys.h"
 #include "moe/peer_config.h"
@@ -31,6 +32,8 @@ class PEERRouter final : public Router {
   bool causal() const override { return true; }
   // Sets the running variance to 1 (after a generic initialisation has set it to 0).
   void reset_running_stats();
+  // Sub-keys as product-key memories draw theirs (Lample et al. 2019): uniform in +-1/sqrt(dk/2).
+  void init_sub_keys(Rng& rng);
 
   const PEERConfig& config() const { return c_; }
 
