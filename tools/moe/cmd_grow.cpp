@@ -22,7 +22,7 @@ namespace {
 struct GrowArgs {
   std::string model, out, data;
   int64_t experts = 0, max_tokens = 65536;
-  float new_key_scale = 1.0f;
+  float new_key_scale = PEERGrowConfig{}.new_key_scale;
   uint64_t seed = 0;
   int threads = 0;
   bool json = false, overwrite = false;
