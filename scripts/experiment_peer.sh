@@ -5,20 +5,21 @@
 # (query, sub-key scoring and the 64 neurons) stay at or below the dense layer's. All other layers
 # are the same dense SwiGLU; the same token budget for every run, on the fortune corpus.
 #   STEPS (default 600) and RUNS (default: all) shorten it; OUT (default out/experiment-peer);
-#   JOBS=2 runs two at once with one thread each.
+#   JOBS=2 runs two at once with one thread each (THREADS overrides); SEED (default 0) seeds initialisation and data order.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
 STEPS=${STEPS:-600}
 OUT=${OUT:-out/experiment-peer}
 RUNS=${RUNS:-"ffn-dense ffn-moe ffn-peer-128 ffn-peer-256 ffn-peer-512 ffn-peer-1024"}
+SEED=${SEED:-0}
 JOBS=${JOBS:-1}  # 2: two runs at once, one thread each
-THREADS=$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)
+THREADS=${THREADS:-$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)}  # per run; 0: all cores
 EVERY=$(( STEPS / 24 > 0 ? STEPS / 24 : 1 ))
 mkdir -p "$OUT"
 run() {
   "$MOE" train --model-config "configs/experiment/peer/$1.json" --out "$OUT/$1" --steps "$STEPS" \
-    --eval-every "$EVERY" --eval-tokens 32768 --save-every "$STEPS" --seed 0 --threads "$THREADS" --overwrite >"$OUT/$1.log" 2>&1
+    --eval-every "$EVERY" --eval-tokens 32768 --save-every "$STEPS" --seed "$SEED" --threads "$THREADS" --overwrite >"$OUT/$1.log" 2>&1
   echo "== $1: $(tail -n 1 "$OUT/$1.log")"
   if [[ $1 == ffn-peer-* ]]; then
     "$MOE" experts --model "$OUT/$1" --data "$OUT/$1/heldout.txt" --max-tokens 65536 --json | tail -n 1 >"$OUT/$1/peer_usage.json"

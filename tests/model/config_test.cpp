@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "core/error.h"
 
 namespace moe {
@@ -35,6 +37,19 @@ TEST(ModelConfig, DefaultsAndRoundTrip) {
   ModelConfig k1 = ModelConfig::from_json(j, "x");
   EXPECT_EQ(k1.to_json()["some_future_key"], j["some_future_key"]);  // unknown keys survive
   EXPECT_EQ(ModelConfig::from_json(k1.to_json(), "y").to_json(), k1.to_json());
+}
+
+// Every shipped config (experiments, benchmarks, examples) loads and validates: a typo in one would
+// otherwise surface only minutes into a long run.
+TEST(ModelConfig, EveryShippedConfigLoads) {
+  int n = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(std::string(MOE_SOURCE_DIR) + "/configs")) {
+    if (e.path().extension() != ".json") continue;
+    SCOPED_TRACE(e.path().string());
+    EXPECT_NO_THROW(ModelConfig::load(e.path().string()));
+    ++n;
+  }
+  EXPECT_GE(n, 20);
 }
 
 TEST(ModelConfig, SwitchRouterDefaultsAndChecks) {
