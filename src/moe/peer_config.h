@@ -26,8 +26,8 @@ struct PEERConfig {
   bool sigmoid_scores = false;  // false: softmax over each head's k scores; true: sigmoid of each
   bool relu = false;            // expert activation: false GELU (erf form), true ReLU
   // Learning-rate multiplier of the sub-keys. At the full rate the first keys Adam moves win almost
-  // every query (1.1% of 1024^2 experts retrieved after 1500 steps); at 0.01, 15.5%, and a lower
-  // loss (docs/results.md). The model config's peer_key_lr_scale defaults to 0.01; a bare layer
+  // every query (1.1% of 1024^2 experts retrieved after 1500 steps); at 0.01, 16-29% in two runs,
+  // and a lower loss (docs/results.md). The model config's peer_key_lr_scale defaults to 0.01; a bare layer
   // keeps 1, the optimizer's plain rate.
   float key_lr_scale = 1.0f;
 
