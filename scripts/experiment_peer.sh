@@ -4,8 +4,10 @@
 # experts, key dim 32, batch-normalised queries) with N = 128^2 ... 1024^2 experts, whose FLOPs
 # (query, sub-key scoring and the 64 neurons) stay at or below the dense layer's. All other layers
 # are the same dense SwiGLU; the same token budget for every run, on the fortune corpus.
-#   STEPS (default 600) and RUNS (default: all) shorten it; OUT (default out/experiment-peer);
-#   JOBS=2 runs two at once with one thread each (THREADS overrides); SEED (default 0) seeds initialisation and data order.
+# ffn-peer-1024-h2 (not in the default RUNS) holds 1024^2 experts at 128^2's FLOPs (2 heads x 32).
+#   STEPS (default 600) and RUNS (default: the six above) shorten it; OUT (default
+#   out/experiment-peer); SEED (default 0) seeds initialisation and data order; JOBS=2 runs two at
+#   once with one thread each (THREADS overrides the threads per run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
@@ -13,8 +15,8 @@ STEPS=${STEPS:-600}
 OUT=${OUT:-out/experiment-peer}
 RUNS=${RUNS:-"ffn-dense ffn-moe ffn-peer-128 ffn-peer-256 ffn-peer-512 ffn-peer-1024"}
 SEED=${SEED:-0}
-JOBS=${JOBS:-1}  # 2: two runs at once, one thread each
-THREADS=${THREADS:-$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)}  # per run; 0: all cores
+JOBS=${JOBS:-1}
+THREADS=${THREADS:-$([ "$JOBS" -gt 1 ] && echo 1 || echo 0)}  # 0: all cores
 EVERY=$(( STEPS / 24 > 0 ? STEPS / 24 : 1 ))
 mkdir -p "$OUT"
 run() {
