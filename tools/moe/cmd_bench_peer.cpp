@@ -11,6 +11,8 @@
 #include "bench_util.h"
 #include "commands.h"
 #include "core/threading.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
 #include "kernels/gemm.h"
 #include "kernels/product_keys.h"
 #include "kernels/topk.h"
@@ -25,8 +27,55 @@ struct PeerBenchArgs {
   int heads = 8, top_k = 16, key_dim = 128, d_model = 256;
   int64_t tokens = 2048, brute_tokens = 256;
   int threads = 0, reps = 3;
+  uint64_t seed = 7;
+  std::string queries, ids_out;  // --queries FILE.safetensors, --ids-out FILE.json
   bool layer = true, json = false;
 };
+
+// The retrieval problem: h heads' queries and sub-keys, random or read from a file.
+struct RetrievalInputs {
+  int64_t n_sub = 0;
+  int heads = 0, key_dim = 0;
+  int64_t tokens = 0;
+  Tensor keys;  // [h, 2, n_sub, dk/2]
+  Tensor q;     // [h, tokens, dk]
+};
+
+RetrievalInputs random_inputs(const PeerBenchArgs& a, int64_t N) {
+  RetrievalInputs in{.n_sub = int64_t(std::llround(std::sqrt(double(N)))), .heads = a.heads, .key_dim = a.key_dim,
+                     .tokens = a.tokens};
+  Rng rng(a.seed);
+  in.keys = Tensor({int64_t(a.heads), 2, in.n_sub, a.key_dim / 2});
+  in.q = Tensor({int64_t(a.heads), a.tokens, a.key_dim});
+  fill_normal(in.keys, rng, 1.0f);
+  fill_normal(in.q, rng, 1.0f);
+  return in;
+}
+
+// A user's own problem: `queries` [T, dk] or [h, T, dk] and `sub_keys` [2, sqrt(N), dk/2] or
+// [h, 2, sqrt(N), dk/2] (f32, f16 or bf16), so that retrieval can be checked against any reference.
+RetrievalInputs file_inputs(const std::string& path) {
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  const std::string where = "[bench] " + path + ": ";
+  const Shape qs = f.info("queries").shape, ks = f.info("sub_keys").shape;
+  if (qs.size() != 2 && qs.size() != 3) throw Error(where + "queries must be [tokens, key_dim] or [heads, tokens, key_dim]");
+  if (ks.size() != qs.size() + 1)
+    throw Error(where + "sub_keys must be [2, sqrt(N), key_dim/2]" + (qs.size() == 3 ? " per head: [heads, 2, sqrt(N), key_dim/2]" : ""));
+  const int64_t h = qs.size() == 3 ? qs[0] : 1, T = qs[qs.size() - 2], dk = qs.back();
+  const size_t o = ks.size() - 3;  // sub_keys' dims after the head dim
+  if (dk < 2 || dk % 2) throw Error(where + "queries' key_dim must be even and >= 2, got " + std::to_string(dk));
+  if (T < 1) throw Error(where + "queries hold no token");
+  if ((o == 1 && ks[0] != h) || ks[o] != 2 || ks[o + 2] != dk / 2)
+    throw Error(where + "sub_keys must be [" + (o ? std::to_string(h) + ", " : std::string()) + "2, sqrt(N), " +
+                std::to_string(dk / 2) + "] for queries of key_dim " + std::to_string(dk));
+  if (ks[o + 1] < 1 || ks[o + 1] > (int64_t(1) << 15)) throw Error(where + "sub_keys: sqrt(N) must be in [1, 32768]");
+  RetrievalInputs in{.n_sub = ks[o + 1], .heads = int(h), .key_dim = int(dk), .tokens = T};
+  in.keys = Tensor({h, 2, in.n_sub, dk / 2});
+  in.q = Tensor({h, T, dk});
+  f.read_into("sub_keys", in.keys.data(), in.keys.numel());
+  f.read_into("queries", in.q.data(), in.q.numel());
+  return in;
+}
 
 // One head's retrieval for n queries q [n, dk]: the two halves scored against sqrt(N) sub-keys each
 // (one GEMM per half), then the exact top-k of the N product keys from the two top-k lists.
@@ -73,51 +122,71 @@ struct RetrievalFigures {
 
 // Per-token time of h heads' retrieval, both ways. Each head has its own sub-keys; the queries are
 // the same for both methods, and `agreement` is the fraction of brute-force ids that retrieval also
-// returned (the two differ only where float rounding reorders near-ties).
-RetrievalFigures bench_retrieval(const PeerBenchArgs& a, int64_t N) {
-  const int64_t ns = int64_t(std::llround(std::sqrt(double(N))));
-  const int dk = a.key_dim, half = dk / 2, k = a.top_k, h = a.heads;
-  Rng rng(7);
-  Tensor keys({int64_t(h), 2, ns, half}), q({int64_t(h), a.tokens, dk});
-  fill_normal(keys, rng, 1.0f);
-  fill_normal(q, rng, 1.0f);
-  std::vector<int32_t> ids(size_t(a.tokens) * k);
-  std::vector<float> sc(size_t(a.tokens) * k);
+// returned (the two differ only where float rounding reorders near-ties). ids, scores: when not
+// null, filled with every token's retrieval [h, tokens, k].
+RetrievalFigures bench_retrieval(const PeerBenchArgs& a, const RetrievalInputs& in, std::vector<int32_t>* all_ids,
+                                 std::vector<float>* all_scores) {
+  const int64_t ns = in.n_sub, N = ns * ns, T = in.tokens;
+  const int dk = in.key_dim, half = dk / 2, k = a.top_k, h = in.heads;
+  std::vector<int32_t> ids(size_t(T) * k * h);
+  std::vector<float> sc(size_t(T) * k * h);
   std::vector<Tensor> sub(omp_get_max_threads());
   std::vector<kernels::ProductKeyScratch> scratch(omp_get_max_threads());
   const double tr = time_median(a.reps, [&] {
     for (int head = 0; head < h; ++head)
-      retrieve(ids.data(), sc.data(), q.data() + head * a.tokens * dk, keys.data() + head * 2 * ns * half, a.tokens,
-               ns, dk, k, sub, scratch);
+      retrieve(ids.data() + head * T * k, sc.data() + head * T * k, in.q.data() + head * T * dk,
+               in.keys.data() + head * 2 * ns * half, T, ns, dk, k, sub, scratch);
   });
   RetrievalFigures f;
-  f.retrieval_us = tr / double(a.tokens) * 1e6;
+  f.retrieval_us = tr / double(T) * 1e6;
 
   // Brute force on the first brute_tokens queries of each head, with its full keys materialised.
-  const int64_t nb = std::min(a.brute_tokens, a.tokens);
+  const int64_t nb = std::min(a.brute_tokens, T);
   Tensor full({N, dk}), block;
-  std::vector<int32_t> bids(size_t(nb) * k * h), rids(size_t(nb) * k * h);
+  std::vector<int32_t> bids(size_t(nb) * k * h);
   std::vector<float> bsc(size_t(nb) * k);
   double tb = 0;
   for (int head = 0; head < h; ++head) {
-    const float* K1 = keys.data() + head * 2 * ns * half;
+    const float* K1 = in.keys.data() + head * 2 * ns * half;
     const float* K2 = K1 + ns * half;
 #pragma omp parallel for schedule(static)
     for (int64_t id = 0; id < N; ++id) {
       std::copy(K1 + (id / ns) * half, K1 + (id / ns + 1) * half, full.data() + id * dk);
       std::copy(K2 + (id % ns) * half, K2 + (id % ns + 1) * half, full.data() + id * dk + half);
     }
-    const float* qh = q.data() + head * a.tokens * dk;
+    const float* qh = in.q.data() + head * T * dk;
     tb += time_median(a.reps, [&] { brute_force(bids.data() + head * nb * k, bsc.data(), qh, full.data(), nb, N, dk, k, block); });
-    retrieve(rids.data() + head * nb * k, sc.data(), qh, K1, nb, ns, dk, k, sub, scratch);
   }
   f.brute_us = tb / double(nb) * 1e6;
   int64_t same = 0;
-  for (int64_t r = 0; r < nb * h; ++r)
-    for (int i = 0; i < k; ++i)
-      same += std::find(rids.begin() + r * k, rids.begin() + (r + 1) * k, bids[r * k + i]) != rids.begin() + (r + 1) * k;
+  for (int head = 0; head < h; ++head)
+    for (int64_t t = 0; t < nb; ++t) {
+      const int32_t* r = ids.data() + (head * T + t) * k;
+      for (int i = 0; i < k; ++i) same += std::find(r, r + k, bids[(head * nb + t) * k + i]) != r + k;
+    }
   f.agreement = double(same) / double(nb * h * k);
+  if (all_ids) *all_ids = std::move(ids);
+  if (all_scores) *all_scores = std::move(sc);
   return f;
+}
+
+// {"experts", "heads", "top_k", "ids": [h][T][k], "scores": [h][T][k]}, best first (ties: lower id).
+void write_ids(const std::string& path, const RetrievalInputs& in, int k, const std::vector<int32_t>& ids,
+               const std::vector<float>& scores) {
+  nlohmann::json ji = nlohmann::json::array(), js = nlohmann::json::array();
+  for (int head = 0; head < in.heads; ++head) {
+    nlohmann::json hi = nlohmann::json::array(), hs = nlohmann::json::array();
+    for (int64_t t = 0; t < in.tokens; ++t) {
+      const size_t o = size_t((head * in.tokens + t) * k);
+      hi.push_back(std::vector<int32_t>(ids.begin() + o, ids.begin() + o + k));
+      hs.push_back(std::vector<float>(scores.begin() + o, scores.begin() + o + k));
+    }
+    ji.push_back(std::move(hi));
+    js.push_back(std::move(hs));
+  }
+  const nlohmann::json out = {{"experts", in.n_sub * in.n_sub}, {"heads", in.heads}, {"top_k", k},
+                              {"ids", std::move(ji)}, {"scores", std::move(js)}};
+  atomic_write_file(path, out.dump() + "\n");
 }
 
 struct LayerFigures {
@@ -150,15 +219,25 @@ LayerFigures bench_layer(const PeerBenchArgs& a, int64_t N) {
   return {double(T) / fwd, double(T) / fb, row_bytes / fwd / 1e9, 2.0 * row_bytes / fb / 1e9};
 }
 
-int run_peer_bench(const PeerBenchArgs& a) {
+int run_peer_bench(PeerBenchArgs a) {
   set_num_threads(a.threads);
+  RetrievalInputs given;
+  if (!a.queries.empty()) {  // the problem's shape comes from the file
+    given = file_inputs(a.queries);
+    const int64_t N = given.n_sub * given.n_sub;
+    if (a.experts > 0 && a.experts != N)
+      throw Error("[bench] --experts " + std::to_string(a.experts) + " contradicts " + a.queries + "'s sub_keys (N = " + std::to_string(N) + ")");
+    a.experts = N;
+    a.heads = given.heads, a.key_dim = given.key_dim, a.tokens = given.tokens;
+  }
   std::vector<int64_t> sizes;
   if (a.experts > 0) {
     const int64_t ns = int64_t(std::llround(std::sqrt(double(a.experts))));
     if (ns * ns != a.experts) throw Error("[bench] --experts must be a perfect square (N = n_sub^2), got " + std::to_string(a.experts));
-    if (a.top_k > ns) throw Error("[bench] --top-k must not exceed sqrt(--experts)");
+    if (a.top_k > ns) throw Error("[bench] --top-k " + std::to_string(a.top_k) + " must not exceed sqrt(N) = " + std::to_string(ns));
     sizes.push_back(a.experts);
   } else {
+    if (!a.ids_out.empty()) throw Error("[bench] --ids-out needs one N: pass --experts or --queries");
     for (int p = 12; p <= 20; p += 2) sizes.push_back(int64_t(1) << p);  // the powers of 2 that are squares
   }
   if (a.key_dim % 2) throw Error("[bench] --key-dim must be even");
@@ -171,7 +250,12 @@ int run_peer_bench(const PeerBenchArgs& a) {
   std::printf("\n");
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t N : sizes) {
-    const RetrievalFigures r = bench_retrieval(a, N);
+    const RetrievalInputs in = a.queries.empty() ? random_inputs(a, N) : std::move(given);
+    std::vector<int32_t> ids;
+    std::vector<float> scores;
+    const bool keep = !a.ids_out.empty();
+    const RetrievalFigures r = bench_retrieval(a, in, keep ? &ids : nullptr, keep ? &scores : nullptr);
+    if (keep) write_ids(a.ids_out, in, a.top_k, ids, scores);
     nlohmann::json j = {{"experts", N}, {"heads", a.heads}, {"top_k", a.top_k}, {"key_dim", a.key_dim},
                         {"retrieval_us_per_token", r.retrieval_us}, {"brute_force_us_per_token", r.brute_us},
                         {"speedup", r.brute_us / r.retrieval_us}, {"agreement", r.agreement}};
@@ -221,6 +305,11 @@ void add_peer_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& 
   p->add_option("--brute-tokens", a->brute_tokens, "tokens scored by brute force")->capture_default_str()->check(CLI::PositiveNumber);
   p->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   p->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  p->add_option("--seed", a->seed, "seed of the random queries and sub-keys")->capture_default_str();
+  p->add_option("--queries", a->queries,
+                "safetensors file with your own `queries` [T, dk] or [h, T, dk] and `sub_keys` [2, sqrt(N), dk/2] or "
+                "[h, 2, sqrt(N), dk/2] (sets N, heads, key dim and tokens)")->check(CLI::ExistingFile);
+  p->add_option("--ids-out", a->ids_out, "write every token's retrieved ids and scores, [h][T][k], best first, to this JSON file");
   p->add_flag("!--no-layer", a->layer, "retrieval only: skip the layer benchmark");
   p->add_flag("--json", a->json, "end with one JSON line");
   out.emplace_back(p, [a] { return run_peer_bench(*a); });
