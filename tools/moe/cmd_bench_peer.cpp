@@ -42,8 +42,9 @@ struct RetrievalInputs {
 };
 
 RetrievalInputs random_inputs(const PeerBenchArgs& a, int64_t N) {
-  RetrievalInputs in{.n_sub = int64_t(std::llround(std::sqrt(double(N)))), .heads = a.heads, .key_dim = a.key_dim,
-                     .tokens = a.tokens};
+  RetrievalInputs in;
+  in.n_sub = int64_t(std::llround(std::sqrt(double(N))));
+  in.heads = a.heads, in.key_dim = a.key_dim, in.tokens = a.tokens;
   Rng rng(a.seed);
   in.keys = Tensor({int64_t(a.heads), 2, in.n_sub, a.key_dim / 2});
   in.q = Tensor({int64_t(a.heads), a.tokens, a.key_dim});
@@ -69,7 +70,8 @@ RetrievalInputs file_inputs(const std::string& path) {
     throw Error(where + "sub_keys must be [" + (o ? std::to_string(h) + ", " : std::string()) + "2, sqrt(N), " +
                 std::to_string(dk / 2) + "] for queries of key_dim " + std::to_string(dk));
   if (ks[o + 1] < 1 || ks[o + 1] > (int64_t(1) << 15)) throw Error(where + "sub_keys: sqrt(N) must be in [1, 32768]");
-  RetrievalInputs in{.n_sub = ks[o + 1], .heads = int(h), .key_dim = int(dk), .tokens = T};
+  RetrievalInputs in;
+  in.n_sub = ks[o + 1], in.heads = int(h), in.key_dim = int(dk), in.tokens = T;
   in.keys = Tensor({h, 2, in.n_sub, dk / 2});
   in.q = Tensor({h, T, dk});
   f.read_into("sub_keys", in.keys.data(), in.keys.numel());
@@ -101,11 +103,12 @@ void retrieve(int32_t* ids, float* scores, const float* q, const float* keys, in
 
 // Brute force, as a key-value memory without product keys would do it: every one of the N full keys
 // [N, dk] (sub-key i of the first set next to sub-key j of the second) scored by a GEMM, then the
-// top-k of each row. Queries go in chunks of up to 256, so the keys are read once per chunk, with the
-// [chunk, N] score block kept to 64 MB.
+// top-k of each row. Queries go in chunks of 256 (fewer only past N = 2^20), so the keys are read once
+// per chunk and the GEMM is wide enough to run near the machine's GEMM rate: a 64 MB score block
+// (16 queries a chunk at N = 2^20) made brute force 2.7x slower there. The block is at most 1 GiB.
 void brute_force(int32_t* ids, float* scores, const float* q, const float* full_keys, int64_t n, int64_t N, int dk,
                  int k, Tensor& block) {
-  const int64_t kChunk = std::clamp<int64_t>((int64_t(1) << 24) / N, 8, 256);
+  const int64_t kChunk = std::clamp<int64_t>((int64_t(1) << 28) / N, 8, 256);
   block.resize({kChunk, N});
   for (int64_t t0 = 0; t0 < n; t0 += kChunk) {
     const int64_t nb = std::min(kChunk, n - t0);
@@ -118,6 +121,7 @@ void brute_force(int32_t* ids, float* scores, const float* q, const float* full_
 
 struct RetrievalFigures {
   double retrieval_us = 0, brute_us = 0, agreement = 0;
+  double brute_gflops = 0;  // brute force's GEMM FLOPs (2 N dk per query and head) per second
 };
 
 // Per-token time of h heads' retrieval, both ways. Each head has its own sub-keys; the queries are
@@ -158,6 +162,7 @@ RetrievalFigures bench_retrieval(const PeerBenchArgs& a, const RetrievalInputs& 
     tb += time_median(a.reps, [&] { brute_force(bids.data() + head * nb * k, bsc.data(), qh, full.data(), nb, N, dk, k, block); });
   }
   f.brute_us = tb / double(nb) * 1e6;
+  f.brute_gflops = 2.0 * double(N) * dk * h / f.brute_us * 1e-3;
   int64_t same = 0;
   for (int head = 0; head < h; ++head)
     for (int64_t t = 0; t < nb; ++t) {
@@ -242,10 +247,15 @@ int run_peer_bench(PeerBenchArgs a) {
   }
   if (a.key_dim % 2) throw Error("[bench] --key-dim must be even");
   const double bw = a.layer ? measure_bandwidth() : 0.0;
+  // Brute force can be no faster than its GEMM FLOPs at the FMA peak: a speedup over that floor
+  // does not depend on how well our brute force is written.
+  const double peak = measure_fma_peak();
   std::printf("PEER: %d heads, top-%d, key dim %d, d_model %d, %d threads%s\n", a.heads, a.top_k, a.key_dim,
               a.d_model, num_threads(), a.layer ? "" : " (retrieval only)");
+  std::printf("  FMA peak measured in this run: %.0f GFLOP/s\n", peak);
   if (a.layer) std::printf("  memory read bandwidth measured in this run: %.1f GB/s\n", bw);
-  std::printf("  %9s %14s %14s %9s %9s", "N", "retrieval us", "brute us", "speedup", "agree");
+  std::printf("  %9s %14s %14s %9s %12s %12s %9s", "N", "retrieval us", "brute us", "speedup", "brute GF/s",
+              "vs floor", "agree");
   if (a.layer) std::printf(" %11s %11s %9s %9s", "fwd tok/s", "f+b tok/s", "fwd GB/s", "f+b GB/s");
   std::printf("\n");
   nlohmann::json rows = nlohmann::json::array();
@@ -258,9 +268,12 @@ int run_peer_bench(PeerBenchArgs a) {
     if (keep) write_ids(a.ids_out, in, a.top_k, ids, scores);
     nlohmann::json j = {{"experts", N}, {"heads", a.heads}, {"top_k", a.top_k}, {"key_dim", a.key_dim},
                         {"retrieval_us_per_token", r.retrieval_us}, {"brute_force_us_per_token", r.brute_us},
-                        {"speedup", r.brute_us / r.retrieval_us}, {"agreement", r.agreement}};
-    std::printf("  %9lld %14.2f %14.1f %8.0fx %9.4f", (long long)N, r.retrieval_us, r.brute_us, r.brute_us / r.retrieval_us,
-                r.agreement);
+                        {"speedup", r.brute_us / r.retrieval_us}, {"agreement", r.agreement},
+                        {"brute_force_gflops", r.brute_gflops}, {"fma_peak_gflops", peak},
+                        {"brute_force_floor_us_per_token", r.brute_us * r.brute_gflops / peak},
+                        {"speedup_vs_floor", r.brute_us * r.brute_gflops / peak / r.retrieval_us}};
+    std::printf("  %9lld %14.2f %14.1f %8.0fx %12.0f %11.0fx %9.4f", (long long)N, r.retrieval_us, r.brute_us,
+                r.brute_us / r.retrieval_us, r.brute_gflops, j["speedup_vs_floor"].get<double>(), r.agreement);
     if (a.layer) {
       const LayerFigures l = bench_layer(a, N);
       j.update({{"d_model", a.d_model}, {"layer_fwd_tokens_per_s", l.fwd_tokens_per_s},
