@@ -121,11 +121,17 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   }
   atomic_write_file(a.out + "/heldout.txt", corpus.val());
   const ModelConfig& mc = trainer->model().config();
-  char head[256];
+  std::string ffn = mc.is_moe() ? std::to_string(mc.num_local_experts) + " experts, top-" + std::to_string(mc.num_experts_per_tok) : "dense";
+  if (mc.ffn_type == "peer") {
+    std::string layers;
+    for (int l : mc.peer_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
+    ffn += "; PEER in layer " + layers + ": " + std::to_string(mc.peer_num_experts) + " experts, " +
+           std::to_string(mc.peer_heads) + " heads x top-" + std::to_string(mc.peer_top_k);
+  }
+  char head[512];
   std::snprintf(head, sizeof head, "model: %s, %d layers, d=%d, %s; %.2fM parameters, %.2fM active per token",
-                mc.model_type.c_str(), mc.num_hidden_layers, mc.hidden_size,
-                mc.is_moe() ? (std::to_string(mc.num_local_experts) + " experts, top-" + std::to_string(mc.num_experts_per_tok)).c_str() : "dense",
-                mc.total_params() / 1e6, mc.active_params() / 1e6);
+                mc.model_type.c_str(), mc.num_hidden_layers, mc.hidden_size, ffn.c_str(), mc.total_params() / 1e6,
+                mc.active_params() / 1e6);
   progress.print(head);
   progress.print("training " + std::to_string(tc.steps) + " steps, batch " + std::to_string(tc.batch_size) + " x " +
                  std::to_string(tc.context > 0 ? tc.context : mc.max_position_embeddings) + " tokens, lr " +
