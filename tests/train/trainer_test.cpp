@@ -60,8 +60,9 @@ TEST(Trainer, LossFalls) {
   EXPECT_TRUE(fs::exists(trainer_state_path(dir + "/out", 60)));
 }
 
-TEST(Trainer, ResumeReproducesUninterruptedRun) {
-  const std::string dir = tmpdir("resume");
+// Trains 12 steps in one go and as 5 + a resumed 7: the losses must match bit for bit.
+void expect_resume_reproduces(const std::string& name, const ModelConfig& mc) {
+  const std::string dir = tmpdir(name);
   TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
   TrainConfig tc{.steps = 12, .batch_size = 4, .context = 16, .lr = 5e-3f, .eval_every = 6, .save_every = 0, .out_dir = ""};
   auto run = [&](const std::string& out, int64_t stop_after, bool resume) {
@@ -72,7 +73,7 @@ TEST(Trainer, ResumeReproducesUninterruptedRun) {
     if (resume) {
       t = Trainer::resume(c, corpus);
     } else {
-      auto m = std::make_unique<DecoderLM>(tiny());
+      auto m = std::make_unique<DecoderLM>(mc);
       m->init_weights(c.seed);
       t = std::make_unique<Trainer>(c, std::move(m), corpus);
     }
@@ -93,6 +94,24 @@ TEST(Trainer, ResumeReproducesUninterruptedRun) {
   int lines = 0;
   while (std::getline(in, line)) ++lines;
   EXPECT_EQ(lines, 12);
+}
+
+TEST(Trainer, ResumeReproducesUninterruptedRun) { expect_resume_reproduces("resume", tiny()); }
+
+// PEER: the lazy-Adam moments of the row-sparse expert tables, the sub-keys' scaled rate and the
+// batch-norm running statistics all survive a save and resume.
+TEST(Trainer, ResumeReproducesUninterruptedRunWithPEER) {
+  ModelConfig c = tiny();
+  c.num_hidden_layers = 3;
+  c.ffn_type = "peer";
+  c.peer_num_experts = 1024;
+  c.peer_heads = 2;
+  c.peer_top_k = 4;
+  c.peer_key_dim = 8;
+  c.peer_layers = {1};
+  c.validate("test");
+  ASSERT_TRUE(c.peer_batch_norm);
+  expect_resume_reproduces("resume_peer", c);
 }
 
 TEST(Trainer, StopFlagSavesACheckpoint) {
@@ -183,6 +202,35 @@ TEST(AdamW, RowSparseParametersUpdateOnlyTheirRows) {
   sparse.zero_grad();
   EXPECT_TRUE(sparse.rows.empty());
   EXPECT_EQ(sparse.g.numel(), 0);
+}
+
+TEST(AdamW, RowSparseMomentsSkipTheStepsThatDoNotTouchTheirRow) {
+  // SparseAdam semantics: row 0 has gradients at steps 1 and 3 only; at step 3 its moments are step
+  // 1's moments updated once (not decayed through step 2), with bias correction by the global step.
+  Param p("s", {2, 1});
+  p.row_sparse = true;
+  p.w[0] = 1.0f, p.w[1] = -1.0f;
+  AdamW opt({&p}, {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.0f});
+  const float lr = 0.1f, g1 = 0.5f, g2 = 2.0f, g3 = -1.0f;
+  auto step = [&](int64_t row, float g) {
+    p.zero_grad();
+    p.add_row_grads({row}, &g);
+    opt.step(lr);
+  };
+  step(0, g1);
+  step(1, g2);
+  const float w_after_2 = p.w[0];
+  step(0, g3);
+  double m = 0, v = 0, w = 1.0;
+  for (auto [t, g] : {std::pair{1, double(g1)}, std::pair{3, double(g3)}}) {
+    m = 0.9 * m + 0.1 * g;
+    v = 0.95 * v + 0.05 * g * g;
+    w -= lr * (m / (1 - std::pow(0.9, t))) / (std::sqrt(v / (1 - std::pow(0.95, t))) + 1e-8);
+    if (t == 1) {
+      EXPECT_NEAR(w_after_2, w, 1e-6);  // step 2 left row 0 alone
+    }
+  }
+  EXPECT_NEAR(p.w[0], w, 1e-6);
 }
 
 }  // namespace
