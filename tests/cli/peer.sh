@@ -51,12 +51,6 @@ assert json.load(open(sys.argv[1]))["peer_num_experts"] == 4096
 PY
 
 # Errors: one clear line, non-zero exit.
-expect_error() {  # expect_error PATTERN CMD...
-  local pat=$1; shift
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "succeeded: $*"; fi
-  grep -q "$pat" "$WORK/err" || { cat "$WORK/err"; fail "expected '$pat' for: $*"; }
-  [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line of error for: $*"; }
-}
 expect_error "must exceed" "$MOE" grow --model "$WORK/p" --peer-num-experts 1024 --out "$WORK/x"
 expect_error "perfect square" "$MOE" grow --model "$WORK/p" --peer-num-experts 5000 --out "$WORK/x"
 expect_error "already holds" "$MOE" grow --model "$WORK/p" --peer-num-experts 4096 --out "$WORK/g"

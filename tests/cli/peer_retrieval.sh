@@ -83,12 +83,6 @@ check("gauss", exact=False)
 PY
 
 # Errors: one clear line.
-expect_error() {  # expect_error PATTERN CMD...
-  local pat=$1; shift
-  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "succeeded: $*"; fi
-  grep -q "$pat" "$WORK/err" || { cat "$WORK/err"; fail "expected '$pat' for: $*"; }
-  [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line of error for: $*"; }
-}
 expect_error "sub_keys must be \[2, sqrt(N), 8\]" "$MOE" bench peer --queries "$WORK/bad.safetensors" --no-layer
 expect_error "contradicts" "$MOE" bench peer --queries "$WORK/gauss.safetensors" --experts 4096 --no-layer
 expect_error "must not exceed sqrt(N) = 48" "$MOE" bench peer --queries "$WORK/int.safetensors" --top-k 49 --no-layer

@@ -5,6 +5,13 @@ SRC=$2
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# The command fails with exactly one line on stderr, which matches PATTERN (grep).
+expect_error() {  # expect_error PATTERN CMD...
+  local pat=$1; shift
+  if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "succeeded: $*"; fi
+  grep -q "$pat" "$WORK/err" || { cat "$WORK/err"; fail "expected '$pat' for: $*"; }
+  [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line of error for: $*"; }
+}
 # A small multilingual-ish corpus made on the fly.
 make_text() {
   python3 - "$1" <<'PY'
