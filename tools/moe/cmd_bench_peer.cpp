@@ -196,6 +196,7 @@ void write_ids(const std::string& path, const RetrievalInputs& in, int k, const 
 
 struct LayerFigures {
   double fwd_tokens_per_s = 0, fwdbwd_tokens_per_s = 0, fwd_gather_gb_s = 0, fwdbwd_gather_gb_s = 0;
+  double bank_fwd_gather_gb_s = 0;  // the expert bank's forward alone (the rows it reads / its time)
 };
 
 // The whole PEER layer (query projection, retrieval, softmax, the h*k neurons, combine; backward with
@@ -220,8 +221,10 @@ LayerFigures bench_layer(const PeerBenchArgs& a, int64_t N) {
     layer.forward(y.data(), x.data(), T);
     layer.backward(dx.data(), dy.data());
   });
+  // The bank alone on the last forward's plan: what gathering the rows costs without retrieval.
+  const double bank = time_median(a.reps, [&] { layer.bank.forward(y.data(), x.data(), layer.plan()); });
   const double row_bytes = double(T) * c.slots() * 2.0 * double(d) * sizeof(float);
-  return {double(T) / fwd, double(T) / fb, row_bytes / fwd / 1e9, 2.0 * row_bytes / fb / 1e9};
+  return {double(T) / fwd, double(T) / fb, row_bytes / fwd / 1e9, 2.0 * row_bytes / fb / 1e9, row_bytes / bank / 1e9};
 }
 
 int run_peer_bench(PeerBenchArgs a) {
@@ -256,7 +259,7 @@ int run_peer_bench(PeerBenchArgs a) {
   if (a.layer) std::printf("  memory read bandwidth measured in this run: %.1f GB/s\n", bw);
   std::printf("  %9s %14s %14s %9s %12s %12s %9s", "N", "retrieval us", "brute us", "speedup", "brute GF/s",
               "vs floor", "agree");
-  if (a.layer) std::printf(" %11s %11s %9s %9s", "fwd tok/s", "f+b tok/s", "fwd GB/s", "f+b GB/s");
+  if (a.layer) std::printf(" %11s %11s %9s %9s %9s", "fwd tok/s", "f+b tok/s", "fwd GB/s", "f+b GB/s", "bank GB/s");
   std::printf("\n");
   nlohmann::json rows = nlohmann::json::array();
   for (int64_t N : sizes) {
@@ -279,9 +282,10 @@ int run_peer_bench(PeerBenchArgs a) {
       j.update({{"d_model", a.d_model}, {"layer_fwd_tokens_per_s", l.fwd_tokens_per_s},
                 {"layer_fwdbwd_tokens_per_s", l.fwdbwd_tokens_per_s}, {"fwd_gather_gb_s", l.fwd_gather_gb_s},
                 {"fwdbwd_gather_gb_s", l.fwdbwd_gather_gb_s}, {"bandwidth_gb_s", bw},
-                {"fwd_gather_over_bandwidth", l.fwd_gather_gb_s / bw}});
-      std::printf(" %11.0f %11.0f %9.1f %9.1f", l.fwd_tokens_per_s, l.fwdbwd_tokens_per_s, l.fwd_gather_gb_s,
-                  l.fwdbwd_gather_gb_s);
+                {"fwd_gather_over_bandwidth", l.fwd_gather_gb_s / bw}, {"bank_fwd_gather_gb_s", l.bank_fwd_gather_gb_s},
+                {"bank_fwd_gather_over_bandwidth", l.bank_fwd_gather_gb_s / bw}});
+      std::printf(" %11.0f %11.0f %9.1f %9.1f %9.1f", l.fwd_tokens_per_s, l.fwdbwd_tokens_per_s, l.fwd_gather_gb_s,
+                  l.fwdbwd_gather_gb_s, l.bank_fwd_gather_gb_s);
     }
     std::printf("\n");
     std::fflush(stdout);
