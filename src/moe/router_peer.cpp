@@ -12,6 +12,7 @@ namespace moe {
 
 namespace {
 constexpr int64_t kChunk = 256;  // tokens scored per GEMM: bounds the [chunk, sqrt(N)] scratch
+constexpr int64_t kBnCols = 16;  // query columns per batch-norm task: one cache line of a row
 }
 
 PEERRouter::PEERRouter(const std::string& p, const PEERConfig& cfg)
@@ -56,6 +57,9 @@ void PEERRouter::reset_running_stats() {
 
 // q = gamma * (qraw - mu) / sqrt(var + eps) + beta, with the batch's statistics in training (and the
 // running ones updated as PyTorch does: unbiased variance, momentum) and the running ones otherwise.
+// Each thread takes blocks of kBnCols adjacent columns and walks the rows: whole cache lines per row,
+// where one column at a time would touch a line per token (3x slower at n = 2048, h*dk = 1024).
+// Every column is still summed in token order by one thread (deterministic).
 void PEERRouter::normalize_query(int64_t n) {
   const int64_t H = qraw_.dim(1);
   q_.resize({n, H});
@@ -67,31 +71,40 @@ void PEERRouter::normalize_query(int64_t n) {
   inv_std_.resize({H});
   batch_stats_ = training_ && n > 1;
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < H; ++c) {
-    double mu, var;
+  for (int64_t c0 = 0; c0 < H; c0 += kBnCols) {
+    const int64_t nc = std::min(kBnCols, H - c0);
+    double mu[kBnCols], var[kBnCols];
+    float muf[kBnCols], is[kBnCols];
     if (batch_stats_) {
-      double s = 0, s2 = 0;
-      for (int64_t t = 0; t < n; ++t) s += qraw_[t * H + c];
-      mu = s / double(n);
-      for (int64_t t = 0; t < n; ++t) {
-        const double e = qraw_[t * H + c] - mu;
-        s2 += e * e;
-      }
-      var = s2 / double(n);
+      double s[kBnCols] = {}, s2[kBnCols] = {};
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < nc; ++j) s[j] += qraw_[t * H + c0 + j];
+      for (int64_t j = 0; j < nc; ++j) mu[j] = s[j] / double(n);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < nc; ++j) {
+          const double e = qraw_[t * H + c0 + j] - mu[j];
+          s2[j] += e * e;
+        }
       const float m = c_.bn_momentum;
-      bn_mean.w[c] = (1 - m) * bn_mean.w[c] + m * float(mu);
-      bn_var.w[c] = (1 - m) * bn_var.w[c] + m * float(s2 / double(n - 1));
+      for (int64_t j = 0; j < nc; ++j) {
+        var[j] = s2[j] / double(n);
+        bn_mean.w[c0 + j] = (1 - m) * bn_mean.w[c0 + j] + m * float(mu[j]);
+        bn_var.w[c0 + j] = (1 - m) * bn_var.w[c0 + j] + m * float(s2[j] / double(n - 1));
+      }
     } else {
-      mu = bn_mean.w[c];
-      var = bn_var.w[c];
+      for (int64_t j = 0; j < nc; ++j) mu[j] = bn_mean.w[c0 + j], var[j] = bn_var.w[c0 + j];
     }
-    const float is = float(1.0 / std::sqrt(var + c_.bn_eps));
-    inv_std_[c] = is;
-    for (int64_t t = 0; t < n; ++t) {
-      const float xh = (qraw_[t * H + c] - float(mu)) * is;
-      xhat_[t * H + c] = xh;
-      q_[t * H + c] = bn_weight.w[c] * xh + bn_bias.w[c];
+    for (int64_t j = 0; j < nc; ++j) {
+      muf[j] = float(mu[j]);
+      is[j] = inv_std_[c0 + j] = float(1.0 / std::sqrt(var[j] + c_.bn_eps));
     }
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < nc; ++j) {
+        const int64_t i = t * H + c0 + j;
+        const float xh = (qraw_[i] - muf[j]) * is[j];
+        xhat_[i] = xh;
+        q_[i] = bn_weight.w[c0 + j] * xh + bn_bias.w[c0 + j];
+      }
   }
 }
 
@@ -143,24 +156,33 @@ void PEERRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   }
 }
 
+// dqraw = gamma/sigma * (dq - mean(dq) - xhat * mean(dq * xhat)) with batch statistics, gamma/sigma *
+// dq with running ones; column blocks as in normalize_query.
 void PEERRouter::normalize_query_backward(float* dqraw, int64_t n) {
   const int64_t H = q_.dim(1);
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < H; ++c) {
-    double sdq = 0, sdqx = 0;
-    for (int64_t t = 0; t < n; ++t) {
-      sdq += dq_[t * H + c];
-      sdqx += double(dq_[t * H + c]) * xhat_[t * H + c];
+  for (int64_t c0 = 0; c0 < H; c0 += kBnCols) {
+    const int64_t nc = std::min(kBnCols, H - c0);
+    double sdq[kBnCols] = {}, sdqx[kBnCols] = {};
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < nc; ++j) {
+        const int64_t i = t * H + c0 + j;
+        sdq[j] += dq_[i];
+        sdqx[j] += double(dq_[i]) * xhat_[i];
+      }
+    float gi[kBnCols], mdq[kBnCols], mdqx[kBnCols];
+    for (int64_t j = 0; j < nc; ++j) {
+      bn_bias.g[c0 + j] += float(sdq[j]);
+      bn_weight.g[c0 + j] += float(sdqx[j]);
+      gi[j] = bn_weight.w[c0 + j] * inv_std_[c0 + j];
+      mdq[j] = float(sdq[j] / double(n));
+      mdqx[j] = float(sdqx[j] / double(n));
     }
-    bn_bias.g[c] += float(sdq);
-    bn_weight.g[c] += float(sdqx);
-    const float gi = bn_weight.w[c] * inv_std_[c];
-    if (batch_stats_) {  // dqraw = gamma/sigma * (dq - mean(dq) - xhat * mean(dq * xhat))
-      const float mdq = float(sdq / double(n)), mdqx = float(sdqx / double(n));
-      for (int64_t t = 0; t < n; ++t) dqraw[t * H + c] = gi * (dq_[t * H + c] - mdq - xhat_[t * H + c] * mdqx);
-    } else {
-      for (int64_t t = 0; t < n; ++t) dqraw[t * H + c] = gi * dq_[t * H + c];
-    }
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < nc; ++j) {
+        const int64_t i = t * H + c0 + j;
+        dqraw[i] = batch_stats_ ? gi[j] * (dq_[i] - mdq[j] - xhat_[i] * mdqx[j]) : gi[j] * dq_[i];
+      }
   }
 }
 
