@@ -98,7 +98,15 @@ bool parse_dtype(const std::string& s, DType& out) {
   return true;
 }
 
-std::string offsets_str(uint64_t b, uint64_t e) { return "[" + std::to_string(b) + ", " + std::to_string(e) + "]"; }
+// Appends instead of `"[" + std::to_string(b)`, which trips GCC 12's false -Wrestrict (PR 105329).
+std::string offsets_str(uint64_t b, uint64_t e) {
+  std::string s = "[";
+  s += std::to_string(b);
+  s += ", ";
+  s += std::to_string(e);
+  s += "]";
+  return s;
+}
 
 // A short description of a JSON value for messages; never recurses into containers.
 std::string describe(const json& v) {
