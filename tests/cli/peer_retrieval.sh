@@ -87,6 +87,7 @@ expect_error "sub_keys must be \[2, sqrt(N), 8\]" "$MOE" bench peer --queries "$
 expect_error "contradicts" "$MOE" bench peer --queries "$WORK/gauss.safetensors" --experts 4096 --no-layer
 expect_error "must not exceed sqrt(N) = 48" "$MOE" bench peer --queries "$WORK/int.safetensors" --top-k 49 --no-layer
 expect_error "needs one N" "$MOE" bench peer --no-layer --ids-out "$WORK/x.json"
+expect_error "would need ~33 GiB" "$MOE" bench peer --experts 67108864 --no-layer
 head -c 100 "$WORK/int.safetensors" >"$WORK/trunc.safetensors"
 expect_error "safetensors" "$MOE" bench peer --queries "$WORK/trunc.safetensors" --no-layer
 echo OK

@@ -243,6 +243,11 @@ int run_peer_bench(PeerBenchArgs a) {
     const int64_t ns = int64_t(std::llround(std::sqrt(double(a.experts))));
     if (ns * ns != a.experts) throw Error("[bench] --experts must be a perfect square (N = n_sub^2), got " + std::to_string(a.experts));
     if (a.top_k > ns) throw Error("[bench] --top-k " + std::to_string(a.top_k) + " must not exceed sqrt(N) = " + std::to_string(ns));
+    // Brute force materialises the N full keys and a [chunk, N] score block (at most 1 GiB).
+    const double brute_gib = double(a.experts) * a.key_dim * 4 / double(1 << 30) + 1.0;
+    if (brute_gib > 16)
+      throw Error("[bench] brute force at N = " + std::to_string(a.experts) + " would need ~" +
+                  std::to_string(int(brute_gib)) + " GiB (N x key_dim floats of full keys); use a smaller --experts or --key-dim");
     sizes.push_back(a.experts);
   } else {
     if (!a.ids_out.empty()) throw Error("[bench] --ids-out needs one N: pass --experts or --queries");
