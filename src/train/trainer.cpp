@@ -112,12 +112,16 @@ int64_t Trainer::context() const {
   return cfg_.context > 0 ? cfg_.context : model_->config().max_position_embeddings;
 }
 
-double Trainer::validate() {
+double Trainer::validate(std::vector<PEERUsage>* peer_usage) {
   EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens};
   const std::string& val = corpus_.val().size() >= 2 ? corpus_.val() : corpus_.train();
+  const std::vector<int>& peer_layers = model_->config().ffn_type == "peer" ? model_->config().peer_layers : std::vector<int>{};
+  if (peer_usage) peer_usage->assign(peer_layers.size(), PEERUsage{});
+  for (size_t i = 0; peer_usage && i < peer_layers.size(); ++i) model_->layers[peer_layers[i]]->peer->set_usage(&(*peer_usage)[i]);
   model_->set_training(false);
   const double loss = evaluate_text(*model_, val, ec).loss();
   model_->set_training(true);
+  for (int l : peer_layers) model_->layers[l]->peer->set_usage(nullptr);
   return loss;
 }
 
@@ -193,7 +197,14 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     const bool final_step = s == last || (stop && stop->load());
     if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {
       rep.has_val = true;
-      rep.val_loss = validate();
+      std::vector<PEERUsage> usage;
+      rep.val_loss = validate(&usage);
+      if (!usage.empty()) rep.peer_layers = model_->config().peer_layers;
+      for (const PEERUsage& u : usage) {
+        rep.peer_fraction_used.push_back(u.fraction_used());
+        rep.peer_kl_from_uniform.push_back(u.kl_from_uniform());
+        rep.peer_head_overlap.push_back(u.head_overlap());
+      }
     }
     json m = {{"step", s}, {"loss", rep.loss}, {"nll", rep.nll}, {"lr", rep.lr},
               {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}};
@@ -203,6 +214,9 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
                 {"dropped_fraction", rep.dropped_fraction}, {"aux_loss_per_layer", rep.aux_loss_per_layer},
                 {"z_loss_per_layer", rep.z_loss_per_layer}});
     if (rep.has_val) m["val_loss"] = rep.val_loss;
+    if (!rep.peer_layers.empty())
+      m.update({{"peer_layers", rep.peer_layers}, {"peer_fraction_used", rep.peer_fraction_used},
+                {"peer_kl_from_uniform", rep.peer_kl_from_uniform}, {"peer_head_overlap", rep.peer_head_overlap}});
     metrics << m.dump() << "\n";
     metrics.flush();
     if ((cfg_.save_every > 0 && s % cfg_.save_every == 0) || final_step) {

@@ -52,6 +52,10 @@ struct StepReport {
   std::vector<double> max_vio;                      // [MoE layer]
   std::vector<double> dropped_fraction;             // [MoE layer] slots dropped by capacity
   std::vector<double> aux_loss_per_layer, z_loss_per_layer;  // [MoE layer], before coefficients
+  // On validation steps, per PEER layer (model config's peer_layers order), measured on the
+  // validation text: the statistics of PEERUsage. A falling fraction_used warns of key collapse.
+  std::vector<int> peer_layers;
+  std::vector<double> peer_fraction_used, peer_kl_from_uniform, peer_head_overlap;
 };
 
 class Trainer {
@@ -64,7 +68,8 @@ class Trainer {
   // Runs to cfg.steps (or stop_after, or until *stop becomes true), then saves. Returns the last step.
   int64_t run(const std::function<void(const StepReport&)>& on_step,
               const std::atomic<bool>* stop = nullptr);
-  double validate();
+  // Mean validation loss; with `peer_usage`, also each PEER layer's retrieval statistics over it.
+  double validate(std::vector<PEERUsage>* peer_usage = nullptr);
   void save(int64_t step);
 
   DecoderLM& model() { return *model_; }

@@ -14,6 +14,14 @@ PY
 "$MOE" train --model-config "$WORK/peer.json" --data "$WORK/text.txt" --out "$WORK/p" --steps 40 --batch-size 8 \
   --lr 1e-2 --eval-every 20 --seed 3 2>"$WORK/train.err"
 grep -q "step 40/40" "$WORK/train.err" || { cat "$WORK/train.err"; fail "no progress line"; }
+grep -q "layer 1 PEER on validation: .* of experts retrieved" "$WORK/train.err" || { cat "$WORK/train.err"; fail "no PEER usage line"; }
+python3 - "$WORK/p/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+val = [r for r in rows if "val_loss" in r]
+assert len(val) == 2 and all(r["peer_layers"] == [1] and 0 < r["peer_fraction_used"][0] <= 1 for r in val), val
+assert not any("peer_fraction_used" in r for r in rows if "val_loss" not in r)
+PY
 python3 - "$WORK/p/config.json" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1]))

@@ -114,6 +114,66 @@ TEST(Trainer, ResumeReproducesUninterruptedRunWithPEER) {
   expect_resume_reproduces("resume_peer", c);
 }
 
+// Validation steps report each PEER layer's retrieval statistics (and log them); other steps do not.
+TEST(Trainer, ValidationReportsPEERUsage) {
+  const std::string dir = tmpdir("peer_usage");
+  TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
+  ModelConfig c = tiny();
+  c.num_hidden_layers = 3;
+  c.ffn_type = "peer";
+  c.peer_num_experts = 256;
+  c.peer_heads = 2;
+  c.peer_top_k = 4;
+  c.peer_key_dim = 8;
+  c.peer_layers = {0, 2};
+  c.validate("test");
+  auto model = std::make_unique<DecoderLM>(c);
+  model->init_weights(0);
+  TrainConfig tc{.steps = 4, .batch_size = 4, .context = 16, .eval_every = 2, .save_every = 0, .out_dir = dir + "/out"};
+  Trainer t(tc, std::move(model), corpus);
+  std::vector<StepReport> reps;
+  t.run([&](const StepReport& r) { reps.push_back(r); });
+  ASSERT_EQ(reps.size(), 4u);
+  for (const StepReport& r : reps) {
+    if (!r.has_val) {
+      EXPECT_TRUE(r.peer_layers.empty()) << r.step;
+      continue;
+    }
+    EXPECT_EQ(r.peer_layers, (std::vector<int>{0, 2}));
+    ASSERT_EQ(r.peer_fraction_used.size(), 2u);
+    for (size_t i = 0; i < 2; ++i) {
+      EXPECT_GT(r.peer_fraction_used[i], 0.0);
+      EXPECT_LE(r.peer_fraction_used[i], 1.0);
+      EXPECT_GE(r.peer_kl_from_uniform[i], 0.0);
+      EXPECT_LE(r.peer_kl_from_uniform[i], std::log(256.0) + 1e-9);  // KL from uniform <= log N
+      EXPECT_GE(r.peer_head_overlap[i], 0.0);
+      EXPECT_LE(r.peer_head_overlap[i], 1.0);
+    }
+  }
+  EXPECT_TRUE(reps[1].has_val && reps[3].has_val && !reps[0].has_val);
+  // Step 4's figures are those of the final weights on the validation text, nothing more.
+  std::vector<PEERUsage> again;
+  t.validate(&again);
+  ASSERT_EQ(again.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(again[i].fraction_used(), reps[3].peer_fraction_used[i]);
+    EXPECT_EQ(again[i].kl_from_uniform(), reps[3].peer_kl_from_uniform[i]);
+    EXPECT_EQ(again[i].head_overlap(), reps[3].peer_head_overlap[i]);
+  }
+  std::ifstream in(dir + "/out/metrics.jsonl");
+  std::string line;
+  int with_usage = 0;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("peer_fraction_used")) {
+      ++with_usage;
+      EXPECT_TRUE(j.contains("val_loss"));
+      EXPECT_EQ(j["peer_layers"], nlohmann::json({0, 2}));
+    }
+  }
+  EXPECT_EQ(with_usage, 2);
+}
+
 TEST(Trainer, StopFlagSavesACheckpoint) {
   const std::string dir = tmpdir("stop");
   TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});

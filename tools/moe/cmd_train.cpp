@@ -163,6 +163,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
       progress.print(load_summary(acc, trainer->model().routed_layers()));
       acc.assign(acc.size(), {});
     }
+    for (size_t i = 0; i < r.peer_layers.size(); ++i) {
+      char b[160];
+      std::snprintf(b, sizeof b, "    layer %d PEER on validation: %.1f%% of experts retrieved, KL from uniform %.2f, head overlap %.2f%%",
+                    r.peer_layers[i], 100.0 * r.peer_fraction_used[i], r.peer_kl_from_uniform[i], 100.0 * r.peer_head_overlap[i]);
+      progress.print(b);
+    }
   }, &g_stop);
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
