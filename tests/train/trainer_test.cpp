@@ -29,6 +29,20 @@ ModelConfig tiny() {
   return c;
 }
 
+// tiny() with 3 layers, of which `layers` are PEER layers of N experts (2 heads x top-4, key dim 8).
+ModelConfig tiny_peer(int64_t N, std::vector<int> layers) {
+  ModelConfig c = tiny();
+  c.num_hidden_layers = 3;
+  c.ffn_type = "peer";
+  c.peer_num_experts = N;
+  c.peer_heads = 2;
+  c.peer_top_k = 4;
+  c.peer_key_dim = 8;
+  c.peer_layers = std::move(layers);
+  c.validate("test");
+  return c;
+}
+
 std::string make_corpus(const std::string& dir) {
   fs::create_directories(dir);
   std::string text;
@@ -101,15 +115,7 @@ TEST(Trainer, ResumeReproducesUninterruptedRun) { expect_resume_reproduces("resu
 // PEER: the lazy-Adam moments of the row-sparse expert tables, the sub-keys' scaled rate and the
 // batch-norm running statistics all survive a save and resume.
 TEST(Trainer, ResumeReproducesUninterruptedRunWithPEER) {
-  ModelConfig c = tiny();
-  c.num_hidden_layers = 3;
-  c.ffn_type = "peer";
-  c.peer_num_experts = 1024;
-  c.peer_heads = 2;
-  c.peer_top_k = 4;
-  c.peer_key_dim = 8;
-  c.peer_layers = {1};
-  c.validate("test");
+  const ModelConfig c = tiny_peer(1024, {1});
   ASSERT_TRUE(c.peer_batch_norm);
   expect_resume_reproduces("resume_peer", c);
 }
@@ -118,16 +124,7 @@ TEST(Trainer, ResumeReproducesUninterruptedRunWithPEER) {
 TEST(Trainer, ValidationReportsPEERUsage) {
   const std::string dir = tmpdir("peer_usage");
   TextCorpus corpus = TextCorpus::load({make_corpus(dir + "/data")});
-  ModelConfig c = tiny();
-  c.num_hidden_layers = 3;
-  c.ffn_type = "peer";
-  c.peer_num_experts = 256;
-  c.peer_heads = 2;
-  c.peer_top_k = 4;
-  c.peer_key_dim = 8;
-  c.peer_layers = {0, 2};
-  c.validate("test");
-  auto model = std::make_unique<DecoderLM>(c);
+  auto model = std::make_unique<DecoderLM>(tiny_peer(256, {0, 2}));
   model->init_weights(0);
   TrainConfig tc{.steps = 4, .batch_size = 4, .context = 16, .eval_every = 2, .save_every = 0, .out_dir = dir + "/out"};
   Trainer t(tc, std::move(model), corpus);
