@@ -157,4 +157,11 @@ std::vector<int> DecoderLM::routed_layers() const {
   return out;
 }
 
+std::vector<int> DecoderLM::peer_layers() const {
+  std::vector<int> out;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i]->peer) out.push_back(int(i));
+  return out;
+}
+
 }  // namespace moe

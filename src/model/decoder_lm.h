@@ -57,6 +57,7 @@ class DecoderLM {
   std::vector<const RoutingPlan*> routing() const;
   // The layer index of each entry of routing().
   std::vector<int> routed_layers() const;
+  std::vector<int> peer_layers() const;  // the layers whose FFN is a PEER layer
 
  private:
   const float* head_weight() const { return lm_head ? lm_head->w.data() : embed_tokens.weight.w.data(); }

@@ -18,6 +18,16 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
   const int64_t n = cfg.max_tokens > 0 ? std::min<int64_t>(cfg.max_tokens, text.size()) : int64_t(text.size());
   const auto windows = eval_windows(n, T);
   EvalResult r;
+  // The PEER layers count into r.peer_usage for this call only, however it ends.
+  struct Detach {
+    DecoderLM& m;
+    std::vector<int> layers;
+    ~Detach() {
+      for (int l : layers) m.layers[l]->peer->set_usage(nullptr);
+    }
+  } attached{model, cfg.peer_usage ? model.peer_layers() : std::vector<int>{}};
+  r.peer_usage.resize(attached.layers.size());
+  for (size_t p = 0; p < attached.layers.size(); ++p) model.layers[attached.layers[p]]->peer->set_usage(&r.peer_usage[p]);
   std::vector<int32_t> tokens, targets;
   size_t i = 0;
   while (i < windows.size()) {

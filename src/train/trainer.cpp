@@ -112,17 +112,13 @@ int64_t Trainer::context() const {
   return cfg_.context > 0 ? cfg_.context : model_->config().max_position_embeddings;
 }
 
-double Trainer::validate(std::vector<PEERUsage>* peer_usage) {
-  EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens};
+EvalResult Trainer::validate() {
+  EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens, .peer_usage = true};
   const std::string& val = corpus_.val().size() >= 2 ? corpus_.val() : corpus_.train();
-  const std::vector<int>& peer_layers = model_->config().ffn_type == "peer" ? model_->config().peer_layers : std::vector<int>{};
-  if (peer_usage) peer_usage->assign(peer_layers.size(), PEERUsage{});
-  for (size_t i = 0; peer_usage && i < peer_layers.size(); ++i) model_->layers[peer_layers[i]]->peer->set_usage(&(*peer_usage)[i]);
   model_->set_training(false);
-  const double loss = evaluate_text(*model_, val, ec).loss();
+  EvalResult r = evaluate_text(*model_, val, ec);
   model_->set_training(true);
-  for (int l : peer_layers) model_->layers[l]->peer->set_usage(nullptr);
-  return loss;
+  return r;
 }
 
 void Trainer::save(int64_t step) {
@@ -197,10 +193,10 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     const bool final_step = s == last || (stop && stop->load());
     if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {
       rep.has_val = true;
-      std::vector<PEERUsage> usage;
-      rep.val_loss = validate(&usage);
-      if (!usage.empty()) rep.peer_layers = model_->config().peer_layers;
-      for (const PEERUsage& u : usage) {
+      const EvalResult val = validate();
+      rep.val_loss = val.loss();
+      rep.peer_layers = model_->peer_layers();
+      for (const PEERUsage& u : val.peer_usage) {
         rep.peer_fraction_used.push_back(u.fraction_used());
         rep.peer_kl_from_uniform.push_back(u.kl_from_uniform());
         rep.peer_head_overlap.push_back(u.head_overlap());

@@ -11,6 +11,7 @@
 
 #include "model/decoder_lm.h"
 #include "train/adamw.h"
+#include "train/evaluate.h"
 #include "train/text_corpus.h"
 
 namespace moe {
@@ -68,8 +69,8 @@ class Trainer {
   // Runs to cfg.steps (or stop_after, or until *stop becomes true), then saves. Returns the last step.
   int64_t run(const std::function<void(const StepReport&)>& on_step,
               const std::atomic<bool>* stop = nullptr);
-  // Mean validation loss; with `peer_usage`, also each PEER layer's retrieval statistics over it.
-  double validate(std::vector<PEERUsage>* peer_usage = nullptr);
+  // The validation text's loss, expert loads and each PEER layer's retrievals (EvalResult).
+  EvalResult validate();
   void save(int64_t step);
 
   DecoderLM& model() { return *model_; }

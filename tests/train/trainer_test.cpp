@@ -149,8 +149,7 @@ TEST(Trainer, ValidationReportsPEERUsage) {
   }
   EXPECT_TRUE(reps[1].has_val && reps[3].has_val && !reps[0].has_val);
   // Step 4's figures are those of the final weights on the validation text, nothing more.
-  std::vector<PEERUsage> again;
-  t.validate(&again);
+  const std::vector<PEERUsage> again = t.validate().peer_usage;
   ASSERT_EQ(again.size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
     EXPECT_EQ(again[i].fraction_used(), reps[3].peer_fraction_used[i]);

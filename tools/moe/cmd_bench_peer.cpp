@@ -121,7 +121,10 @@ void brute_force(int32_t* ids, float* scores, const float* q, const float* full_
 
 struct RetrievalFigures {
   double retrieval_us = 0, brute_us = 0, agreement = 0;
-  double brute_gflops = 0;  // brute force's GEMM FLOPs (2 N dk per query and head) per second
+  double brute_flops = 0;   // brute force's GEMM FLOPs per token: 2 N dk per head
+  double brute_gflops() const { return brute_flops / brute_us * 1e-3; }
+  // Brute force's time per token at an FMA peak (GFLOP/s): no implementation can be faster.
+  double floor_us(double peak_gflops) const { return brute_flops / peak_gflops * 1e-3; }
 };
 
 // Per-token time of h heads' retrieval, both ways. Each head has its own sub-keys; the queries are
@@ -162,7 +165,7 @@ RetrievalFigures bench_retrieval(const PeerBenchArgs& a, const RetrievalInputs& 
     tb += time_median(a.reps, [&] { brute_force(bids.data() + head * nb * k, bsc.data(), qh, full.data(), nb, N, dk, k, block); });
   }
   f.brute_us = tb / double(nb) * 1e6;
-  f.brute_gflops = 2.0 * double(N) * dk * h / f.brute_us * 1e-3;
+  f.brute_flops = 2.0 * double(N) * dk * h;
   int64_t same = 0;
   for (int head = 0; head < h; ++head)
     for (int64_t t = 0; t < nb; ++t) {
@@ -277,11 +280,11 @@ int run_peer_bench(PeerBenchArgs a) {
     nlohmann::json j = {{"experts", N}, {"heads", a.heads}, {"top_k", a.top_k}, {"key_dim", a.key_dim},
                         {"retrieval_us_per_token", r.retrieval_us}, {"brute_force_us_per_token", r.brute_us},
                         {"speedup", r.brute_us / r.retrieval_us}, {"agreement", r.agreement},
-                        {"brute_force_gflops", r.brute_gflops}, {"fma_peak_gflops", peak},
-                        {"brute_force_floor_us_per_token", r.brute_us * r.brute_gflops / peak},
-                        {"speedup_vs_floor", r.brute_us * r.brute_gflops / peak / r.retrieval_us}};
+                        {"brute_force_gflops", r.brute_gflops()}, {"fma_peak_gflops", peak},
+                        {"brute_force_floor_us_per_token", r.floor_us(peak)},
+                        {"speedup_vs_floor", r.floor_us(peak) / r.retrieval_us}};
     std::printf("  %9lld %14.2f %14.1f %8.0fx %12.0f %11.0fx %9.4f", (long long)N, r.retrieval_us, r.brute_us,
-                r.brute_us / r.retrieval_us, r.brute_gflops, j["speedup_vs_floor"].get<double>(), r.agreement);
+                r.brute_us / r.retrieval_us, r.brute_gflops(), r.floor_us(peak) / r.retrieval_us, r.agreement);
     if (a.layer) {
       const LayerFigures l = bench_layer(a, N);
       j.update({{"d_model", a.d_model}, {"layer_fwd_tokens_per_s", l.fwd_tokens_per_s},

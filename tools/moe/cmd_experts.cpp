@@ -27,9 +27,7 @@ struct ExpertsArgs {
 int run_experts(const ExpertsArgs& a) {
   set_num_threads(a.threads);
   auto model = load_pretrained(a.model);
-  std::vector<int> peer_layers;
-  for (size_t l = 0; l < model->layers.size(); ++l)
-    if (model->layers[l]->peer) peer_layers.push_back(int(l));
+  const std::vector<int> peer_layers = model->peer_layers();
   const std::vector<int> routed = model->routed_layers();
   if (routed.empty() && peer_layers.empty()) throw Error("[experts] " + a.model + " is a dense model: it has no experts");
   std::vector<std::vector<std::vector<int64_t>>> usage;  // [input][layer][expert]
@@ -43,13 +41,9 @@ int run_experts(const ExpertsArgs& a) {
       if (int64_t(text.size()) >= a.max_tokens) break;
     }
     if (text.size() < 2) throw Error("[experts] " + path + ": needs at least 2 bytes");
-    peer_usage.emplace_back(peer_layers.size());
-    for (size_t p = 0; p < peer_layers.size(); ++p) model->layers[peer_layers[p]]->peer->set_usage(&peer_usage.back()[p]);
-    EvalResult r = evaluate_text(*model, text, {.context = a.context, .batch = 16, .max_tokens = a.max_tokens});
-    for (size_t p = 0; p < peer_layers.size(); ++p) {
-      model->layers[peer_layers[p]]->peer->set_usage(nullptr);
-      peer_all[p].merge(peer_usage.back()[p]);
-    }
+    EvalResult r = evaluate_text(*model, text, {.context = a.context, .batch = 16, .max_tokens = a.max_tokens, .peer_usage = true});
+    for (size_t p = 0; p < peer_layers.size(); ++p) peer_all[p].merge(r.peer_usage[p]);
+    peer_usage.push_back(std::move(r.peer_usage));
     usage.push_back(r.expert_tokens);
     names.push_back(std::filesystem::path(path).filename().string().empty() ? path : std::filesystem::path(path).filename().string());
   }

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "model/checkpoint.h"
+#include "terminal.h"
 
 namespace moe::cli {
 
@@ -44,9 +45,7 @@ int run_info(const InfoArgs& a) {
     std::printf("experts: %d per layer, %d active per token%s\n", c.num_local_experts, c.num_experts_per_tok,
                 c.norm_topk_prob ? " (weights renormalised)" : "");
   if (c.ffn_type == "peer") {
-    std::string layers;
-    for (int l : c.peer_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
-    std::printf("PEER layers %s: %lld single-neuron experts, %d heads x top-%d, key dim %d%s\n", layers.c_str(),
+    std::printf("PEER layers %s: %lld single-neuron experts, %d heads x top-%d, key dim %d%s\n", join_ints(c.peer_layers).c_str(),
                 (long long)c.peer_num_experts, c.peer_heads, c.peer_top_k, c.peer_key_dim,
                 c.peer_batch_norm ? ", batch-normalised queries" : "");
   }

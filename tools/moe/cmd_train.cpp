@@ -123,9 +123,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   const ModelConfig& mc = trainer->model().config();
   std::string ffn = mc.is_moe() ? std::to_string(mc.num_local_experts) + " experts, top-" + std::to_string(mc.num_experts_per_tok) : "dense";
   if (mc.ffn_type == "peer") {
-    std::string layers;
-    for (int l : mc.peer_layers) layers += (layers.empty() ? "" : ",") + std::to_string(l);
-    ffn += "; PEER in layer " + layers + ": " + std::to_string(mc.peer_num_experts) + " experts, " +
+    ffn += "; PEER in layer " + join_ints(mc.peer_layers) + ": " + std::to_string(mc.peer_num_experts) + " experts, " +
            std::to_string(mc.peer_heads) + " heads x top-" + std::to_string(mc.peer_top_k);
   }
   char head[512];

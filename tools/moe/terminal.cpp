@@ -16,6 +16,15 @@ std::string format_duration(double s) {
   return buf;
 }
 
+std::string join_ints(const std::vector<int>& v) {
+  std::string s;
+  for (int x : v) {  // appends: `"," + std::to_string(x)` trips GCC 12's false -Wrestrict
+    if (!s.empty()) s += ',';
+    s += std::to_string(x);
+  }
+  return s;
+}
+
 std::string format_rate(double v) {
   char buf[32];
   if (v >= 1e6) std::snprintf(buf, sizeof buf, "%.2fM", v / 1e6);

@@ -3,11 +3,13 @@
 // stderr is a file or a pipe.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace moe::cli {
 
 std::string format_duration(double seconds);
 std::string format_rate(double per_s);  // 12.3k
+std::string join_ints(const std::vector<int>& v);  // "1,3"
 
 class ProgressLine {
  public:
