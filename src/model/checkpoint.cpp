@@ -1,6 +1,8 @@
 #include "model/checkpoint.h"
 
+#include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -10,21 +12,102 @@ namespace moe {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+constexpr const char* kIndex = "model.safetensors.index.json";
+
+bool is_shard_file(const std::string& n) {
+  return n.rfind("model-", 0) == 0 && n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0;
+}
+
+// Removes what another save left: the single file or shards the index no longer names.
+void remove_stale(const std::string& dir, const std::set<std::string>& keep, bool keep_index) {
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    const bool ours = is_shard_file(n) || n == "model.safetensors" || (!keep_index && n == kIndex);
+    if (ours && !keep.count(n)) fs::remove(e.path(), ec);
+  }
+}
+
+std::string pad5(int64_t v) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%05lld", (long long)v);
+  return b;
+}
+
+}  // namespace
+
 void save_pretrained(const std::string& dir, DecoderLM& model,
                      const std::map<std::string, std::string>& metadata) {
+  const dist::ParallelLayout& L = model.layout();
+  const int R = L.expert_parallel;
+  const bool rank0 = L.world.rank() == 0;
   std::error_code ec;
-  fs::create_directories(dir, ec);
+  if (rank0) fs::create_directories(dir, ec);
   if (ec) throw Error("[checkpoint] cannot create directory " + dir + ": " + ec.message());
-  std::vector<std::pair<std::string, const Tensor*>> tensors;
-  for (Param* p : model.params()) tensors.emplace_back(p->name, &p->w);
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
-  write_safetensors(dir + "/model.safetensors", tensors, meta);
-  atomic_write_file(dir + "/config.json", model.config().to_json().dump(2) + "\n");
+  if (R == 1) {
+    // Data-parallel replicas hold the same weights: rank 0 writes them.
+    if (rank0) {
+      NamedTensors tensors;
+      for (Param* p : model.params()) tensors.emplace_back(p->name, &p->w);
+      write_safetensors(dir + "/model.safetensors", tensors, meta);
+      atomic_write_file(dir + "/config.json", model.config().to_json().dump(2) + "\n");
+      remove_stale(dir, {"model.safetensors"}, /*keep_index=*/false);
+    }
+    L.world.barrier();
+    return;
+  }
+  // Shards: the non-expert weights, then one per expert shard; only the first replica writes.
+  L.world.barrier();  // the directory exists
+  const std::string tag = metadata.count("step") ? "step" + metadata.at("step") + "-" : std::string();
+  const std::string of = "-of-" + pad5(R + 1) + ".safetensors";
+  auto shard_name = [&](int i) { return "model-" + tag + pad5(i + 1) + of; };
+  const bool writer = L.replica.rank() == 0;
+  NamedTensors mine, rest;
+  for (Param* p : model.params()) (p->sharded ? mine : rest).emplace_back(p->name, &p->w);
+  if (writer) write_safetensors(dir + "/" + shard_name(1 + L.shard()), mine, meta);
+  if (rank0) write_safetensors(dir + "/" + shard_name(0), rest, meta);
+  // The index needs every writer's tensor names and sizes (collectives: every rank takes part).
+  std::string names;
+  int64_t bytes = 0;
+  if (writer)
+    for (auto& [n, t] : mine) names += n + "\n", bytes += t->numel() * int64_t(sizeof(float));
+  const std::vector<char> all = L.world.all_gather_v(std::vector<char>(names.begin(), names.end()));
+  const std::vector<int64_t> shard_bytes = L.world.all_gather(bytes);
+  if (rank0) {
+    nlohmann::json wm = nlohmann::json::object();
+    int64_t total = 0;
+    for (auto& [n, t] : rest) wm[n] = shard_name(0), total += t->numel() * int64_t(sizeof(float));
+    for (int64_t b : shard_bytes) total += b;
+    std::set<std::string> keep = {kIndex, shard_name(0)};
+    // An expert's shard follows from its index in the tensor name: shard s holds experts
+    // s E/R .. (s+1) E/R - 1.
+    const int El = model.config().num_local_experts / R;
+    const std::string text(all.begin(), all.end());
+    for (size_t pos = 0; pos < text.size();) {
+      const size_t nl = text.find('\n', pos);
+      const std::string n = text.substr(pos, nl - pos);
+      pos = nl + 1;
+      const size_t at = n.find(".experts.");
+      MOE_ASSERT(at != std::string::npos);
+      const std::string file = shard_name(1 + std::stoi(n.substr(at + 9)) / El);
+      wm[n] = file;
+      keep.insert(file);
+    }
+    const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
+    atomic_write_file(dir + "/config.json", model.config().to_json().dump(2) + "\n");
+    atomic_write_file(dir + "/" + kIndex, index.dump(2) + "\n");  // the commit point
+    remove_stale(dir, keep, /*keep_index=*/true);
+  }
+  L.world.barrier();
 }
 
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
-                                           std::map<std::string, std::string>* metadata) {
+                                           std::map<std::string, std::string>* metadata,
+                                           const dist::ParallelLayout& layout) {
   if (!fs::is_directory(dir)) throw Error("[checkpoint] " + dir + ": not a directory");
   const std::string cfg_path = dir + "/config.json";
   if (!fs::exists(cfg_path)) throw Error("[checkpoint] " + dir + ": no config.json");
@@ -34,7 +117,7 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   // tied even if its config forgot to say so.
   if (!cfg.tie_word_embeddings && !store.has("lm_head.weight") && store.has("model.embed_tokens.weight"))
     throw Error("[checkpoint] " + dir + ": missing tensor 'lm_head.weight' (config.json says tie_word_embeddings is false)");
-  auto model = std::make_unique<DecoderLM>(cfg);
+  auto model = std::make_unique<DecoderLM>(cfg, layout);
   for (Param* p : model->params()) store.read_into(p->name, p->w.data(), p->w.shape());
   if (metadata) *metadata = store.metadata();
   return model;

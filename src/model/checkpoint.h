@@ -11,12 +11,20 @@ namespace moe {
 
 // Writes DIR/config.json and DIR/model.safetensors, each atomically (temp file, fsync, rename).
 // metadata goes into the safetensors header's __metadata__ (e.g. the training step).
+// A model whose experts are split over R > 1 ranks is saved by every rank of its world together
+// (a collective call) in the Hugging Face sharded layout: model-<tag>-00001-of-<R+1>.safetensors
+// holds the non-expert weights (world rank 0), shard s + 2 the experts of expert shard s (the
+// ranks of the first data-parallel replica), and model.safetensors.index.json, written last and
+// atomically by rank 0, commits the save. <tag> names the save (its step), so the files of the
+// previous save stay whole until the index points away from them; then they are removed.
 void save_pretrained(const std::string& dir, DecoderLM& model,
                      const std::map<std::string, std::string>& metadata = {});
 
-// Reads DIR/config.json and the weights. Throws moe::Error naming the file and the tensor on a
-// missing tensor, a wrong shape or a corrupt file.
+// Reads DIR/config.json and the weights (one file or shards). Throws moe::Error naming the file and
+// the tensor on a missing tensor, a wrong shape or a corrupt file. With a layout of expert
+// parallelism R, each rank reads only its own experts (any checkpoint loads at any R).
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
-                                           std::map<std::string, std::string>* metadata = nullptr);
+                                           std::map<std::string, std::string>* metadata = nullptr,
+                                           const dist::ParallelLayout& layout = {});
 
 }  // namespace moe

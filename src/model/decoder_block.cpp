@@ -4,6 +4,7 @@
 
 #include "kernels/gemm.h"
 
+#include "dist/expert_bank_parallel.h"
 #include "moe/expert_bank_swiglu.h"
 #include "moe/router_expert_choice.h"
 #include "moe/router_noisy_topk.h"
@@ -48,7 +49,7 @@ AttentionConfig attn_config(const ModelConfig& c) {
 }
 }  // namespace
 
-DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
+DecoderBlock::DecoderBlock(const ModelConfig& c, int i, const dist::ParallelLayout& layout)
     : input_layernorm("model.layers." + std::to_string(i) + ".input_layernorm.weight", c.hidden_size, c.rms_norm_eps),
       post_attention_layernorm("model.layers." + std::to_string(i) + ".post_attention_layernorm.weight",
                                c.hidden_size, c.rms_norm_eps),
@@ -60,10 +61,16 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i)
   } else if (c.sparse_layer(i)) {
     auto router = make_router(c, p + ".gate.weight", i);
     const bool qwen = c.is_qwen2_moe();
-    auto bank = std::make_unique<SwiGLUExpertBank>(
-        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts,
-                            .gate_name = qwen ? "gate_proj" : "w1", .up_name = qwen ? "up_proj" : "w3",
-                            .down_name = qwen ? "down_proj" : "w2"});
+    const int R = layout.expert_parallel, E = c.num_local_experts;
+    if (E % R != 0)
+      throw Error("[dist] --expert-parallel " + std::to_string(R) + " does not divide the " + std::to_string(E) +
+                  " experts of layer " + std::to_string(i));
+    std::unique_ptr<ExpertBank> bank = std::make_unique<SwiGLUExpertBank>(
+        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = E / R,
+                            .first_expert = layout.shard() * (E / R), .gate_name = qwen ? "gate_proj" : "w1",
+                            .up_name = qwen ? "up_proj" : "w3", .down_name = qwen ? "down_proj" : "w2"});
+    if (R > 1) bank = std::make_unique<dist::ExpertParallelBank>(layout.experts, E, c.hidden_size, std::move(bank));
+    router->set_data_group(layout.world);
     moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
     if (c.shared_ffn() > 0)
       shared = std::make_unique<DenseFFN>(p + (qwen ? ".shared_expert" : ".shared_experts"), c.hidden_size, c.shared_ffn());

@@ -4,6 +4,7 @@
 //   (mistral) or PEER (the layers a config's peer_layers names)
 #include <memory>
 
+#include "dist/communicator.h"
 #include "model/config.h"
 #include "moe/moe_layer.h"
 #include "moe/peer_layer.h"
@@ -15,7 +16,8 @@ namespace moe {
 
 class DecoderBlock {
  public:
-  DecoderBlock(const ModelConfig& c, int layer);
+  // With layout.expert_parallel R > 1, a MoE layer holds only this rank's E / R experts.
+  DecoderBlock(const ModelConfig& c, int layer, const dist::ParallelLayout& layout);
   RMSNorm input_layernorm, post_attention_layernorm;
   Attention self_attn;
   std::unique_ptr<MoELayer> moe;   // mixtral: "model.layers.{i}.block_sparse_moe"

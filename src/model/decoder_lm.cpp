@@ -9,12 +9,14 @@
 
 namespace moe {
 
-DecoderLM::DecoderLM(const ModelConfig& c)
+DecoderLM::DecoderLM(const ModelConfig& c, const dist::ParallelLayout& layout)
     : embed_tokens("model.embed_tokens.weight", c.vocab_size, c.hidden_size),
       norm("model.norm.weight", c.hidden_size, c.rms_norm_eps),
-      cfg_(c) {
+      cfg_(c),
+      layout_(layout),
+      data_group_(layout.world) {
   c.validate("config");
-  for (int i = 0; i < c.num_hidden_layers; ++i) layers.push_back(std::make_unique<DecoderBlock>(c, i));
+  for (int i = 0; i < c.num_hidden_layers; ++i) layers.push_back(std::make_unique<DecoderBlock>(c, i, layout));
   if (!c.tie_word_embeddings)
     lm_head = std::make_unique<Param>("lm_head.weight", Shape{c.vocab_size, c.hidden_size});
 }
@@ -34,6 +36,12 @@ void DecoderLM::set_training(bool training) {
   }
 }
 
+void DecoderLM::set_data_group(const dist::Communicator& group) {
+  data_group_ = group;
+  for (auto& l : layers)
+    if (l->moe) l->moe->router().set_data_group(group);
+}
+
 void DecoderLM::after_step() {
   for (auto& l : layers)
     if (l->moe) l->moe->router().after_step();
@@ -47,11 +55,30 @@ bool DecoderLM::causal() const {
 
 void DecoderLM::init_weights(uint64_t seed, float std) {
   Rng rng(seed);
-  for (Param* p : params()) {
+  const ParamList ps = params();
+  // An expert-parallel rank holds a contiguous run of E / R experts per MoE layer (its sharded
+  // params, consecutive in ps); it draws past the other ranks' experts so that every layout gets
+  // the single-process initialisation.
+  const int R = layout_.expert_parallel, shard = layout_.shard();
+  auto skip = [&](int64_t n) {
+    for (int64_t i = 0; i < n; ++i) rng.normal();
+  };
+  for (size_t i = 0; i < ps.size(); ++i) {
+    Param* p = ps[i];
+    const bool run_start = p->sharded && (i == 0 || !ps[i - 1]->sharded);
+    int64_t run = 0;  // draws of this rank's experts in this layer
+    if (run_start)
+      for (size_t j = i; j < ps.size() && ps[j]->sharded; ++j) run += ps[j]->w.numel();
+    if (run_start) skip(int64_t(shard) * run);
     const bool bias = p->name.size() > 5 && p->name.compare(p->name.size() - 5, 5, ".bias") == 0;
     if (!p->trainable || bias) init_constant(*p, 0.0f);  // router bias, projection biases
     else if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
     else init_normal(*p, rng, std);
+    if (p->sharded && (i + 1 == ps.size() || !ps[i + 1]->sharded)) {
+      int64_t back = 0;
+      for (size_t j = i + 1; j-- > 0 && ps[j]->sharded;) back += ps[j]->w.numel();
+      skip(int64_t(R - 1 - shard) * back);
+    }
   }
   for (auto& l : layers)
     if (l->peer) {
@@ -87,6 +114,12 @@ LossResult DecoderLM::forward(const int32_t* tokens, const int32_t* targets, int
   LossResult r;
   r.nll_sum = kernels::cross_entropy_forward(nll_.data(), logits_.data(), targets, n, V);
   for (int64_t i = 0; i < n; ++i) r.count += targets[i] >= 0;
+  if (data_group_.size() > 1) {
+    double s[2] = {r.nll_sum, double(r.count)};
+    data_group_.all_reduce_sum(s, 2);
+    r.nll_sum = s[0];
+    r.count = int64_t(s[1]);
+  }
   count_ = r.count;
   int n_moe = 0;
   for (auto& layer : layers) {

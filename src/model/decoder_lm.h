@@ -22,7 +22,17 @@ struct LossResult {
 
 class DecoderLM {
  public:
-  explicit DecoderLM(const ModelConfig& cfg);
+  // layout: the ranks of an mpirun job (expert parallelism R: this rank holds E / R experts of each
+  // MoE layer; the world's ranks split each batch). Default: one process.
+  explicit DecoderLM(const ModelConfig& cfg, const dist::ParallelLayout& layout = {});
+  const dist::ParallelLayout& layout() const { return layout_; }
+  // The ranks that split the batches of forward(): its loss, the routers' balancing losses and
+  // statistics are those of all their tokens together, and backward() gives this rank's share of
+  // the gradient (summing the shares over the ranks gives the whole gradient). The layout's world
+  // by default; a single rank when every rank runs the same tokens (evaluation and generation
+  // under mpirun, which still exchange rows with the experts' owners).
+  void set_data_group(const dist::Communicator& group);
+  const dist::Communicator& data_group() const { return data_group_; }
   const ModelConfig& config() const { return cfg_; }
 
   Embedding embed_tokens;
@@ -41,7 +51,8 @@ class DecoderLM {
   void init_weights(uint64_t seed, float std = 0.02f);
   void zero_grad();
 
-  // Training / evaluation forward. tokens, targets: [B, T]; a target of -1 is not counted.
+  // Training / evaluation forward. tokens, targets: [B, T]; a target of -1 is not counted. With a
+  // data group of several ranks, B is this rank's share and the loss is the whole batch's.
   // Keeps the activations for backward(). logits of the last call: [B*T, V].
   LossResult forward(const int32_t* tokens, const int32_t* targets, int64_t B, int64_t T);
   // Gradients of objective() of the last forward, accumulated into every Param::g.
@@ -64,6 +75,8 @@ class DecoderLM {
   float* head_grad() { return lm_head ? lm_head->g.data() : embed_tokens.weight.g.data(); }
 
   ModelConfig cfg_;
+  dist::ParallelLayout layout_;
+  dist::Communicator data_group_;
   int64_t B_ = 0, T_ = 0;
   std::vector<int32_t> tokens_, targets_;
   std::vector<Tensor> acts_;  // [L+1] x [B*T, d]: input of each block, then the last block's output

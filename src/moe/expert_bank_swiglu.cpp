@@ -6,7 +6,7 @@ namespace moe {
 
 SwiGLUExpertBank::SwiGLUExpertBank(const std::string& prefix, const SwiGLUBankConfig& c) : c_(c) {
   for (int e = 0; e < c.n_experts; ++e) {
-    const std::string p = prefix + ".experts." + std::to_string(e);
+    const std::string p = prefix + ".experts." + std::to_string(c.first_expert + e);
     w1.push_back(std::make_unique<Param>(p + "." + c.gate_name + ".weight", Shape{c.d_ff, c.d_model}));
     w3.push_back(std::make_unique<Param>(p + "." + c.up_name + ".weight", Shape{c.d_ff, c.d_model}));
     w2.push_back(std::make_unique<Param>(p + "." + c.down_name + ".weight", Shape{c.d_model, c.d_ff}));

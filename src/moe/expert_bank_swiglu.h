@@ -13,6 +13,7 @@ struct SwiGLUBankConfig {
   int d_model = 0;
   int d_ff = 0;
   int n_experts = 0;
+  int first_expert = 0;  // tensor names count from here (a rank's shard of an expert-parallel layer)
   // Tensor names of an expert's gate / up / down projections: Mixtral's, or Qwen2-MoE's
   // ("gate_proj", "up_proj", "down_proj").
   const char* gate_name = "w1";

@@ -1,5 +1,6 @@
 #pragma once
 // A router maps token features to a routing plan. It owns the gate parameters, never the experts.
+#include "dist/communicator.h"
 #include "moe/routing_plan.h"
 #include "nn/param.h"
 
@@ -28,6 +29,12 @@ class Router {
   virtual bool causal() const { return true; }
   // Weighted auxiliary objective of the last forward (coefficients applied), added to the loss.
   virtual double aux_objective() const = 0;
+  // The ranks that split each batch between them (data parallelism), this process's tokens coming
+  // after those of lower ranks. Balancing losses, capacities, bias updates and the statistics are
+  // computed over all their tokens, as one process holding the whole batch would compute them, and
+  // backward gives this rank's share of the gradient of that global objective. Default: this
+  // process alone.
+  virtual void set_data_group(const dist::Communicator& group) { group_ = group; }
 
  protected:
   // Sizes plan for n tokens with k slots each over E experts (expert and weight resized).
@@ -37,6 +44,7 @@ class Router {
 
   bool training_ = false;
   int64_t seq_len_ = 0;
+  dist::Communicator group_;
 };
 
 }  // namespace moe

@@ -34,6 +34,7 @@ class ExpertChoiceRouter final : public Router {
   ExpertChoiceRouterConfig c_;
   const float* x_ = nullptr;
   int64_t n_ = 0;
+  int64_t n_global_ = 0;  // tokens of the batch over all ranks of the data group
   const RoutingPlan* plan_ = nullptr;
   Tensor logits_, probs_, lse_, dlogits_;  // [n, E], [n, E], [n], [n, E]
 };

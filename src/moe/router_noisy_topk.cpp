@@ -47,6 +47,9 @@ void NoisyTopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   x_ = x;
   n_ = n;
   plan_ = &plan;
+  if (group_.size() > 1)
+    throw Error("[router] noisy_topk does not run data-parallel yet (its noise and its importance and load losses are "
+                "per batch); use topk_softmax, switch, sigmoid_bias or expert_choice under mpirun");
   noisy_ = training_;
   for (Tensor* t : {&clean_, &raw_, &stdv_, &eps_, &h_}) t->resize({n, E});
   kernels::linear_forward(clean_.data(), x, gate.w.data(), n, c_.d_model, E);

@@ -32,11 +32,13 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     biased_[i] = scores_[i] + bias.w[i % E];
   }
   kernels::topk_rows(plan.expert.data(), val_.data(), biased_.data(), n, E, k);
+  // Statistics, the balancing losses and the bias update's load over the whole batch (all ranks of
+  // the data group).
   RouterStats& st = plan.stats;
   st.tokens_per_expert.assign(E, 0);
   st.dropped = 0;
-  std::vector<double> pmean(E, 0.0);
-  double ent = 0;
+  std::vector<double> sums(E + 3, 0.0);  // [E] sums of the normalised scores, entropy, seq loss, S
+  double* pmean = sums.data();
   for (int64_t t = 0; t < n; ++t) {
     const float* s = scores_.data() + t * E;
     float sum = 0, all = 0;
@@ -51,22 +53,13 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     for (int e = 0; e < E; ++e) {
       const double p = s[e] / all;  // normalised scores: the distribution reported and balanced
       pmean[e] += p;
-      if (p > 0) ent -= p * std::log(p);
+      if (p > 0) sums[E] -= p * std::log(p);
     }
   }
-  frac_.assign(E, 0.0);
-  double aux = 0;
-  for (int e = 0; e < E; ++e) {
-    frac_[e] = n ? double(st.tokens_per_expert[e]) / double(n * k) : 0.0;
-    pmean[e] = n ? pmean[e] / double(n) : 0.0;
-    aux += frac_[e] * pmean[e];
-  }
-  st.aux_loss = E * aux;
-  // Sequence-wise: f and P within each sequence of T tokens.
+  // Sequence-wise: f and P within each sequence of T tokens (a sequence is never split by ranks).
   const int64_t T = seq_len_ > 0 && n % seq_len_ == 0 ? seq_len_ : n;
   const int64_t S = T ? n / T : 0;
   seq_frac_.assign(S * E, 0.0);
-  double seq = 0;
   std::vector<double> pm(E);
   for (int64_t q = 0; q < S; ++q) {
     std::fill(pm.begin(), pm.end(), 0.0);
@@ -77,11 +70,28 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
       for (int e = 0; e < E; ++e) pm[e] += s[e] / all / double(T);
       for (int j = 0; j < k; ++j) seq_frac_[q * E + plan.expert[t * k + j]] += 1.0 / double(T * k);
     }
-    for (int e = 0; e < E; ++e) seq += E * seq_frac_[q * E + e] * pm[e];
+    for (int e = 0; e < E; ++e) sums[E + 1] += E * seq_frac_[q * E + e] * pm[e];
   }
-  st.seq_aux_loss = S ? seq / double(S) : 0.0;
+  sums[E + 2] = double(S);
+  if (group_.size() > 1) {
+    group_.all_reduce_sum(st.tokens_per_expert);
+    group_.all_reduce_sum(sums);
+  }
+  int64_t N = 0;
+  for (auto c : st.tokens_per_expert) N += c;
+  N /= k;
+  n_global_ = N;
+  seq_global_ = int64_t(sums[E + 2]);
+  frac_.assign(E, 0.0);
+  double aux = 0;
+  for (int e = 0; e < E; ++e) {
+    frac_[e] = N ? double(st.tokens_per_expert[e]) / double(N * k) : 0.0;
+    aux += frac_[e] * (N ? pmean[e] / double(N) : 0.0);
+  }
+  st.aux_loss = E * aux;
+  st.seq_aux_loss = seq_global_ ? sums[E + 1] / double(seq_global_) : 0.0;
   st.z_loss = 0;
-  st.entropy = n ? ent / double(n) : 0.0;
+  st.entropy = N ? sums[E] / double(N) : 0.0;
   if (training_) load_ = st.tokens_per_expert;
 }
 
@@ -94,9 +104,10 @@ void SigmoidBiasRouter::backward(float* dx, const float* dweight) {
   const int64_t n = n_;
   dlogits_.resize({n, E});
   float* dl = dlogits_.data();
-  const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
+  // Scales of the global objective (n_global_ tokens, seq_global_ sequences over all ranks).
+  const float aux_scale = n_global_ ? float(c_.aux_coef * E / double(n_global_)) : 0.0f;
   const int64_t n_seq = int64_t(seq_frac_.size()) / E, T = n_seq ? n / n_seq : n;
-  const float seq_scale = n_seq ? float(c_.seq_aux_coef * E / double(T * n_seq)) : 0.0f;
+  const float seq_scale = seq_global_ ? float(c_.seq_aux_coef * E / double(T * seq_global_)) : 0.0f;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const float* s = scores_.data() + t * E;

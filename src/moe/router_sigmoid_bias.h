@@ -47,7 +47,8 @@ class SigmoidBiasRouter final : public Router {
   std::vector<float> val_;                    // [n, k] biased top-k values (unused after selection)
   std::vector<double> frac_;                  // [E]
   std::vector<double> seq_frac_;              // [S, E] f_i per sequence
-  std::vector<int64_t> load_;                 // [E] of the last training forward
+  std::vector<int64_t> load_;                 // [E] of the last training forward (all ranks)
+  int64_t n_global_ = 0, seq_global_ = 0;     // tokens and sequences of the batch over all ranks
 };
 
 }  // namespace moe

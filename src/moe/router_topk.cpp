@@ -1,5 +1,6 @@
 #include "moe/router_topk.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/gemm.h"
@@ -35,59 +36,88 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     const float inv = c_.norm_topk_prob ? 1.0f / s : 1.0f;
     for (int j = 0; j < k; ++j) plan.weight[t * k + j] = val_[t * k + j] * inv;
   }
-  // Statistics and auxiliary losses. f_i counts the router's choices before any capacity drop.
+  // Statistics and auxiliary losses over the whole batch (all ranks of the data group). f_i counts
+  // the router's choices before any capacity drop.
   RouterStats& st = plan.stats;
+  const int R = group_.size();
+  std::vector<int64_t> picks(size_t(k) * E, 0);  // [k, E]: this rank's choices per slot
+  for (int64_t t = 0; t < n; ++t)
+    for (int j = 0; j < k; ++j) picks[size_t(j) * E + sel_[t * k + j]]++;
+  // [R, k, E]: every rank's picks in rank order (global token order), for the capacity's prefix.
+  const std::vector<int64_t> all = R > 1 ? group_.all_gather_v(picks) : picks;
   std::vector<int64_t> chosen(E, 0);
-  for (int64_t i = 0; i < n * k; ++i) chosen[sel_[i]]++;
+  for (size_t i = 0; i < all.size(); ++i) chosen[i % E] += all[i];
+  int64_t N = 0;  // tokens of the whole batch: each has exactly one first choice
+  for (int r = 0; r < R; ++r)
+    for (int e = 0; e < E; ++e) N += all[size_t(r) * k * E + e];
+  n_global_ = N;
   st.dropped = 0;
   const float cf = training_ ? c_.capacity_factor : c_.eval_capacity_factor;
   if (cf > 0) {
-    const int64_t cap = int64_t(std::ceil(double(cf) * double(n) * k / E));
-    std::vector<int64_t> used(E, 0);
-    for (int j = 0; j < k; ++j)
+    // Slots are taken in global token order, all first choices before any second choice. After x
+    // picks of expert e from u taken slots, min(cap, u + x) are taken: so this rank starts slot j
+    // where the lower ranks' picks of slot j left the count.
+    const int64_t cap = int64_t(std::ceil(double(cf) * double(N) * k / E));
+    const int me = group_.rank();
+    std::vector<int64_t> taken(E, 0), used(E);
+    for (int j = 0; j < k; ++j) {
+      for (int e = 0; e < E; ++e) {
+        int64_t before = 0, total = 0;
+        for (int r = 0; r < R; ++r) {
+          const int64_t c = all[(size_t(r) * k + j) * E + e];
+          total += c;
+          if (r < me) before += c;
+        }
+        used[e] = std::min(cap, taken[e] + before);
+        taken[e] = std::min(cap, taken[e] + total);
+      }
       for (int64_t t = 0; t < n; ++t) {
         int32_t& e = plan.expert[t * k + j];
         if (used[e] < cap) used[e]++;
-        else e = -1, st.dropped++;
+        else e = -1;
       }
-    st.tokens_per_expert = used;
+    }
+    st.tokens_per_expert = taken;
+    for (int e = 0; e < E; ++e) st.dropped += chosen[e] - taken[e];
   } else {
     st.tokens_per_expert = chosen;
   }
-  frac_.assign(E, 0.0);
-  std::vector<double> pmean(E, 0.0);
-  double z = 0, ent = 0;
+  // [E] sums of p, then z, entropy, the sequence-wise loss and the sequence count.
+  std::vector<double> sums(E + 4, 0.0);
+  double* pmean = sums.data();
   for (int64_t t = 0; t < n; ++t) {
     const float* p = probs_.data() + t * E;
     for (int e = 0; e < E; ++e) {
       pmean[e] += p[e];
-      if (p[e] > 0) ent -= double(p[e]) * std::log(double(p[e]));
+      if (p[e] > 0) sums[E + 1] -= double(p[e]) * std::log(double(p[e]));
     }
-    z += double(lse_[t]) * lse_[t];
+    sums[E] += double(lse_[t]) * lse_[t];
   }
-  double aux = 0;
-  for (int e = 0; e < E; ++e) {
-    frac_[e] = n ? double(chosen[e]) / double(n * k) : 0.0;
-    pmean[e] = n ? pmean[e] / n : 0.0;
-    aux += frac_[e] * pmean[e];
-  }
-  st.aux_loss = E * aux;
-  // Sequence-wise: f and P within each sequence of T tokens.
+  // Sequence-wise: f and P within each sequence of T tokens (a sequence is never split by ranks).
   const int64_t T = seq_len_ > 0 && n % seq_len_ == 0 ? seq_len_ : n;
   const int64_t S = T ? n / T : 0;
   seq_frac_.assign(S * E, 0.0);
-  double seq = 0;
   for (int64_t q = 0; q < S; ++q) {
     std::vector<double> pm(E, 0.0);
     for (int64_t t = q * T; t < (q + 1) * T; ++t) {
       for (int j = 0; j < k; ++j) seq_frac_[q * E + sel_[t * k + j]] += 1.0 / double(T * k);
       for (int e = 0; e < E; ++e) pm[e] += probs_[t * E + e] / double(T);
     }
-    for (int e = 0; e < E; ++e) seq += E * seq_frac_[q * E + e] * pm[e];
+    for (int e = 0; e < E; ++e) sums[E + 2] += E * seq_frac_[q * E + e] * pm[e];
   }
-  st.seq_aux_loss = S ? seq / double(S) : 0.0;
-  st.z_loss = n ? z / n : 0.0;
-  st.entropy = n ? ent / n : 0.0;
+  sums[E + 3] = double(S);
+  if (R > 1) group_.all_reduce_sum(sums);
+  seq_global_ = int64_t(sums[E + 3]);
+  frac_.assign(E, 0.0);
+  double aux = 0;
+  for (int e = 0; e < E; ++e) {
+    frac_[e] = N ? double(chosen[e]) / double(N * k) : 0.0;
+    aux += frac_[e] * (N ? pmean[e] / double(N) : 0.0);
+  }
+  st.aux_loss = E * aux;
+  st.seq_aux_loss = seq_global_ ? sums[E + 2] / double(seq_global_) : 0.0;
+  st.z_loss = N ? sums[E] / double(N) : 0.0;
+  st.entropy = N ? sums[E + 1] / double(N) : 0.0;
 }
 
 double TopKRouter::aux_objective() const {
@@ -101,10 +131,12 @@ void TopKRouter::backward(float* dx, const float* dweight) {
   const int64_t n = n_;
   dlogits_.resize({n, E});
   float* dl = dlogits_.data();
-  const float aux_scale = n ? float(c_.aux_coef * E / double(n)) : 0.0f;
+  // Scales of the global objective (n_global_ tokens, seq_global_ sequences over all ranks).
+  const double N = double(n_global_);
+  const float aux_scale = N > 0 ? float(c_.aux_coef * E / N) : 0.0f;
   const int64_t n_seq = int64_t(seq_frac_.size()) / E, T = n_seq ? n / n_seq : n;
-  const float seq_scale = n_seq ? float(c_.seq_aux_coef * E / double(T * n_seq)) : 0.0f;
-  const float z_scale = n ? float(2.0 * c_.z_coef / double(n)) : 0.0f;
+  const float seq_scale = seq_global_ ? float(c_.seq_aux_coef * E / double(T * seq_global_)) : 0.0f;
+  const float z_scale = N > 0 ? float(2.0 * c_.z_coef / N) : 0.0f;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const float* p = probs_.data() + t * E;

@@ -52,6 +52,7 @@ class TopKRouter final : public Router {
   std::vector<int32_t> sel_;  // [n, k] selected experts before capacity drops
   std::vector<double> frac_;  // [E] f_i
   std::vector<double> seq_frac_;  // [S, E] f_i per sequence
+  int64_t n_global_ = 0, seq_global_ = 0;  // tokens and sequences of the batch over all ranks
 };
 
 }  // namespace moe

@@ -21,6 +21,9 @@ struct Param {
   // then [rows.size(), cols], row r of g being the gradient of row rows[r] of w; rows is sorted and
   // unique. A dense gradient of such a table would cost O(table) per step to clear and to read.
   bool row_sparse = false;
+  // Held by one rank of an expert-parallel group (an expert's weights): its gradient is summed over
+  // the ranks holding the same shard, not over every rank, and it is saved in that rank's shard.
+  bool sharded = false;
   std::vector<int64_t> rows;
 
   Param() = default;

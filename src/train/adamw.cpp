@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "dist/gradient_sync.h"
+
 namespace moe {
 
 AdamW::AdamW(ParamList params, const AdamWConfig& cfg) : params_(std::move(params)), c_(cfg) {
@@ -60,28 +62,7 @@ std::vector<std::pair<std::string, const Tensor*>> AdamW::state_tensors() const 
 }
 
 double clip_grad_norm(const ParamList& params, double max_norm) {
-  double sq = 0;
-  for (Param* p : params) {
-    if (!p->trainable) continue;
-    const float* g = p->g.data();
-    const int64_t n = p->g.numel();
-    double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-    for (int64_t j = 0; j < n; ++j) s += double(g[j]) * g[j];
-    sq += s;
-  }
-  const double norm = std::sqrt(sq);
-  if (max_norm > 0 && norm > max_norm) {
-    const float scale = float(max_norm / (norm + 1e-6));
-    for (Param* p : params) {
-      if (!p->trainable) continue;
-      float* g = p->g.data();
-      const int64_t n = p->g.numel();
-#pragma omp parallel for simd schedule(static)
-      for (int64_t j = 0; j < n; ++j) g[j] *= scale;
-    }
-  }
-  return norm;
+  return dist::clip_grad_norm(params, max_norm, dist::ParallelLayout{});
 }
 
 }  // namespace moe

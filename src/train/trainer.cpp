@@ -1,10 +1,13 @@
 #include "train/trainer.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
+#include <set>
 #include <filesystem>
 #include <fstream>
 
+#include "dist/gradient_sync.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/checkpoint.h"
@@ -55,19 +58,28 @@ void check_config(const TrainConfig& c) {
   if (c.out_dir.empty()) throw Error("[train] an output directory is required");
 }
 
-std::vector<int64_t> existing_state_steps(const std::string& dir) {
-  std::vector<int64_t> steps;
+// Optimizer-state files in dir ("trainer_state-<step>[.shard<i>-of-<R>].safetensors") with their
+// steps.
+std::vector<std::pair<int64_t, fs::path>> state_files(const std::string& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
   std::error_code ec;
   for (auto& e : fs::directory_iterator(dir, ec)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind("trainer_state-", 0) == 0 && n.size() > 26 && n.substr(n.size() - 12) == ".safetensors") {
-      try {
-        steps.push_back(std::stoll(n.substr(14, n.size() - 26)));
-      } catch (...) {
-      }
+    if (n.rfind("trainer_state-", 0) != 0 || n.size() <= 26 || n.substr(n.size() - 12) != ".safetensors") continue;
+    size_t end = 14;
+    while (end < n.size() && std::isdigit(static_cast<unsigned char>(n[end]))) ++end;
+    if (end == 14 || (n[end] != '.' )) continue;
+    try {
+      out.emplace_back(std::stoll(n.substr(14, end - 14)), e.path());
+    } catch (...) {
     }
   }
-  return steps;
+  return out;
+}
+
+std::string state_shard_path(const std::string& dir, int64_t step, int shard, int R) {
+  return dir + "/trainer_state-" + std::to_string(step) + ".shard" + std::to_string(shard + 1) + "-of-" +
+         std::to_string(R) + ".safetensors";
 }
 
 }  // namespace
@@ -78,9 +90,10 @@ Trainer::Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const
   opt_ = std::make_unique<AdamW>(model_->params(), AdamWConfig{.weight_decay = cfg_.weight_decay});
 }
 
-std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpus& corpus) {
+std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpus& corpus,
+                                         const dist::ParallelLayout& layout) {
   std::map<std::string, std::string> meta;
-  auto model = load_pretrained(cfg.out_dir, &meta);
+  auto model = load_pretrained(cfg.out_dir, &meta, layout);
   if (!meta.count("step"))
     throw Error("[train] " + cfg.out_dir + "/model.safetensors has no training step in its metadata: not a checkpoint written by moe train");
   const int64_t step = std::stoll(meta["step"]);
@@ -88,12 +101,20 @@ std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpu
   if (!fs::exists(state))
     throw Error("[train] " + cfg.out_dir + ": no optimizer state for step " + std::to_string(step) + " (" + state + ")");
   auto t = std::make_unique<Trainer>(cfg, std::move(model), corpus);
-  SafetensorsFile f = SafetensorsFile::open(state);
-  t->opt_->load_state([&](const std::string& name, Tensor& dst) { f.read_into(name, dst.data(), dst.numel()); }, step);
+  // The step's state may be split into expert shards, written at any R: find each tensor by name.
+  std::vector<SafetensorsFile> files{SafetensorsFile::open(state)};
+  for (auto& [s, path] : state_files(cfg.out_dir))
+    if (s == step && path.filename().string().find(".shard") != std::string::npos)
+      files.push_back(SafetensorsFile::open(path.string()));
+  t->opt_->load_state([&](const std::string& name, Tensor& dst) {
+    for (const SafetensorsFile& f : files)
+      if (f.has(name)) return f.read_into(name, dst.data(), dst.numel());
+    throw Error("[train] " + cfg.out_dir + ": the optimizer state of step " + std::to_string(step) + " has no tensor '" + name + "'");
+  }, step);
   t->step_ = step;
   // Drop metrics logged after the checkpoint (the steps about to be redone).
   const std::string mpath = cfg.out_dir + "/metrics.jsonl";
-  if (fs::exists(mpath)) {
+  if (layout.world.rank() == 0 && fs::exists(mpath)) {
     std::ifstream in(mpath);
     std::string line, kept;
     while (std::getline(in, line)) {
@@ -115,33 +136,76 @@ int64_t Trainer::context() const {
 EvalResult Trainer::validate() {
   EvalConfig ec{.context = context(), .batch = cfg_.batch_size, .max_tokens = cfg_.eval_tokens, .peer_usage = true};
   const std::string& val = corpus_.val().size() >= 2 ? corpus_.val() : corpus_.train();
+  // Every rank evaluates the whole text (the experts' owners still compute their rows).
   model_->set_training(false);
+  model_->set_data_group(dist::Communicator());
   EvalResult r = evaluate_text(*model_, val, ec);
+  model_->set_data_group(model_->layout().world);
   model_->set_training(true);
   return r;
 }
 
 void Trainer::save(int64_t step) {
   // Optimizer state first, under its step's name; then the model (whose metadata names the step);
-  // then older states are removed. A crash at any point leaves a model whose state file exists.
-  write_safetensors(trainer_state_path(cfg_.out_dir, step), opt_->state_tensors(),
-                    {{"step", std::to_string(step)}, {"format", "moe-trainer-state-v1"}});
+  // then older states are removed. A crash at any point leaves a model whose state files exist.
+  // Under mpirun all ranks take part: rank 0 writes the non-expert moments, the first replica's
+  // ranks their experts' moments.
+  const dist::ParallelLayout& L = model_->layout();
+  const std::map<std::string, std::string> meta = {{"step", std::to_string(step)}, {"format", "moe-trainer-state-v1"}};
+  if (L.expert_parallel == 1) {
+    if (L.world.rank() == 0) write_safetensors(trainer_state_path(cfg_.out_dir, step), opt_->state_tensors(), meta);
+  } else {
+    std::set<std::string> sharded;
+    for (Param* p : model_->params())
+      if (p->sharded) sharded.insert("adam.m." + p->name), sharded.insert("adam.v." + p->name);
+    NamedTensors mine, rest;
+    for (auto& t : opt_->state_tensors()) (sharded.count(t.first) ? mine : rest).push_back(t);
+    if (L.replica.rank() == 0)
+      write_safetensors(state_shard_path(cfg_.out_dir, step, L.shard(), L.expert_parallel), mine, meta);
+    if (L.world.rank() == 0) write_safetensors(trainer_state_path(cfg_.out_dir, step), rest, meta);
+  }
+  L.world.barrier();
   save_pretrained(cfg_.out_dir, *model_, {{"step", std::to_string(step)}});
-  write_training_plots(cfg_.out_dir);
-  for (int64_t s : existing_state_steps(cfg_.out_dir))
-    if (s != step) fs::remove(trainer_state_path(cfg_.out_dir, s));
+  if (L.world.rank() == 0) {
+    write_training_plots(cfg_.out_dir);
+    // Older steps, and this step's expert shards from a save at another R.
+    const std::string of = "-of-" + std::to_string(L.expert_parallel) + ".safetensors";
+    for (auto& [s, path] : state_files(cfg_.out_dir)) {
+      const std::string n = path.filename().string();
+      const bool other_r = n.find(".shard") != std::string::npos &&
+                           (L.expert_parallel == 1 || n.compare(n.size() - of.size(), of.size(), of) != 0);
+      if (s != step || other_r) fs::remove(path);
+    }
+  }
+  L.world.barrier();
 }
 
 int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   using clock = std::chrono::steady_clock;
-  std::error_code ec;
-  fs::create_directories(cfg_.out_dir, ec);
-  if (ec) throw Error("[train] cannot create " + cfg_.out_dir + ": " + ec.message());
-  atomic_write_file(cfg_.out_dir + "/train_config.json", cfg_.to_json().dump(2) + "\n");
-  std::ofstream metrics(cfg_.out_dir + "/metrics.jsonl", std::ios::app);
-  if (!metrics) throw Error("[train] cannot write " + cfg_.out_dir + "/metrics.jsonl");
+  const dist::ParallelLayout& L = model_->layout();
+  dist::Communicator world = L.world;
+  const bool rank0 = world.rank() == 0;
+  const int W = world.size();
+  std::ofstream metrics;
+  if (rank0) {
+    std::error_code ec;
+    fs::create_directories(cfg_.out_dir, ec);
+    if (ec) throw Error("[train] cannot create " + cfg_.out_dir + ": " + ec.message());
+    atomic_write_file(cfg_.out_dir + "/train_config.json", cfg_.to_json().dump(2) + "\n");
+    metrics.open(cfg_.out_dir + "/metrics.jsonl", std::ios::app);
+    if (!metrics) throw Error("[train] cannot write " + cfg_.out_dir + "/metrics.jsonl");
+  }
 
   const int64_t B = cfg_.batch_size, T = context();
+  if (B < W)
+    throw Error("[train] --batch-size " + std::to_string(B) + " is smaller than the " + std::to_string(W) +
+                " ranks that split each batch");
+  // This rank's sequences of every global batch.
+  const int64_t b0 = int64_t(world.rank()) * B / W, b1 = int64_t(world.rank() + 1) * B / W;
+  // The groups whose traffic a step reports (a group may be the world itself: count it once).
+  std::vector<dist::Communicator> groups = {L.world};
+  for (const dist::Communicator* g : {&L.experts, &L.replica})
+    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
   LRSchedule sched{.max_lr = cfg_.lr, .min_lr = cfg_.lr * cfg_.min_lr_ratio,
                    .warmup_steps = cfg_.warmup_steps >= 0 ? cfg_.warmup_steps : std::min<int64_t>(100, cfg_.steps / 10),
                    .total_steps = cfg_.steps};
@@ -150,20 +214,25 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
   double ema_step_s = 0;
   int64_t saved_step = -1;
   const int64_t last = cfg_.stop_after > 0 ? std::min(cfg_.stop_after, cfg_.steps) : cfg_.steps;
+  // A signal may reach the ranks at different moments: they agree at every step boundary.
+  auto stopping = [&] { return world.max(stop && stop->load() ? 1 : 0) > 0; };
+  bool stopped = false;
   while (step_ < last) {
-    if (stop && stop->load()) break;
+    if ((stopped = stopping())) break;
     const int64_t s = step_ + 1;
     const auto t0 = clock::now();
+    for (auto& g : groups) g.reset_stats();
     Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
     corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
     model_->set_training(true);
     model_->zero_grad();
-    LossResult r = model_->forward(tokens.data(), targets.data(), B, T);
+    LossResult r = model_->forward(tokens.data() + b0 * T, targets.data() + b0 * T, b1 - b0, T);
     if (!std::isfinite(r.objective()))
       throw Error("[train] loss is not finite at step " + std::to_string(s) + " (try a lower --lr)");
     model_->backward();
     StepReport rep;
-    rep.grad_norm = clip_grad_norm(params, cfg_.grad_clip);
+    if (W > 1) dist::all_reduce_gradients(params, L);
+    rep.grad_norm = dist::clip_grad_norm(params, cfg_.grad_clip, L);
     rep.lr = sched.at(s);
     opt_->step(rep.lr);
     model_->after_step();
@@ -190,7 +259,17 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       const double mean = sum / double(p->stats.tokens_per_expert.size());
       rep.max_vio.push_back(mean > 0 ? (mx - mean) / mean : 0.0);
     }
-    const bool final_step = s == last || (stop && stop->load());
+    if (W > 1) {
+      rep.world_size = W;
+      int64_t sent = 0;
+      for (auto& g : groups) {
+        rep.exchange_s += g.stats().exchange_s;
+        rep.allreduce_s += g.stats().reduce_s;
+        sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
+      }
+      rep.bytes_sent = world.all_gather(sent);
+    }
+    const bool final_step = s == last || stopping();
     if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {
       rep.has_val = true;
       const EvalResult val = validate();
@@ -213,8 +292,13 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if (!rep.peer_layers.empty())
       m.update({{"peer_layers", rep.peer_layers}, {"peer_fraction_used", rep.peer_fraction_used},
                 {"peer_kl_from_uniform", rep.peer_kl_from_uniform}, {"peer_head_overlap", rep.peer_head_overlap}});
-    metrics << m.dump() << "\n";
-    metrics.flush();
+    if (rep.world_size > 1)
+      m.update({{"world_size", rep.world_size}, {"expert_parallel", L.expert_parallel},
+                {"exchange_s", rep.exchange_s}, {"allreduce_s", rep.allreduce_s}, {"bytes_sent", rep.bytes_sent}});
+    if (rank0) {
+      metrics << m.dump() << "\n";
+      metrics.flush();
+    }
     if ((cfg_.save_every > 0 && s % cfg_.save_every == 0) || final_step) {
       save(s);  // after the metrics line, so the plots include this step
       saved_step = s;
@@ -223,7 +307,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if (on_step) on_step(rep);
   }
   // Interrupted between steps: make sure the last completed step is on disk.
-  if (step_ > 0 && saved_step != step_ && stop && stop->load()) save(step_);
+  if (step_ > 0 && saved_step != step_ && stopped) save(step_);
   return step_;
 }
 

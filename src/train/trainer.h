@@ -57,14 +57,25 @@ struct StepReport {
   // validation text: the statistics of PEERUsage. A falling fraction_used warns of key collapse.
   std::vector<int> peer_layers;
   std::vector<double> peer_fraction_used, peer_kl_from_uniform, peer_head_overlap;
+  // Under mpirun: this step's seconds in expert all-to-all exchanges and in all-reduces (and the
+  // other collectives) on rank 0, and the bytes each rank sent, in rank order.
+  int world_size = 1;
+  double exchange_s = 0, allreduce_s = 0;
+  std::vector<int64_t> bytes_sent;
 };
 
 class Trainer {
  public:
   // A fresh run: the model is initialised by the caller. The corpus must outlive the trainer.
+  // Under mpirun every rank constructs its trainer with its model (whose layout says how the ranks
+  // share the work): each rank runs its slice of every global batch of batch_size sequences (rank
+  // w: sequences w B / W .. (w+1) B / W - 1 of the batch the single-process run draws), gradients
+  // are summed over the ranks, and the losses are those of the whole batch. Only world rank 0
+  // writes metrics, plots and train_config.json; checkpoints are written by all ranks together.
   Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const TextCorpus& corpus);
-  // Continue the run checkpointed in cfg.out_dir (model, optimizer state and step).
-  static std::unique_ptr<Trainer> resume(const TrainConfig& cfg, const TextCorpus& corpus);
+  // Continue the run checkpointed in cfg.out_dir (model, optimizer state and step), at any layout.
+  static std::unique_ptr<Trainer> resume(const TrainConfig& cfg, const TextCorpus& corpus,
+                                         const dist::ParallelLayout& layout = {});
 
   // Runs to cfg.steps (or stop_after, or until *stop becomes true), then saves. Returns the last step.
   int64_t run(const std::function<void(const StepReport&)>& on_step,
@@ -86,7 +97,9 @@ class Trainer {
   int64_t step_ = 0;
 };
 
-// Name of the optimizer-state file for a step inside a checkpoint directory.
+// Name of the optimizer-state file for a step inside a checkpoint directory (the non-expert
+// moments; with experts split over R ranks, shard s's expert moments are in
+// trainer_state-<step>.shard<s+1>-of-<R>.safetensors beside it).
 std::string trainer_state_path(const std::string& dir, int64_t step);
 
 }  // namespace moe

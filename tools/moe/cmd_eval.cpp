@@ -7,6 +7,7 @@
 #include "core/threading.h"
 #include "io/atomic_file.h"
 #include "model/checkpoint.h"
+#include "parallel.h"
 #include "terminal.h"
 #include "train/evaluate.h"
 
@@ -17,12 +18,16 @@ struct EvalArgs {
   std::string model, data;
   int64_t context = 0, batch = 16;
   int threads = 0;
+  int expert_parallel = 0;
   bool json = false;
 };
 
 int run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model);
+  // Under mpirun every rank runs the same tokens; the experts are split over the ranks.
+  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "eval");
+  auto model = load_pretrained(a.model, nullptr, layout);
+  model->set_data_group(dist::Communicator());
   const std::string text = read_file(a.data);
   if (text.size() < 2) throw Error("[eval] " + a.data + ": needs at least 2 bytes to predict anything, has " + std::to_string(text.size()));
   EvalConfig ec{.context = a.context, .batch = a.batch};
@@ -56,6 +61,7 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   c->add_option("--batch-size", a->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
   return [a] { return run_eval(*a); };
 }

@@ -6,6 +6,7 @@
 #include "core/threading.h"
 #include "infer/generator.h"
 #include "model/checkpoint.h"
+#include "parallel.h"
 #include "terminal.h"
 
 namespace moe::cli {
@@ -18,11 +19,15 @@ struct GenArgs {
   int top_k = 0;
   uint64_t seed = 0;
   int threads = 0;
+  int expert_parallel = 0;
 };
 
 int run_generate(const GenArgs& a) {
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model);
+  // Under mpirun every rank runs the same tokens; the experts are split over the ranks.
+  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "generate");
+  auto model = load_pretrained(a.model, nullptr, layout);
+  model->set_data_group(dist::Communicator());
   Generator gen(*model);
   GenerateConfig gc{.max_tokens = a.max_tokens, .sampler = {.temperature = a.temperature, .top_k = a.top_k}, .seed = a.seed};
   std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
@@ -50,6 +55,7 @@ Runner add_generate(CLI::App& app) {
   c->add_option("--top-k", a->top_k, "sample among the k most likely bytes (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--seed", a->seed, "sampling seed")->capture_default_str();
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   return [a] { return run_generate(*a); };
 }
 

@@ -9,6 +9,7 @@
 #include "default_config.h"
 #include "io/atomic_file.h"
 #include "model/checkpoint.h"
+#include "parallel.h"
 #include "terminal.h"
 #include "train/trainer.h"
 
@@ -31,6 +32,7 @@ struct TrainArgs {
   float lr = 3e-3f, min_lr_ratio = 0.1f;
   uint64_t seed = 0;
   int threads = 0;
+  int expert_parallel = 0;  // 0: not given
   bool resume = false, overwrite = false;
   std::string init;  // start from this checkpoint's weights (fresh optimizer)
 };
@@ -56,10 +58,13 @@ std::string load_summary(const std::vector<std::vector<int64_t>>& acc, const std
 
 int run_train(CLI::App& cmd, const TrainArgs& a) {
   set_num_threads(a.threads);
+  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "train");
+  const bool rank0 = layout.world.rank() == 0;
   TrainConfig tc;
-  const bool has_ckpt = fs::exists(a.out + "/model.safetensors") || fs::exists(a.out + "/config.json");
+  const bool has_weights = fs::exists(a.out + "/model.safetensors") || fs::exists(a.out + "/model.safetensors.index.json");
+  const bool has_ckpt = has_weights || fs::exists(a.out + "/config.json");
   if (a.resume) {
-    if (!fs::exists(a.out + "/train_config.json") || !fs::exists(a.out + "/model.safetensors"))
+    if (!fs::exists(a.out + "/train_config.json") || !has_weights)
       throw Error("[train] --resume: " + a.out + " holds no checkpoint written by moe train");
     tc = TrainConfig::from_json(nlohmann::json::parse(read_file(a.out + "/train_config.json")));
   } else if (has_ckpt && !a.overwrite) {
@@ -93,12 +98,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     if (!a.model_config.empty()) throw Error("[train] --init takes the model config from the checkpoint; drop --model-config");
     if (fs::exists(a.out) && fs::exists(a.init) && fs::equivalent(a.out, a.init))
       throw Error("[train] --init and --out must be different directories");
-    fresh = load_pretrained(a.init);
+    fresh = load_pretrained(a.init, nullptr, layout);
   } else if (!a.resume) {
     ModelConfig mc = a.model_config.empty()
                          ? ModelConfig::from_json(nlohmann::json::parse(kDefaultConfigJson), "<built-in default config>")
                          : ModelConfig::load(a.model_config);
-    fresh = std::make_unique<DecoderLM>(mc);
+    fresh = std::make_unique<DecoderLM>(mc, layout);
   }
   TextCorpus corpus = TextCorpus::load(data);
   ProgressLine progress;
@@ -108,18 +113,19 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
 
   std::unique_ptr<Trainer> trainer;
   if (a.resume) {
-    trainer = Trainer::resume(tc, corpus);
+    trainer = Trainer::resume(tc, corpus, layout);
     progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
   } else {
     if (a.init.empty()) fresh->init_weights(tc.seed);
-    fs::create_directories(a.out);
-    if (a.overwrite)
+    if (rank0) fs::create_directories(a.out);
+    if (a.overwrite && rank0)
       for (auto& e : fs::directory_iterator(a.out))
         if (e.path().filename().string().rfind("trainer_state-", 0) == 0 || e.path().filename() == "metrics.jsonl")
           fs::remove(e.path());
     trainer = std::make_unique<Trainer>(tc, std::move(fresh), corpus);
   }
-  atomic_write_file(a.out + "/heldout.txt", corpus.val());
+  if (rank0) atomic_write_file(a.out + "/heldout.txt", corpus.val());
+  layout.world.barrier();  // the directory is ready before any rank writes into it
   const ModelConfig& mc = trainer->model().config();
   std::string ffn = mc.is_moe() ? std::to_string(mc.num_local_experts) + " experts, top-" + std::to_string(mc.num_experts_per_tok) : "dense";
   if (mc.ffn_type == "peer") {
@@ -131,6 +137,10 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                 mc.model_type.c_str(), mc.num_hidden_layers, mc.hidden_size, ffn.c_str(), mc.total_params() / 1e6,
                 mc.active_params() / 1e6);
   progress.print(head);
+  if (layout.world.size() > 1)
+    progress.print("mpirun: " + std::to_string(layout.world.size()) + " ranks, experts split " +
+                   std::to_string(layout.expert_parallel) + " ways, " +
+                   std::to_string(layout.world.size() / layout.expert_parallel) + " data-parallel replica(s)");
   progress.print("training " + std::to_string(tc.steps) + " steps, batch " + std::to_string(tc.batch_size) + " x " +
                  std::to_string(tc.context > 0 ? tc.context : mc.max_position_embeddings) + " tokens, lr " +
                  std::to_string(tc.lr) + ", seed " + std::to_string(tc.seed) + " -> " + a.out);
@@ -199,6 +209,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--eval-tokens", a->eval_tokens, "held-out tokens used for validation during training")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks (R divides the ranks; 1: data parallelism only)")->check(CLI::PositiveNumber);
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
   c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");
   c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");

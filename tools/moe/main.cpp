@@ -1,11 +1,45 @@
 // moe: train, evaluate, sample and inspect sparse Mixture-of-Experts language models.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <thread>
 
 #include "commands.h"
 #include "core/error.h"
+#include "dist/communicator.h"
+#include "terminal.h"
+
+namespace {
+
+// An error under mpirun: rank 0 reports it; another rank reports its own only if the job is still
+// alive a moment later (rank 0 failing the same way ends the job first), so a mistake every rank
+// makes prints one line. Then the process leaves without MPI_Finalize, which would wait for ranks
+// that may be blocked in a collective: mpirun sees the exit and ends the job.
+int fail(int code, const std::string& msg) {
+  const moe::dist::Communicator w = moe::dist::Communicator::world();
+  if (w.size() > 1 && w.rank() != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+  if (w.size() > 1 && w.rank() != 0) std::fprintf(stderr, "moe: error: rank %d: %s\n", w.rank(), msg.c_str());
+  else std::fprintf(stderr, "moe: error: %s\n", msg.c_str());
+  std::fflush(stderr);
+  std::fflush(stdout);
+  if (w.size() > 1) std::_Exit(code);
+  return code;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
+  try {
+    moe::dist::init_world(&argc, &argv);
+  } catch (const moe::Error& e) {
+    std::fprintf(stderr, "moe: error: %s\n", e.what());
+    return 1;
+  }
+  if (moe::dist::Communicator::world().rank() != 0) {
+    moe::cli::ProgressLine::set_quiet(true);
+    if (!std::freopen("/dev/null", "w", stdout)) return 1;
+  }
   CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench)", "moe"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moe 0.1.0");
@@ -33,8 +67,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "moe: error: %s (see 'moe --help')\n", e.what());
-    return 2;
+    return fail(2, std::string(e.what()) + " (see 'moe --help')");
   }
   try {
     if (app.got_subcommand("train")) return train();
@@ -45,14 +78,11 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("experts")) return experts();
     if (app.got_subcommand("grow")) return grow();
   } catch (const moe::Error& e) {
-    std::fprintf(stderr, "moe: error: %s\n", e.what());
-    return 1;
+    return fail(1, e.what());
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "moe: error: out of memory\n");
-    return 1;
+    return fail(1, "out of memory");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "moe: error: %s\n", e.what());
-    return 1;
+    return fail(1, e.what());
   }
   return 2;
 }

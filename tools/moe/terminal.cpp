@@ -33,9 +33,16 @@ std::string format_rate(double v) {
   return buf;
 }
 
+namespace {
+bool g_quiet = false;
+}
+
+void ProgressLine::set_quiet(bool quiet) { g_quiet = quiet; }
+
 ProgressLine::ProgressLine() : tty_(isatty(STDERR_FILENO)) {}
 
 void ProgressLine::update(const std::string& text, bool force) {
+  if (g_quiet) return;
   if (tty_) {
     std::fprintf(stderr, "\r\033[K%s", text.c_str());
     live_ = true;
@@ -52,6 +59,7 @@ void ProgressLine::finish() {
 }
 
 void ProgressLine::print(const std::string& text) {
+  if (g_quiet) return;
   if (tty_ && live_) std::fprintf(stderr, "\r\033[K");
   std::fprintf(stderr, "%s\n", text.c_str());
   live_ = false;

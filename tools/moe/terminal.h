@@ -22,6 +22,8 @@ class ProgressLine {
   // Prints a full line above the live one.
   void print(const std::string& text);
   bool tty() const { return tty_; }
+  // Off on the ranks of an mpirun job other than rank 0: one progress display per job.
+  static void set_quiet(bool quiet);
 
  private:
   bool tty_;

@@ -1,0 +1,52 @@
+#pragma once
+// Experts sharded over the R ranks of an expert-parallel group (GShard / Switch / DeepSpeed-MoE
+// style), behind the ExpertBank interface so that MoELayer does not change. Rank r holds experts
+// [r E/R, (r+1) E/R) in a local bank. Forward: the rows each rank routed to rank r's experts go to
+// r in one uneven all-to-all (per-expert counts exchanged first), r regroups them by expert (rows
+// of rank 0 first, then rank 1, ...: with the batch split in rank order this is the single-process
+// row order), runs its local bank's grouped GEMMs and sends the outputs back. Backward mirrors it
+// with the same counts. Expert gradients stay on their owner.
+#include <memory>
+
+#include "core/tensor.h"
+#include "dist/communicator.h"
+#include "moe/expert_bank.h"
+
+namespace moe::dist {
+
+class ExpertParallelBank final : public ExpertBank {
+ public:
+  // local: this rank's E / R experts (experts first_expert() .. first_expert() + E/R - 1).
+  ExpertParallelBank(Communicator group, int n_experts, int d_model, std::unique_ptr<ExpertBank> local);
+
+  int n_experts() const override { return E_; }
+  int first_expert() const { return group_.rank() * El_; }
+  // xs, ys: [M, d] rows of every expert of the model, grouped by expert (offsets: [E+1]).
+  void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) override;
+  void backward(float* dxs, const float* dys) override;
+  // The local experts' parameters, marked Param::sharded.
+  void params(ParamList& out) override;
+
+  ExpertBank& local() { return *local_; }
+  // Rows this rank computed in the last forward (its experts' share of every rank's rows).
+  int64_t local_rows() const { return local_offsets_.back(); }
+
+ private:
+  // recv order [source rank][local expert] <-> grouped order [local expert][source rank]
+  void build_permutation();
+  void to_grouped(float* grouped, const float* received) const;
+  void from_grouped(float* received, const float* grouped) const;
+
+  Communicator group_;
+  int E_, El_, R_;
+  int64_t d_;
+  std::unique_ptr<ExpertBank> local_;
+  std::vector<int64_t> send_rows_, recv_rows_;  // [R]
+  std::vector<int64_t> recv_counts_;            // [R, El]: rows from rank s for local expert e
+  std::vector<int64_t> local_offsets_{0};       // [El+1]
+  std::vector<int64_t> grouped_of_recv_;        // [M_local]: grouped row of each received row
+  Tensor recv_;        // [M_local, d] rows as received (and as sent back)
+  Tensor gx_, gy_;     // [M_local, d] grouped inputs (kept for the local backward) and outputs
+};
+
+}  // namespace moe::dist
