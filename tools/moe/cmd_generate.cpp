@@ -40,7 +40,8 @@ int run_generate(const GenArgs& a) {
   });
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("\n");
-  std::fprintf(stderr, "[%zu tokens in %.2f s, %s tok/s]\n", out.size(), s, format_rate(double(out.size()) / s).c_str());
+  if (is_printing_rank())
+    std::fprintf(stderr, "[%zu tokens in %.2f s, %s tok/s]\n", out.size(), s, format_rate(double(out.size()) / s).c_str());
   return 0;
 }
 }  // namespace

@@ -29,6 +29,7 @@ struct TrainArgs {
   std::vector<std::string> data;
   int64_t steps = 600, batch = 32, context = 0, eval_every = 100, save_every = 200, warmup = -1;
   int64_t eval_tokens = 65536;
+  int64_t stop_after = 0;
   float lr = 3e-3f, min_lr_ratio = 0.1f;
   uint64_t seed = 0;
   int threads = 0;
@@ -83,6 +84,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   if (given("--warmup")) tc.warmup_steps = a.warmup;
   if (given("--min-lr-ratio")) tc.min_lr_ratio = a.min_lr_ratio;
   tc.out_dir = a.out;
+  tc.stop_after = a.stop_after;
 
   std::vector<std::string> data = a.data;
   if (data.empty()) {
@@ -185,8 +187,11 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());
     return 130;
   }
-  std::printf("trained %lld steps; final validation loss %.4f nats/byte; checkpoint in %s\n", (long long)end,
-              last_val, a.out.c_str());
+  if (std::isnan(last_val))
+    std::printf("trained %lld steps (no validation yet); checkpoint in %s\n", (long long)end, a.out.c_str());
+  else
+    std::printf("trained %lld steps; final validation loss %.4f nats/byte; checkpoint in %s\n", (long long)end,
+                last_val, a.out.c_str());
   return 0;
 }
 
@@ -209,6 +214,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--eval-tokens", a->eval_tokens, "held-out tokens used for validation during training")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--stop-after", a->stop_after, "save and stop after this step, as an interrupted run that --resume continues")->check(CLI::PositiveNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks (R divides the ranks; 1: data parallelism only)")->check(CLI::PositiveNumber);
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
   c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Expert parallelism under mpirun (oversubscribed on this machine, loopback only): per-step losses
+# at R = 2, R = 4 and the hybrid W = 4, R = 2 equal the single-process run's to 1e-5 relative over
+# 50 steps for topk_softmax, switch (capacity), sigmoid_bias and expert_choice; a run stopped at
+# R = 2 and resumed at R = 4 continues the single-process run; checkpoints load at any R; bad
+# layouts and a corrupt index give one clear error; a killed rank ends the job in bounded time.
+source "$(dirname "$0")/lib/common.sh"
+command -v mpirun >/dev/null || fail "mpirun not found (scripts/setup.sh installs openmpi-bin)"
+# -q: mpirun's own banners off, so that a failing job shows moe's one error line.
+MPI_LOUD=(mpirun --oversubscribe --allow-run-as-root --bind-to none --mca btl self,vader
+          --mca oob_tcp_if_include lo)
+MPI=("${MPI_LOUD[@]}" -q)
+make_text "$WORK/text.txt"
+COMMON=(--data "$WORK/text.txt" --steps 50 --batch-size 8 --context 32 --lr 1e-2 --eval-every 25 --seed 5 --threads 1)
+
+# compare A B: every step's loss (and the validation losses) agree to 1e-5 relative.
+compare() {
+  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert [x["step"] for x in a] == [x["step"] for x in b], ("steps differ", len(a), len(b))
+worst = 0.0
+for x, y in zip(a, b):
+    for k in ("loss", "val_loss", "aux_loss"):
+        if k in x:
+            rel = abs(x[k] - y[k]) / max(abs(x[k]), 1e-12)
+            worst = max(worst, rel)
+            assert rel <= 1e-5, (sys.argv[3], x["step"], k, x[k], y[k], rel)
+    assert x.get("expert_tokens") == y.get("expert_tokens") or x["step"] > 1, ("loads differ at step 1", sys.argv[3])
+print(f"{sys.argv[3]}: {len(a)} steps, worst relative loss difference {worst:.2e}")
+PY
+}
+
+for cfg in ${ONLY_CFGS:-tiny-moe tiny-switch tiny-sigmoid tiny-expert-choice}; do
+  conf="$SRC/tests/cli/data/$cfg.json"
+  "$MOE" train --model-config "$conf" "${COMMON[@]}" --out "$WORK/$cfg.1" 2>/dev/null
+  "${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 2 --out "$WORK/$cfg.r2" 2>"$WORK/err" \
+    || { cat "$WORK/err"; fail "$cfg at R = 2"; }
+  compare "$WORK/$cfg.1" "$WORK/$cfg.r2" "$cfg R=2"
+  if [ "$cfg" = tiny-moe ] || [ "$cfg" = tiny-sigmoid ]; then
+    "${MPI[@]}" -np 4 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 4 --out "$WORK/$cfg.r4" 2>/dev/null
+    compare "$WORK/$cfg.1" "$WORK/$cfg.r4" "$cfg R=4"
+    "${MPI[@]}" -np 4 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 2 --out "$WORK/$cfg.w4r2" 2>/dev/null
+    compare "$WORK/$cfg.1" "$WORK/$cfg.w4r2" "$cfg W=4 R=2"
+  fi
+done
+
+# Only rank 0 writes metrics, with the communication figures.
+python3 - "$WORK/tiny-moe.r2/metrics.jsonl" <<'PY'
+import json, sys
+m = json.loads(open(sys.argv[1]).readline())
+assert m["world_size"] == 2 and m["expert_parallel"] == 2, m
+assert len(m["bytes_sent"]) == 2 and all(b > 0 for b in m["bytes_sent"]), m
+assert m["exchange_s"] > 0 and m["allreduce_s"] > 0, m
+PY
+
+# The sharded checkpoint: an index and one shard per expert shard; loads in one process and at R=4
+# with the same loss.
+[ -f "$WORK/tiny-moe.r2/model.safetensors.index.json" ] || fail "no index in the R=2 checkpoint"
+[ "$(ls "$WORK/tiny-moe.r2"/model-*.safetensors | wc -l)" -eq 3 ] || fail "expected 3 shards at R=2"
+l1=$("$MOE" eval --model "$WORK/tiny-moe.r2" --data "$WORK/text.txt" --json 2>/dev/null | tail -n 1)
+l4=$("${MPI[@]}" -np 4 "$MOE" eval --model "$WORK/tiny-moe.r2" --data "$WORK/text.txt" --json --expert-parallel 4 2>/dev/null | tail -n 1)
+l0=$("$MOE" eval --model "$WORK/tiny-moe.1" --data "$WORK/text.txt" --json 2>/dev/null | tail -n 1)
+python3 - "$l0" "$l1" "$l4" <<'PY'
+import json, sys
+a, b, c = (json.loads(s)["loss"] for s in sys.argv[1:])
+assert abs(a - b) / a < 1e-5 and abs(b - c) / b < 1e-6, (a, b, c)
+PY
+g1=$("$MOE" generate --model "$WORK/tiny-moe.r2" --prompt "the " --max-tokens 30 --seed 1 2>/dev/null)
+g2=$("${MPI[@]}" -np 2 "$MOE" generate --model "$WORK/tiny-moe.r2" --prompt "the " --max-tokens 30 --seed 1 --expert-parallel 2 2>/dev/null)
+[ "$g1" = "$g2" ] || fail "generation at R=2 differs from one process: '$g1' vs '$g2'"
+
+# Stopped at step 20 with R = 2, resumed at R = 4: the single-process run's losses.
+conf="$SRC/tests/cli/data/tiny-moe.json"
+"${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 2 --stop-after 20 --out "$WORK/re" 2>/dev/null
+"${MPI[@]}" -np 4 "$MOE" train --data "$WORK/text.txt" --resume --expert-parallel 4 --threads 1 --out "$WORK/re" 2>/dev/null
+[ "$(ls "$WORK/re"/model-*.safetensors | wc -l)" -eq 5 ] || fail "expected 5 shards after resuming at R=4"
+compare "$WORK/tiny-moe.1" "$WORK/re" "stopped at R=2, resumed at R=4"
+# ... and back to one process.
+"$MOE" train --data "$WORK/text.txt" --resume --steps 55 --threads 1 --out "$WORK/re" 2>/dev/null
+[ -f "$WORK/re/model.safetensors" ] && [ ! -f "$WORK/re/model.safetensors.index.json" ] || fail "one process did not write one file"
+ls "$WORK/re" | grep -q shard && fail "stale shards left behind"
+
+# Bad layouts: one clear error line, non-zero exit, nothing written.
+expect_error "does not divide the 2 ranks" "${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 3 --out "$WORK/bad1"
+expect_error "pass --expert-parallel" "${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --out "$WORK/bad2"
+expect_error "needs 2 ranks" "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 2 --out "$WORK/bad3"
+expect_error "does not divide the 4 experts" "${MPI[@]}" -np 3 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 3 --out "$WORK/bad4"
+for d in bad1 bad2 bad3 bad4; do [ ! -e "$WORK/$d/model.safetensors" ] || fail "$d wrote a checkpoint"; done
+# A shard that disagrees with the index.
+cp -r "$WORK/tiny-moe.r2" "$WORK/corrupt"
+python3 - "$WORK/corrupt/model.safetensors.index.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+k = next(n for n in j["weight_map"] if ".experts.3." in n)
+j["weight_map"][k] = next(f for f in set(j["weight_map"].values()) if f.endswith("00002-of-00003.safetensors"))
+json.dump(j, open(sys.argv[1], "w"))
+PY
+expect_error "but that shard has no such tensor" "${MPI[@]}" -np 2 "$MOE" eval --model "$WORK/corrupt" --data "$WORK/text.txt" --expert-parallel 2
+
+# A rank killed mid-run: the job ends non-zero well within 60 s, naming the lost rank, and the
+# last checkpoint still loads.
+"${MPI_LOUD[@]}" -np 2 "$MOE" train --model-config "$conf" --data "$WORK/text.txt" --steps 1000000 --batch-size 8 --context 32 \
+  --eval-every 0 --save-every 20 --threads 1 --expert-parallel 2 --out "$WORK/kill" 2>"$WORK/kill.err" &
+job=$!
+for _ in $(seq 100); do [ -f "$WORK/kill/model.safetensors.index.json" ] && break; sleep 0.2; done
+[ -f "$WORK/kill/model.safetensors.index.json" ] || { kill $job; fail "no checkpoint before the kill"; }
+victim=$(pgrep -f "moe train .*--out $WORK/kill" | grep -v "^$job\$" | tail -n 1)
+killed_at=$(date +%s)
+kill -9 "$victim"
+set +e
+timeout 60 tail --pid=$job -f /dev/null
+wait $job
+rc=$?
+set -e
+elapsed=$(( $(date +%s) - killed_at ))
+[ $rc -ne 0 ] || fail "the job exited 0 after a rank was killed"
+[ $elapsed -lt 60 ] || fail "the job took $elapsed s to end after a rank was killed"
+grep -q -i "rank" "$WORK/kill.err" || { cat "$WORK/kill.err"; fail "no message naming the lost rank"; }
+"$MOE" eval --model "$WORK/kill" --data "$WORK/text.txt" --json >/dev/null 2>&1 || fail "the last checkpoint does not load"
+echo "distributed CLI test passed (rank killed, job ended after ${elapsed} s)"
