@@ -10,7 +10,9 @@
 #include "commands.h"
 #include "core/rng.h"
 #include "core/threading.h"
+#include "dist/expert_bank_parallel.h"
 #include "kernels/gemm.h"
+#include "parallel.h"
 #include "moe/expert_bank_swiglu.h"
 #include "moe/expert_schedule.h"
 #include "moe/moe_layer.h"
@@ -29,11 +31,79 @@ struct LayerBenchArgs {
   int64_t d = 512, f = 1024, experts = 8, top_k = 2, tokens = 4096;
   std::string routing = "uniform";
   int threads = 0, reps = 9;
+  int expert_parallel = 0;
   bool json = false;
 };
 
+// Under mpirun: the layer with its experts split over the ranks of each replica; the ranks split
+// the --tokens of the batch. Forward+backward timed between barriers; reports the global tokens/s,
+// each rank's share of time in collectives and the bytes sent per token (all ranks).
+int run_layer_bench_parallel(const LayerBenchArgs& a, const dist::ParallelLayout& L) {
+  const int W = L.world.size(), R = L.expert_parallel;
+  const int64_t D = a.d, F = a.f, E = a.experts, K = a.top_k, T = a.tokens;
+  if (a.routing != "uniform") throw Error("[bench] under mpirun only --routing uniform is measured");
+  if (T % W != 0) throw Error("[bench] --tokens " + std::to_string(T) + " must be a multiple of the " + std::to_string(W) + " ranks");
+  if (E % R != 0) throw Error("[bench] --expert-parallel " + std::to_string(R) + " does not divide --experts " + std::to_string(E));
+  const int64_t n = T / W;
+  auto router = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(D), .n_expert = int(E), .k = int(K), .norm_topk_prob = K > 1, .aux_coef = 0.01f, .z_coef = 0.001f});
+  router->set_data_group(L.world);
+  std::unique_ptr<ExpertBank> bank = std::make_unique<SwiGLUExpertBank>(
+      "b", SwiGLUBankConfig{.d_model = int(D), .d_ff = int(F), .n_experts = int(E / R), .first_expert = L.shard() * int(E / R)});
+  if (R > 1) bank = std::make_unique<dist::ExpertParallelBank>(L.experts, int(E), int(D), std::move(bank));
+  MoELayer layer(std::move(router), std::move(bank), int(D));
+  ParamList ps;
+  layer.params(ps);
+  Rng rng(1 + uint64_t(L.world.rank()));
+  for (Param* p : ps) fill_normal(p->w, rng, 0.02f);
+  Tensor x({n, D}), y({n, D}), dy({n, D}), dx({n, D});
+  fill_normal(x, rng, 1.0f);
+  fill_normal(dy, rng, 1.0f);
+  std::vector<dist::Communicator> groups = {L.world};
+  for (const dist::Communicator* g : {&L.experts, &L.replica})
+    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
+  auto fb = [&] {
+    layer.forward(y.data(), x.data(), n);
+    layer.backward(dx.data(), dy.data());
+  };
+  fb();
+  std::vector<double> times, comm;
+  int64_t sent = 0;
+  for (int r = 0; r < a.reps; ++r) {
+    L.world.barrier();
+    for (auto& g : groups) g.reset_stats();
+    const auto t0 = bench_clock::now();
+    fb();
+    L.world.barrier();
+    times.push_back(seconds_since(t0));
+    double cs = 0;
+    for (auto& g : groups) cs += g.stats().exchange_s + g.stats().reduce_s, sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
+    comm.push_back(cs);
+  }
+  const size_t best = size_t(std::min_element(times.begin(), times.end()) - times.begin());
+  const double t = times[best];
+  const std::vector<double> share = L.world.all_gather(comm[best] / t);
+  const std::vector<int64_t> bytes = L.world.all_gather(sent / a.reps);
+  int64_t total = 0;
+  for (int64_t b : bytes) total += b;
+  const double flops_fb = 3.0 * 2.0 * double(K) * 3.0 * double(D) * double(F) * double(T);
+  nlohmann::json j = {{"d_model", D}, {"d_ff", F}, {"experts", E}, {"top_k", K}, {"tokens", T},
+                      {"world_size", W}, {"expert_parallel", R}, {"threads", num_threads()},
+                      {"fwdbwd_tokens_per_s", double(T) / t}, {"fwdbwd_gflops", flops_fb / t / 1e9},
+                      {"comm_share_per_rank", share}, {"bytes_per_token", double(total) / double(T)},
+                      {"rounds", a.reps}};
+  std::printf("MoE layer D=%lld F=%lld E=%lld K=%lld T=%lld on %d ranks (experts split %d ways), %d threads each\n",
+              (long long)D, (long long)F, (long long)E, (long long)K, (long long)T, W, R, num_threads());
+  std::printf("  forward+backward %9.0f tokens/s  %7.1f GFLOP/s; time in collectives:", double(T) / t, flops_fb / t / 1e9);
+  for (double s_r : share) std::printf(" %.1f%%", 100 * s_r);
+  std::printf(" per rank; %.0f bytes sent per token\n", double(total) / double(T));
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
 int run_layer_bench(const LayerBenchArgs& a) {
   set_num_threads(a.threads);
+  if (a.expert_parallel > 0 || dist::Communicator::world().size() > 1)
+    return run_layer_bench_parallel(a, job_layout(a.expert_parallel, "bench moe-layer"));
   if (a.top_k > a.experts) throw Error("[bench] --top-k must not exceed --experts");
   if (a.routing != "uniform" && a.routing != "skewed" && a.routing != "learned")
     throw Error("[bench] --routing must be uniform, skewed or learned, got '" + a.routing + "'");
@@ -194,6 +264,7 @@ Runner add_bench(CLI::App& app) {
   l->add_option("--routing", a->routing, "uniform | skewed (Zipf-like) | learned (a router trained on clustered tokens)")->capture_default_str();
   l->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   l->add_option("--reps", a->reps, "interleaved timing rounds (the best of each reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--expert-parallel", a->expert_parallel, "under mpirun: experts split over R ranks (the ranks split --tokens)")->check(CLI::PositiveNumber);
   l->add_flag("--json", a->json, "end with one JSON line");
   std::vector<std::pair<CLI::App*, Runner>> more;
   add_model_benches(*c, more);

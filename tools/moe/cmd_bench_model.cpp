@@ -8,6 +8,8 @@
 
 #include "bench_util.h"
 #include "commands.h"
+#include "dist/gradient_sync.h"
+#include "parallel.h"
 #include "core/rng.h"
 #include "core/threading.h"
 #include "default_config.h"
@@ -79,12 +81,88 @@ struct TrainBenchArgs {
   int64_t batch = 32, context = 0, steps = 7;
   double peak = 0;  // 0: measured in the run
   int threads = 0;
+  int expert_parallel = 0;
   bool json = false;
 };
+
+// Under mpirun: the same training step split over the ranks (each runs B / W sequences of the
+// global batch, experts split R ways, gradients summed), timed step by step between barriers.
+// Reports the global tokens/s, the share of the step spent in collectives, the bytes every rank
+// sent per token, and each rank's peak resident memory.
+int run_train_bench_parallel(const TrainBenchArgs& a, const ModelConfig& c, const dist::ParallelLayout& L) {
+  const int W = L.world.size();
+  const int64_t B = a.batch, T = a.context > 0 ? a.context : c.max_position_embeddings;
+  if (B % W != 0) throw Error("[bench] --batch-size " + std::to_string(B) + " must be a multiple of the " + std::to_string(W) + " ranks");
+  const int64_t b = B / W, n = b * T;
+  DecoderLM model(c, L);
+  model.init_weights(0);
+  ParamList ps = model.params();
+  AdamW opt(ps, {});
+  Rng rng(1 + uint64_t(L.world.rank()));
+  std::vector<int32_t> tok(n), tgt(n);
+  for (int64_t i = 0; i < n; ++i) tok[i] = int32_t(rng.below(256)), tgt[i] = int32_t(rng.below(256));
+  std::vector<dist::Communicator> groups = {L.world};
+  for (const dist::Communicator* g : {&L.experts, &L.replica})
+    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
+  auto step = [&] {
+    model.zero_grad();
+    model.forward(tok.data(), tgt.data(), b, T);
+    model.backward();
+    dist::all_reduce_gradients(ps, L);
+    dist::clip_grad_norm(ps, 1.0, L);
+    opt.step(1e-4f);
+  };
+  step();
+  step();
+  std::vector<double> times, comm;
+  int64_t sent = 0;
+  for (int64_t s = 0; s < a.steps; ++s) {
+    L.world.barrier();
+    for (auto& g : groups) g.reset_stats();
+    const auto t0 = bench_clock::now();
+    step();
+    L.world.barrier();  // the step ends when the slowest rank is done
+    times.push_back(seconds_since(t0));
+    double cs = 0;
+    for (auto& g : groups) cs += g.stats().exchange_s + g.stats().reduce_s, sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
+    comm.push_back(cs);
+  }
+  // Rank 0's step times decide (every step ended at a barrier: all ranks agree within its latency).
+  std::vector<double> order = times;
+  std::sort(order.begin(), order.end());
+  const double t = order[order.size() / 2];
+  double comm_med = 0;
+  for (size_t i = 0; i < times.size(); ++i)
+    if (times[i] == t) comm_med = comm[i];
+  const std::vector<int64_t> bytes = L.world.all_gather(sent / a.steps);
+  const std::vector<double> rss = L.world.all_gather(peak_rss_bytes());
+  const std::vector<double> comm_share = L.world.all_gather(comm_med / t);
+  int64_t total_bytes = 0;
+  for (int64_t x : bytes) total_bytes += x;
+  const double bytes_per_token = double(total_bytes) / double(B * T);
+  const double flops = 3.0 * forward_flops_per_token(c, T) * double(B * T);
+  nlohmann::json j = {{"world_size", W}, {"expert_parallel", L.expert_parallel}, {"tokens_per_step", B * T},
+                      {"step_s", t}, {"tokens_per_s", double(B * T) / t}, {"model_gflops", flops / t / 1e9},
+                      {"comm_share_per_rank", comm_share}, {"bytes_sent_per_rank_per_step", bytes},
+                      {"bytes_per_token", bytes_per_token}, {"peak_rss_bytes_per_rank", rss},
+                      {"threads", num_threads()}};
+  std::printf("training step on %d ranks (experts split %d ways): %lld tokens in %.3f s = %.0f tokens/s, %.1f GFLOP/s\n",
+              W, L.expert_parallel, (long long)(B * T), t, double(B * T) / t, flops / t / 1e9);
+  std::printf("  time in collectives (median step):");
+  for (double x : comm_share) std::printf(" %.1f%%", 100 * x);
+  std::printf(" per rank; %.0f bytes sent per token (all ranks)\n", bytes_per_token);
+  std::printf("  peak resident memory per rank:");
+  for (double x : rss) std::printf(" %.1f MB", x / 1e6);
+  std::printf("\n");
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
 
 int run_train_bench(const TrainBenchArgs& a) {
   set_num_threads(a.threads);
   const ModelConfig c = load_config(a.config);
+  if (a.expert_parallel > 0 || dist::Communicator::world().size() > 1)
+    return run_train_bench_parallel(a, c, job_layout(a.expert_parallel, "bench train"));
   const int64_t B = a.batch, T = a.context > 0 ? a.context : c.max_position_embeddings, n = B * T;
   DecoderLM model(c);
   model.init_weights(0);
@@ -190,6 +268,7 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   t->add_option("--steps", ta->steps, "timed rounds of a step and a GEMM (the best of each reported)")->capture_default_str()->check(CLI::PositiveNumber);
   t->add_option("--peak-gflops", ta->peak, "FMA peak of the machine (default: measured in the run)");
   t->add_option("--threads", ta->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  t->add_option("--expert-parallel", ta->expert_parallel, "under mpirun: experts split over R ranks (the ranks split the batch)")->check(CLI::PositiveNumber);
   t->add_flag("--json", ta->json, "end with one JSON line");
   out.emplace_back(t, [ta] { return run_train_bench(*ta); });
   auto ga = std::make_shared<GenBenchArgs>();
