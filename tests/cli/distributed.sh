@@ -99,6 +99,28 @@ json.dump(j, open(sys.argv[1], "w"))
 PY
 expect_error "but that shard has no such tensor" "${MPI[@]}" -np 2 "$MOE" eval --model "$WORK/corrupt" --data "$WORK/text.txt" --expert-parallel 2
 
+# SIGINT to the job: mpirun passes it to the ranks, which agree to stop after the step they are in
+# and save it; --resume continues from there.
+"${MPI_LOUD[@]}" -np 2 "$MOE" train --model-config "$conf" --data "$WORK/text.txt" --steps 1000000 --batch-size 8 --context 32 \
+  --eval-every 0 --save-every 1000000 --threads 1 --expert-parallel 2 --out "$WORK/int" 2>"$WORK/int.err" &
+job=$!
+for _ in $(seq 100); do [ -s "$WORK/int/metrics.jsonl" ] && break; sleep 0.2; done
+kill -INT $job
+set +e
+timeout 60 tail --pid=$job -f /dev/null
+wait $job
+set -e
+grep -q "continue with --resume" "$WORK/int.err" || { cat "$WORK/int.err"; fail "no checkpoint after SIGINT"; }
+[ "$(grep -c "interrupted:" "$WORK/int.err")" -eq 1 ] || fail "more than one rank reported the interruption"
+step=$("$MOE" info --model "$WORK/int" --json | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["step"])')
+[ "$step" -gt 0 ] || fail "no step in the interrupted checkpoint"
+"${MPI[@]}" -np 2 "$MOE" train --data "$WORK/text.txt" --out "$WORK/int" --resume --steps $((step + 5)) --expert-parallel 2 --threads 1 2>/dev/null
+python3 - "$WORK/int/metrics.jsonl" "$((step + 5))" <<'PY'
+import json, sys
+steps = [json.loads(l)["step"] for l in open(sys.argv[1])]
+assert steps == list(range(1, int(sys.argv[2]) + 1)), (steps[:3], steps[-3:], len(steps))
+PY
+
 # A rank killed mid-run: the job ends non-zero well within 60 s, naming the lost rank, and the
 # last checkpoint still loads.
 "${MPI_LOUD[@]}" -np 2 "$MOE" train --model-config "$conf" --data "$WORK/text.txt" --steps 1000000 --batch-size 8 --context 32 \

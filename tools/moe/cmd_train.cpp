@@ -184,7 +184,8 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   if (g_stop.load()) {
-    std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());
+    if (rank0)
+      std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());
     return 130;
   }
   if (std::isnan(last_val))
