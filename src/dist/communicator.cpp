@@ -166,6 +166,28 @@ bool launched_by_mpirun() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
 }
 
+namespace {
+std::vector<const Communicator*> distinct(const ParallelLayout& L) {
+  std::vector<const Communicator*> out = {&L.world};
+  for (const Communicator* g : {&L.experts, &L.replica})
+    if (!g->same_group(L.world) && (out.size() == 1 || !g->same_group(*out.back()))) out.push_back(g);
+  return out;
+}
+}  // namespace
+
+CommStats ParallelLayout::stats() const {
+  CommStats s;
+  for (const Communicator* g : distinct(*this)) {
+    s.exchange_s += g->stats().exchange_s, s.reduce_s += g->stats().reduce_s;
+    s.exchange_bytes += g->stats().exchange_bytes, s.reduce_bytes += g->stats().reduce_bytes;
+  }
+  return s;
+}
+
+void ParallelLayout::reset_stats() const {
+  for (const Communicator* g : distinct(*this)) g->reset_stats();
+}
+
 ParallelLayout ParallelLayout::make(const Communicator& world, int R) {
   const int W = world.size();
   if (R < 1) throw Error("[dist] --expert-parallel must be positive, got " + std::to_string(R));

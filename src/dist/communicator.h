@@ -110,6 +110,8 @@ class Communicator {
 
   const CommStats& stats() const { return *stats_; }
   void reset_stats() const { *stats_ = CommStats{}; }
+  // Whether two handles share their counters (copies of one group).
+  bool same_group(const Communicator& o) const { return stats_ == o.stats_; }
 
  private:
   template <class T>
@@ -138,6 +140,9 @@ struct ParallelLayout {
   Communicator replica;  // the W / R ranks holding the same expert shard: expert gradients sum here
   int expert_parallel = 1;
   int shard() const { return experts.rank(); }
+  // This rank's traffic over all three groups (each distinct group counted once), and its reset.
+  CommStats stats() const;
+  void reset_stats() const;
 
   // Throws moe::Error when R does not divide W or is not positive.
   static ParallelLayout make(const Communicator& world, int expert_parallel);

@@ -202,10 +202,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
                 " ranks that split each batch");
   // This rank's sequences of every global batch.
   const int64_t b0 = int64_t(world.rank()) * B / W, b1 = int64_t(world.rank() + 1) * B / W;
-  // The groups whose traffic a step reports (a group may be the world itself: count it once).
-  std::vector<dist::Communicator> groups = {L.world};
-  for (const dist::Communicator* g : {&L.experts, &L.replica})
-    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
+
   LRSchedule sched{.max_lr = cfg_.lr, .min_lr = cfg_.lr * cfg_.min_lr_ratio,
                    .warmup_steps = cfg_.warmup_steps >= 0 ? cfg_.warmup_steps : std::min<int64_t>(100, cfg_.steps / 10),
                    .total_steps = cfg_.steps};
@@ -221,7 +218,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if ((stopped = stopping())) break;
     const int64_t s = step_ + 1;
     const auto t0 = clock::now();
-    for (auto& g : groups) g.reset_stats();
+    L.reset_stats();
     Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
     corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
     model_->set_training(true);
@@ -261,13 +258,10 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     }
     if (W > 1) {
       rep.world_size = W;
-      int64_t sent = 0;
-      for (auto& g : groups) {
-        rep.exchange_s += g.stats().exchange_s;
-        rep.allreduce_s += g.stats().reduce_s;
-        sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
-      }
-      rep.bytes_sent = world.all_gather(sent);
+      const dist::CommStats cs = L.stats();
+      rep.exchange_s = cs.exchange_s;
+      rep.allreduce_s = cs.reduce_s;
+      rep.bytes_sent = world.all_gather(cs.exchange_bytes + cs.reduce_bytes);
     }
     const bool final_step = s == last || stopping();
     if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {

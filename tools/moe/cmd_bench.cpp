@@ -58,33 +58,20 @@ int run_layer_bench_parallel(const LayerBenchArgs& a, const dist::ParallelLayout
   Tensor x({n, D}), y({n, D}), dy({n, D}), dx({n, D});
   fill_normal(x, rng, 1.0f);
   fill_normal(dy, rng, 1.0f);
-  std::vector<dist::Communicator> groups = {L.world};
-  for (const dist::Communicator* g : {&L.experts, &L.replica})
-    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
   auto fb = [&] {
     layer.forward(y.data(), x.data(), n);
     layer.backward(dx.data(), dy.data());
   };
   fb();
-  std::vector<double> times, comm;
+  const std::vector<ParallelRound> rounds = time_parallel_rounds(L, a.reps, fb);
+  const ParallelRound& b = *std::min_element(rounds.begin(), rounds.end(), [](auto& p, auto& q) { return p.seconds < q.seconds; });
+  const double t = b.seconds;
   int64_t sent = 0;
-  for (int r = 0; r < a.reps; ++r) {
-    L.world.barrier();
-    for (auto& g : groups) g.reset_stats();
-    const auto t0 = bench_clock::now();
-    fb();
-    L.world.barrier();
-    times.push_back(seconds_since(t0));
-    double cs = 0;
-    for (auto& g : groups) cs += g.stats().exchange_s + g.stats().reduce_s, sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
-    comm.push_back(cs);
-  }
-  const size_t best = size_t(std::min_element(times.begin(), times.end()) - times.begin());
-  const double t = times[best];
-  const std::vector<double> share = L.world.all_gather(comm[best] / t);
+  for (auto& r : rounds) sent += r.bytes_sent;
+  const std::vector<double> share = L.world.all_gather(b.comm_seconds / t);
   const std::vector<int64_t> bytes = L.world.all_gather(sent / a.reps);
   int64_t total = 0;
-  for (int64_t b : bytes) total += b;
+  for (int64_t per_rank : bytes) total += per_rank;
   const double flops_fb = 3.0 * 2.0 * double(K) * 3.0 * double(D) * double(F) * double(T);
   nlohmann::json j = {{"d_model", D}, {"d_ff", F}, {"experts", E}, {"top_k", K}, {"tokens", T},
                       {"world_size", W}, {"expert_parallel", R}, {"threads", num_threads()},

@@ -101,9 +101,6 @@ int run_train_bench_parallel(const TrainBenchArgs& a, const ModelConfig& c, cons
   Rng rng(1 + uint64_t(L.world.rank()));
   std::vector<int32_t> tok(n), tgt(n);
   for (int64_t i = 0; i < n; ++i) tok[i] = int32_t(rng.below(256)), tgt[i] = int32_t(rng.below(256));
-  std::vector<dist::Communicator> groups = {L.world};
-  for (const dist::Communicator* g : {&L.experts, &L.replica})
-    if (g->size() > 1 && &g->stats() != &L.world.stats()) groups.push_back(*g);
   auto step = [&] {
     model.zero_grad();
     model.forward(tok.data(), tgt.data(), b, T);
@@ -114,26 +111,12 @@ int run_train_bench_parallel(const TrainBenchArgs& a, const ModelConfig& c, cons
   };
   step();
   step();
-  std::vector<double> times, comm;
+  // The median step (every round ends at a barrier: all ranks agree within its latency).
+  std::vector<ParallelRound> rounds = time_parallel_rounds(L, int(a.steps), step);
   int64_t sent = 0;
-  for (int64_t s = 0; s < a.steps; ++s) {
-    L.world.barrier();
-    for (auto& g : groups) g.reset_stats();
-    const auto t0 = bench_clock::now();
-    step();
-    L.world.barrier();  // the step ends when the slowest rank is done
-    times.push_back(seconds_since(t0));
-    double cs = 0;
-    for (auto& g : groups) cs += g.stats().exchange_s + g.stats().reduce_s, sent += g.stats().exchange_bytes + g.stats().reduce_bytes;
-    comm.push_back(cs);
-  }
-  // Rank 0's step times decide (every step ended at a barrier: all ranks agree within its latency).
-  std::vector<double> order = times;
-  std::sort(order.begin(), order.end());
-  const double t = order[order.size() / 2];
-  double comm_med = 0;
-  for (size_t i = 0; i < times.size(); ++i)
-    if (times[i] == t) comm_med = comm[i];
+  for (auto& r : rounds) sent += r.bytes_sent;
+  std::sort(rounds.begin(), rounds.end(), [](auto& p, auto& q) { return p.seconds < q.seconds; });
+  const double t = rounds[rounds.size() / 2].seconds, comm_med = rounds[rounds.size() / 2].comm_seconds;
   const std::vector<int64_t> bytes = L.world.all_gather(sent / a.steps);
   const std::vector<double> rss = L.world.all_gather(peak_rss_bytes());
   const std::vector<double> comm_share = L.world.all_gather(comm_med / t);

@@ -1,0 +1,452 @@
+#!/usr/bin/env bash
+# Network study of expert-parallel training (docs/distributed.md, "Network study and cost model").
+#
+# Runs `moe bench train --expert-parallel 2` with its two MPI ranks in two network namespaces
+# (moe-ns0, moe-ns1) joined by one veth pair (moe-v0 10.231.0.1 <-> moe-v1 10.231.0.2), the MPI
+# traffic forced onto that link (TCP only, no shared memory) and the link rate-limited with tc tbf
+# on both ends: unlimited, 10gbit, 1gbit, 100mbit. Also runs the single-process reference (the same
+# global batch on 2 threads, and one rank's half batch on 1 thread). Writes the raw results as JSON
+# lines, checks from the veth byte counters that the traffic really crossed the link, fits a cost
+# model (step = compute + collectives x latency + bytes / (efficiency x rate)) by least squares and
+# predicts step time and scaling efficiency on 2..64 nodes.
+#
+# Needs root (network namespaces, tc), iproute2, Open MPI's mpirun, and a python3 with numpy.
+# Takes about 5 minutes with the defaults on a 2-core machine (each MPI run is bounded by
+# RUN_TIMEOUT); everything it creates (namespaces, veth pairs, a bridge, a temp dir) is removed on
+# exit, also when interrupted.
+#
+# Knobs (environment variables):
+#   MOE          the moe binary (default build/tools/moe/moe; copied first, so a rebuild during the
+#                study cannot change it)
+#   OUT          output folder (default out/network_study): results.jsonl, logs/, fit.json, report.md
+#   RATES        link rates (default "unlimited 10gbit 1gbit 100mbit"; tc units kbit/mbit/gbit)
+#   BATCHES      global batch sizes in sequences of 128 tokens (default "8 32 64"; even numbers)
+#   STEPS        timed steps per run (default 7; the bench reports the median, after 2 warm-up steps)
+#   REPEATS      sweeps over all batches and rates (default 2); every run is a point of the fit
+#   RUN_TIMEOUT  seconds allowed per run (default 240)
+#   FIT_ONLY=1   no runs: refit and reprint from an existing OUT/results.jsonl
+# Example: bash scripts/network_study.sh
+#          RATES="unlimited 100mbit" BATCHES=32 STEPS=5 bash scripts/network_study.sh   # ~1 minute
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOE=${MOE:-build/tools/moe/moe}
+OUT=${OUT:-out/network_study}
+RATES=${RATES:-"unlimited 10gbit 1gbit 100mbit"}
+BATCHES=${BATCHES:-"8 32 64"}
+STEPS=${STEPS:-7}
+REPEATS=${REPEATS:-2}
+RUN_TIMEOUT=${RUN_TIMEOUT:-240}
+FIT_ONLY=${FIT_ONLY:-0}
+
+NS0=moe-ns0 NS1=moe-ns1          # the two "nodes"
+DEV0=moe-v0 DEV1=moe-v1          # the data link between them (veth pair)
+NET=10.231.0                     # its subnet (exists only inside the namespaces)
+BR=moe-br CTL=10.231.9           # control bridge in the root namespace (PMIx only, see below)
+CDEV0=moe-c0 CDEV1=moe-c1        # root-side ends of the control veths; moe-c0n/moe-c1n inside
+
+log() { printf '[network_study] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- checks ---------------------------------------------------------------------------------------
+PY=""
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import numpy' 2>/dev/null; then PY=$(command -v "$p"); break; fi
+done
+[ -n "$PY" ] || die "needs a python3 with numpy"
+RESULTS="$OUT/results.jsonl"
+
+analyse() { "$PY" - "$RESULTS" "$OUT" configs/default-moe.json "$STEPS" <<'PYEOF'
+import json, math, sys
+import numpy as np
+
+res_path, out_dir, cfg_path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+recs = [json.loads(l) for l in open(res_path) if l.strip()]
+ep = [r for r in recs if r["kind"] == "ep2"]
+singles = [r for r in recs if r["kind"] == "single"]
+if not ep:
+    sys.exit("no expert-parallel results in " + res_path)
+
+def rate_bps(rate):  # tc units: bit/s; None = unlimited
+    if rate == "unlimited":
+        return None
+    for unit, mul in (("gbit", 1e9), ("mbit", 1e6), ("kbit", 1e3)):
+        if rate.endswith(unit):
+            return float(rate[: -len(unit)]) * mul
+    raise ValueError(rate)
+
+md = []  # markdown report
+def both(s=""):
+    print(s)
+    md.append(s)
+
+# ---- measured table ----
+def mean(xs):
+    return sum(xs) / len(xs)
+def ref_tps(batch, threads):
+    xs = [r["bench"]["tokens_per_s"] for r in singles if r["batch"] == batch and r["threads"] == threads]
+    return mean(xs) if xs else None
+def key(r):
+    return (r["batch"], -(rate_bps(r["rate"]) or 1e30), r.get("repeat", 1))
+both("## Measured points (2 ranks, 1 thread each, expert parallelism 2, one rank per namespace)")
+both()
+both("| batch (seq x 128) | link | run | step s | tokens/s | time in collectives r0 / r1 | MB sent per rank per step | veth bytes / bench bytes | load avg before |")
+both("|---:|---|---:|---:|---:|---|---:|---:|---:|")
+for r in sorted(ep, key=key):
+    b = r["bench"]
+    both("| %d | %s | %d | %.3f | %.0f | %.0f%% / %.0f%% | %.2f | %.3f | %s |" % (
+        r["batch"], r["rate"], r.get("repeat", 1), b["step_s"], b["tokens_per_s"], 100 * b["comm_share_per_rank"][0],
+        100 * b["comm_share_per_rank"][1], max(b["bytes_sent_per_rank_per_step"]) / 1e6,
+        r["veth_over_bench"], r.get("loadavg_before", "-").split()[0]))
+both()
+if singles:
+    both("Single-process references (root namespace, no MPI; this bench reports the best of its rounds, "
+         "the 2-rank bench the median step):")
+    both()
+    both("| batch (seq x 128) | threads | run | step s | tokens/s |")
+    both("|---:|---:|---:|---:|---:|")
+    for r in sorted(singles, key=lambda r: (r["batch"] * 2 // r["threads"], -r["threads"], r.get("repeat", 1))):
+        both("| %d | %d | %d | %.3f | %.0f |" % (r["batch"], r["threads"], r.get("repeat", 1), r["bench"]["step_s"], r["bench"]["tokens_per_s"]))
+    both()
+    both("| batch | 2 ranks, unlimited link, tokens/s (mean) | 1 process, 2 threads, tokens/s (mean) | ratio |")
+    both("|---:|---:|---:|---:|")
+    for bt in sorted({r["batch"] for r in ep}):
+        u = [r["bench"]["tokens_per_s"] for r in ep if r["batch"] == bt and r["rate"] == "unlimited"]
+        s2 = ref_tps(bt, 2)
+        if u and s2:
+            both("| %d | %.0f | %.0f | %.2f |" % (bt, mean(u), s2, mean(u) / s2))
+    both()
+
+# ---- the model ----
+# Per batch, compute = unlimited step x (1 - the smaller comm share): the slower rank's own work.
+# (The mean over the repeats of the unlimited runs.)
+comp_runs = {}
+for r in ep:
+    if r["rate"] == "unlimited":
+        b = r["bench"]
+        comp_runs.setdefault(r["batch"], []).append(b["step_s"] * (1 - min(b["comm_share_per_rank"])))
+comp = {bt: mean(v) for bt, v in comp_runs.items()}
+pts = [r for r in ep if r["batch"] in comp]
+if len(pts) < 3:
+    sys.exit("need an unlimited run per batch and at least 3 points to fit")
+
+cfg = json.load(open(cfg_path))
+d, F, L, E, k = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["num_local_experts"], cfg["num_experts_per_tok"]
+H, Hkv, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
+T = cfg["max_position_embeddings"]
+hd = d // H
+attn = d * hd * H * 2 + d * hd * Hkv * 2
+P_exp = L * E * 3 * d * F                      # expert weights: sharded over the expert group
+P_rep = V * d * (1 if cfg.get("tie_word_embeddings") else 2) + L * (attn + 2 * d + E * d) + d  # replicated
+
+def log2c(g):
+    return math.ceil(math.log2(g)) if g > 1 else 0
+
+def collectives(W, R):
+    """(group size, count) of the collectives of one bench step; from router_topk.cpp,
+    expert_bank_parallel.cpp, decoder_lm.cpp, gradient_sync.cpp and cmd_bench_model.cpp."""
+    D = W // R
+    c = []
+    # per MoE layer, router over the world: all_gather of the count + all-to-all of the picks
+    # (all_gather_v), all_reduce of E+4 doubles (all-to-all + all-gather)
+    c += [(W, 4 * L)]
+    if R > 1:  # expert bank: counts all-to-all + 2 row all-to-alls forward, 2 row all-to-alls backward
+        c += [(R, 5 * L)]
+    c += [(W, 2)]              # loss all_reduce (2 doubles)
+    c += [(W, 2)]              # replicated gradients: one packed all_reduce over the world
+    if D > 1:
+        c += [(D, 2)]          # expert gradients: packed all_reduce over the replica group
+    if R > 1:
+        c += [(R, 2)]          # grad-norm: sum of the shard norms over the expert group
+    c += [(W, 1)]              # the bench's barrier that ends the timed step
+    return c
+
+def n_coll(W, R):
+    return sum(n for g, n in collectives(W, R) if g > 1)
+
+def ar_bytes(n, G):  # bytes one rank sends in Communicator::all_reduce_sum of n floats over G ranks
+    if G == 1:
+        return 0
+    chunk = -(-n // G)
+    return 4 * ((n - chunk) + (G - 1) * chunk)   # reduce-scatter slices to the others + all-gather
+
+def small_bytes(W, R):  # router statistics, loss, grad norm (bytes one rank sends; tiny)
+    s = L * (8 * (W - 1) + 8 * k * E * (W - 1) + 2 * 8 * -(-(E + 4) // W) * (W - 1))
+    s += 2 * 8 * (W - 1) + (2 * 8 * (R - 1) if R > 1 else 0)
+    return s
+
+N2 = n_coll(2, 2)
+# Fit: step - compute = alpha * N + (1 / eta) * bytes / rate (rates in bytes/s), relative weights.
+rows, ys, ws = [], [], []
+for r in pts:
+    b = r["bench"]
+    bps = rate_bps(r["rate"])
+    vb = max(b["bytes_sent_per_rank_per_step"])
+    rows.append([N2, 0.0 if bps is None else vb / (bps / 8)])
+    ys.append(b["step_s"] - comp[r["batch"]])
+    ws.append(1 / b["step_s"])
+A, y, w = np.array(rows), np.array(ys), np.array(ws)
+sol, *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
+alpha, inv_eta = float(sol[0]), float(sol[1])
+eta = 1 / inv_eta
+pred = {id(r): comp[r["batch"]] + A[i] @ sol for i, r in enumerate(pts)}
+
+both("## Fitted cost model")
+both()
+both("step_s = compute_s(batch) + N_coll x alpha + bytes_per_rank_per_step / (eta x link_rate)")
+both()
+both("- N_coll = %d collectives per step at W = 2, R = 2 (counted from the code)" % N2)
+both("- alpha = %.1f us per collective; eta = %.3f (effective link efficiency)" % (alpha * 1e6, eta))
+both()
+both("| batch | link | run | compute s | measured step s | predicted step s | error |")
+both("|---:|---|---:|---:|---:|---:|---:|")
+errs = []
+for r in sorted(pts, key=key):
+    m, p = r["bench"]["step_s"], pred[id(r)]
+    errs.append((p - m) / m)
+    both("| %d | %s | %d | %.3f | %.3f | %.3f | %+.1f%% |" % (r["batch"], r["rate"], r.get("repeat", 1), comp[r["batch"]], m, p, 100 * errs[-1]))
+both()
+worst = max(abs(e) for e in errs)
+both("largest error %.1f%% (target 25%%): %s" % (100 * worst, "met" if worst <= 0.25 else "NOT met"))
+both()
+
+# ---- compute vs tokens per rank, for the predictions ----
+bs = sorted(comp)
+n_rank = np.array([bb * T / 2 for bb in bs], float)
+tc = np.array([comp[bb] for bb in bs])
+if len(bs) >= 2:
+    a_tok, c_fix = np.polyfit(n_rank, tc, 1)
+    if c_fix < 0:  # noise: keep the per-token rate through the largest batch
+        a_tok, c_fix = tc[-1] / n_rank[-1], 0.0
+else:
+    a_tok, c_fix = tc[0] / n_rank[0], 0.0
+params2 = P_rep + P_exp / 2
+def t_compute(n, R):  # one node's compute for n tokens; fixed part ~ parameters held (optimizer etc.)
+    return a_tok * n + c_fix * (P_rep + P_exp / R) / params2
+
+# all-to-all bytes per token per rank at R = 2, measured: total minus all-reduce and small traffic
+ref_b = 32 if 32 in comp else bs[-1]
+rr = [r for r in ep if r["rate"] == "unlimited" and r["batch"] == ref_b][0]
+vb2 = max(rr["bench"]["bytes_sent_per_rank_per_step"])
+a2a_tok = (vb2 - ar_bytes(P_rep, 2) - small_bytes(2, 2)) / (ref_b * T / 2)
+a2a_uniform = 4 * L * k * d * 4 * 0.5   # 4 row all-to-alls per layer, half the rows leave at R = 2
+both("Compute per rank: %.1f us per token + %.1f ms fixed per step (fit over the unlimited runs); "
+     "all-to-all %.0f bytes per token per rank at R = 2 (uniform routing would give %.0f); "
+     "replicated parameters %d, expert parameters %d." % (a_tok * 1e6, c_fix * 1e3, a2a_tok, a2a_uniform, P_rep, P_exp))
+both()
+
+def predict(W, n, bw_bps):
+    R = min(W, E)
+    while E % R or W % R:
+        R -= 1
+    D = W // R
+    a2a = a2a_tok * n * ((R - 1) / R) / 0.5 if R > 1 else 0.0
+    ar = ar_bytes(P_rep, W) + ar_bytes(P_exp // R, D)
+    vol = a2a + ar + small_bytes(W, R)
+    lat = alpha * sum(n_ * log2c(g) for g, n_ in collectives(W, R))
+    tc_ = t_compute(n, R)
+    t = tc_ + lat + vol / (eta * bw_bps / 8)
+    return R, D, vol, tc_, lat, t
+
+bws = [("1 Gbit/s", 1e9), ("10 Gbit/s", 10e9)]
+nodes = [2, 4, 8, 16, 32, 64]
+pred_out = {}
+for title, per_node in (("weak scaling: 16 sequences x 128 tokens = 2048 tokens per node", lambda W: 2048),
+                        ("strong scaling: global batch 64 x 128 = 8192 tokens", lambda W: 8192 / W)):
+    both("## Prediction, " + title)
+    both()
+    both("| nodes | R (expert) | D (replicas) | tokens/node | MB sent/node/step | compute s | latency ms | " +
+         " | ".join("step s @%s | efficiency @%s" % (n_, n_) for n_, _ in bws) + " |")
+    both("|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(bws))
+    for W in nodes:
+        n = per_node(W)
+        cells = []
+        for name, bw in bws:
+            R, D, vol, tc_, lat, t = predict(W, n, bw)
+            t1 = t_compute(n * W, 1) if "strong" in title else t_compute(n, 1)
+            eff = t1 / (W * t) if "strong" in title else t1 / t
+            cells += ["%.3f" % t, "%.0f%%" % (100 * eff)]
+            pred_out.setdefault(title, []).append({"nodes": W, "link": name, "R": R, "D": D, "tokens_per_node": n,
+                                                   "bytes_per_node": vol, "compute_s": tc_, "latency_s": lat,
+                                                   "step_s": t, "efficiency": eff})
+        both("| %d | %d | %d | %.0f | %.2f | %.3f | %.1f | %s |" % (W, R, D, n, vol / 1e6, tc_, lat * 1e3, " | ".join(cells)))
+    both()
+
+json.dump({"alpha_s": alpha, "eta": eta, "n_coll_w2": N2, "errors": errs, "compute_per_token_s": a_tok,
+           "compute_fixed_s": c_fix, "a2a_bytes_per_token_r2": a2a_tok, "P_rep": P_rep, "P_exp": P_exp,
+           "predictions": pred_out}, open(out_dir + "/fit.json", "w"), indent=1)
+open(out_dir + "/report.md", "w").write("\n".join(md) + "\n")
+PYEOF
+}
+
+if [ "$FIT_ONLY" = 1 ]; then
+  [ -s "$RESULTS" ] || die "FIT_ONLY=1 but there is no $RESULTS"
+  analyse
+  exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "must run as root (network namespaces and tc)"
+for c in ip tc mpirun timeout; do command -v "$c" >/dev/null 2>&1 || die "'$c' not found"; done
+[ -x "$MOE" ] || die "no moe binary at $MOE (build it or set MOE=...)"
+case " $BATCHES " in *[!0-9\ ]*) die "BATCHES must be numbers" ;; esac
+for b in $BATCHES; do [ $((b % 2)) = 0 ] || die "batch $b is not even (2 ranks split it)"; done
+if ip -4 -o addr show | grep -q -e " $NET\." -e " $CTL\."; then
+  die "the subnets $NET.0/24 or $CTL.0/24 are already used in the root namespace"
+fi
+
+# --- setup and cleanup ----------------------------------------------------------------------------
+WORK="" CHILD=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  if [ -n "$CHILD" ] && kill -0 "$CHILD" 2>/dev/null; then
+    kill -TERM "$CHILD" 2>/dev/null || true   # timeout forwards it to mpirun, which stops the ranks
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$CHILD" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$CHILD" 2>/dev/null || true
+  fi
+  for ns in "$NS0" "$NS1"; do
+    if ip netns list 2>/dev/null | grep -qw "$ns"; then
+      for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+      ip netns del "$ns" 2>/dev/null || true
+    fi
+  done
+  for dev in "$CDEV0" "$CDEV1" "$BR"; do ip link del "$dev" 2>/dev/null || true; done
+  [ -n "$WORK" ] && rm -rf "$WORK"
+  log "cleaned up (namespaces, links, temp dir)"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM HUP
+
+for ns in "$NS0" "$NS1"; do
+  if ip netns list | grep -qw "$ns"; then log "removing $ns left by an earlier run"; ip netns del "$ns"; fi
+done
+for dev in "$CDEV0" "$CDEV1" "$BR"; do ip link del "$dev" 2>/dev/null || true; done
+
+WORK=$(mktemp -d /tmp/moe-network-study.XXXXXX)
+cp "$MOE" "$WORK/moe"
+BIN="$WORK/moe"
+mkdir -p "$OUT/logs"
+[ -f "$RESULTS" ] && mv "$RESULTS" "$RESULTS.prev"
+: >"$RESULTS"
+
+log "creating $NS0, $NS1, veth $DEV0 <-> $DEV1 ($NET.1 <-> $NET.2) and the control bridge $BR ($CTL.1)"
+ip netns add "$NS0"
+ip netns add "$NS1"
+ip link add "$DEV0" type veth peer name "$DEV1"
+ip link set "$DEV0" netns "$NS0"
+ip link set "$DEV1" netns "$NS1"
+ip -n "$NS0" addr add "$NET.1/24" dev "$DEV0"
+ip -n "$NS1" addr add "$NET.2/24" dev "$DEV1"
+# Open MPI 4.1 here uses PMIx 4.2, whose only transport to mpirun is TCP on 127.0.0.1: a process in
+# another network namespace cannot reach it (MPI_Init fails: "OPAL ERROR: Unreachable"). So mpirun's
+# PMIx server listens on a bridge in the root namespace that each namespace reaches by its own veth;
+# only PMIx (start-up, modex, finalize) uses it; the MPI data goes over DEV0 <-> DEV1.
+ip link add "$BR" type bridge
+ip addr add "$CTL.1/24" dev "$BR"
+ip link set "$BR" up
+i=0
+for ns in "$NS0" "$NS1"; do
+  root_end=$([ $i = 0 ] && echo "$CDEV0" || echo "$CDEV1")
+  ip link add "$root_end" type veth peer name "${root_end}n"
+  ip link set "${root_end}n" netns "$ns"
+  ip link set "$root_end" master "$BR"
+  ip link set "$root_end" up
+  ip -n "$ns" addr add "$CTL.$((i + 2))/24" dev "${root_end}n"
+  ip -n "$ns" link set "${root_end}n" up
+  ip -n "$ns" link set lo up
+  i=$((i + 1))
+done
+ip -n "$NS0" link set "$DEV0" up
+ip -n "$NS1" link set "$DEV1" up
+
+ctr() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+
+# tbf on both ends (each end shapes what it sends): burst = max(64 KiB, 1 ms at the rate).
+set_rate() {
+  local rate=$1 ns dev num bps burst
+  for pair in "$NS0:$DEV0" "$NS1:$DEV1"; do
+    ns=${pair%%:*} dev=${pair#*:}
+    tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null || true
+    [ "$rate" = unlimited ] && continue
+    num=${rate%%[a-z]*}
+    case $rate in
+      *gbit) bps=$((num * 1000000000)) ;;
+      *mbit) bps=$((num * 1000000)) ;;
+      *kbit) bps=$((num * 1000)) ;;
+      *) die "rate '$rate': use kbit, mbit or gbit" ;;
+    esac
+    burst=$((bps / 8 / 1000))
+    [ "$burst" -lt 65536 ] && burst=65536
+    tc -n "$ns" qdisc add dev "$dev" root tbf rate "$rate" burst "$burst" latency 50ms
+  done
+}
+
+# Runs a command in the background under timeout and waits, so that a signal reaches the trap at
+# once; returns the command's status.
+bounded() {
+  timeout -k 10 "$RUN_TIMEOUT" "$@" &
+  CHILD=$!
+  local rc=0
+  wait "$CHILD" || rc=$?
+  CHILD=""
+  return "$rc"
+}
+
+last_json() { grep '^{' "$1" | tail -n 1; }
+
+run_single() {  # batch threads
+  local b=$1 th=$2 logf="$OUT/logs/single-b$1-t$2-r$REP.log"
+  local args=(bench train --threads "$th" --batch-size "$b" --steps "$STEPS" --json)
+  log "single process: batch $b, $th thread(s)"
+  bounded "$BIN" "${args[@]}" >"$logf" 2>&1 || die "single-process run failed, see $logf"
+  printf '{"kind":"single","repeat":%d,"batch":%d,"threads":%d,"loadavg":"%s","command":"moe %s","bench":%s}\n' \
+    "$REP" "$b" "$th" "$(cut -d' ' -f1-3 /proc/loadavg)" "${args[*]}" "$(last_json "$logf")" >>"$RESULTS"
+}
+
+run_ep() {  # batch rate
+  local b=$1 rate=$2 logf="$OUT/logs/ep2-b$1-$2-r$REP.log"
+  local args=(bench train --expert-parallel 2 --threads 1 --batch-size "$b" --steps "$STEPS" --json)
+  local mpi=(mpirun -q --allow-run-as-root --bind-to none
+             --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include "$NET.0/24"
+             --mca oob_tcp_if_include "$CTL.0/24" --mca mpi_yield_when_idle 1
+             -np 1 ip netns exec "$NS0" "$BIN" "${args[@]}" : -np 1 ip netns exec "$NS1" "$BIN" "${args[@]}")
+  set_rate "$rate"
+  local tx0 tx1 rx0 lo0 lo1 c0 c1
+  tx0=$(ctr "$NS0" "$DEV0" tx_bytes) tx1=$(ctr "$NS1" "$DEV1" tx_bytes) rx0=$(ctr "$NS0" "$DEV0" rx_bytes)
+  lo0=$(ctr "$NS0" lo tx_bytes) lo1=$(ctr "$NS1" lo tx_bytes) c0=$(ctr "$NS0" "${CDEV0}n" tx_bytes) c1=$(ctr "$NS1" "${CDEV1}n" tx_bytes)
+  log "2 ranks over the veth at $rate: batch $b"
+  local t0=$SECONDS load
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  PMIX_MCA_ptl_tcp_remote_connections=1 PMIX_MCA_ptl_tcp_if_include="$CTL.0/24" \
+    bounded "${mpi[@]}" >"$logf" 2>&1 || die "mpirun failed or timed out at $rate, batch $b: see $logf"
+  local wall=$((SECONDS - t0)) j
+  j=$(last_json "$logf")
+  [ -n "$j" ] || die "no JSON line in $logf"
+  local d0 d1 drx l0 l1 k0 k1
+  d0=$(($(ctr "$NS0" "$DEV0" tx_bytes) - tx0)) d1=$(($(ctr "$NS1" "$DEV1" tx_bytes) - tx1))
+  drx=$(($(ctr "$NS0" "$DEV0" rx_bytes) - rx0))
+  l0=$(($(ctr "$NS0" lo tx_bytes) - lo0)) l1=$(($(ctr "$NS1" lo tx_bytes) - lo1))
+  k0=$(($(ctr "$NS0" "${CDEV0}n" tx_bytes) - c0)) k1=$(($(ctr "$NS1" "${CDEV1}n" tx_bytes) - c1))
+  # Bytes the bench counted in all its steps (2 warm-up + STEPS timed) vs what crossed the veth.
+  local ratio
+  ratio=$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); b=j["bytes_sent_per_rank_per_step"][0]*(int(sys.argv[2])+2); print("%.4f" % (int(sys.argv[3])/b))' "$j" "$STEPS" "$d0")
+  log "  step $(echo "$j" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); print("%.3f s, %.0f tokens/s, comm %s" % (j["step_s"], j["tokens_per_s"], ["%.0f%%" % (100*x) for x in j["comm_share_per_rank"]]))'); veth tx $d0 / $d1 bytes = $ratio x the bench's count; control link $k0 / $k1 bytes; lo $l0 / $l1"
+  "$PY" -c 'import sys; r=float(sys.argv[1]); sys.exit(0 if r > 0.9 else 1)' "$ratio" ||
+    die "only $ratio of the bench's bytes crossed $DEV0: the traffic did not take the veth"
+  printf '{"kind":"ep2","repeat":%d,"rate":"%s","batch":%d,"steps":%d,"loadavg_before":"%s","wall_s":%d,"veth_tx_bytes":[%d,%d],"veth_rx_bytes_ns0":%d,"veth_over_bench":%s,"control_tx_bytes":[%d,%d],"lo_tx_bytes":[%d,%d],"command":"%s","bench":%s}\n' \
+    "$REP" "$rate" "$b" "$STEPS" "$load" "$wall" "$d0" "$d1" "$drx" "$ratio" "$k0" "$k1" "$l0" "$l1" \
+    "RATES=$rate BATCHES=$b STEPS=$STEPS bash scripts/network_study.sh" "$j" >>"$RESULTS"
+}
+
+log "moe: $MOE; rates: $RATES; batches: $BATCHES; steps: $STEPS; results: $RESULTS"
+for REP in $(seq "$REPEATS"); do
+  for b in $BATCHES; do
+    run_single "$b" 2
+    run_single $((b / 2)) 1
+    for rate in $RATES; do run_ep "$b" "$rate"; done
+  done
+done
+set_rate unlimited
+analyse
+log "done in $SECONDS s: $RESULTS, $OUT/fit.json, $OUT/report.md"
