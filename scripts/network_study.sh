@@ -10,10 +10,15 @@
 # model (step = compute + collectives x latency + bytes / (efficiency x rate)) by least squares and
 # predicts step time and scaling efficiency on 2..64 nodes.
 #
+# The machine may be shared: before each run the script waits (at most QUIET_WAIT s, QUIET_BUDGET s in
+# all) until other processes use less than QUIET_CORES cores, and it records how much CPU other
+# processes took during each run; runs where they took more than CONTENDED_CORES on average are
+# marked contended and left out of the fit (their errors are still shown).
+#
 # Needs root (network namespaces, tc), iproute2, Open MPI's mpirun, and a python3 with numpy.
-# Takes about 5 minutes with the defaults on a 2-core machine (each MPI run is bounded by
-# RUN_TIMEOUT); everything it creates (namespaces, veth pairs, a bridge, a temp dir) is removed on
-# exit, also when interrupted.
+# Takes about 6 minutes with the defaults on a 2-core machine, plus up to QUIET_BUDGET (5 min) of
+# waiting when the machine is busy; every run is bounded by RUN_TIMEOUT. Everything it creates
+# (namespaces, veth pairs, a bridge, a temp dir) is removed on exit, also when interrupted.
 #
 # Knobs (environment variables):
 #   MOE          the moe binary (default build/tools/moe/moe; copied first, so a rebuild during the
@@ -21,9 +26,11 @@
 #   OUT          output folder (default out/network_study): results.jsonl, logs/, fit.json, report.md
 #   RATES        link rates (default "unlimited 10gbit 1gbit 100mbit"; tc units kbit/mbit/gbit)
 #   BATCHES      global batch sizes in sequences of 128 tokens (default "8 32 64"; even numbers)
-#   STEPS        timed steps per run (default 7; the bench reports the median, after 2 warm-up steps)
+#   STEPS        timed steps per run (default 5; the bench reports the median, after 2 warm-up steps)
 #   REPEATS      sweeps over all batches and rates (default 2); every run is a point of the fit
 #   RUN_TIMEOUT  seconds allowed per run (default 240)
+#   MPI_EXTRA    extra mpirun arguments (default none), e.g. "--mca btl_tcp_links 2"
+#   QUIET_CORES, QUIET_WAIT, QUIET_BUDGET, CONTENDED_CORES   see above (0.3, 60, 300, 0.3)
 #   FIT_ONLY=1   no runs: refit and reprint from an existing OUT/results.jsonl
 # Example: bash scripts/network_study.sh
 #          RATES="unlimited 100mbit" BATCHES=32 STEPS=5 bash scripts/network_study.sh   # ~1 minute
@@ -34,9 +41,14 @@ MOE=${MOE:-build/tools/moe/moe}
 OUT=${OUT:-out/network_study}
 RATES=${RATES:-"unlimited 10gbit 1gbit 100mbit"}
 BATCHES=${BATCHES:-"8 32 64"}
-STEPS=${STEPS:-7}
+STEPS=${STEPS:-5}
 REPEATS=${REPEATS:-2}
 RUN_TIMEOUT=${RUN_TIMEOUT:-240}
+MPI_EXTRA=${MPI_EXTRA:-}
+QUIET_CORES=${QUIET_CORES:-0.3}
+QUIET_WAIT=${QUIET_WAIT:-60}
+QUIET_BUDGET=${QUIET_BUDGET:-300}
+CONTENDED_CORES=${CONTENDED_CORES:-0.3}
 FIT_ONLY=${FIT_ONLY:-0}
 
 NS0=moe-ns0 NS1=moe-ns1          # the two "nodes"
@@ -56,11 +68,11 @@ done
 [ -n "$PY" ] || die "needs a python3 with numpy"
 RESULTS="$OUT/results.jsonl"
 
-analyse() { "$PY" - "$RESULTS" "$OUT" configs/default-moe.json "$STEPS" <<'PYEOF'
+analyse() { "$PY" - "$RESULTS" "$OUT" configs/default-moe.json "$CONTENDED_CORES" <<'PYEOF'
 import json, math, sys
 import numpy as np
 
-res_path, out_dir, cfg_path, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+res_path, out_dir, cfg_path, contended = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 recs = [json.loads(l) for l in open(res_path) if l.strip()]
 ep = [r for r in recs if r["kind"] == "ep2"]
 singles = [r for r in recs if r["kind"] == "single"]
@@ -84,49 +96,65 @@ def both(s=""):
 def mean(xs):
     return sum(xs) / len(xs)
 def ref_tps(batch, threads):
-    xs = [r["bench"]["tokens_per_s"] for r in singles if r["batch"] == batch and r["threads"] == threads]
+    rs = [r for r in singles if r["batch"] == batch and r["threads"] == threads]
+    xs = [r["bench"]["tokens_per_s"] for r in rs if clean(r)] or [r["bench"]["tokens_per_s"] for r in rs]
     return mean(xs) if xs else None
 def key(r):
     return (r["batch"], -(rate_bps(r["rate"]) or 1e30), r.get("repeat", 1))
+def clean(r):  # other processes took less than `contended` cores on average during the run
+    return r.get("foreign_cores", 0.0) <= contended
+def mark(r):
+    return "" if clean(r) else " (contended)"
 both("## Measured points (2 ranks, 1 thread each, expert parallelism 2, one rank per namespace)")
 both()
-both("| batch (seq x 128) | link | run | step s | tokens/s | time in collectives r0 / r1 | MB sent per rank per step | veth bytes / bench bytes | load avg before |")
-both("|---:|---|---:|---:|---:|---|---:|---:|---:|")
+both("| batch (seq x 128) | link | run | step s | tokens/s | time in collectives r0 / r1 | MB sent per rank per step | veth bytes / bench bytes | tbf drops, TCP retransmits | other processes (cores) |")
+both("|---:|---|---:|---:|---:|---|---:|---:|---|---:|")
 for r in sorted(ep, key=key):
     b = r["bench"]
-    both("| %d | %s | %d | %.3f | %.0f | %.0f%% / %.0f%% | %.2f | %.3f | %s |" % (
+    both("| %d | %s | %d | %.3f | %.0f | %.0f%% / %.0f%% | %.2f | %.3f | %d, %d | %.2f%s |" % (
         r["batch"], r["rate"], r.get("repeat", 1), b["step_s"], b["tokens_per_s"], 100 * b["comm_share_per_rank"][0],
         100 * b["comm_share_per_rank"][1], max(b["bytes_sent_per_rank_per_step"]) / 1e6,
-        r["veth_over_bench"], r.get("loadavg_before", "-").split()[0]))
+        r["veth_over_bench"], sum(r.get("tbf_drops", [0])), sum(r.get("tcp_retrans_segs", [0])),
+        r.get("foreign_cores", 0.0), mark(r)))
 both()
 if singles:
     both("Single-process references (root namespace, no MPI; this bench reports the best of its rounds, "
          "the 2-rank bench the median step):")
     both()
-    both("| batch (seq x 128) | threads | run | step s | tokens/s |")
-    both("|---:|---:|---:|---:|---:|")
+    both("| batch (seq x 128) | threads | run | step s | tokens/s | other processes (cores) |")
+    both("|---:|---:|---:|---:|---:|---:|")
     for r in sorted(singles, key=lambda r: (r["batch"] * 2 // r["threads"], -r["threads"], r.get("repeat", 1))):
-        both("| %d | %d | %d | %.3f | %.0f |" % (r["batch"], r["threads"], r.get("repeat", 1), r["bench"]["step_s"], r["bench"]["tokens_per_s"]))
+        both("| %d | %d | %d | %.3f | %.0f | %.2f%s |" % (r["batch"], r["threads"], r.get("repeat", 1), r["bench"]["step_s"],
+                                                  r["bench"]["tokens_per_s"], r.get("foreign_cores", 0.0), mark(r)))
     both()
-    both("| batch | 2 ranks, unlimited link, tokens/s (mean) | 1 process, 2 threads, tokens/s (mean) | ratio |")
-    both("|---:|---:|---:|---:|")
+    both("| batch | 2 ranks, unlimited link, tokens/s | 1 process, 2 threads, tokens/s | ratio | 1 process, 1 thread, half batch, tokens/s |")
+    both("|---:|---:|---:|---:|---:|")
     for bt in sorted({r["batch"] for r in ep}):
-        u = [r["bench"]["tokens_per_s"] for r in ep if r["batch"] == bt and r["rate"] == "unlimited"]
+        us = [r for r in ep if r["batch"] == bt and r["rate"] == "unlimited"]
+        u = [r["bench"]["tokens_per_s"] for r in us if clean(r)] or [r["bench"]["tokens_per_s"] for r in us]
         s2 = ref_tps(bt, 2)
+        s1 = ref_tps(bt // 2, 1)
         if u and s2:
-            both("| %d | %.0f | %.0f | %.2f |" % (bt, mean(u), s2, mean(u) / s2))
+            both("| %d | %.0f | %.0f | %.2f | %s |" % (bt, mean(u), s2, mean(u) / s2, "%.0f" % s1 if s1 else "-"))
+    both()
+    both("(means over the uncontended runs, or over all runs where none was uncontended)")
     both()
 
 # ---- the model ----
 # Per batch, compute = unlimited step x (1 - the smaller comm share): the slower rank's own work.
-# (The mean over the repeats of the unlimited runs.)
+# (The mean over the uncontended unlimited runs; over all of them if none is uncontended.)
 comp_runs = {}
 for r in ep:
     if r["rate"] == "unlimited":
         b = r["bench"]
-        comp_runs.setdefault(r["batch"], []).append(b["step_s"] * (1 - min(b["comm_share_per_rank"])))
-comp = {bt: mean(v) for bt, v in comp_runs.items()}
-pts = [r for r in ep if r["batch"] in comp]
+        comp_runs.setdefault(r["batch"], []).append((clean(r), b["step_s"] * (1 - min(b["comm_share_per_rank"]))))
+comp = {bt: mean([c for ok, c in v if ok] or [c for ok, c in v]) for bt, v in comp_runs.items()}
+allpts = [r for r in ep if r["batch"] in comp]
+pts = [r for r in allpts if clean(r)]
+fit_note = "fitted on %d uncontended runs of %d (other processes used at most %.2f cores during the run)" % (len(pts), len(allpts), contended)
+if len(pts) < 3:
+    pts = allpts
+    fit_note = "fitted on all %d runs: fewer than 3 were uncontended (CONTENDED_CORES = %.2f)" % (len(pts), contended)
 if len(pts) < 3:
     sys.exit("need an unlimited run per batch and at least 3 points to fit")
 
@@ -177,37 +205,43 @@ def small_bytes(W, R):  # router statistics, loss, grad norm (bytes one rank sen
 
 N2 = n_coll(2, 2)
 # Fit: step - compute = alpha * N + (1 / eta) * bytes / rate (rates in bytes/s), relative weights.
-rows, ys, ws = [], [], []
-for r in pts:
-    b = r["bench"]
+def design(r):
     bps = rate_bps(r["rate"])
-    vb = max(b["bytes_sent_per_rank_per_step"])
-    rows.append([N2, 0.0 if bps is None else vb / (bps / 8)])
-    ys.append(b["step_s"] - comp[r["batch"]])
-    ws.append(1 / b["step_s"])
-A, y, w = np.array(rows), np.array(ys), np.array(ws)
+    vb = max(r["bench"]["bytes_sent_per_rank_per_step"])
+    return [N2, 0.0 if bps is None else vb / (bps / 8)]
+A = np.array([design(r) for r in pts])
+y = np.array([r["bench"]["step_s"] - comp[r["batch"]] for r in pts])
+w = np.array([1 / r["bench"]["step_s"] for r in pts])
 sol, *_ = np.linalg.lstsq(A * w[:, None], y * w, rcond=None)
 alpha, inv_eta = float(sol[0]), float(sol[1])
 eta = 1 / inv_eta
-pred = {id(r): comp[r["batch"]] + A[i] @ sol for i, r in enumerate(pts)}
+pred = {id(r): comp[r["batch"]] + np.array(design(r)) @ sol for r in allpts}
 
 both("## Fitted cost model")
 both()
 both("step_s = compute_s(batch) + N_coll x alpha + bytes_per_rank_per_step / (eta x link_rate)")
 both()
 both("- N_coll = %d collectives per step at W = 2, R = 2 (counted from the code)" % N2)
+both("- " + fit_note)
 both("- alpha = %.1f us per collective; eta = %.3f (effective link efficiency)" % (alpha * 1e6, eta))
 both()
 both("| batch | link | run | compute s | measured step s | predicted step s | error |")
 both("|---:|---|---:|---:|---:|---:|---:|")
-errs = []
-for r in sorted(pts, key=key):
+errs, errs_all = [], []
+for r in sorted(allpts, key=key):
     m, p = r["bench"]["step_s"], pred[id(r)]
-    errs.append((p - m) / m)
-    both("| %d | %s | %d | %.3f | %.3f | %.3f | %+.1f%% |" % (r["batch"], r["rate"], r.get("repeat", 1), comp[r["batch"]], m, p, 100 * errs[-1]))
+    e = (p - m) / m
+    errs_all.append(e)
+    if clean(r):
+        errs.append(e)
+    both("| %d | %s | %d | %.3f | %.3f | %.3f | %+.1f%%%s |" % (r["batch"], r["rate"], r.get("repeat", 1), comp[r["batch"]], m, p, 100 * e, mark(r)))
 both()
-worst = max(abs(e) for e in errs)
-both("largest error %.1f%% (target 25%%): %s" % (100 * worst, "met" if worst <= 0.25 else "NOT met"))
+if errs:
+    worst = max(abs(e) for e in errs)
+    both("largest error on the uncontended runs %.1f%% (target 25%%): %s; on all runs %.1f%%" % (
+        100 * worst, "met" if worst <= 0.25 else "NOT met", 100 * max(abs(e) for e in errs_all)))
+else:
+    both("no uncontended run; largest error on all runs %.1f%%" % (100 * max(abs(e) for e in errs_all)))
 both()
 
 # ---- compute vs tokens per rank, for the predictions ----
@@ -226,7 +260,8 @@ def t_compute(n, R):  # one node's compute for n tokens; fixed part ~ parameters
 
 # all-to-all bytes per token per rank at R = 2, measured: total minus all-reduce and small traffic
 ref_b = 32 if 32 in comp else bs[-1]
-rr = [r for r in ep if r["rate"] == "unlimited" and r["batch"] == ref_b][0]
+rr = ([r for r in ep if r["rate"] == "unlimited" and r["batch"] == ref_b and clean(r)] or
+      [r for r in ep if r["rate"] == "unlimited" and r["batch"] == ref_b])[0]
 vb2 = max(rr["bench"]["bytes_sent_per_rank_per_step"])
 a2a_tok = (vb2 - ar_bytes(P_rep, 2) - small_bytes(2, 2)) / (ref_b * T / 2)
 a2a_uniform = 4 * L * k * d * 4 * 0.5   # 4 row all-to-alls per layer, half the rows leave at R = 2
@@ -272,7 +307,7 @@ for title, per_node in (("weak scaling: 16 sequences x 128 tokens = 2048 tokens 
         both("| %d | %d | %d | %.0f | %.2f | %.3f | %.1f | %s |" % (W, R, D, n, vol / 1e6, tc_, lat * 1e3, " | ".join(cells)))
     both()
 
-json.dump({"alpha_s": alpha, "eta": eta, "n_coll_w2": N2, "errors": errs, "compute_per_token_s": a_tok,
+json.dump({"alpha_s": alpha, "eta": eta, "n_coll_w2": N2, "errors_uncontended": errs, "errors_all": errs_all, "compute_per_token_s": a_tok,
            "compute_fixed_s": c_fix, "a2a_bytes_per_token_r2": a2a_tok, "P_rep": P_rep, "P_exp": P_exp,
            "predictions": pred_out}, open(out_dir + "/fit.json", "w"), indent=1)
 open(out_dir + "/report.md", "w").write("\n".join(md) + "\n")
@@ -361,6 +396,39 @@ ip -n "$NS0" link set "$DEV0" up
 ip -n "$NS1" link set "$DEV1" up
 
 ctr() { ip netns exec "$1" cat "/sys/class/net/$2/statistics/$3"; }
+tbf_drops() { tc -s -n "$1" qdisc show dev "$2" | awk '/dropped/ {gsub(",", "", $7); print $7; f=1} END {if (!f) print 0}'; }
+retrans() { ip netns exec "$1" awk '/^Tcp:/ {if (h) print $13; else h = 1}' /proc/net/snmp; }
+
+# CPU accounting in clock ticks: "busy" = user+nice+system of the whole machine, "ours" = the CPU
+# of this script's finished children (the runs), "steal" = time the hypervisor took.
+cpu_now() {
+  local busy steal ours
+  read -r busy steal < <(awk '/^cpu / {print $2 + $3 + $4, $9}' /proc/stat)
+  ours=$(awk '{print $16 + $17}' "/proc/$$/stat")
+  echo "$busy $steal $ours $(date +%s.%N)"
+}
+# Cores that other processes used between two cpu_now snapshots.
+foreign_cores() {
+  awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(a, x, " "); split(b, y, " "); dt = y[4] - x[4]; if (dt <= 0) dt = 1e-9
+    f = ((y[1] - x[1]) - (y[3] - x[3])) / hz / dt; if (f < 0) f = 0
+    printf "%.3f %.3f\n", f, (y[2] - x[2]) / hz / dt }'
+}
+WAITED=0
+quiet_gate() {
+  local start=$SECONDS a b f
+  while :; do
+    a=$(cpu_now); sleep 2; b=$(cpu_now)
+    f=$(foreign_cores "$a" "$b" | cut -d' ' -f1)
+    awk -v f="$f" -v q="$QUIET_CORES" 'BEGIN {exit !(f <= q)}' && break
+    if [ $((SECONDS - start)) -ge "$QUIET_WAIT" ] || [ "$WAITED" -ge "$QUIET_BUDGET" ]; then
+      log "  machine busy (other processes use $f cores): running anyway"; break
+    fi
+    [ $((SECONDS - start)) -lt 3 ] && log "  waiting for other processes to quieten ($f cores in use)"
+    sleep 3
+    WAITED=$((WAITED + 5))
+  done
+}
 
 # tbf on both ends (each end shapes what it sends): burst = max(64 KiB, 1 ms at the rate).
 set_rate() {
@@ -399,9 +467,14 @@ run_single() {  # batch threads
   local b=$1 th=$2 logf="$OUT/logs/single-b$1-t$2-r$REP.log"
   local args=(bench train --threads "$th" --batch-size "$b" --steps "$STEPS" --json)
   log "single process: batch $b, $th thread(s)"
+  quiet_gate
+  local c0 c1 fs
+  c0=$(cpu_now)
   bounded "$BIN" "${args[@]}" >"$logf" 2>&1 || die "single-process run failed, see $logf"
-  printf '{"kind":"single","repeat":%d,"batch":%d,"threads":%d,"loadavg":"%s","command":"moe %s","bench":%s}\n' \
-    "$REP" "$b" "$th" "$(cut -d' ' -f1-3 /proc/loadavg)" "${args[*]}" "$(last_json "$logf")" >>"$RESULTS"
+  c1=$(cpu_now)
+  fs=$(foreign_cores "$c0" "$c1")
+  printf '{"kind":"single","repeat":%d,"batch":%d,"threads":%d,"foreign_cores":%s,"steal_cores":%s,"command":"moe %s","bench":%s}\n' \
+    "$REP" "$b" "$th" "${fs% *}" "${fs#* }" "${args[*]}" "$(last_json "$logf")" >>"$RESULTS"
 }
 
 run_ep() {  # batch rate
@@ -409,17 +482,21 @@ run_ep() {  # batch rate
   local args=(bench train --expert-parallel 2 --threads 1 --batch-size "$b" --steps "$STEPS" --json)
   local mpi=(mpirun -q --allow-run-as-root --bind-to none
              --mca pml ob1 --mca btl self,tcp --mca btl_tcp_if_include "$NET.0/24"
-             --mca oob_tcp_if_include "$CTL.0/24" --mca mpi_yield_when_idle 1
+             --mca oob_tcp_if_include "$CTL.0/24" --mca mpi_yield_when_idle 1 $MPI_EXTRA
              -np 1 ip netns exec "$NS0" "$BIN" "${args[@]}" : -np 1 ip netns exec "$NS1" "$BIN" "${args[@]}")
   set_rate "$rate"
-  local tx0 tx1 rx0 lo0 lo1 c0 c1
+  quiet_gate
+  local tx0 tx1 rx0 lo0 lo1 c0 c1 rt0 rt1 cpu0 cpu1 fs
   tx0=$(ctr "$NS0" "$DEV0" tx_bytes) tx1=$(ctr "$NS1" "$DEV1" tx_bytes) rx0=$(ctr "$NS0" "$DEV0" rx_bytes)
   lo0=$(ctr "$NS0" lo tx_bytes) lo1=$(ctr "$NS1" lo tx_bytes) c0=$(ctr "$NS0" "${CDEV0}n" tx_bytes) c1=$(ctr "$NS1" "${CDEV1}n" tx_bytes)
+  rt0=$(retrans "$NS0") rt1=$(retrans "$NS1")
   log "2 ranks over the veth at $rate: batch $b"
-  local t0=$SECONDS load
-  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  local t0=$SECONDS
+  cpu0=$(cpu_now)
   PMIX_MCA_ptl_tcp_remote_connections=1 PMIX_MCA_ptl_tcp_if_include="$CTL.0/24" \
     bounded "${mpi[@]}" >"$logf" 2>&1 || die "mpirun failed or timed out at $rate, batch $b: see $logf"
+  cpu1=$(cpu_now)
+  fs=$(foreign_cores "$cpu0" "$cpu1")
   local wall=$((SECONDS - t0)) j
   j=$(last_json "$logf")
   [ -n "$j" ] || die "no JSON line in $logf"
@@ -428,18 +505,21 @@ run_ep() {  # batch rate
   drx=$(($(ctr "$NS0" "$DEV0" rx_bytes) - rx0))
   l0=$(($(ctr "$NS0" lo tx_bytes) - lo0)) l1=$(($(ctr "$NS1" lo tx_bytes) - lo1))
   k0=$(($(ctr "$NS0" "${CDEV0}n" tx_bytes) - c0)) k1=$(($(ctr "$NS1" "${CDEV1}n" tx_bytes) - c1))
+  rt0=$(($(retrans "$NS0") - rt0)) rt1=$(($(retrans "$NS1") - rt1))
+  local dr0 dr1
+  dr0=$(tbf_drops "$NS0" "$DEV0") dr1=$(tbf_drops "$NS1" "$DEV1")
   # Bytes the bench counted in all its steps (2 warm-up + STEPS timed) vs what crossed the veth.
   local ratio
   ratio=$("$PY" -c 'import json,sys; j=json.loads(sys.argv[1]); b=j["bytes_sent_per_rank_per_step"][0]*(int(sys.argv[2])+2); print("%.4f" % (int(sys.argv[3])/b))' "$j" "$STEPS" "$d0")
-  log "  step $(echo "$j" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); print("%.3f s, %.0f tokens/s, comm %s" % (j["step_s"], j["tokens_per_s"], ["%.0f%%" % (100*x) for x in j["comm_share_per_rank"]]))'); veth tx $d0 / $d1 bytes = $ratio x the bench's count; control link $k0 / $k1 bytes; lo $l0 / $l1"
+  log "  step $(echo "$j" | "$PY" -c 'import json,sys; j=json.load(sys.stdin); print("%.3f s, %.0f tokens/s, comm %s" % (j["step_s"], j["tokens_per_s"], ["%.0f%%" % (100*x) for x in j["comm_share_per_rank"]]))'); veth tx $d0 / $d1 bytes = $ratio x the bench's count; control link $k0 / $k1 bytes; lo $l0 / $l1; tbf drops $dr0 / $dr1, TCP retransmissions $rt0 / $rt1; other processes ${fs% *} cores"
   "$PY" -c 'import sys; r=float(sys.argv[1]); sys.exit(0 if r > 0.9 else 1)' "$ratio" ||
     die "only $ratio of the bench's bytes crossed $DEV0: the traffic did not take the veth"
-  printf '{"kind":"ep2","repeat":%d,"rate":"%s","batch":%d,"steps":%d,"loadavg_before":"%s","wall_s":%d,"veth_tx_bytes":[%d,%d],"veth_rx_bytes_ns0":%d,"veth_over_bench":%s,"control_tx_bytes":[%d,%d],"lo_tx_bytes":[%d,%d],"command":"%s","bench":%s}\n' \
-    "$REP" "$rate" "$b" "$STEPS" "$load" "$wall" "$d0" "$d1" "$drx" "$ratio" "$k0" "$k1" "$l0" "$l1" \
-    "RATES=$rate BATCHES=$b STEPS=$STEPS bash scripts/network_study.sh" "$j" >>"$RESULTS"
+  printf '{"kind":"ep2","repeat":%d,"rate":"%s","batch":%d,"steps":%d,"mpi_extra":"%s","foreign_cores":%s,"steal_cores":%s,"wall_s":%d,"veth_tx_bytes":[%d,%d],"veth_rx_bytes_ns0":%d,"veth_over_bench":%s,"control_tx_bytes":[%d,%d],"lo_tx_bytes":[%d,%d],"tbf_drops":[%d,%d],"tcp_retrans_segs":[%d,%d],"command":"%s","bench":%s}\n' \
+    "$REP" "$rate" "$b" "$STEPS" "$MPI_EXTRA" "${fs% *}" "${fs#* }" "$wall" "$d0" "$d1" "$drx" "$ratio" "$k0" "$k1" "$l0" "$l1" "$dr0" "$dr1" "$rt0" "$rt1" \
+    "RATES=$rate BATCHES=$b STEPS=$STEPS${MPI_EXTRA:+ MPI_EXTRA=\\\"$MPI_EXTRA\\\"} bash scripts/network_study.sh" "$j" >>"$RESULTS"
 }
 
-log "moe: $MOE; rates: $RATES; batches: $BATCHES; steps: $STEPS; results: $RESULTS"
+log "moe: $MOE; rates: $RATES; batches: $BATCHES; steps: $STEPS; repeats: $REPEATS; results: $RESULTS"
 for REP in $(seq "$REPEATS"); do
   for b in $BATCHES; do
     run_single "$b" 2
@@ -449,4 +529,4 @@ for REP in $(seq "$REPEATS"); do
 done
 set_rate unlimited
 analyse
-log "done in $SECONDS s: $RESULTS, $OUT/fit.json, $OUT/report.md"
+log "done in $SECONDS s ($WAITED s of it waiting for a quiet machine): $RESULTS, $OUT/fit.json, $OUT/report.md"

@@ -44,6 +44,7 @@ void ExpertChoiceRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     P = all.data();
   }
   n_global_ = N;
+  plan.stats.batch_tokens = N;
   const int64_t C = std::min<int64_t>(N, int64_t(std::ceil(double(N) * c_.capacity / E)));
   RouterStats& st = plan.stats;
   st.tokens_per_expert.assign(E, C);

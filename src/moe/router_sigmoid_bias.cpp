@@ -81,6 +81,7 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   for (auto c : st.tokens_per_expert) N += c;
   N /= k;
   n_global_ = N;
+  st.batch_tokens = N;
   seq_global_ = int64_t(sums[E + 2]);
   frac_.assign(E, 0.0);
   double aux = 0;

@@ -51,6 +51,7 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   for (int r = 0; r < R; ++r)
     for (int e = 0; e < E; ++e) N += all[size_t(r) * k * E + e];
   n_global_ = N;
+  st.batch_tokens = N;
   st.dropped = 0;
   const float cf = training_ ? c_.capacity_factor : c_.eval_capacity_factor;
   if (cf > 0) {

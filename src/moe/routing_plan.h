@@ -9,6 +9,8 @@ namespace moe {
 struct RouterStats {
   std::vector<int64_t> tokens_per_expert;  // [E]: all k choices counted
   int64_t dropped = 0;                     // (token, expert) pairs dropped by capacity
+  int64_t batch_tokens = 0;                // tokens these statistics cover: the whole batch over
+                                           // the data group's ranks (0: the plan's own n_tok)
   double aux_loss = 0;                     // load-balancing loss value (before its coefficient)
   double z_loss = 0;                       // router z-loss value (before its coefficient)
   double seq_aux_loss = 0;                 // sequence-wise balancing loss (before its coefficient)

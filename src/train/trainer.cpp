@@ -250,7 +250,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       rep.router_entropy.push_back(p->stats.entropy);
       rep.aux_loss_per_layer.push_back(p->stats.aux_loss);
       rep.z_loss_per_layer.push_back(p->stats.z_loss);
-      rep.dropped_fraction.push_back(double(p->stats.dropped) / double(std::max<int64_t>(1, p->n_tok * p->k)));
+      const int64_t routed = p->stats.batch_tokens > 0 ? p->stats.batch_tokens : p->n_tok;
+      rep.dropped_fraction.push_back(double(p->stats.dropped) / double(std::max<int64_t>(1, routed * p->k)));
       double mx = 0, sum = 0;
       for (auto c : p->stats.tokens_per_expert) mx = std::max(mx, double(c)), sum += double(c);
       const double mean = sum / double(p->stats.tokens_per_expert.size());

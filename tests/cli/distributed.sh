@@ -22,8 +22,10 @@ b = [json.loads(l) for l in open(sys.argv[2])]
 assert [x["step"] for x in a] == [x["step"] for x in b], ("steps differ", len(a), len(b))
 worst = 0.0
 for x, y in zip(a, b):
-    for k in ("loss", "val_loss", "aux_loss"):
+    for k in ("loss", "val_loss", "aux_loss", "dropped_fraction"):
         if k in x:
+            if isinstance(x[k], list):  # per layer: compare the mean
+                x[k], y[k] = sum(x[k]) / len(x[k]), sum(y[k]) / len(y[k])
             rel = abs(x[k] - y[k]) / max(abs(x[k]), 1e-12)
             worst = max(worst, rel)
             assert rel <= 1e-5, (sys.argv[3], x["step"], k, x[k], y[k], rel)
