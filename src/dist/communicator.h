@@ -86,6 +86,14 @@ class Communicator {
     timed_gather(&value, int64_t(sizeof(T)), out.data());
     return out;
   }
+  // Every rank's n values (the same n on every rank), in rank order: [size(), n]. One collective.
+  template <class T>
+  std::vector<T> all_gather_n(const T* mine, int64_t n) const {
+    static_assert(std::is_trivially_copyable_v<T>);
+    std::vector<T> out(size_t(size()) * size_t(n));
+    timed_gather(mine, n * int64_t(sizeof(T)), out.data());
+    return out;
+  }
   // Every rank's vector (lengths may differ), concatenated in rank order; counts[s] = rank s's length.
   template <class T>
   std::vector<T> all_gather_v(const std::vector<T>& mine, std::vector<int64_t>* counts = nullptr) const {

@@ -40,52 +40,15 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   // the router's choices before any capacity drop.
   RouterStats& st = plan.stats;
   const int R = group_.size();
-  std::vector<int64_t> picks(size_t(k) * E, 0);  // [k, E]: this rank's choices per slot
+  // One record per rank: [k, E] choices per slot, then E sums of p, z, entropy, the sequence-wise
+  // loss and the sequence count (filled below). Gathered in one collective; every rank sums the
+  // records in rank order, so all get the same bits.
+  const size_t kE = size_t(k) * E, m = kE + E + 4;
+  std::vector<double> rec(m, 0.0);
   for (int64_t t = 0; t < n; ++t)
-    for (int j = 0; j < k; ++j) picks[size_t(j) * E + sel_[t * k + j]]++;
-  // [R, k, E]: every rank's picks in rank order (global token order), for the capacity's prefix.
-  const std::vector<int64_t> all = R > 1 ? group_.all_gather_v(picks) : picks;
-  std::vector<int64_t> chosen(E, 0);
-  for (size_t i = 0; i < all.size(); ++i) chosen[i % E] += all[i];
-  int64_t N = 0;  // tokens of the whole batch: each has exactly one first choice
-  for (int r = 0; r < R; ++r)
-    for (int e = 0; e < E; ++e) N += all[size_t(r) * k * E + e];
-  n_global_ = N;
-  st.batch_tokens = N;
-  st.dropped = 0;
-  const float cf = training_ ? c_.capacity_factor : c_.eval_capacity_factor;
-  if (cf > 0) {
-    // Slots are taken in global token order, all first choices before any second choice. After x
-    // picks of expert e from u taken slots, min(cap, u + x) are taken: so this rank starts slot j
-    // where the lower ranks' picks of slot j left the count.
-    const int64_t cap = int64_t(std::ceil(double(cf) * double(N) * k / E));
-    const int me = group_.rank();
-    std::vector<int64_t> taken(E, 0), used(E);
-    for (int j = 0; j < k; ++j) {
-      for (int e = 0; e < E; ++e) {
-        int64_t before = 0, total = 0;
-        for (int r = 0; r < R; ++r) {
-          const int64_t c = all[(size_t(r) * k + j) * E + e];
-          total += c;
-          if (r < me) before += c;
-        }
-        used[e] = std::min(cap, taken[e] + before);
-        taken[e] = std::min(cap, taken[e] + total);
-      }
-      for (int64_t t = 0; t < n; ++t) {
-        int32_t& e = plan.expert[t * k + j];
-        if (used[e] < cap) used[e]++;
-        else e = -1;
-      }
-    }
-    st.tokens_per_expert = taken;
-    for (int e = 0; e < E; ++e) st.dropped += chosen[e] - taken[e];
-  } else {
-    st.tokens_per_expert = chosen;
-  }
-  // [E] sums of p, then z, entropy, the sequence-wise loss and the sequence count.
-  std::vector<double> sums(E + 4, 0.0);
-  double* pmean = sums.data();
+    for (int j = 0; j < k; ++j) rec[size_t(j) * E + sel_[t * k + j]] += 1;
+  double* sums = rec.data() + kE;
+  double* pmean = sums;
   for (int64_t t = 0; t < n; ++t) {
     const float* p = probs_.data() + t * E;
     for (int e = 0; e < E; ++e) {
@@ -107,18 +70,62 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     for (int e = 0; e < E; ++e) sums[E + 2] += E * seq_frac_[q * E + e] * pm[e];
   }
   sums[E + 3] = double(S);
-  if (R > 1) group_.all_reduce_sum(sums);
-  seq_global_ = int64_t(sums[E + 3]);
+  // [R, m]: every rank's record in rank order (global token order, for the capacity's prefix).
+  const std::vector<double> all = R > 1 ? group_.all_gather_n(rec.data(), int64_t(m)) : rec;
+  auto picks = [&](int r, int j, int e) { return int64_t(all[size_t(r) * m + size_t(j) * E + e]); };
+  std::vector<double> total(E + 4, 0.0);
+  std::vector<int64_t> chosen(E, 0);
+  int64_t N = 0;  // tokens of the whole batch: each has exactly one first choice
+  for (int r = 0; r < R; ++r) {
+    for (int j = 0; j < k; ++j)
+      for (int e = 0; e < E; ++e) chosen[e] += picks(r, j, e);
+    for (int e = 0; e < E; ++e) N += picks(r, 0, e);
+    for (int i = 0; i < E + 4; ++i) total[i] += all[size_t(r) * m + kE + i];
+  }
+  n_global_ = N;
+  st.batch_tokens = N;
+  st.dropped = 0;
+  const float cf = training_ ? c_.capacity_factor : c_.eval_capacity_factor;
+  if (cf > 0) {
+    // Slots are taken in global token order, all first choices before any second choice. After x
+    // picks of expert e from u taken slots, min(cap, u + x) are taken: so this rank starts slot j
+    // where the lower ranks' picks of slot j left the count.
+    const int64_t cap = int64_t(std::ceil(double(cf) * double(N) * k / E));
+    const int me = group_.rank();
+    std::vector<int64_t> taken(E, 0), used(E);
+    for (int j = 0; j < k; ++j) {
+      for (int e = 0; e < E; ++e) {
+        int64_t before = 0, slot_total = 0;
+        for (int r = 0; r < R; ++r) {
+          const int64_t c = picks(r, j, e);
+          slot_total += c;
+          if (r < me) before += c;
+        }
+        used[e] = std::min(cap, taken[e] + before);
+        taken[e] = std::min(cap, taken[e] + slot_total);
+      }
+      for (int64_t t = 0; t < n; ++t) {
+        int32_t& e = plan.expert[t * k + j];
+        if (used[e] < cap) used[e]++;
+        else e = -1;
+      }
+    }
+    st.tokens_per_expert = taken;
+    for (int e = 0; e < E; ++e) st.dropped += chosen[e] - taken[e];
+  } else {
+    st.tokens_per_expert = chosen;
+  }
+  seq_global_ = int64_t(total[E + 3]);
   frac_.assign(E, 0.0);
   double aux = 0;
   for (int e = 0; e < E; ++e) {
     frac_[e] = N ? double(chosen[e]) / double(N * k) : 0.0;
-    aux += frac_[e] * (N ? pmean[e] / double(N) : 0.0);
+    aux += frac_[e] * (N ? total[e] / double(N) : 0.0);
   }
   st.aux_loss = E * aux;
-  st.seq_aux_loss = seq_global_ ? sums[E + 2] / double(seq_global_) : 0.0;
-  st.z_loss = N ? sums[E] / double(N) : 0.0;
-  st.entropy = N ? sums[E + 1] / double(N) : 0.0;
+  st.seq_aux_loss = seq_global_ ? total[E + 2] / double(seq_global_) : 0.0;
+  st.z_loss = N ? total[E] / double(N) : 0.0;
+  st.entropy = N ? total[E + 1] / double(N) : 0.0;
 }
 
 double TopKRouter::aux_objective() const {
