@@ -198,8 +198,8 @@ def collectives(W, R):
     """[(group size, count)] of one bench step: router_topk.cpp, expert_bank_parallel.cpp,
     decoder_lm.cpp, gradient_sync.cpp, cmd_bench_model.cpp (every MoE layer is sparse here)."""
     D = W // R
-    c = [(W, 4 * L)]           # per MoE layer, router over the world: all_gather_v = all_gather of the
-                               # count + all-to-all of the [k, E] picks; all_reduce_sum of E+4 doubles
+    c = [(W, 1 * L)]           # per MoE layer, router over the world: one all_gather_n (MPI_Allgather)
+                               # of a record of k*E picks + E+4 sums (doubles)
     if R > 1:
         c += [(R, 5 * L)]      # expert bank: counts all-to-all + 2 row all-to-alls forward, 2 backward
     c += [(W, 2)]              # loss: all_reduce_sum of 2 doubles
@@ -220,7 +220,7 @@ def ar_bytes(n, G):  # bytes one rank sends in Communicator::all_reduce_sum of n
     chunk = -(-n // G)   # reduce-scatter: the other ranks' slices (all-to-all); all-gather: its slice to G-1
     return 4 * ((n - chunk) + (G - 1) * chunk)
 def small_bytes(W, R):  # router statistics, loss, gradient norm: bytes one rank sends
-    s = L * (8 * (W - 1) + 8 * k * E * (W - 1) + 2 * 8 * -(-(E + 4) // W) * (W - 1))
+    s = L * 8 * (k * E + E + 4) * (W - 1)   # router: its record of k*E + E+4 doubles to each other rank
     return s + 2 * 8 * (W - 1) + (2 * 8 * (R - 1) if R > 1 else 0)
 N2 = n_coll(2, 2)
 
