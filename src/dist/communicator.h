@@ -4,8 +4,9 @@
 // Copies share the implementation and the traffic counters.
 //
 // Determinism: all_reduce_sum never relies on the MPI library's reduction order. Each element is
-// summed by one rank, in rank order 0..R-1, and the sums are then gathered: every rank gets the same
-// bits, whatever algorithm MPI picks, and a run repeats bit for bit.
+// summed in rank order 0..R-1, by one rank whose sums are then gathered (or, for a few elements, by
+// every rank from an all-gather of all copies): every rank gets the same bits, whatever algorithm
+// MPI picks, and a run repeats bit for bit.
 //
 // This header depends only on core/: routers (moe/) sum their batch statistics over a group, and
 // the expert-parallel bank (dist/) exchanges rows over one.
@@ -137,8 +138,6 @@ class Communicator {
 int init_world(int* argc, char*** argv);
 // True when this process runs under mpirun (whether or not MPI could be started).
 bool launched_by_mpirun();
-// Whether this build has the Open MPI transport.
-bool has_mpi();
 
 // The layout of a job of W ranks with expert parallelism R (R divides W): W / R data-parallel
 // replicas of R expert shards. Rank w is shard w % R of replica w / R.

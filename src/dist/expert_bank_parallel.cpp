@@ -88,4 +88,17 @@ void ExpertParallelBank::backward(float* dxs, const float* dys) {
   group_.all_to_all_rows(recv_.data(), recv_rows_, dxs, send_rows_, d_);
 }
 
+std::unique_ptr<ExpertBank> make_swiglu_experts(const std::string& prefix, SwiGLUBankConfig cfg,
+                                                const ParallelLayout& layout) {
+  const int R = layout.expert_parallel, E = cfg.n_experts;
+  if (E % R != 0)
+    throw Error("[dist] --expert-parallel " + std::to_string(R) + " does not divide the " + std::to_string(E) +
+                " experts of " + prefix);
+  cfg.n_experts = E / R;
+  cfg.first_expert = layout.shard() * (E / R);
+  auto local = std::make_unique<SwiGLUExpertBank>(prefix, cfg);
+  if (R == 1) return local;
+  return std::make_unique<ExpertParallelBank>(layout.experts, E, cfg.d_model, std::move(local));
+}
+
 }  // namespace moe::dist

@@ -11,25 +11,21 @@
 #include "core/tensor.h"
 #include "dist/communicator.h"
 #include "moe/expert_bank.h"
+#include "moe/expert_bank_swiglu.h"
 
 namespace moe::dist {
 
 class ExpertParallelBank final : public ExpertBank {
  public:
-  // local: this rank's E / R experts (experts first_expert() .. first_expert() + E/R - 1).
+  // local: this rank's E / R experts (experts rank E/R .. (rank+1) E/R - 1 of the group).
   ExpertParallelBank(Communicator group, int n_experts, int d_model, std::unique_ptr<ExpertBank> local);
 
   int n_experts() const override { return E_; }
-  int first_expert() const { return group_.rank() * El_; }
   // xs, ys: [M, d] rows of every expert of the model, grouped by expert (offsets: [E+1]).
   void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) override;
   void backward(float* dxs, const float* dys) override;
   // The local experts' parameters, marked Param::sharded.
   void params(ParamList& out) override;
-
-  ExpertBank& local() { return *local_; }
-  // Rows this rank computed in the last forward (its experts' share of every rank's rows).
-  int64_t local_rows() const { return local_offsets_.back(); }
 
  private:
   // recv order [source rank][local expert] <-> grouped order [local expert][source rank]
@@ -48,5 +44,11 @@ class ExpertParallelBank final : public ExpertBank {
   Tensor recv_;        // [M_local, d] rows as received (and as sent back)
   Tensor gx_, gy_;     // [M_local, d] grouped inputs (kept for the local backward) and outputs
 };
+
+// The SwiGLU experts of one MoE layer (cfg.n_experts = E of them) as this rank holds them: all E
+// for expert parallelism 1, else its E / R in an ExpertParallelBank over layout.experts. Throws
+// moe::Error naming the layer (prefix) when R does not divide E.
+std::unique_ptr<ExpertBank> make_swiglu_experts(const std::string& prefix, SwiGLUBankConfig cfg,
+                                                const ParallelLayout& layout);
 
 }  // namespace moe::dist

@@ -85,8 +85,6 @@ bool mpi_running() {
 
 }  // namespace
 
-bool has_mpi() { return true; }
-
 int init_world(int* argc, char*** argv) {
   if (!launched_by_mpirun()) return 1;
   if (!mpi_running()) {
@@ -110,8 +108,6 @@ Communicator Communicator::world() {
 }
 
 #else  // no MPI in this build
-
-bool has_mpi() { return false; }
 
 int init_world(int*, char***) {
   if (launched_by_mpirun())

@@ -70,33 +70,28 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
   for (Param* p : model.params()) (p->sharded ? mine : rest).emplace_back(p->name, &p->w);
   if (writer) write_safetensors(dir + "/" + shard_name(1 + L.shard()), mine, meta);
   if (rank0) write_safetensors(dir + "/" + shard_name(0), rest, meta);
-  // The index needs every writer's tensor names and sizes (collectives: every rank takes part).
+  // The index needs every writer's tensor names (a collective: every rank takes part). The writers
+  // are world ranks 0 .. R-1, so rank s's names are those of shard s.
   std::string names;
-  int64_t bytes = 0;
   if (writer)
-    for (auto& [n, t] : mine) names += n + "\n", bytes += t->numel() * int64_t(sizeof(float));
-  const std::vector<char> all = L.world.all_gather_v(std::vector<char>(names.begin(), names.end()));
-  const std::vector<int64_t> shard_bytes = L.world.all_gather(bytes);
+    for (auto& [n, t] : mine) names += n + "\n";
+  std::vector<int64_t> counts;
+  const std::vector<char> all = L.world.all_gather_v(std::vector<char>(names.begin(), names.end()), &counts);
   if (rank0) {
     nlohmann::json wm = nlohmann::json::object();
-    int64_t total = 0;
+    int64_t total = 0;  // bytes: every expert shard holds as many as this rank's
     for (auto& [n, t] : rest) wm[n] = shard_name(0), total += t->numel() * int64_t(sizeof(float));
-    for (int64_t b : shard_bytes) total += b;
-    std::set<std::string> keep = {kIndex, shard_name(0)};
-    // An expert's shard follows from its index in the tensor name: shard s holds experts
-    // s E/R .. (s+1) E/R - 1.
-    const int El = model.config().num_local_experts / R;
+    for (auto& [n, t] : mine) total += R * t->numel() * int64_t(sizeof(float));
+    std::set<std::string> keep = {kIndex};
+    for (int i = 0; i <= R; ++i) keep.insert(shard_name(i));
     const std::string text(all.begin(), all.end());
-    for (size_t pos = 0; pos < text.size();) {
-      const size_t nl = text.find('\n', pos);
-      const std::string n = text.substr(pos, nl - pos);
-      pos = nl + 1;
-      const size_t at = n.find(".experts.");
-      MOE_ASSERT(at != std::string::npos);
-      const std::string file = shard_name(1 + std::stoi(n.substr(at + 9)) / El);
-      wm[n] = file;
-      keep.insert(file);
-    }
+    size_t pos = 0;
+    for (int s = 0; s < R; ++s)
+      for (const size_t end = pos + size_t(counts[s]); pos < end;) {
+        const size_t nl = text.find('\n', pos);
+        wm[text.substr(pos, nl - pos)] = shard_name(1 + s);
+        pos = nl + 1;
+      }
     const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
     atomic_write_file(dir + "/config.json", model.config().to_json().dump(2) + "\n");
     atomic_write_file(dir + "/" + kIndex, index.dump(2) + "\n");  // the commit point

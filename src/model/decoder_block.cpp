@@ -61,15 +61,11 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i, const dist::ParallelLayo
   } else if (c.sparse_layer(i)) {
     auto router = make_router(c, p + ".gate.weight", i);
     const bool qwen = c.is_qwen2_moe();
-    const int R = layout.expert_parallel, E = c.num_local_experts;
-    if (E % R != 0)
-      throw Error("[dist] --expert-parallel " + std::to_string(R) + " does not divide the " + std::to_string(E) +
-                  " experts of layer " + std::to_string(i));
-    std::unique_ptr<ExpertBank> bank = std::make_unique<SwiGLUExpertBank>(
-        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = E / R,
-                            .first_expert = layout.shard() * (E / R), .gate_name = qwen ? "gate_proj" : "w1",
-                            .up_name = qwen ? "up_proj" : "w3", .down_name = qwen ? "down_proj" : "w2"});
-    if (R > 1) bank = std::make_unique<dist::ExpertParallelBank>(layout.experts, E, c.hidden_size, std::move(bank));
+    auto bank = dist::make_swiglu_experts(
+        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts,
+                            .gate_name = qwen ? "gate_proj" : "w1", .up_name = qwen ? "up_proj" : "w3",
+                            .down_name = qwen ? "down_proj" : "w2"},
+        layout);
     router->set_data_group(layout.world);
     moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
     if (c.shared_ffn() > 0)

@@ -63,22 +63,20 @@ void DecoderLM::init_weights(uint64_t seed, float std) {
   auto skip = [&](int64_t n) {
     for (int64_t i = 0; i < n; ++i) rng.normal();
   };
+  int64_t skip_after = 0;  // draws of the later shards' experts, due at the end of the current run
   for (size_t i = 0; i < ps.size(); ++i) {
     Param* p = ps[i];
-    const bool run_start = p->sharded && (i == 0 || !ps[i - 1]->sharded);
-    int64_t run = 0;  // draws of this rank's experts in this layer
-    if (run_start)
+    if (p->sharded && (i == 0 || !ps[i - 1]->sharded)) {
+      int64_t run = 0;  // draws of this rank's experts in this layer
       for (size_t j = i; j < ps.size() && ps[j]->sharded; ++j) run += ps[j]->w.numel();
-    if (run_start) skip(int64_t(shard) * run);
+      skip(int64_t(shard) * run);
+      skip_after = int64_t(R - 1 - shard) * run;
+    }
     const bool bias = p->name.size() > 5 && p->name.compare(p->name.size() - 5, 5, ".bias") == 0;
     if (!p->trainable || bias) init_constant(*p, 0.0f);  // router bias, projection biases
     else if (p->w.ndim() == 1) init_constant(*p, 1.0f);  // norms
     else init_normal(*p, rng, std);
-    if (p->sharded && (i + 1 == ps.size() || !ps[i + 1]->sharded)) {
-      int64_t back = 0;
-      for (size_t j = i + 1; j-- > 0 && ps[j]->sharded;) back += ps[j]->w.numel();
-      skip(int64_t(R - 1 - shard) * back);
-    }
+    if (p->sharded && (i + 1 == ps.size() || !ps[i + 1]->sharded)) skip(skip_after);
   }
   for (auto& l : layers)
     if (l->peer) {

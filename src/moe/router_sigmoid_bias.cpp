@@ -1,5 +1,6 @@
 #include "moe/router_sigmoid_bias.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/gemm.h"
@@ -74,18 +75,12 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   }
   sums[E + 2] = double(S);
   if (group_.size() > 1) {
-    // One record per rank (E loads, then the sums), gathered in one collective and summed in rank
-    // order on every rank, so all get the same bits.
+    // Loads and sums in one (exact) sum over the ranks.
     std::vector<double> rec(st.tokens_per_expert.begin(), st.tokens_per_expert.end());
     rec.insert(rec.end(), sums.begin(), sums.end());
-    const size_t m = rec.size();
-    const std::vector<double> all = group_.all_gather_n(rec.data(), int64_t(m));
-    std::fill(sums.begin(), sums.end(), 0.0);
-    std::fill(st.tokens_per_expert.begin(), st.tokens_per_expert.end(), 0);
-    for (int r = 0; r < group_.size(); ++r) {
-      for (int e = 0; e < E; ++e) st.tokens_per_expert[e] += int64_t(all[r * m + e]);
-      for (size_t i = 0; i < sums.size(); ++i) sums[i] += all[r * m + E + i];
-    }
+    group_.all_reduce_sum(rec);
+    for (int e = 0; e < E; ++e) st.tokens_per_expert[e] = int64_t(rec[e]);
+    std::copy(rec.begin() + E, rec.end(), sums.begin());
   }
   int64_t N = 0;
   for (auto c : st.tokens_per_expert) N += c;

@@ -211,11 +211,10 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
   double ema_step_s = 0;
   int64_t saved_step = -1;
   const int64_t last = cfg_.stop_after > 0 ? std::min(cfg_.stop_after, cfg_.steps) : cfg_.steps;
-  // A signal may reach the ranks at different moments: they agree at every step boundary.
+  // A signal may reach the ranks at different moments: they agree once per step boundary.
   auto stopping = [&] { return world.max(stop && stop->load() ? 1 : 0) > 0; };
   bool stopped = false;
-  while (step_ < last) {
-    if ((stopped = stopping())) break;
+  while (step_ < last && !(stopped = stopping())) {
     const int64_t s = step_ + 1;
     const auto t0 = clock::now();
     L.reset_stats();
@@ -264,7 +263,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       rep.allreduce_s = cs.reduce_s;
       rep.bytes_sent = world.all_gather(cs.exchange_bytes + cs.reduce_bytes);
     }
-    const bool final_step = s == last || stopping();
+    // An interruption during this step is seen at the next boundary, which saves this step.
+    const bool final_step = s == last;
     if ((cfg_.eval_every > 0 && s % cfg_.eval_every == 0) || s == cfg_.steps) {
       rep.has_val = true;
       const EvalResult val = validate();

@@ -40,13 +40,8 @@ Param* find(const ParamList& ps, const std::string& name) {
 std::unique_ptr<MoELayer> make_layer(const RouterFactory& rf, const ParallelLayout& L, bool parallel) {
   auto router = rf();
   router->set_training(true);
-  const int R = parallel ? L.expert_parallel : 1;
-  std::unique_ptr<ExpertBank> bank = std::make_unique<SwiGLUExpertBank>(
-      "moe", SwiGLUBankConfig{.d_model = D, .d_ff = F, .n_experts = E / R, .first_expert = parallel ? L.shard() * (E / R) : 0});
-  if (parallel) {
-    bank = std::make_unique<ExpertParallelBank>(L.experts, E, D, std::move(bank));
-    router->set_data_group(L.world);
-  }
+  if (parallel) router->set_data_group(L.world);
+  auto bank = make_swiglu_experts("moe", {.d_model = D, .d_ff = F, .n_experts = E}, parallel ? L : ParallelLayout{});
   auto layer = std::make_unique<MoELayer>(std::move(router), std::move(bank), D);
   ParamList ps;
   layer->params(ps);
@@ -139,8 +134,8 @@ TEST(ExpertParallelBank, ExpertChoiceMatchesOneProcess) {
 TEST(ExpertParallelBank, RejectsAnExpertCountTheGroupDoesNotDivide) {
   const Communicator w = Communicator::world();
   if (w.size() == 1 || 7 % w.size() == 0) GTEST_SKIP() << "needs a group size that does not divide 7";
-  auto bank = std::make_unique<SwiGLUExpertBank>("moe", SwiGLUBankConfig{.d_model = D, .d_ff = F, .n_experts = 1});
-  EXPECT_THROW(ExpertParallelBank(w, 7, D, std::move(bank)), Error);
+  const ParallelLayout L = ParallelLayout::make(w, w.size());
+  EXPECT_THROW(make_swiglu_experts("model.layers.0.block_sparse_moe", {.d_model = D, .d_ff = F, .n_experts = 7}, L), Error);
 }
 
 }  // namespace

@@ -43,14 +43,11 @@ int run_layer_bench_parallel(const LayerBenchArgs& a, const dist::ParallelLayout
   const int64_t D = a.d, F = a.f, E = a.experts, K = a.top_k, T = a.tokens;
   if (a.routing != "uniform") throw Error("[bench] under mpirun only --routing uniform is measured");
   if (T % W != 0) throw Error("[bench] --tokens " + std::to_string(T) + " must be a multiple of the " + std::to_string(W) + " ranks");
-  if (E % R != 0) throw Error("[bench] --expert-parallel " + std::to_string(R) + " does not divide --experts " + std::to_string(E));
   const int64_t n = T / W;
   auto router = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(D), .n_expert = int(E), .k = int(K), .norm_topk_prob = K > 1, .aux_coef = 0.01f, .z_coef = 0.001f});
   router->set_data_group(L.world);
-  std::unique_ptr<ExpertBank> bank = std::make_unique<SwiGLUExpertBank>(
-      "b", SwiGLUBankConfig{.d_model = int(D), .d_ff = int(F), .n_experts = int(E / R), .first_expert = L.shard() * int(E / R)});
-  if (R > 1) bank = std::make_unique<dist::ExpertParallelBank>(L.experts, int(E), int(D), std::move(bank));
-  MoELayer layer(std::move(router), std::move(bank), int(D));
+  MoELayer layer(std::move(router),
+                 dist::make_swiglu_experts("b", {.d_model = int(D), .d_ff = int(F), .n_experts = int(E)}, L), int(D));
   ParamList ps;
   layer.params(ps);
   Rng rng(1 + uint64_t(L.world.rank()));
