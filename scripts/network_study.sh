@@ -202,12 +202,12 @@ def collectives(W, R):
                                # of a record of k*E picks + E+4 sums (doubles)
     if R > 1:
         c += [(R, 5 * L)]      # expert bank: counts all-to-all + 2 row all-to-alls forward, 2 backward
-    c += [(W, 2)]              # loss: all_reduce_sum of 2 doubles
+    c += [(W, 1)]              # loss: all_reduce_sum of 2 doubles (small sums: one all-gather)
     c += [(W, 2)]              # replicated gradients: one packed all_reduce_sum over the world
     if D > 1:
         c += [(D, 2)]          # expert gradients: one packed all_reduce_sum over the replica group
     if R > 1:
-        c += [(R, 2)]          # gradient norm: sum of the shards' squares over the expert group
+        c += [(R, 1)]          # gradient norm: sum of the shards' squares over the expert group (one all-gather)
     c += [(W, 1)]              # the bench's barrier that ends the timed step
     return [(g, n) for g, n in c if g > 1]
 def n_coll(W, R):
