@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "moe/routing_plan.h"
 #include "nn/param.h"
 
 namespace moe {
@@ -18,6 +19,15 @@ class ExpertBank {
   // before it writes that expert's rows of dxs.
   virtual void backward(float* dxs, const float* dys) = 0;
   virtual void params(ParamList& out) = 0;
+
+  // Banks whose experts can fail (remote experts) use the routing of the coming forward (which
+  // tokens wait for which experts) and report the experts that gave no answer: [E], 1 = failed,
+  // their rows of ys zero. nullptr: every expert always answers.
+  virtual void observe_plan(const RoutingPlan& plan) {}
+  virtual const std::vector<uint8_t>* failed_experts() const { return nullptr; }
+  // The learning rate of the current training step, for banks whose experts step their own
+  // optimizer (remote experts); local banks' parameters are stepped by the trainer.
+  virtual void set_learning_rate(float lr) {}
 };
 
 }  // namespace moe

@@ -31,6 +31,12 @@ class MoELayer {
   Dispatch dispatch_;
   Tensor xs_, ys_;      // [M, d] grouped rows; backward turns them into dxs, dys in place
   std::vector<float> dweight_;  // [n, k]
+  // Experts that failed to answer (remote banks): each token's weights are renormalised over the
+  // experts that answered, w'_j = w_j S_all / S_ok; the originals are kept for the backward.
+  void renormalise_over_answered(const std::vector<uint8_t>& failed);
+  void renormalise_backward(float* dweight) const;
+  bool renormalised_ = false;
+  std::vector<float> w_orig_;  // [n, k]
 };
 
 }  // namespace moe

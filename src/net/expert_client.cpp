@@ -1,0 +1,124 @@
+#include "net/expert_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "core/error.h"
+#include "expert.grpc.pb.h"
+#include "net/protocol.h"
+#include "net/quiet_logs.h"
+
+namespace moe::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+template <class Req, class Rep>
+struct Call final : PendingCall {
+  grpc::ClientContext ctx;
+  Req req;
+  Rep rep;
+  Clock::time_point start = Clock::now();
+  std::unique_ptr<pb::Expert::Stub> stub;  // kept alive with the call
+  void cancel() override { ctx.TryCancel(); }
+};
+
+std::chrono::system_clock::time_point deadline_after(double s) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(s));
+}
+
+// The reply's matrix checked like a server checks a request: a lying or broken server is a failure.
+CallResult finish(const grpc::Status& s, uint32_t version, const pb::Matrix& m, int64_t n, int d,
+                  Clock::time_point start) {
+  CallResult r;
+  r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  if (!s.ok()) {
+    r.timeout = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || s.error_code() == grpc::StatusCode::CANCELLED;
+    r.error = s.error_message().empty() ? "gRPC status " + std::to_string(int(s.error_code())) : s.error_message();
+    return r;
+  }
+  if (auto v = check_version(version); !v.empty()) {
+    r.error = "reply: " + v;
+    return r;
+  }
+  if (auto c = check_matrix(m, d, n, "reply"); !c.empty()) {
+    r.error = c;
+    return r;
+  }
+  if (m.rows() != n) {
+    r.error = "reply has " + std::to_string(m.rows()) + " rows, sent " + std::to_string(n);
+    return r;
+  }
+  r.out.resize(static_cast<size_t>(n) * d);
+  from_matrix(r.out.data(), m);
+  r.ok = true;
+  return r;
+}
+
+}  // namespace
+
+ExpertClient::ExpertClient() { quiet_third_party_logs(); }
+ExpertClient::~ExpertClient() = default;
+
+std::shared_ptr<grpc::Channel> ExpertClient::channel(const std::string& address) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto& ch = channels_[address];
+  if (!ch) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    // Reconnect to a restarted server quickly instead of gRPC's default backoff of up to 2 min.
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  }
+  return ch;
+}
+
+std::shared_ptr<PendingCall> ExpertClient::forward(const std::string& address, const std::string& uid,
+                                                   const float* x, int64_t n, int d, double timeout_s, Done done) {
+  auto call = std::make_shared<Call<pb::ForwardRequest, pb::ForwardReply>>();
+  call->req.set_version(kProtocolVersion);
+  call->req.set_uid(uid);
+  to_matrix(*call->req.mutable_input(), x, n, d);
+  call->ctx.set_deadline(deadline_after(timeout_s));
+  call->stub = pb::Expert::NewStub(channel(address));
+  call->stub->async()->Forward(&call->ctx, &call->req, &call->rep, [call, n, d, done](grpc::Status s) {
+    done(finish(s, call->rep.version(), call->rep.output(), n, d, call->start));
+  });
+  return call;
+}
+
+std::shared_ptr<PendingCall> ExpertClient::backward(const std::string& address, const std::string& uid,
+                                                    const float* x, const float* dy, int64_t n, int d, float lr,
+                                                    double timeout_s, Done done) {
+  auto call = std::make_shared<Call<pb::BackwardRequest, pb::BackwardReply>>();
+  call->req.set_version(kProtocolVersion);
+  call->req.set_uid(uid);
+  call->req.set_lr(lr);
+  to_matrix(*call->req.mutable_input(), x, n, d);
+  to_matrix(*call->req.mutable_grad_output(), dy, n, d);
+  call->ctx.set_deadline(deadline_after(timeout_s));
+  call->stub = pb::Expert::NewStub(channel(address));
+  call->stub->async()->Backward(&call->ctx, &call->req, &call->rep, [call, n, d, done](grpc::Status s) {
+    done(finish(s, call->rep.version(), call->rep.grad_input(), n, d, call->start));
+  });
+  return call;
+}
+
+ExpertClient::Info ExpertClient::info(const std::string& address, const std::string& uid, double timeout_s) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline_after(timeout_s));
+  pb::InfoRequest req;
+  req.set_version(kProtocolVersion);
+  req.set_uid(uid);
+  pb::InfoReply rep;
+  const grpc::Status s = pb::Expert::NewStub(channel(address))->Info(&ctx, req, &rep);
+  if (!s.ok()) throw Error("[net] " + address + " " + uid + ": " + s.error_message());
+  if (auto v = check_version(rep.version()); !v.empty()) throw Error("[net] " + address + ": " + v);
+  return {.d_model = rep.d_model(), .d_ff = rep.d_ff(), .steps = rep.steps(), .load = rep.load()};
+}
+
+}  // namespace moe::net

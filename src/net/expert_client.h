@@ -1,0 +1,61 @@
+#pragma once
+// The client side of moe.expert.v1: asynchronous Forward / Backward calls to one remote expert, each
+// with a deadline, over one cached channel per server. Any error, timeout or malformed reply comes
+// back as a failed CallResult, never as an exception.
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace grpc {
+class Channel;
+}
+
+namespace moe::net {
+
+struct CallResult {
+  bool ok = false;
+  bool timeout = false;      // the deadline passed (or the call was cancelled)
+  std::string error;         // the server's status message, or what was wrong with its reply
+  std::vector<float> out;    // [n, d]: the expert's output, or the input gradient
+  double latency_ms = 0;
+};
+
+// A call in flight; cancel() makes it finish early as a timeout.
+class PendingCall {
+ public:
+  virtual ~PendingCall() = default;
+  virtual void cancel() = 0;
+};
+
+class ExpertClient {
+ public:
+  using Done = std::function<void(CallResult&&)>;
+  ExpertClient();
+  ~ExpertClient();
+
+  // x: [n, d]. done runs exactly once, on a gRPC thread; the request is serialised before this
+  // returns (x may be overwritten afterwards).
+  std::shared_ptr<PendingCall> forward(const std::string& address, const std::string& uid, const float* x,
+                                       int64_t n, int d, double timeout_s, Done done);
+  // x, dy: [n, d]; the answer is dx. lr: the learning rate the expert's optimizer should use.
+  std::shared_ptr<PendingCall> backward(const std::string& address, const std::string& uid, const float* x,
+                                        const float* dy, int64_t n, int d, float lr, double timeout_s, Done done);
+  // Blocking Info call: (d_model, d_ff, steps) of the expert; moe::Error when it fails.
+  struct Info {
+    int d_model = 0, d_ff = 0;
+    int64_t steps = 0;
+    double load = 0;
+  };
+  Info info(const std::string& address, const std::string& uid, double timeout_s);
+
+  std::shared_ptr<grpc::Channel> channel(const std::string& address);
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+};
+
+}  // namespace moe::net

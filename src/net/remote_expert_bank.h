@@ -1,0 +1,100 @@
+#pragma once
+// The experts of one MoE layer living on expert servers, behind the ExpertBank interface. Forward
+// sends one call per (expert, batch), all at once, each with a deadline; it waits until every token
+// has k_min answered experts (or none of its experts can still answer), then a short grace period
+// for the rest. A call that fails is retried on another replica of the expert; one still pending
+// after hedge_after_s is also sent to a replica (first answer wins). Experts without an answer are
+// reported by failed_experts(): the MoE layer renormalises each token's weights over the experts
+// that answered, and a token with none rides the residual connection. Backward sends each answered
+// expert its rows and their output gradient, to the server that answered the forward; the server
+// steps that expert's optimizer. Failing servers are banned with exponential backoff.
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "moe/expert_bank.h"
+#include "moe/expert_call_stats.h"
+#include "net/expert_client.h"
+
+namespace moe::net {
+
+// Where an expert can be called: its servers' addresses, best first (the DHT directory, or a fixed
+// list in tests). failed() reports a server that did not answer, so that cached records can go.
+class ExpertLocator {
+ public:
+  virtual ~ExpertLocator() = default;
+  virtual std::vector<std::string> addresses(const std::string& uid) = 0;
+  virtual void failed(const std::string& uid, const std::string& address) {}
+};
+
+struct RemoteCallConfig {
+  double forward_timeout_s = 5;
+  double backward_timeout_s = 10;
+  int k_min = 1;              // answered experts a token waits for (capped at its k)
+  double grace_s = 0.05;      // extra wait for the remaining experts once every token has k_min
+  double hedge_after_s = 1;   // a call pending this long is also sent to a replica
+  double ban_base_s = 1;      // a failing server is skipped for ban_base_s * 2^(failures - 1) ...
+  double ban_max_s = 60;      // ... at most this long
+};
+
+// Servers that failed recently, shared by every layer of a client.
+class BanList {
+ public:
+  explicit BanList(const RemoteCallConfig& c) : c_(c) {}
+  bool banned(const std::string& address);
+  void failure(const std::string& address);
+  void success(const std::string& address);
+
+ private:
+  struct Entry {
+    int failures = 0;
+    std::chrono::steady_clock::time_point until{};
+  };
+  RemoteCallConfig c_;
+  std::mutex mu_;
+  std::map<std::string, Entry> entries_;
+};
+
+// What every remote layer of one client shares: the channels, the locator, the ban list, the call
+// statistics.
+struct RemoteContext {
+  RemoteCallConfig cfg;
+  ExpertClient client;
+  std::shared_ptr<ExpertLocator> locator;
+  BanList bans{cfg};
+  ExpertCallStats stats;
+
+  RemoteContext(const RemoteCallConfig& c, std::shared_ptr<ExpertLocator> l)
+      : cfg(c), locator(std::move(l)), bans(c) {}
+};
+
+class RemoteExpertBank final : public ExpertBank {
+ public:
+  // Expert e of this layer is the uid prefix + "." + e (prefix: "ffn.<layer>").
+  RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model);
+
+  int n_experts() const override { return E_; }
+  void observe_plan(const RoutingPlan& plan) override { plan_ = &plan; }
+  void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) override;
+  void backward(float* dxs, const float* dys) override;
+  void params(ParamList&) override {}  // the experts' weights live on their servers
+  const std::vector<uint8_t>* failed_experts() const override { return &failed_; }
+  void set_learning_rate(float lr) override { lr_ = lr; }
+
+  std::string uid(int e) const { return prefix_ + "." + std::to_string(e); }
+
+ private:
+  std::shared_ptr<RemoteContext> ctx_;
+  std::string prefix_;
+  int E_, d_;
+  float lr_ = 0;
+  const RoutingPlan* plan_ = nullptr;
+  const float* xs_ = nullptr;
+  std::vector<int64_t> offsets_;
+  std::vector<uint8_t> failed_;          // [E]
+  std::vector<std::string> answered_by_; // [E]: the server whose forward was used
+};
+
+}  // namespace moe::net

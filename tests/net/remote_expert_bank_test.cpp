@@ -1,0 +1,430 @@
+// The remote expert bank against the local SwiGLU bank on servers that do not fail, and its fault
+// tolerance: servers that die, hang or answer slowly, all experts failing, k_min and the grace
+// period, hedging to a replica, a restart that reloads its experts, and malformed requests.
+#include "net/remote_expert_bank.h"
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "core/rng.h"
+#include "expert.grpc.pb.h"
+#include "io/safetensors.h"
+#include "moe/expert_bank_swiglu.h"
+#include "moe/moe_layer.h"
+#include "moe/router_topk.h"
+#include "net/expert_server.h"
+#include "net/protocol.h"
+#include "train/adamw.h"
+
+namespace moe::net {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int D = 16, F = 24;
+
+class FixedLocator final : public ExpertLocator {
+ public:
+  std::map<std::string, std::vector<std::string>> where;
+  std::vector<std::string> addresses(const std::string& uid) override {
+    auto it = where.find(uid);
+    return it == where.end() ? std::vector<std::string>{} : it->second;
+  }
+};
+
+std::string temp_dir(const std::string& name) {
+  const std::string d = ::testing::TempDir() + "/moe_net_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::remove_all(d);
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+ExpertServerConfig server_config(const std::vector<std::string>& uids) {
+  ExpertServerConfig c;
+  c.uids = uids;
+  c.d_model = D;
+  c.d_ff = F;
+  c.init_std = 0.2f;
+  return c;
+}
+
+std::vector<std::string> layer_uids(int E) {
+  std::vector<std::string> u;
+  for (int e = 0; e < E; ++e) u.push_back("ffn.0." + std::to_string(e));
+  return u;
+}
+
+std::vector<float> randn(int64_t n, uint64_t seed) {
+  Rng r(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = float(r.normal());
+  return v;
+}
+
+// A local bank with the server's weights, read from its saved checkpoint.
+std::unique_ptr<SwiGLUExpertBank> local_copy(const std::string& dir, int E) {
+  auto b = std::make_unique<SwiGLUExpertBank>("local", SwiGLUBankConfig{.d_model = D, .d_ff = F, .n_experts = E});
+  auto f = SafetensorsFile::open(dir + "/experts.safetensors");
+  for (int e = 0; e < E; ++e) {
+    const std::string u = "ffn.0." + std::to_string(e);
+    f.read_into(u + ".w1", b->w1[e]->w.data(), b->w1[e]->w.numel());
+    f.read_into(u + ".w3", b->w3[e]->w.data(), b->w3[e]->w.numel());
+    f.read_into(u + ".w2", b->w2[e]->w.data(), b->w2[e]->w.numel());
+  }
+  return b;
+}
+
+std::shared_ptr<RemoteContext> context(std::shared_ptr<FixedLocator> loc, RemoteCallConfig c = {}) {
+  return std::make_shared<RemoteContext>(c, std::move(loc));
+}
+
+TEST(RemoteExpertBank, ForwardBackwardMatchLocalBankAndServerStepsLikeAdamW) {
+  const int E = 4;
+  const std::string dir = temp_dir("match");
+  auto cfg = server_config(layer_uids(E));
+  cfg.checkpoint_dir = dir;
+  cfg.lr = 1e-2f;  // the server's cap on the clients' learning rate
+  ExpertServer server(cfg);
+  server.save();
+  auto local = local_copy(dir, E);
+  auto loc = std::make_shared<FixedLocator>();
+  for (auto& u : cfg.uids) loc->where[u] = {server.address()};
+  RemoteExpertBank remote(context(loc), "ffn.0", E, D);
+
+  const std::vector<int64_t> offsets = {0, 5, 5, 12, 20};  // expert 1 gets no rows
+  const int64_t M = offsets.back();
+  auto xs = randn(M * D, 1), dys = randn(M * D, 2);
+  std::vector<float> y_l(M * D), y_r(M * D), dx_l(M * D), dx_r(M * D);
+  local->forward(y_l.data(), xs.data(), offsets);
+  remote.forward(y_r.data(), xs.data(), offsets);
+  for (int e = 0; e < E; ++e) EXPECT_EQ((*remote.failed_experts())[e], 0);
+  for (int64_t i = 0; i < M * D; ++i) ASSERT_NEAR(y_r[i], y_l[i], 1e-5f * (1 + std::fabs(y_l[i])));
+
+  ParamList ps;
+  local->params(ps);
+  for (Param* p : ps) p->zero_grad();
+  local->backward(dx_l.data(), dys.data());
+  remote.set_learning_rate(1e-2f);
+  remote.backward(dx_r.data(), dys.data());
+  for (int64_t i = 0; i < M * D; ++i) ASSERT_NEAR(dx_r[i], dx_l[i], 1e-5f * (1 + std::fabs(dx_l[i])));
+
+  // The server stepped each called expert's own AdamW once with lr 1e-2 (expert 1 untouched).
+  EXPECT_EQ(server.steps("ffn.0.0"), 1);
+  EXPECT_EQ(server.steps("ffn.0.1"), 0);
+  for (int e : {0, 2, 3}) {
+    ParamList one = {local->w1[e].get(), local->w2[e].get(), local->w3[e].get()};
+    AdamW opt(one, AdamWConfig{});
+    opt.step(1e-2f);
+  }
+  server.save();
+  auto after = local_copy(dir, E);
+  for (int e = 0; e < E; ++e)
+    for (int64_t i = 0; i < after->w1[e]->w.numel(); ++i)
+      ASSERT_NEAR(after->w1[e]->w[i], local->w1[e]->w[i], 1e-6f) << "expert " << e;
+}
+
+TEST(RemoteExpertBank, DeadServerExpertsAreMaskedAndBanned) {
+  auto a = std::make_unique<ExpertServer>(server_config({"ffn.0.0", "ffn.0.1"}));
+  ExpertServer b(server_config({"ffn.0.2", "ffn.0.3"}));
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where = {{"ffn.0.0", {a->address()}}, {"ffn.0.1", {a->address()}},
+                {"ffn.0.2", {b.address()}}, {"ffn.0.3", {b.address()}}};
+  auto ctx = context(loc);
+  RemoteExpertBank bank(ctx, "ffn.0", 4, D);
+  const std::vector<int64_t> off = {0, 3, 6, 9, 12};
+  auto xs = randn(12 * D, 3);
+  std::vector<float> ys(12 * D);
+  const std::string dead = a->address();
+  a.reset();  // killed
+  const auto t0 = Clock::now();
+  bank.forward(ys.data(), xs.data(), off);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.5);
+  const auto& f = *bank.failed_experts();
+  EXPECT_EQ(f, (std::vector<uint8_t>{1, 1, 0, 0}));
+  for (int64_t i = 0; i < 6 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
+  for (int64_t i = 6 * D; i < 12 * D; ++i) ASSERT_TRUE(std::isfinite(ys[i]));
+  EXPECT_TRUE(ctx->bans.banned(dead));
+  const auto s = ctx->stats.take();
+  EXPECT_EQ(s.calls, 4);
+  EXPECT_EQ(s.failures, 2);
+  // Banned: the next forward does not even call it.
+  bank.forward(ys.data(), xs.data(), off);
+  EXPECT_EQ(ctx->stats.take().calls, 2);
+}
+
+TEST(RemoteExpertBank, AllExpertsFailingGivesResidualOnlyWithoutNaN) {
+  ExpertServerConfig c = server_config(layer_uids(4));
+  c.fail_rate = 1.0;
+  ExpertServer s(c);
+  auto loc = std::make_shared<FixedLocator>();
+  for (auto& u : c.uids) loc->where[u] = {s.address()};
+  const int n = 10;
+  auto router = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = D, .n_expert = 4, .k = 2});
+  Rng rng(5);
+  ParamList rp;
+  router->params(rp);
+  for (Param* p : rp) for (int64_t i = 0; i < p->w.numel(); ++i) p->w[i] = float(rng.normal());
+  MoELayer layer(std::move(router), std::make_unique<RemoteExpertBank>(context(loc), "ffn.0", 4, D), D);
+  auto x = randn(n * D, 6), dy = randn(n * D, 7);
+  std::vector<float> y(n * D, 1.0f), dx(n * D, 0.0f);
+  layer.forward(y.data(), x.data(), n);
+  for (float v : y) ASSERT_EQ(v, 0.0f);
+  layer.backward(dx.data(), dy.data());
+  for (float v : dx) ASSERT_TRUE(std::isfinite(v));
+}
+
+TEST(RemoteExpertBank, KMinAndGraceDoNotWaitForASlowServer) {
+  ExpertServer fast(server_config({"ffn.0.0", "ffn.0.1"}));
+  ExpertServerConfig sc = server_config({"ffn.0.2", "ffn.0.3"});
+  sc.delay_ms = 3000;
+  ExpertServer slow(sc);
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where = {{"ffn.0.0", {fast.address()}}, {"ffn.0.1", {fast.address()}},
+                {"ffn.0.2", {slow.address()}}, {"ffn.0.3", {slow.address()}}};
+  RemoteCallConfig rc;
+  rc.k_min = 1;
+  rc.grace_s = 0.05;
+  rc.forward_timeout_s = 10;
+  auto ctx = context(loc, rc);
+  RemoteExpertBank bank(ctx, "ffn.0", 4, D);
+  // Every token has one fast and one slow expert: with k_min 1 it waits for the fast one + grace.
+  RoutingPlan plan;
+  plan.n_tok = 4;
+  plan.k = 2;
+  plan.n_expert = 4;
+  plan.expert = {0, 2, 1, 3, 0, 3, 1, 2};
+  plan.weight = std::vector<float>(8, 0.5f);
+  bank.observe_plan(plan);
+  const std::vector<int64_t> off = {0, 2, 4, 6, 8};
+  auto xs = randn(8 * D, 8);
+  std::vector<float> ys(8 * D);
+  const auto t0 = Clock::now();
+  bank.forward(ys.data(), xs.data(), off);
+  const double took = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_LT(took, 1.5);
+  EXPECT_EQ(*bank.failed_experts(), (std::vector<uint8_t>{0, 0, 1, 1}));
+  const auto s = ctx->stats.take();
+  EXPECT_EQ(s.below_k_min, 0);
+
+  // k_min 2: the tokens now wait for the slow experts up to the deadline.
+  RemoteCallConfig rc2 = rc;
+  rc2.k_min = 2;
+  rc2.forward_timeout_s = 0.5;
+  auto ctx2 = context(loc, rc2);
+  RemoteExpertBank bank2(ctx2, "ffn.0", 4, D);
+  bank2.observe_plan(plan);
+  const auto t1 = Clock::now();
+  bank2.forward(ys.data(), xs.data(), off);
+  const double took2 = std::chrono::duration<double>(Clock::now() - t1).count();
+  EXPECT_GE(took2, 0.45);
+  EXPECT_LT(took2, 1.5);  // the deadline, not the 3 s of the slow server
+  EXPECT_EQ(ctx2->stats.take().below_k_min, 4);
+}
+
+TEST(RemoteExpertBank, SlowServerIsHedgedToAReplica) {
+  ExpertServerConfig sc = server_config({"ffn.0.0"});
+  sc.delay_ms = 3000;
+  ExpertServer slow(sc);
+  ExpertServer replica(server_config({"ffn.0.0"}));
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where = {{"ffn.0.0", {slow.address(), replica.address()}}};
+  RemoteCallConfig rc;
+  rc.hedge_after_s = 0.2;
+  auto ctx = context(loc, rc);
+  RemoteExpertBank bank(ctx, "ffn.0", 1, D);
+  auto xs = randn(3 * D, 9);
+  std::vector<float> ys(3 * D);
+  const auto t0 = Clock::now();
+  bank.forward(ys.data(), xs.data(), {0, 3});
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 1.5);
+  EXPECT_EQ((*bank.failed_experts())[0], 0);
+  // The backward goes to the replica whose weights answered (the slow one never steps).
+  std::vector<float> dx(3 * D), dy = randn(3 * D, 10);
+  bank.backward(dx.data(), dy.data());
+  EXPECT_EQ(replica.steps("ffn.0.0"), 1);
+  EXPECT_EQ(slow.steps("ffn.0.0"), 0);
+}
+
+TEST(RemoteExpertBank, FailedCallIsRetriedOnAReplica) {
+  ExpertServerConfig bad = server_config({"ffn.0.0"});
+  bad.fail_rate = 1.0;
+  ExpertServer failing(bad);
+  ExpertServer good(server_config({"ffn.0.0"}));
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where = {{"ffn.0.0", {failing.address(), good.address()}}};
+  RemoteExpertBank bank(context(loc), "ffn.0", 1, D);
+  auto xs = randn(2 * D, 11);
+  std::vector<float> ys(2 * D);
+  bank.forward(ys.data(), xs.data(), {0, 2});
+  EXPECT_EQ((*bank.failed_experts())[0], 0);
+}
+
+TEST(ExpertServer, RestartReloadsExpertsAndOptimizerState) {
+  const std::string dir = temp_dir("restart");
+  auto cfg = server_config({"ffn.1.0", "ffn.1.1"});
+  cfg.checkpoint_dir = dir;
+  ExpertClient client;
+  std::vector<float> before;
+  {
+    ExpertServer s(cfg);
+    EXPECT_FALSE(s.reloaded());
+    auto loc = std::make_shared<FixedLocator>();
+    loc->where = {{"ffn.1.0", {s.address()}}, {"ffn.1.1", {s.address()}}};
+    RemoteExpertBank bank(context(loc), "ffn.1", 2, D);
+    auto xs = randn(4 * D, 12), dy = randn(4 * D, 13);
+    std::vector<float> ys(4 * D), dx(4 * D);
+    bank.forward(ys.data(), xs.data(), {0, 2, 4});
+    bank.backward(dx.data(), dy.data());
+    bank.forward(ys.data(), xs.data(), {0, 2, 4});
+    before = ys;
+    s.save();
+  }
+  ExpertServer s2(cfg);
+  EXPECT_TRUE(s2.reloaded());
+  EXPECT_EQ(s2.steps("ffn.1.0"), 1);
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where = {{"ffn.1.0", {s2.address()}}, {"ffn.1.1", {s2.address()}}};
+  RemoteExpertBank bank(context(loc), "ffn.1", 2, D);
+  auto xs = randn(4 * D, 12);
+  std::vector<float> ys(4 * D);
+  bank.forward(ys.data(), xs.data(), {0, 2, 4});
+  EXPECT_EQ(ys, before);
+  // A server of another width refuses the saved experts.
+  auto wrong = cfg;
+  wrong.d_ff = F + 1;
+  EXPECT_THROW(ExpertServer{wrong}, Error);
+}
+
+// Sends raw bytes as a Forward request: the server must answer with an error status, never crash.
+grpc::Status raw_call(const std::string& address, const std::string& method, const std::string& bytes) {
+  auto ch = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(ch);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc::Slice slice(bytes);
+  grpc::ByteBuffer req(&slice, 1), rep;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status out;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &rep, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lk(mu);
+    out = s;
+    done = true;
+    cv.notify_all();
+  });
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return done; });
+  return out;
+}
+
+TEST(ExpertServer, RejectsMalformedRequestsAndKeepsServing) {
+  ExpertServer s(server_config({"ffn.0.0"}));
+  const std::string m = "/moe.expert.v1.Expert/Forward";
+  pb::ForwardRequest ok;
+  ok.set_version(kProtocolVersion);
+  ok.set_uid("ffn.0.0");
+  auto x = randn(2 * D, 14);
+  to_matrix(*ok.mutable_input(), x.data(), 2, D);
+  EXPECT_TRUE(raw_call(s.address(), m, ok.SerializeAsString()).ok());
+
+  auto expect_rejected = [&](pb::ForwardRequest r, grpc::StatusCode code, const char* what) {
+    const grpc::Status st = raw_call(s.address(), m, r.SerializeAsString());
+    EXPECT_EQ(st.error_code(), code) << what << ": " << st.error_message();
+  };
+  auto r = ok;
+  r.set_version(2);
+  expect_rejected(r, grpc::StatusCode::FAILED_PRECONDITION, "version");
+  r = ok;
+  r.set_uid("ffn.0.9");
+  expect_rejected(r, grpc::StatusCode::NOT_FOUND, "uid");
+  r = ok;
+  r.mutable_input()->set_cols(D + 1);
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "shape");
+  r = ok;
+  r.mutable_input()->set_dtype("bf16");
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "dtype");
+  r = ok;
+  r.mutable_input()->set_rows(3);
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "size");
+  r = ok;
+  r.mutable_input()->set_rows(-1);
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "negative rows");
+  r = ok;
+  auto nan = x;
+  nan[5] = std::nanf("");
+  to_matrix(*r.mutable_input(), nan.data(), 2, D);
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "NaN");
+  r = ok;
+  nan[5] = INFINITY;
+  to_matrix(*r.mutable_input(), nan.data(), 2, D);
+  expect_rejected(r, grpc::StatusCode::INVALID_ARGUMENT, "Inf");
+
+  // Fuzzed bytes: random, and valid messages with bytes flipped or cut.
+  std::mt19937 rng(42);
+  const std::string good = ok.SerializeAsString();
+  for (int i = 0; i < 300; ++i) {
+    std::string b;
+    if (i % 3 == 0) {
+      b.resize(rng() % 200);
+      for (auto& ch : b) ch = char(rng());
+    } else if (i % 3 == 1) {
+      b = good;
+      for (int j = 0; j < 4; ++j) b[rng() % b.size()] = char(rng());
+    } else {
+      b = good.substr(0, rng() % good.size());
+    }
+    const grpc::Status st = raw_call(s.address(), i % 2 ? m : "/moe.expert.v1.Expert/Backward", b);
+    (void)st;  // any status; the server must survive
+  }
+  EXPECT_TRUE(raw_call(s.address(), m, good).ok());
+  EXPECT_GT(s.stats().rejected, 8);
+}
+
+TEST(ExpertServer, BadConfigAndPortInUse) {
+  ExpertServer a(server_config({"ffn.0.0"}));
+  auto c = server_config({"ffn.0.0"});
+  c.listen = "127.0.0.1:" + std::to_string(a.port());
+  EXPECT_THROW(ExpertServer{c}, Error);
+  EXPECT_THROW(ExpertServer{server_config({})}, Error);
+  auto dup = server_config({"ffn.0.0", "ffn.0.0"});
+  EXPECT_THROW(ExpertServer{dup}, Error);
+}
+
+TEST(ExpertServer, ConcurrentRequestsToOneExpertShareABatch) {
+  // Wide enough that a GEMM takes milliseconds and calls queue up behind it.
+  ExpertServerConfig c = server_config({"ffn.0.0"});
+  c.d_model = 256;
+  c.d_ff = 1024;
+  ExpertServer s(c);
+  ExpertClient client;
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0, ok = 0;
+  const int calls = 32;
+  auto x = randn(256 * 256, 15);
+  std::vector<std::shared_ptr<PendingCall>> keep;
+  for (int i = 0; i < calls; ++i)
+    keep.push_back(client.forward(s.address(), "ffn.0.0", x.data(), 256, 256, 30, [&](CallResult&& r) {
+      std::lock_guard<std::mutex> lk(mu);
+      ++done;
+      ok += r.ok;
+      cv.notify_all();
+    }));
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return done == calls; });
+  EXPECT_EQ(ok, calls);
+  const auto st = s.stats();
+  EXPECT_EQ(st.forward_calls, calls);
+  EXPECT_LT(st.forward_batches, calls);  // some calls were computed together
+}
+
+}  // namespace
+}  // namespace moe::net
