@@ -11,10 +11,15 @@
 // This header depends only on core/: routers (moe/) sum their batch statistics over a group, and
 // the expert-parallel bank (dist/) exchanges rows over one.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+namespace moe {
+class ExpertBank;
+}
 
 namespace moe::dist {
 
@@ -146,6 +151,9 @@ struct ParallelLayout {
   Communicator experts;  // the R ranks of this replica: rows are exchanged here
   Communicator replica;  // the W / R ranks holding the same expert shard: expert gradients sum here
   int expert_parallel = 1;
+  // Experts hosted outside this job, on decentralized expert servers: when set, MoE layer l's
+  // experts are remote_experts(l, n_experts, d_model) instead of local (or expert-parallel) ones.
+  std::function<std::unique_ptr<ExpertBank>(int layer, int n_experts, int d_model)> remote_experts;
   int shard() const { return experts.rank(); }
   // This rank's traffic over all three groups (each distinct group counted once), and its reset.
   CommStats stats() const;

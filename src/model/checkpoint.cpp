@@ -48,6 +48,8 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
   if (ec) throw Error("[checkpoint] cannot create directory " + dir + ": " + ec.message());
   std::map<std::string, std::string> meta = metadata;
   meta["format"] = "pt";
+  // Remote experts' weights live on their servers: the file says so, for a clear error on load.
+  if (L.remote_experts) meta["experts"] = "remote";
   if (R == 1) {
     // Data-parallel replicas hold the same weights: rank 0 writes them.
     if (rank0) {
@@ -112,6 +114,9 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   // tied even if its config forgot to say so.
   if (!cfg.tie_word_embeddings && !store.has("lm_head.weight") && store.has("model.embed_tokens.weight"))
     throw Error("[checkpoint] " + dir + ": missing tensor 'lm_head.weight' (config.json says tie_word_embeddings is false)");
+  const auto meta = store.metadata();
+  if (meta.count("experts") && meta.at("experts") == "remote" && !layout.remote_experts && cfg.is_moe())
+    throw Error("[checkpoint] " + dir + ": this model's experts live on expert servers; pass --remote-experts HOST:PORT");
   auto model = std::make_unique<DecoderLM>(cfg, layout);
   for (Param* p : model->params()) store.read_into(p->name, p->w.data(), p->w.shape());
   if (metadata) *metadata = store.metadata();

@@ -61,11 +61,13 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i, const dist::ParallelLayo
   } else if (c.sparse_layer(i)) {
     auto router = make_router(c, p + ".gate.weight", i);
     const bool qwen = c.is_qwen2_moe();
-    auto bank = dist::make_swiglu_experts(
-        p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size, .n_experts = c.num_local_experts,
-                            .gate_name = qwen ? "gate_proj" : "w1", .up_name = qwen ? "up_proj" : "w3",
-                            .down_name = qwen ? "down_proj" : "w2"},
-        layout);
+    auto bank = layout.remote_experts
+                    ? layout.remote_experts(i, c.num_local_experts, c.hidden_size)
+                    : dist::make_swiglu_experts(
+                          p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size,
+                                              .n_experts = c.num_local_experts, .gate_name = qwen ? "gate_proj" : "w1",
+                                              .up_name = qwen ? "up_proj" : "w3", .down_name = qwen ? "down_proj" : "w2"},
+                          layout);
     router->set_data_group(layout.world);
     moe = std::make_unique<MoELayer>(std::move(router), std::move(bank), c.hidden_size);
     if (c.shared_ffn() > 0)

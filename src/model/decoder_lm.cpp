@@ -29,6 +29,11 @@ ParamList DecoderLM::params() {
   return out;
 }
 
+void DecoderLM::set_learning_rate(float lr) {
+  for (auto& l : layers)
+    if (l->moe) l->moe->bank().set_learning_rate(lr);
+}
+
 void DecoderLM::set_training(bool training) {
   for (auto& l : layers) {
     if (l->moe) l->moe->router().set_training(training);

@@ -46,6 +46,8 @@ class DecoderLM {
   void set_training(bool training);
   // After each optimizer step (router bias updates).
   void after_step();
+  // The coming step's learning rate, for experts that step their own optimizer (remote experts).
+  void set_learning_rate(float lr);
   // False if some router is not causal (expert choice): such a model cannot generate text.
   bool causal() const;
   void init_weights(uint64_t seed, float std = 0.02f);

@@ -45,17 +45,28 @@ bool BanList::banned(const std::string& address) {
   return it != entries_.end() && Clock::now() < it->second.until;
 }
 
+void BanList::record(Entry& e, bool failed) {
+  e.recent.push_back(failed);
+  if (int(e.recent.size()) > c_.ban_window) e.recent.erase(e.recent.begin());
+  int f = 0;
+  for (uint8_t x : e.recent) f += x;
+  if (failed && f >= c_.ban_failures) {
+    e.bans = std::min(e.bans + 1, 30);
+    e.until = Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.bans - 1))));
+    e.recent.clear();  // judged afresh after the ban
+  } else if (!failed && f == 0 && int(e.recent.size()) == c_.ban_window) {
+    e.bans = 0;
+  }
+}
+
 void BanList::failure(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  Entry& e = entries_[address];
-  e.failures = std::min(e.failures + 1, 30);
-  const double s = std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.failures - 1)));
-  e.until = Clock::now() + seconds(s);
+  record(entries_[address], true);
 }
 
 void BanList::success(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  entries_.erase(address);
+  record(entries_[address], false);
 }
 
 RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model)
@@ -82,7 +93,10 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     x.m = m;
     for (const std::string& a : ctx_->locator->addresses(uid(e)))
       if (!ctx_->bans.banned(a)) x.addrs.push_back(a);
-    if (x.addrs.empty()) x.status = Status::Failed;  // no live, unbanned server
+    if (x.addrs.empty()) {  // no live, unbanned server: a failed call that costs nothing
+      x.status = Status::Failed;
+      ctx_->stats.call(false, false, 0);
+    }
     slot_of[e] = int(round->ex.size());
     round->ex.push_back(std::move(x));
   }

@@ -35,8 +35,13 @@ struct RemoteCallConfig {
   int k_min = 1;              // answered experts a token waits for (capped at its k)
   double grace_s = 0.05;      // extra wait for the remaining experts once every token has k_min
   double hedge_after_s = 1;   // a call pending this long is also sent to a replica
-  double ban_base_s = 1;      // a failing server is skipped for ban_base_s * 2^(failures - 1) ...
-  double ban_max_s = 60;      // ... at most this long
+  // A server is banned when at least ban_failures of its last ban_window calls failed (a dead or
+  // hung server at once; a server failing 10% of calls at random almost never), for
+  // ban_base_s * 2^(bans - 1), at most ban_max_s; a run of successes clears its record.
+  int ban_window = 8;
+  int ban_failures = 4;
+  double ban_base_s = 1;
+  double ban_max_s = 60;
 };
 
 // Servers that failed recently, shared by every layer of a client.
@@ -49,9 +54,11 @@ class BanList {
 
  private:
   struct Entry {
-    int failures = 0;
+    std::vector<uint8_t> recent;  // last outcomes, 1 = failed (at most ban_window)
+    int bans = 0;
     std::chrono::steady_clock::time_point until{};
   };
+  void record(Entry& e, bool failed);
   RemoteCallConfig c_;
   std::mutex mu_;
   std::map<std::string, Entry> entries_;

@@ -221,6 +221,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
     corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
     model_->set_training(true);
+    model_->set_learning_rate(sched.at(s));
     model_->zero_grad();
     LossResult r = model_->forward(tokens.data() + b0 * T, targets.data() + b0 * T, b1 - b0, T);
     if (!std::isfinite(r.objective()))
@@ -290,6 +291,10 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     if (rep.world_size > 1)
       m.update({{"world_size", rep.world_size}, {"expert_parallel", L.expert_parallel},
                 {"exchange_s", rep.exchange_s}, {"allreduce_s", rep.allreduce_s}, {"bytes_sent", rep.bytes_sent}});
+    if (step_metrics_) {
+      rep.extra = step_metrics_();
+      if (rep.extra.is_object()) m.update(rep.extra);
+    }
     if (rank0) {
       metrics << m.dump() << "\n";
       metrics.flush();

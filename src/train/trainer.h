@@ -62,6 +62,8 @@ struct StepReport {
   int world_size = 1;
   double exchange_s = 0, allreduce_s = 0;
   std::vector<int64_t> bytes_sent;
+  // Caller-provided figures for this step (set_step_metrics), also written to metrics.jsonl.
+  nlohmann::json extra;
 };
 
 class Trainer {
@@ -83,6 +85,9 @@ class Trainer {
   // The validation text's loss, expert loads and each PEER layer's retrievals (EvalResult).
   EvalResult validate();
   void save(int64_t step);
+  // Called once per step after the step's work: its fields join the step's metrics line and
+  // StepReport::extra (e.g. remote expert calls, failures and latencies).
+  void set_step_metrics(std::function<nlohmann::json()> f) { step_metrics_ = std::move(f); }
 
   DecoderLM& model() { return *model_; }
   int64_t step() const { return step_; }
@@ -95,6 +100,7 @@ class Trainer {
   const TextCorpus& corpus_;
   std::unique_ptr<AdamW> opt_;
   int64_t step_ = 0;
+  std::function<nlohmann::json()> step_metrics_;
 };
 
 // Name of the optimizer-state file for a step inside a checkpoint directory (the non-expert

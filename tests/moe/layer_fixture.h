@@ -3,6 +3,7 @@
 // gradient (input, router, experts) through it.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <memory>
 
 #include "moe/expert_bank_swiglu.h"
@@ -28,13 +29,15 @@ struct Fixture {
     norm = norm_;
     router = static_cast<TopKRouter*>(any_router);
   }
-  // Any router over d = 8, E = 4.
-  Fixture(std::unique_ptr<Router> rt, uint64_t seed) {
+  // Any router over d = 8, E = 4; wrap (optional) puts the SwiGLU bank behind another bank.
+  using Wrap = std::function<std::unique_ptr<ExpertBank>(std::unique_ptr<SwiGLUExpertBank>)>;
+  Fixture(std::unique_ptr<Router> rt, uint64_t seed, const Wrap& wrap = {}) {
     rt->set_training(true);
     any_router = rt.get();
     auto bk = std::make_unique<SwiGLUExpertBank>("moe", SwiGLUBankConfig{.d_model = d, .d_ff = f, .n_experts = E});
     bank = bk.get();
-    layer = std::make_unique<MoELayer>(std::move(rt), std::move(bk), d);
+    std::unique_ptr<ExpertBank> outer = wrap ? wrap(std::move(bk)) : std::move(bk);
+    layer = std::make_unique<MoELayer>(std::move(rt), std::move(outer), d);
     Rng rng(seed);
     ParamList ps;
     layer->params(ps);

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "core/rng.h"
 #include "expert.grpc.pb.h"
@@ -150,13 +151,20 @@ TEST(RemoteExpertBank, DeadServerExpertsAreMaskedAndBanned) {
   EXPECT_EQ(f, (std::vector<uint8_t>{1, 1, 0, 0}));
   for (int64_t i = 0; i < 6 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
   for (int64_t i = 6 * D; i < 12 * D; ++i) ASSERT_TRUE(std::isfinite(ys[i]));
-  EXPECT_TRUE(ctx->bans.banned(dead));
   const auto s = ctx->stats.take();
   EXPECT_EQ(s.calls, 4);
   EXPECT_EQ(s.failures, 2);
-  // Banned: the next forward does not even call it.
+  EXPECT_FALSE(ctx->bans.banned(dead));  // 2 of its last calls failed: not yet
   bank.forward(ys.data(), xs.data(), off);
-  EXPECT_EQ(ctx->stats.take().calls, 2);
+  EXPECT_TRUE(ctx->bans.banned(dead));   // 4 of 4
+  ctx->stats.take();
+  // Banned: the next forward does not call it (its experts fail at once).
+  bank.forward(ys.data(), xs.data(), off);
+  EXPECT_EQ(*bank.failed_experts(), (std::vector<uint8_t>{1, 1, 0, 0}));
+  const auto s2 = ctx->stats.take();
+  EXPECT_EQ(s2.calls, 4);
+  EXPECT_EQ(s2.failures, 2);
+  EXPECT_LT(s2.latency_p99_ms, 1000.0);
 }
 
 TEST(RemoteExpertBank, AllExpertsFailingGivesResidualOnlyWithoutNaN) {
@@ -424,6 +432,33 @@ TEST(ExpertServer, ConcurrentRequestsToOneExpertShareABatch) {
   const auto st = s.stats();
   EXPECT_EQ(st.forward_calls, calls);
   EXPECT_LT(st.forward_batches, calls);  // some calls were computed together
+}
+
+}  // namespace
+}  // namespace moe::net
+
+namespace moe::net {
+namespace {
+
+TEST(BanList, RandomFailuresRarelyBanButAFailingServerIsBannedWithBackoff) {
+  RemoteCallConfig c;
+  c.ban_base_s = 0.2;
+  BanList bans(c);
+  // 1 failure in 8: never banned.
+  for (int i = 0; i < 64; ++i) {
+    if (i % 8 == 3) bans.failure("a");
+    else bans.success("a");
+    ASSERT_FALSE(bans.banned("a")) << i;
+  }
+  for (int i = 0; i < 4; ++i) bans.failure("b");
+  EXPECT_TRUE(bans.banned("b"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  EXPECT_FALSE(bans.banned("b"));
+  for (int i = 0; i < 4; ++i) bans.failure("b");  // second ban: twice as long
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  EXPECT_TRUE(bans.banned("b"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(bans.banned("b"));
 }
 
 }  // namespace

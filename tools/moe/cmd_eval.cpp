@@ -8,6 +8,7 @@
 #include "io/atomic_file.h"
 #include "model/checkpoint.h"
 #include "parallel.h"
+#include "remote.h"
 #include "terminal.h"
 #include "train/evaluate.h"
 
@@ -20,12 +21,15 @@ struct EvalArgs {
   int threads = 0;
   int expert_parallel = 0;
   bool json = false;
+  RemoteArgs remote;
 };
 
 int run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   // Under mpirun every rank runs the same tokens; the experts are split over the ranks.
-  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "eval");
+  dist::ParallelLayout layout = job_layout(a.expert_parallel, "eval");
+  std::unique_ptr<RemoteSwarm> swarm;
+  if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
   auto model = load_pretrained(a.model, nullptr, layout);
   model->set_data_group(dist::Communicator());
   const std::string text = read_file(a.data);
@@ -44,9 +48,15 @@ int run_eval(const EvalArgs& a) {
   std::printf("%s: %lld predicted tokens, context %lld, loss %.6f nats/token (%.4f bits/byte), perplexity %.4f, %.0f tokens/s\n",
               a.data.c_str(), (long long)r.tokens, (long long)ctx, r.loss(), r.loss() / std::log(2.0),
               r.perplexity(), double(text.size()) / secs);
+  nlohmann::json calls;
+  if (swarm) {
+    calls = swarm->take_step_metrics();
+    std::printf("remote experts: %s\n", swarm->summary(calls).c_str());
+  }
   if (a.json) {
     nlohmann::json j = {{"tokens", r.tokens}, {"loss", r.loss()}, {"perplexity", r.perplexity()},
                         {"bits_per_byte", r.loss() / std::log(2.0)}, {"context", ctx}, {"file", a.data}};
+    if (swarm) j.update(calls);
     std::printf("%s\n", j.dump().c_str());
   }
   return 0;
@@ -63,6 +73,7 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
+  add_remote_options(c, a->remote);
   return [a] { return run_eval(*a); };
 }
 

@@ -7,6 +7,7 @@
 #include "infer/generator.h"
 #include "model/checkpoint.h"
 #include "parallel.h"
+#include "remote.h"
 #include "terminal.h"
 
 namespace moe::cli {
@@ -20,12 +21,15 @@ struct GenArgs {
   uint64_t seed = 0;
   int threads = 0;
   int expert_parallel = 0;
+  RemoteArgs remote;
 };
 
 int run_generate(const GenArgs& a) {
   set_num_threads(a.threads);
   // Under mpirun every rank runs the same tokens; the experts are split over the ranks.
-  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "generate");
+  dist::ParallelLayout layout = job_layout(a.expert_parallel, "generate");
+  std::unique_ptr<RemoteSwarm> swarm;
+  if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
   auto model = load_pretrained(a.model, nullptr, layout);
   model->set_data_group(dist::Communicator());
   Generator gen(*model);
@@ -42,6 +46,7 @@ int run_generate(const GenArgs& a) {
   std::printf("\n");
   if (is_printing_rank())
     std::fprintf(stderr, "[%zu tokens in %.2f s, %s tok/s]\n", out.size(), s, format_rate(double(out.size()) / s).c_str());
+  if (swarm) std::fprintf(stderr, "[remote experts: %s]\n", swarm->summary(swarm->take_step_metrics()).c_str());
   return 0;
 }
 }  // namespace
@@ -57,6 +62,7 @@ Runner add_generate(CLI::App& app) {
   c->add_option("--seed", a->seed, "sampling seed")->capture_default_str();
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
+  add_remote_options(c, a->remote);
   return [a] { return run_generate(*a); };
 }
 

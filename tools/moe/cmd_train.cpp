@@ -10,6 +10,7 @@
 #include "io/atomic_file.h"
 #include "model/checkpoint.h"
 #include "parallel.h"
+#include "remote.h"
 #include "terminal.h"
 #include "train/trainer.h"
 
@@ -36,6 +37,7 @@ struct TrainArgs {
   int expert_parallel = 0;  // 0: not given
   bool resume = false, overwrite = false;
   std::string init;  // start from this checkpoint's weights (fresh optimizer)
+  RemoteArgs remote;
 };
 
 std::string load_summary(const std::vector<std::vector<int64_t>>& acc, const std::vector<int>& layer_ids) {
@@ -59,7 +61,10 @@ std::string load_summary(const std::vector<std::vector<int64_t>>& acc, const std
 
 int run_train(CLI::App& cmd, const TrainArgs& a) {
   set_num_threads(a.threads);
-  const dist::ParallelLayout layout = job_layout(a.expert_parallel, "train");
+  dist::ParallelLayout layout = job_layout(a.expert_parallel, "train");
+  // Before any model exists (its MoE layers are built remote), and outliving it.
+  std::unique_ptr<RemoteSwarm> swarm;
+  if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
   const bool rank0 = layout.world.rank() == 0;
   TrainConfig tc;
   const bool has_weights = fs::exists(a.out + "/model.safetensors") || fs::exists(a.out + "/model.safetensors.index.json");
@@ -147,6 +152,11 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                  std::to_string(tc.context > 0 ? tc.context : mc.max_position_embeddings) + " tokens, lr " +
                  std::to_string(tc.lr) + ", seed " + std::to_string(tc.seed) + " -> " + a.out);
 
+  if (swarm) {
+    trainer->set_step_metrics([&] { return swarm->take_step_metrics(); });
+    progress.print("experts: remote, uids " + a.remote.prefix + ".<layer>.<expert>, found through the DHT at " +
+                   a.remote.bootstrap + " (k_min " + std::to_string(a.remote.calls.k_min) + ")");
+  }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   std::vector<std::vector<int64_t>> acc;
@@ -169,6 +179,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
       return;
     }
     progress.print(line);
+    if (swarm && !r.extra.is_null()) progress.print("    remote experts this step: " + swarm->summary(r.extra));
     if (!acc.empty()) {
       progress.print(load_summary(acc, trainer->model().routed_layers()));
       acc.assign(acc.size(), {});
@@ -220,6 +231,7 @@ Runner add_train(CLI::App& app) {
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
   c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");
   c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");
+  add_remote_options(c, a->remote);
   return [c, a] { return run_train(*c, *a); };
 }
 

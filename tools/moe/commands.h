@@ -15,5 +15,6 @@ Runner add_info(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_experts(CLI::App& app);
 Runner add_grow(CLI::App& app);
+Runner add_serve_experts(CLI::App& app);
 
 }  // namespace moe::cli

@@ -40,21 +40,20 @@ int main(int argc, char** argv) {
     moe::cli::ProgressLine::set_quiet(true);
     if (!std::freopen("/dev/null", "w", stdout)) return 1;
   }
-  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench)", "moe"};
+  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench, serve-experts)", "moe"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moe 0.1.0");
-  moe::cli::Runner train = moe::cli::add_train(app);
-  moe::cli::Runner eval = moe::cli::add_eval(app);
-  moe::cli::Runner generate = moe::cli::add_generate(app);
-  moe::cli::Runner info = moe::cli::add_info(app);
-  moe::cli::Runner bench = moe::cli::add_bench(app);
-  moe::cli::Runner experts = moe::cli::add_experts(app);
-  moe::cli::Runner grow = moe::cli::add_grow(app);
+  // name -> runner: a new command is one entry here plus its file.
+  const std::vector<std::pair<std::string, moe::cli::Runner>> commands = {
+      {"train", moe::cli::add_train(app)},       {"eval", moe::cli::add_eval(app)},
+      {"generate", moe::cli::add_generate(app)}, {"info", moe::cli::add_info(app)},
+      {"bench", moe::cli::add_bench(app)},       {"experts", moe::cli::add_experts(app)},
+      {"grow", moe::cli::add_grow(app)},         {"serve-experts", moe::cli::add_serve_experts(app)}};
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, grow, bench)\n", argv[1]);
+      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, grow, bench, serve-experts)\n", argv[1]);
       return 2;
     }
   }
@@ -70,13 +69,8 @@ int main(int argc, char** argv) {
     return fail(2, std::string(e.what()) + " (see 'moe --help')");
   }
   try {
-    if (app.got_subcommand("train")) return train();
-    if (app.got_subcommand("eval")) return eval();
-    if (app.got_subcommand("generate")) return generate();
-    if (app.got_subcommand("info")) return info();
-    if (app.got_subcommand("bench")) return bench();
-    if (app.got_subcommand("experts")) return experts();
-    if (app.got_subcommand("grow")) return grow();
+    for (const auto& [name, run] : commands)
+      if (app.got_subcommand(name)) return run();
   } catch (const moe::Error& e) {
     return fail(1, e.what());
   } catch (const std::bad_alloc&) {

@@ -1,0 +1,23 @@
+#pragma once
+// The remote expert bank's view of the swarm: an expert's servers from the DHT directory (least
+// loaded first); a server that failed a call makes the directory ask the DHT again next time.
+#include "net/expert_directory.h"
+#include "net/remote_expert_bank.h"
+
+namespace moe::net {
+
+class DirectoryLocator final : public ExpertLocator {
+ public:
+  explicit DirectoryLocator(ExpertDirectory& dir) : dir_(dir) {}
+  std::vector<std::string> addresses(const std::string& uid) override {
+    std::vector<std::string> out;
+    for (const ExpertRecord& r : dir_.lookup(uid)) out.push_back(r.address);
+    return out;
+  }
+  void failed(const std::string& uid, const std::string&) override { dir_.forget(uid); }
+
+ private:
+  ExpertDirectory& dir_;
+};
+
+}  // namespace moe::net

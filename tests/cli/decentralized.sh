@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Decentralized experts on loopback: two expert servers found through the DHT, a client training
+# against them, one server SIGKILLed mid-run and restarted from its last save (training goes on,
+# no NaN, the loss falls, the restarted server reloads its experts and is found again), eval with
+# and without the swarm, fault injection, and the clear errors: a bad expert spec, a port in use,
+# an unreachable bootstrap node. Every server is started and killed here, in bounded time.
+source "$(dirname "$0")/lib/common.sh"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+make_text "$WORK/text.txt"
+CONF="$SRC/tests/cli/data/tiny-moe.json"  # 2 layers, 4 experts of d 32, d_ff 48
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+BOOT=127.0.0.1:$(free_port)
+
+# serve NAME ARGS...: starts a server in the background, waits (at most 20 s) for its ready line.
+serve() {
+  local name=$1; shift
+  "$MOE" serve-experts --d-model 32 --d-ff 48 --announce-every 1 --save-every 1 --threads 1 "$@" \
+    >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  for _ in $(seq 200); do
+    grep -q "^serving" "$WORK/$name.log" && return 0
+    sleep 0.1
+  done
+  cat "$WORK/$name.log"; fail "server $name did not start"
+}
+serve A --experts 'ffn.[0:2].[0:2]' --dht-listen "$BOOT" --checkpoint "$WORK/ckA"
+serve B --experts 'ffn.[0:2].[2:4]' --bootstrap "$BOOT" --checkpoint "$WORK/ckB"
+grep -q "fresh weights" "$WORK/B.log" || fail "B should start from fresh weights"
+
+CLIENT=(--remote-experts "$BOOT" --forward-timeout 2 --backward-timeout 2 --hedge-after 1)
+TRAIN=(--model-config "$CONF" --data "$WORK/text.txt" --batch-size 8 --context 32 --lr 1e-2 --seed 3 --threads 1)
+
+# A run that loses server B after step 15 (and its first save) and gets it back a few seconds later.
+"$MOE" train "${TRAIN[@]}" "${CLIENT[@]}" --steps 300 --eval-every 150 --out "$WORK/run" >"$WORK/train.log" 2>&1 &
+TRAIN_PID=$!
+PIDS+=($TRAIN_PID)
+for _ in $(seq 300); do
+  [ -f "$WORK/run/metrics.jsonl" ] && [ "$(wc -l <"$WORK/run/metrics.jsonl")" -ge 15 ] \
+    && [ -f "$WORK/ckB/experts.safetensors" ] && break
+  sleep 0.1
+done
+kill -9 "$PID_B"
+sleep 2
+serve B2 --experts 'ffn.[0:2].[2:4]' --bootstrap "$BOOT" --checkpoint "$WORK/ckB"
+grep -q "reloaded from" "$WORK/B2.log" || { cat "$WORK/B2.log"; fail "restarted server did not reload its experts"; }
+wait "$TRAIN_PID" || { cat "$WORK/train.log"; fail "training with a killed server failed"; }
+python3 - "$WORK/run/metrics.jsonl" <<'PY'
+import json, math, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+assert len(m) == 300, len(m)
+assert all(math.isfinite(x["loss"]) for x in m), "non-finite loss"
+fails = sum(x["remote_failures"] for x in m)
+assert fails > 0, "the killed server caused no failed call"
+calls = [x["remote_calls"] for x in m]
+assert min(calls) > 0
+# Found again: the last steps call every expert without failures.
+assert sum(x["remote_failures"] for x in m[-10:]) == 0, [x["remote_failures"] for x in m[-10:]]
+first = sum(x["loss"] for x in m[:10]) / 10
+last = sum(x["loss"] for x in m[-10:]) / 10
+assert last < first - 0.3, (first, last)
+print(f"killed server: {fails} failed calls, loss {first:.3f} -> {last:.3f}, p99 {max(x['remote_latency_p99_ms'] for x in m):.0f} ms")
+PY
+
+# Eval through the swarm, and the clear error without it.
+"$MOE" eval --model "$WORK/run" --data "$WORK/text.txt" --context 32 "${CLIENT[@]}" --json >"$WORK/eval.out" 2>/dev/null
+tail -1 "$WORK/eval.out" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["remote_calls"] > 0 and j["loss"] < 3.5, j'
+expect_error "live on expert servers" "$MOE" eval --model "$WORK/run" --data "$WORK/text.txt"
+
+# SIGTERM saves and stops.
+kill -TERM "$PID_A"
+for _ in $(seq 100); do grep -q "^stopped" "$WORK/A.log" && break; sleep 0.1; done
+grep -q "experts saved" "$WORK/A.log" || { cat "$WORK/A.log"; fail "SIGTERM did not save"; }
+
+# No special node: with A (the first node) gone, the swarm is joined through B2's DHT node.
+BOOT2=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/B2.log")
+CLIENT=(--remote-experts "$BOOT2" --forward-timeout 2 --backward-timeout 2 --hedge-after 1)
+# Fault injection: a third of the calls fail, training still finishes with finite losses.
+serve C --experts 'ffn.[0:2].[0:2]' --bootstrap "$BOOT2" --fail-rate 0.3
+"$MOE" train "${TRAIN[@]}" "${CLIENT[@]}" --steps 20 --eval-every 0 --out "$WORK/faulty" >/dev/null 2>&1 \
+  || fail "training against a failing server"
+python3 - "$WORK/faulty/metrics.jsonl" <<'PY'
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+f, c = sum(x["remote_failures"] for x in m), sum(x["remote_calls"] for x in m)
+assert 0 < f < c, (f, c)
+print(f"fail-rate 0.3 server: {f}/{c} calls failed")
+PY
+
+# Clear errors.
+expect_error "expert spec" "$MOE" serve-experts --experts 'ffn.0.[3:1]' --d-model 32 --d-ff 48
+PORT=$(sed -n 's/.* at 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/B2.log")
+expect_error "cannot listen" "$MOE" serve-experts --experts ffn.0.0 --d-model 32 --d-ff 48 --listen "127.0.0.1:$PORT"
+DEAD=127.0.0.1:$(free_port)
+start=$(date +%s)
+expect_error "no DHT node answered" "$MOE" train "${TRAIN[@]}" --remote-experts "$DEAD" --steps 2 --out "$WORK/dead"
+[ $(( $(date +%s) - start )) -le 30 ] || fail "unreachable bootstrap took too long"
+expect_error "HOST:PORT" "$MOE" train "${TRAIN[@]}" --remote-experts nonsense --steps 2 --out "$WORK/dead2"
+echo "decentralized CLI: ok"

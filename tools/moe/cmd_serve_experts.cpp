@@ -1,0 +1,128 @@
+// moe serve-experts: host experts for a decentralized swarm. The server announces its experts in
+// the DHT every T seconds (records valid for 2T), saves them every few minutes and on SIGTERM or
+// SIGINT, and reloads them on restart.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/threading.h"
+#include "net/dht_node.h"
+#include "net/expert_server.h"
+#include "remote.h"
+
+namespace moe::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop(int) { g_stop.store(true); }
+
+struct ServeArgs {
+  std::vector<std::string> experts;
+  int d_model = 0, d_ff = 0;
+  std::string listen = "127.0.0.1:0";
+  std::vector<std::string> bootstrap;
+  std::string dht_listen;  // default: the --listen host, any port
+  std::string checkpoint, init_from;
+  int threads = 0;
+  float lr = 3e-3f;
+  uint64_t seed = 0;
+  double announce_every = 30, save_every = 300;
+  double fail_rate = 0, delay_ms = 0;
+};
+
+int run_serve(const ServeArgs& a) {
+  set_num_threads(a.threads);
+  net::ExpertServerConfig sc;
+  for (const std::string& spec : a.experts)
+    for (std::string& u : net::parse_expert_spec(spec)) sc.uids.push_back(std::move(u));
+  sc.d_model = a.d_model;
+  sc.d_ff = a.d_ff;
+  sc.listen = a.listen;
+  parse_host_port(a.listen, "--listen");
+  sc.checkpoint_dir = a.checkpoint;
+  sc.init_from = a.init_from;
+  sc.lr = a.lr;
+  sc.seed = a.seed;
+  sc.fail_rate = a.fail_rate;
+  sc.delay_ms = a.delay_ms;
+
+  net::DhtConfig dc;
+  const auto [host, port] = parse_host_port(a.dht_listen.empty() ? a.listen.substr(0, a.listen.rfind(':')) + ":0" : a.dht_listen,
+                                            "--dht-listen");
+  dc.host = host;
+  dc.port = port;
+  dc.bootstrap = a.bootstrap;
+  for (const std::string& b : a.bootstrap) parse_host_port(b, "--bootstrap");
+
+  net::ExpertServer server(sc);
+  net::DhtNode node(dc);
+  const double T = a.announce_every;
+  auto announce = [&] {
+    std::vector<net::ExpertRecord> recs;
+    const int64_t expires = net::now_unix_ms() + int64_t(2 * T * 1000);
+    for (const std::string& u : sc.uids) recs.push_back({u, server.address(), server.load(), expires});
+    return node.announce(recs, 2 * T);
+  };
+  const int stored = announce();
+  std::printf("serving %zu experts (%s .. %s) at %s, %s; DHT node %s%s\n", sc.uids.size(), sc.uids.front().c_str(),
+              sc.uids.back().c_str(), server.address().c_str(),
+              (server.reloaded() ? "reloaded from " + a.checkpoint : std::string("fresh weights")).c_str(),
+              node.address().c_str(), stored == 0 ? " (announce failed; retrying)" : "");
+  std::fflush(stdout);
+
+  std::signal(SIGINT, on_stop);
+  std::signal(SIGTERM, on_stop);
+  using clock = std::chrono::steady_clock;
+  auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(T));
+  auto next_save = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(a.save_every));
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto now = clock::now();
+    if (now >= next_announce) {
+      announce();
+      next_announce = now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(T));
+    }
+    if (!a.checkpoint.empty() && a.save_every > 0 && now >= next_save) {
+      server.save();
+      next_save = now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(a.save_every));
+    }
+  }
+  server.shutdown();
+  server.save();
+  const auto st = server.stats();
+  std::printf("stopped: %lld forward and %lld backward calls in %lld + %lld batches, %lld rejected%s\n",
+              (long long)st.forward_calls, (long long)st.backward_calls, (long long)st.forward_batches,
+              (long long)st.backward_batches, (long long)st.rejected,
+              a.checkpoint.empty() ? "" : ("; experts saved in " + a.checkpoint).c_str());
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve_experts(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* c = app.add_subcommand("serve-experts", "host experts for a decentralized swarm (gRPC server + DHT node)");
+  c->add_option("--experts", a->experts, "uids to host, e.g. ffn.0.[0:16] (expert i of MoE layer l is PREFIX.l.i); repeatable")->required()->expected(1, -1);
+  c->add_option("--d-model", a->d_model, "model width")->required()->check(CLI::PositiveNumber);
+  c->add_option("--d-ff", a->d_ff, "expert hidden width")->required()->check(CLI::PositiveNumber);
+  c->add_option("--listen", a->listen, "HOST:PORT of the gRPC server (port 0: any)")->capture_default_str();
+  c->add_option("--bootstrap", a->bootstrap, "HOST:PORT of any DHT node of the swarm (none: start a new swarm)")->expected(1, -1);
+  c->add_option("--dht-listen", a->dht_listen, "HOST:PORT of this server's DHT node (default: the --listen host, any port)");
+  c->add_option("--checkpoint", a->checkpoint, "directory where the experts and their optimizer state are saved and reloaded");
+  c->add_option("--init-from", a->init_from, "start the experts from a trained model checkpoint's MoE layers");
+  c->add_option("--threads", a->threads, "compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--lr", a->lr, "the experts' largest learning rate (clients send theirs, capped by this)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--seed", a->seed, "seed of fresh experts")->capture_default_str();
+  c->add_option("--announce-every", a->announce_every, "seconds between DHT announcements (records live twice as long)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--save-every", a->save_every, "seconds between saves (0: only on exit)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--fail-rate", a->fail_rate, "testing aid: fail this fraction of calls at random")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--delay-ms", a->delay_ms, "testing aid: answer every call this many ms late")->capture_default_str()->check(CLI::NonNegativeNumber);
+  return [a] { return run_serve(*a); };
+}
+
+}  // namespace moe::cli

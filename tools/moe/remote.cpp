@@ -1,0 +1,72 @@
+#include "remote.h"
+
+#include <cstdio>
+
+#include "core/error.h"
+
+namespace moe::cli {
+
+std::pair<std::string, int> parse_host_port(const std::string& s, const std::string& flag) {
+  const size_t c = s.rfind(':');
+  if (c == std::string::npos || c == 0 || c + 1 == s.size())
+    throw Error("[cli] " + flag + " '" + s + "': expected HOST:PORT");
+  int port = -1;
+  try {
+    size_t n = 0;
+    port = std::stoi(s.substr(c + 1), &n);
+    if (n != s.size() - c - 1) port = -1;
+  } catch (const std::exception&) {
+  }
+  if (port < 0 || port > 65535) throw Error("[cli] " + flag + " '" + s + "': the port must be a number in 0..65535");
+  return {s.substr(0, c), port};
+}
+
+void add_remote_options(CLI::App* c, RemoteArgs& a) {
+  c->add_option("--remote-experts", a.bootstrap, "the MoE layers' experts live on expert servers: HOST:PORT of any DHT node of their swarm");
+  c->add_option("--remote-prefix", a.prefix, "uid prefix of the remote experts (expert i of MoE layer l is PREFIX.l.i)")->capture_default_str();
+  c->add_option("--dht-listen", a.dht_listen, "HOST:PORT of this client's own DHT node (port 0: any)")->capture_default_str();
+  c->add_option("--k-min", a.calls.k_min, "answered experts a token waits for")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--forward-timeout", a.calls.forward_timeout_s, "deadline of a layer's forward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--backward-timeout", a.calls.backward_timeout_s, "deadline of a layer's backward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--grace", a.calls.grace_s, "extra wait once every token has k_min answers (s)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
+}
+
+RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
+  if (layout.world.size() > 1) throw Error("[cli] --remote-experts does not combine with mpirun");
+  if (a.prefix.empty() || a.prefix.find('.') != std::string::npos)
+    throw Error("[cli] --remote-prefix '" + a.prefix + "': a non-empty name without dots");
+  parse_host_port(a.bootstrap, "--remote-experts");
+  const auto [host, port] = parse_host_port(a.dht_listen, "--dht-listen");
+  net::DhtConfig dc;
+  dc.host = host;
+  dc.port = port;
+  dc.bootstrap = {a.bootstrap};
+  node_ = std::make_unique<net::DhtNode>(dc);
+  dir_ = std::make_unique<net::ExpertDirectory>(*node_);
+  ctx_ = std::make_shared<net::RemoteContext>(a.calls, std::make_shared<net::DirectoryLocator>(*dir_));
+  auto ctx = ctx_;
+  const std::string prefix = a.prefix;
+  layout.remote_experts = [ctx, prefix](int layer, int n_experts, int d_model) -> std::unique_ptr<ExpertBank> {
+    return std::make_unique<net::RemoteExpertBank>(ctx, prefix + "." + std::to_string(layer), n_experts, d_model);
+  };
+}
+
+nlohmann::json RemoteSwarm::take_step_metrics() {
+  const ExpertCallSummary s = ctx_->stats.take();
+  return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
+          {"remote_timeouts", s.timeouts},  {"remote_below_k_min", s.below_k_min},
+          {"remote_no_expert", s.no_expert}, {"remote_latency_p50_ms", s.latency_p50_ms},
+          {"remote_latency_p99_ms", s.latency_p99_ms}};
+}
+
+std::string RemoteSwarm::summary(const nlohmann::json& m) const {
+  char b[160];
+  std::snprintf(b, sizeof b, "calls %lld, failed %lld (%lld timeouts), below k_min %lld, p50 %.1f ms, p99 %.1f ms",
+                (long long)m.value("remote_calls", 0), (long long)m.value("remote_failures", 0),
+                (long long)m.value("remote_timeouts", 0), (long long)m.value("remote_below_k_min", 0),
+                m.value("remote_latency_p50_ms", 0.0), m.value("remote_latency_p99_ms", 0.0));
+  return b;
+}
+
+}  // namespace moe::cli
