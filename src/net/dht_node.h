@@ -34,6 +34,8 @@ struct DhtStats {
   int64_t rx_bytes = 0, tx_bytes = 0;    // the node's UDP payload bytes (all DHT traffic)
 };
 
+// One node of the DHT (its own threads; all methods thread-safe). Logging is off; nodes use a
+// network id of their own, so they never join the public OpenDHT network.
 class DhtNode {
  public:
   // Starts the node; throws moe::Error on a port in use, a bootstrap address that does not parse,
