@@ -8,6 +8,7 @@ $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
   libdnnl-dev nlohmann-json3-dev libcli11-dev openmpi-bin libopenmpi-dev \
+  libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libopendht-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
   python3 python3-torch python3-numpy libopenblas0-pthread \
   fortunes fortunes-de fortunes-es fortunes-it fortunes-br

@@ -14,6 +14,14 @@ class DirectoryLocator final : public ExpertLocator {
     for (const ExpertRecord& r : dir_.lookup(uid)) out.push_back(r.address);
     return out;
   }
+  std::vector<std::vector<std::string>> addresses(const std::vector<std::string>& uids) override {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& recs : dir_.lookup(uids)) {
+      out.emplace_back();
+      for (const ExpertRecord& r : recs) out.back().push_back(r.address);
+    }
+    return out;
+  }
   void failed(const std::string& uid, const std::string&) override { dir_.forget(uid); }
 
  private:

@@ -60,7 +60,38 @@ CallResult finish(const grpc::Status& s, uint32_t version, const pb::Matrix& m, 
 }  // namespace
 
 ExpertClient::ExpertClient() { quiet_third_party_logs(); }
-ExpertClient::~ExpertClient() = default;
+
+ExpertClient::~ExpertClient() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (auto& [p, c] : in_flight_) c->cancel();
+  cv_.wait(lk, [&] { return in_flight_.empty(); });
+  std::vector<std::shared_ptr<PendingCall>> done;
+  done.swap(finished_);
+  lk.unlock();  // calls are destroyed here, on this thread, before the channels
+}
+
+void ExpertClient::track(const std::shared_ptr<PendingCall>& call) {
+  std::vector<std::shared_ptr<PendingCall>> done;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    in_flight_.emplace(call.get(), call);
+    done.swap(finished_);
+  }
+}
+
+void ExpertClient::finished(PendingCall* call) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = in_flight_.find(call);
+  if (it == in_flight_.end()) return;
+  finished_.push_back(std::move(it->second));
+  in_flight_.erase(it);
+  cv_.notify_all();
+}
+
+size_t ExpertClient::in_flight() {
+  std::lock_guard<std::mutex> lk(mu_);
+  return in_flight_.size();
+}
 
 std::shared_ptr<grpc::Channel> ExpertClient::channel(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -85,8 +116,11 @@ std::shared_ptr<PendingCall> ExpertClient::forward(const std::string& address, c
   to_matrix(*call->req.mutable_input(), x, n, d);
   call->ctx.set_deadline(deadline_after(timeout_s));
   call->stub = pb::Expert::NewStub(channel(address));
-  call->stub->async()->Forward(&call->ctx, &call->req, &call->rep, [call, n, d, done](grpc::Status s) {
-    done(finish(s, call->rep.version(), call->rep.output(), n, d, call->start));
+  track(call);
+  auto* raw = call.get();
+  call->stub->async()->Forward(&call->ctx, &call->req, &call->rep, [this, raw, n, d, done](grpc::Status s) {
+    done(finish(s, raw->rep.version(), raw->rep.output(), n, d, raw->start));
+    finished(raw);
   });
   return call;
 }
@@ -102,8 +136,11 @@ std::shared_ptr<PendingCall> ExpertClient::backward(const std::string& address, 
   to_matrix(*call->req.mutable_grad_output(), dy, n, d);
   call->ctx.set_deadline(deadline_after(timeout_s));
   call->stub = pb::Expert::NewStub(channel(address));
-  call->stub->async()->Backward(&call->ctx, &call->req, &call->rep, [call, n, d, done](grpc::Status s) {
-    done(finish(s, call->rep.version(), call->rep.grad_input(), n, d, call->start));
+  track(call);
+  auto* raw = call.get();
+  call->stub->async()->Backward(&call->ctx, &call->req, &call->rep, [this, raw, n, d, done](grpc::Status s) {
+    done(finish(s, raw->rep.version(), raw->rep.grad_input(), n, d, raw->start));
+    finished(raw);
   });
   return call;
 }

@@ -2,6 +2,7 @@
 // The client side of moe.expert.v1: asynchronous Forward / Backward calls to one remote expert, each
 // with a deadline, over one cached channel per server. Any error, timeout or malformed reply comes
 // back as a failed CallResult, never as an exception.
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -30,6 +31,10 @@ class PendingCall {
   virtual void cancel() = 0;
 };
 
+// Calls finish on gRPC's threads, which must never destroy gRPC objects (a call's context and stub,
+// or the last reference to a channel): the client keeps every call until a later call or its
+// destructor frees it on the caller's thread, and its destructor cancels and waits for the calls
+// in flight. `done` callbacks must not own the client.
 class ExpertClient {
  public:
   using Done = std::function<void(CallResult&&)>;
@@ -53,9 +58,19 @@ class ExpertClient {
 
   std::shared_ptr<grpc::Channel> channel(const std::string& address);
 
+  // Calls in flight (for tests and shutdown).
+  size_t in_flight();
+
  private:
+  // Registers a started call; frees finished ones.
+  void track(const std::shared_ptr<PendingCall>& call);
+  void finished(PendingCall* call);
+
   std::mutex mu_;
+  std::condition_variable cv_;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<PendingCall*, std::shared_ptr<PendingCall>> in_flight_;
+  std::vector<std::shared_ptr<PendingCall>> finished_;
 };
 
 }  // namespace moe::net

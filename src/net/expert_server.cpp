@@ -333,7 +333,7 @@ int ExpertServer::port() const { return impl_->port; }
 
 std::string ExpertServer::address() const {
   const size_t c = cfg_.listen.rfind(':');
-  std::string host = cfg_.listen.substr(0, c);
+  std::string host = cfg_.advertise_host.empty() ? cfg_.listen.substr(0, c) : cfg_.advertise_host;
   if (host == "0.0.0.0" || host == "[::]" || host.empty()) host = "127.0.0.1";
   return host + ":" + std::to_string(impl_->port);
 }

@@ -21,6 +21,7 @@ struct ExpertServerConfig {
   int d_model = 0;
   int d_ff = 0;
   std::string listen = "127.0.0.1:0";  // host:port; port 0 picks a free one
+  std::string advertise_host;          // the host clients reach (default: listen's; needed for 0.0.0.0)
   std::string checkpoint_dir;          // "": experts live in memory only
   std::string init_from;               // a model checkpoint directory: expert i of MoE layer l
                                        // starts from that model's weights (uid PREFIX.l.i)

@@ -15,8 +15,9 @@ Clock::duration seconds(double s) {
 
 enum class Status { Pending, Ok, Failed };
 
-// One layer's calls of one forward or backward. Shared with the gRPC callbacks, which may finish
-// after the round has closed (cancelled calls): they then only drop their result.
+// One layer's calls of one forward or backward. gRPC callbacks only append their result here (they
+// may come after the round closed, and may hold its last reference: it owns no gRPC objects);
+// the waiting thread applies them, keeps the statistics and the ban list, and launches retries.
 struct Round {
   struct Expert {
     int e = 0;
@@ -28,13 +29,16 @@ struct Round {
     std::vector<float> out;
     std::string by;                  // the replica that answered
     Clock::time_point last_launch{};
-    std::vector<std::shared_ptr<PendingCall>> calls;
+  };
+  struct Result {
+    size_t i;
+    std::string addr;
+    CallResult r;
   };
   std::mutex mu;
   std::condition_variable cv;
-  bool closed = false;
-  int launching = 0;  // launches in progress outside the lock (they read the caller's rows)
   std::vector<Expert> ex;
+  std::vector<Result> results;  // arrived, not yet applied
 };
 
 }  // namespace
@@ -84,6 +88,11 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
 
   auto round = std::make_shared<Round>();
   std::vector<int> slot_of(E_, -1);  // expert -> index in round->ex
+  std::vector<std::string> uids;
+  for (int e = 0; e < E_; ++e)
+    if (offsets[e + 1] > offsets[e]) uids.push_back(uid(e));
+  const std::vector<std::vector<std::string>> where = ctx_->locator->addresses(uids);
+  size_t next_uid = 0;
   for (int e = 0; e < E_; ++e) {
     const int64_t m = offsets[e + 1] - offsets[e];
     if (m == 0) continue;
@@ -91,7 +100,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     x.e = e;
     x.r0 = offsets[e];
     x.m = m;
-    for (const std::string& a : ctx_->locator->addresses(uid(e)))
+    for (const std::string& a : where.at(next_uid++))
       if (!ctx_->bans.banned(a)) x.addrs.push_back(a);
     if (x.addrs.empty()) {  // no live, unbanned server: a failed call that costs nothing
       x.status = Status::Failed;
@@ -102,51 +111,47 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   }
 
   const Clock::time_point start = Clock::now(), deadline = start + seconds(c.forward_timeout_s);
-  auto ctx = ctx_;
-  const std::string pre = prefix_;
-  // Sends expert i's rows to its next replica. Called with round->launching held (not the lock).
-  auto launch = [round, ctx, xs, d, pre, deadline](size_t i, const std::string& addr) {
-    Round::Expert& x = round->ex[i];
-    const double left = std::max(0.001, std::chrono::duration<double>(deadline - Clock::now()).count());
-    auto call = ctx->client.forward(
-        addr, pre + "." + std::to_string(x.e), xs + x.r0 * d, x.m, int(d), left,
-        [round, ctx, i, addr, pre](CallResult&& r) {
-          ctx->stats.call(r.ok, r.timeout, r.latency_ms);
-          if (r.ok) ctx->bans.success(addr);
-          else {
-            ctx->bans.failure(addr);
-            ctx->locator->failed(pre + "." + std::to_string(round->ex[i].e), addr);
-          }
-          std::lock_guard<std::mutex> lk(round->mu);
-          Round::Expert& y = round->ex[i];
-          --y.in_flight;
-          if (round->closed || y.status != Status::Pending) return;
-          if (r.ok) {
-            y.status = Status::Ok;
-            y.out = std::move(r.out);
-            y.by = addr;
-          } else if (y.in_flight == 0 && y.next >= y.addrs.size()) {
-            y.status = Status::Failed;
-          }
-          // A failure with replicas left is retried by the waiting thread (it owns the rows).
-          round->cv.notify_all();
-        });
-    std::lock_guard<std::mutex> lk(round->mu);
-    x.calls.push_back(std::move(call));
-  };
-
+  std::vector<std::shared_ptr<PendingCall>> handles;  // dropped on this thread, never on gRPC's
   std::unique_lock<std::mutex> lk(round->mu);
-  // Launches replica `next` of expert i (lock held on entry and exit).
+  // Sends expert i's rows to its next replica (the lock is released meanwhile: an immediate
+  // callback must be able to take it).
   auto send = [&](size_t i) {
     Round::Expert& x = round->ex[i];
     const std::string addr = x.addrs[x.next++];
     ++x.in_flight;
     x.last_launch = Clock::now();
-    ++round->launching;
+    const int e = x.e;
+    const int64_t r0 = x.r0, m = x.m;
     lk.unlock();
-    launch(i, addr);
+    const double left = std::max(0.001, std::chrono::duration<double>(deadline - Clock::now()).count());
+    handles.push_back(ctx_->client.forward(addr, uid(e), xs + r0 * d, m, d_, left, [round, i, addr](CallResult&& r) {
+      std::lock_guard<std::mutex> g(round->mu);
+      round->results.push_back({i, addr, std::move(r)});
+      round->cv.notify_all();
+    }));
     lk.lock();
-    --round->launching;
+  };
+  // Applies the answers that came in.
+  auto apply = [&] {
+    std::vector<Round::Result> res;
+    res.swap(round->results);
+    for (Round::Result& a : res) {
+      Round::Expert& x = round->ex[a.i];
+      --x.in_flight;
+      ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
+      if (a.r.ok) {
+        ctx_->bans.success(a.addr);
+      } else {
+        ctx_->bans.failure(a.addr);
+        ctx_->locator->failed(uid(x.e), a.addr);
+      }
+      if (x.status != Status::Pending) continue;
+      if (a.r.ok) {
+        x.status = Status::Ok;
+        x.out = std::move(a.r.out);
+        x.by = a.addr;
+      }
+    }
   };
   for (size_t i = 0; i < round->ex.size(); ++i)
     if (round->ex[i].status == Status::Pending) send(i);
@@ -172,6 +177,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   };
   Clock::time_point grace_end = Clock::time_point::max();
   for (;;) {
+    apply();
     bool any_pending = false, sent = false;
     for (size_t i = 0; i < round->ex.size(); ++i) {
       Round::Expert& x = round->ex[i];
@@ -195,22 +201,23 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     Clock::time_point wake = std::min(deadline, grace_end);
     for (const Round::Expert& x : round->ex)
       if (x.status == Status::Pending && x.next < x.addrs.size()) wake = std::min(wake, x.last_launch + seconds(c.hedge_after_s));
-    round->cv.wait_until(lk, wake);
+    if (round->results.empty()) round->cv.wait_until(lk, wake);
   }
-  round->closed = true;
-  round->cv.wait(lk, [&] { return round->launching == 0; });
-  std::vector<std::shared_ptr<PendingCall>> to_cancel;
+  // Experts still pending ran out of time: one timeout each, charged to the servers still owing.
   for (Round::Expert& x : round->ex) {
     if (x.status == Status::Ok) {
       std::memcpy(ys + x.r0 * d, x.out.data(), sizeof(float) * size_t(x.m * d));
       answered_by_[x.e] = x.by;
-    } else {
-      failed_[x.e] = 1;
+      continue;
     }
-    for (auto& p : x.calls) to_cancel.push_back(p);  // slow ones, and hedged duplicates
+    failed_[x.e] = 1;
+    if (x.status == Status::Pending) {
+      ctx_->stats.call(false, true, 0);
+      for (size_t j = x.next - std::min<size_t>(x.next, size_t(x.in_flight)); j < x.next; ++j) ctx_->bans.failure(x.addrs[j]);
+    }
   }
   lk.unlock();
-  for (auto& p : to_cancel) p->cancel();
+  for (auto& h : handles) h->cancel();  // late answers only land in the closed round
 
   // Tokens short of k_min, and tokens with no answer at all (they keep only the residual).
   int64_t below = 0, none = 0;
@@ -240,48 +247,45 @@ void RemoteExpertBank::backward(float* dxs, const float* dys) {
     x.r0 = offsets_[e];
     x.m = m;
     x.addrs = {answered_by_[e]};  // the weights that made the forward
+    x.in_flight = 1;
     round->ex.push_back(std::move(x));
   }
   // Every request is serialised before any row of dxs is written (dxs may alias xs).
-  std::vector<std::shared_ptr<PendingCall>> calls;
-  auto ctx = ctx_;
-  const std::string pre = prefix_;
+  std::vector<std::shared_ptr<PendingCall>> handles;
   for (size_t i = 0; i < round->ex.size(); ++i) {
-    Round::Expert& x = round->ex[i];
+    const Round::Expert& x = round->ex[i];
     const std::string addr = x.addrs[0];
-    {
-      std::lock_guard<std::mutex> lk(round->mu);
-      x.in_flight = 1;
-    }
-    calls.push_back(ctx_->client.backward(
-        addr, uid(x.e), xs_ + x.r0 * d, dys + x.r0 * d, x.m, int(d), lr_, c.backward_timeout_s,
-        [round, ctx, i, addr, pre](CallResult&& r) {
-          ctx->stats.call(r.ok, r.timeout, r.latency_ms);
-          if (r.ok) ctx->bans.success(addr);
-          else ctx->bans.failure(addr);
-          std::lock_guard<std::mutex> lk(round->mu);
-          Round::Expert& y = round->ex[i];
-          y.in_flight = 0;
-          if (round->closed) return;
-          y.status = r.ok ? Status::Ok : Status::Failed;
-          if (r.ok) y.out = std::move(r.out);
-          round->cv.notify_all();
-        }));
+    handles.push_back(ctx_->client.backward(addr, uid(x.e), xs_ + x.r0 * d, dys + x.r0 * d, x.m, d_, lr_,
+                                            c.backward_timeout_s, [round, i, addr](CallResult&& r) {
+                                              std::lock_guard<std::mutex> g(round->mu);
+                                              round->results.push_back({i, addr, std::move(r)});
+                                              round->cv.notify_all();
+                                            }));
   }
   std::memset(dxs, 0, sizeof(float) * size_t(M * d));
   const Clock::time_point deadline = Clock::now() + seconds(c.backward_timeout_s);
   std::unique_lock<std::mutex> lk(round->mu);
-  round->cv.wait_until(lk, deadline, [&] {
-    for (const Round::Expert& x : round->ex)
-      if (x.status == Status::Pending) return false;
-    return true;
-  });
-  round->closed = true;
-  // An expert that failed in backward gives no input gradient (and its server took no step).
-  for (Round::Expert& x : round->ex)
-    if (x.status == Status::Ok) std::memcpy(dxs + x.r0 * d, x.out.data(), sizeof(float) * size_t(x.m * d));
+  size_t answered = 0;
+  while (answered < round->ex.size()) {
+    if (round->results.empty() && round->cv.wait_until(lk, deadline) == std::cv_status::timeout && round->results.empty()) break;
+    std::vector<Round::Result> res;
+    res.swap(round->results);
+    for (Round::Result& a : res) {
+      Round::Expert& x = round->ex[a.i];
+      ++answered;
+      x.in_flight = 0;
+      ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
+      if (a.r.ok) ctx_->bans.success(a.addr);
+      else ctx_->bans.failure(a.addr);
+      // An expert that failed in backward gives no input gradient (and its server took no step).
+      x.status = a.r.ok ? Status::Ok : Status::Failed;
+      if (a.r.ok) std::memcpy(dxs + x.r0 * d, a.r.out.data(), sizeof(float) * size_t(x.m * d));
+    }
+  }
+  for (const Round::Expert& x : round->ex)
+    if (x.in_flight) ctx_->stats.call(false, true, 0);
   lk.unlock();
-  for (auto& p : calls) p->cancel();
+  for (auto& h : handles) h->cancel();
 }
 
 }  // namespace moe::net

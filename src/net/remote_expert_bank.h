@@ -26,6 +26,12 @@ class ExpertLocator {
  public:
   virtual ~ExpertLocator() = default;
   virtual std::vector<std::string> addresses(const std::string& uid) = 0;
+  // The same for a layer's experts at once (a directory fetches its cache misses in one round).
+  virtual std::vector<std::vector<std::string>> addresses(const std::vector<std::string>& uids) {
+    std::vector<std::vector<std::string>> out;
+    for (const std::string& u : uids) out.push_back(addresses(u));
+    return out;
+  }
   virtual void failed(const std::string& uid, const std::string& address) {}
 };
 

@@ -278,7 +278,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       }
     }
     json m = {{"step", s}, {"loss", rep.loss}, {"nll", rep.nll}, {"lr", rep.lr},
-              {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}};
+              {"grad_norm", rep.grad_norm}, {"tokens_per_s", rep.tokens_per_s}, {"step_s", dt},
+              {"time", std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()}};
     if (!rep.expert_tokens.empty())
       m.update({{"aux_loss", rep.aux_loss}, {"z_loss", rep.z_loss}, {"expert_tokens", rep.expert_tokens},
                 {"router_entropy", rep.router_entropy}, {"max_vio", rep.max_vio},

@@ -24,6 +24,7 @@ namespace moe::cli {
 
 void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);
 void add_peer_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);  // cmd_bench_peer.cpp
+void add_remote_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out);  // cmd_bench_remote.cpp
 
 namespace {
 
@@ -253,6 +254,7 @@ Runner add_bench(CLI::App& app) {
   std::vector<std::pair<CLI::App*, Runner>> more;
   add_model_benches(*c, more);
   add_peer_bench(*c, more);
+  add_remote_bench(*c, more);
   return [l, a, more]() -> int {
     if (l->parsed()) return run_layer_bench(*a);
     for (const auto& [sub, run] : more)

@@ -59,6 +59,14 @@ int run_serve(const ServeArgs& a) {
   dc.bootstrap = a.bootstrap;
   for (const std::string& b : a.bootstrap) parse_host_port(b, "--bootstrap");
 
+  // Clients reach the server at the address its records carry: a wildcard --listen is announced
+  // with the DHT node's host.
+  const std::string lhost = a.listen.substr(0, a.listen.rfind(':'));
+  if (lhost == "0.0.0.0" || lhost == "[::]") {
+    if (host == "0.0.0.0" || host == "[::]" || a.dht_listen.empty())
+      throw Error("[serve] --listen " + a.listen + " needs --dht-listen with this machine's address (what clients connect to)");
+    sc.advertise_host = host;
+  }
   net::ExpertServer server(sc);
   net::DhtNode node(dc);
   const double T = a.announce_every;
