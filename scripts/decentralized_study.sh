@@ -6,7 +6,7 @@
 #   churn    8 servers (server i hosts expert i of every layer); 3 of them (37.5%) are SIGKILLed
 #            mid-run and restarted 10 s later from their last save.
 #   delay    step time with 50 ms added to every expert call (--delay-ms 50) against none.
-# Usage: scripts/decentralized_study.sh [failure|churn|delay|all]   (env: STEPS, OUT, MOE)
+# Usage: scripts/decentralized_study.sh [failure|churn|delay|all]   (env: STEPS, OUT, MOE, RUNS)
 # Everything runs on loopback; every server is started and killed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,13 +45,18 @@ four_servers() {
 }
 
 if [ "$WHAT" = failure ] || [ "$WHAT" = all ]; then
-  "$MOE" "${TRAIN[@]}" --out "$OUT/local" >"$OUT/local.log" 2>&1
-  four_servers "$OUT/remote"
-  "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/remote/run" >"$OUT/remote/train.log" 2>&1
-  stop_all
-  four_servers "$OUT/remote10" --fail-rate 0.1
-  "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/remote10/run" >"$OUT/remote10/train.log" 2>&1
-  stop_all
+  RUNS=${RUNS:-local remote remote10}  # e.g. RUNS=remote10 re-runs one and re-reads the others
+  if [[ " $RUNS " == *" local "* ]]; then "$MOE" "${TRAIN[@]}" --out "$OUT/local" >"$OUT/local.log" 2>&1; fi
+  if [[ " $RUNS " == *" remote "* ]]; then
+    four_servers "$OUT/remote"
+    "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/remote/run" >"$OUT/remote/train.log" 2>&1
+    stop_all
+  fi
+  if [[ " $RUNS " == *" remote10 "* ]]; then
+    four_servers "$OUT/remote10" --fail-rate 0.1
+    "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/remote10/run" >"$OUT/remote10/train.log" 2>&1
+    stop_all
+  fi
   python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]

@@ -25,6 +25,9 @@ class ExpertBank {
   // their rows of ys zero. nullptr: every expert always answers.
   virtual void observe_plan(const RoutingPlan& plan) {}
   virtual const std::vector<uint8_t>* failed_experts() const { return nullptr; }
+  // Experts reachable for the coming forward ([E], 1 = yes), for the router to route around the
+  // others; nullptr: all.
+  virtual const std::vector<uint8_t>* available_experts() { return nullptr; }
   // The learning rate of the current training step, for banks whose experts step their own
   // optimizer (remote experts); local banks' parameters are stepped by the trainer.
   virtual void set_learning_rate(float lr) {}

@@ -14,6 +14,7 @@ void MoELayer::params(ParamList& out) {
 
 void MoELayer::forward(float* y, const float* x, int64_t n) {
   n_ = n;
+  router_->set_available(bank_->available_experts());
   router_->forward(plan_, x, n);
   dispatch_.build(plan_);
   const int64_t M = dispatch_.rows();

@@ -35,6 +35,11 @@ class Router {
   // backward gives this rank's share of the gradient of that global objective. Default: this
   // process alone.
   virtual void set_data_group(const dist::Communicator& group) { group_ = group; }
+  // Experts known to be unreachable before the next forward (remote experts without a live
+  // server): [E], 1 = available; nullptr: all. Routers that support it (top-k softmax, switch)
+  // route each token to its best available experts; the others route as usual and the MoE layer
+  // masks the experts that do not answer.
+  void set_available(const std::vector<uint8_t>* available) { available_ = available; }
 
  protected:
   // Sizes plan for n tokens with k slots each over E experts (expert and weight resized).
@@ -45,6 +50,7 @@ class Router {
   bool training_ = false;
   int64_t seq_len_ = 0;
   dist::Communicator group_;
+  const std::vector<uint8_t>* available_ = nullptr;
 };
 
 }  // namespace moe

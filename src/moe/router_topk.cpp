@@ -26,6 +26,11 @@ void TopKRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   val_.resize(n * k);
   prepare_plan(plan, n, k, E);
   kernels::linear_forward(logits_.data(), x, gate.w.data(), n, c_.d_model, E);
+  // Unreachable experts get probability 0 (and no gradient); only when k others remain.
+  if (available_ && std::count(available_->begin(), available_->end(), uint8_t{1}) >= k)
+    for (int64_t t = 0; t < n; ++t)
+      for (int e = 0; e < E; ++e)
+        if (!(*available_)[e]) logits_[t * E + e] = -INFINITY;
   kernels::logsumexp_rows(lse_.data(), logits_.data(), n, E);
   kernels::softmax_forward(probs_.data(), logits_.data(), n, E);
   kernels::topk_rows(plan.expert.data(), val_.data(), probs_.data(), n, E, k);

@@ -49,33 +49,37 @@ bool BanList::banned(const std::string& address) {
   return it != entries_.end() && Clock::now() < it->second.until;
 }
 
-void BanList::record(Entry& e, bool failed) {
-  e.recent.push_back(failed);
-  if (int(e.recent.size()) > c_.ban_window) e.recent.erase(e.recent.begin());
-  int f = 0;
-  for (uint8_t x : e.recent) f += x;
-  if (failed && f >= c_.ban_failures) {
-    e.bans = std::min(e.bans + 1, 30);
-    e.until = Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.bans - 1))));
-    e.recent.clear();  // judged afresh after the ban
-  } else if (!failed && f == 0 && int(e.recent.size()) == c_.ban_window) {
-    e.bans = 0;
-  }
-}
-
 void BanList::failure(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  record(entries_[address], true);
+  Entry& e = entries_[address];
+  if (++e.in_a_row < c_.ban_after) return;
+  e.in_a_row = 0;  // judged afresh after the ban
+  e.bans = std::min(e.bans + 1, 30);
+  e.until = Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.bans - 1))));
 }
 
 void BanList::success(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  record(entries_[address], false);
+  entries_.erase(address);
 }
 
 RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model)
     : ctx_(std::move(ctx)), prefix_(std::move(prefix)), E_(n_experts), d_(d_model),
       failed_(n_experts, 0), answered_by_(n_experts) {}
+
+const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
+  std::vector<std::string> uids;
+  for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
+  const auto where = ctx_->locator->addresses(uids);
+  available_.assign(E_, 0);
+  bool all = true;
+  for (int e = 0; e < E_; ++e) {
+    for (const std::string& a : where[e])
+      if (!ctx_->bans.banned(a)) available_[e] = 1;
+    all = all && available_[e];
+  }
+  return all ? nullptr : &available_;
+}
 
 void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) {
   const RemoteCallConfig& c = ctx_->cfg;

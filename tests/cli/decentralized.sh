@@ -88,9 +88,26 @@ assert 0 < f < c, (f, c)
 print(f"fail-rate 0.3 server: {f}/{c} calls failed")
 PY
 
+# A server started from a trained model's experts: eval through it equals the local eval.
+"$MOE" train "${TRAIN[@]}" --steps 20 --eval-every 0 --out "$WORK/local" >/dev/null 2>&1
+serve D --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT2" --init-from "$WORK/local"
+kill -TERM "$PID_B2" "$PID_C"  # only D's experts are left to answer, once their records expire
+sleep 3
+BOOT3=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/D.log")
+"$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json 2>/dev/null | tail -1 >"$WORK/l.json"
+"$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json --remote-experts "$BOOT3" \
+  2>/dev/null | tail -1 >"$WORK/r.json"
+python3 - "$WORK/l.json" "$WORK/r.json" <<'PY'
+import json, sys
+l, r = (json.load(open(p)) for p in sys.argv[1:3])
+assert r["remote_failures"] == 0 and r["remote_calls"] > 0, r
+assert abs(l["loss"] - r["loss"]) <= 1e-5 * l["loss"], (l["loss"], r["loss"])
+print(f"--init-from: local eval {l['loss']:.6f}, through the server {r['loss']:.6f}")
+PY
+
 # Clear errors.
 expect_error "expert spec" "$MOE" serve-experts --experts 'ffn.0.[3:1]' --d-model 32 --d-ff 48
-PORT=$(sed -n 's/.* at 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/B2.log")
+PORT=$(sed -n 's/.* at 127.0.0.1:\([0-9]*\),.*/\1/p' "$WORK/D.log")
 expect_error "cannot listen" "$MOE" serve-experts --experts ffn.0.0 --d-model 32 --d-ff 48 --listen "127.0.0.1:$PORT"
 DEAD=127.0.0.1:$(free_port)
 start=$(date +%s)

@@ -62,6 +62,33 @@ TEST(TopKRouter, Top2RenormalisedWeightsSumToOne) {
   EXPECT_EQ(total, 4);
 }
 
+TEST(TopKRouter, RoutesAroundUnavailableExperts) {
+  TopKRouter r("g", {.d_model = 3, .n_expert = 4, .k = 2, .norm_topk_prob = true});
+  for (int i = 0; i < 12; ++i) r.gate.w[i] = 0.1f * float(i % 5) - 0.2f;
+  const float x[] = {1, 2, 3, -1, 0.5f, 2, 0, 0, 1};
+  RoutingPlan all;
+  r.forward(all, x, 3);
+  // Take away the first choice of token 0: it moves to the others, weights still sum to 1, and the
+  // unavailable expert gets no probability mass (its balancing statistics are zero).
+  std::vector<uint8_t> avail(4, 1);
+  avail[all.expert[0]] = 0;
+  r.set_available(&avail);
+  RoutingPlan plan;
+  r.forward(plan, x, 3);
+  for (int t = 0; t < 3; ++t) {
+    for (int j = 0; j < 2; ++j) EXPECT_TRUE(avail[plan.expert[t * 2 + j]]) << t;
+    EXPECT_NEAR(plan.weight[t * 2] + plan.weight[t * 2 + 1], 1.0f, 1e-6);
+    for (float w : {plan.weight[t * 2], plan.weight[t * 2 + 1]}) EXPECT_TRUE(std::isfinite(w));
+  }
+  EXPECT_EQ(plan.stats.tokens_per_expert[all.expert[0]], 0);
+  // Fewer than k available: no masking (the calls fail and the layer masks them instead).
+  std::vector<uint8_t> one(4, 0);
+  one[2] = 1;
+  r.set_available(&one);
+  r.forward(plan, x, 3);
+  for (float w : plan.weight) EXPECT_TRUE(std::isfinite(w));
+}
+
 TEST(TopKRouter, CapacityDropsLaterTokensAndSecondChoicesFirst) {
   // Two experts, identity gate. Capacity factor 1 with n = 4, k = 1: C = ceil(4 / 2) = 2.
   TopKRouter r("g", {.d_model = 2, .n_expert = 2, .k = 1, .norm_topk_prob = false, .capacity_factor = 1.0f});

@@ -173,9 +173,11 @@ TEST(RemoteExpertBank, DeadServerExpertsAreMaskedAndBanned) {
   const auto s = ctx->stats.take();
   EXPECT_EQ(s.calls, 4);
   EXPECT_EQ(s.failures, 2);
-  EXPECT_FALSE(ctx->bans.banned(dead));  // 2 of its last calls failed: not yet
+  EXPECT_FALSE(ctx->bans.banned(dead));  // 2 failures in a row: not yet
   bank.forward(ys.data(), xs.data(), off);
-  EXPECT_TRUE(ctx->bans.banned(dead));   // 4 of 4
+  EXPECT_FALSE(ctx->bans.banned(dead));  // 4
+  bank.forward(ys.data(), xs.data(), off);
+  EXPECT_TRUE(ctx->bans.banned(dead));   // 5 and 6
   ctx->stats.take();
   // Banned: the next forward does not call it (its experts fail at once).
   bank.forward(ys.data(), xs.data(), off);
@@ -463,17 +465,19 @@ TEST(BanList, RandomFailuresRarelyBanButAFailingServerIsBannedWithBackoff) {
   RemoteCallConfig c;
   c.ban_base_s = 0.2;
   BanList bans(c);
-  // 1 failure in 8: never banned.
+  // 10% of calls failing at random, even 4 in a row: never banned.
   for (int i = 0; i < 64; ++i) {
-    if (i % 8 == 3) bans.failure("a");
+    if (i % 10 == 3 || (i >= 40 && i < 44)) bans.failure("a");
     else bans.success("a");
     ASSERT_FALSE(bans.banned("a")) << i;
   }
   for (int i = 0; i < 4; ++i) bans.failure("b");
+  EXPECT_FALSE(bans.banned("b"));
+  bans.failure("b");
   EXPECT_TRUE(bans.banned("b"));
   std::this_thread::sleep_for(std::chrono::milliseconds(250));
   EXPECT_FALSE(bans.banned("b"));
-  for (int i = 0; i < 4; ++i) bans.failure("b");  // second ban: twice as long
+  for (int i = 0; i < 5; ++i) bans.failure("b");  // second ban: twice as long
   std::this_thread::sleep_for(std::chrono::milliseconds(250));
   EXPECT_TRUE(bans.banned("b"));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
