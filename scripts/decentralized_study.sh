@@ -39,6 +39,11 @@ TRAIN=(train --steps "$STEPS" --threads 1 --seed 1 --overwrite)
 four_servers() {
   local dir=$1; shift
   rm -rf "$dir"; mkdir -p "$dir"
+  start_four "$dir" "$@"
+}
+# The same servers without wiping DIR: they reload their saved experts.
+start_four() {
+  local dir=$1; shift
   BOOT=127.0.0.1:$(free_port)
   serve "$dir" s0 "" --experts 'ffn.[0:4].[0:2]' --dht-listen "$BOOT" --seed 10 "$@"
   for j in 1 2 3; do serve "$dir" s$j "$BOOT" --experts "ffn.[0:4].[$((2 * j)):$((2 * j + 2))]" --seed $((10 + j)) "$@"; done
@@ -57,6 +62,16 @@ if [ "$WHAT" = failure ] || [ "$WHAT" = all ]; then
     "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/remote10/run" >"$OUT/remote10/train.log" 2>&1
     stop_all
   fi
+  # Each trained model evaluated with every expert answering (the servers restarted from their
+  # saves without --fail-rate), on the validation text's first 65536 bytes.
+  head -c 65536 "$OUT/local/heldout.txt" >"$OUT/val65536.txt"
+  "$MOE" eval --model "$OUT/local" --data "$OUT/val65536.txt" --threads 1 --json 2>/dev/null | tail -1 >"$OUT/local/eval.json"
+  for r in remote remote10; do
+    start_four "$OUT/$r"
+    "$MOE" eval --model "$OUT/$r/run" --data "$OUT/val65536.txt" --threads 1 --json --remote-experts "$BOOT" \
+      2>/dev/null | tail -1 >"$OUT/$r/run/eval.json"
+    stop_all
+  done
   python3 - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
@@ -67,11 +82,15 @@ def run(d):
     fails = sum(x.get("remote_failures", 0) for x in m)
     below = sum(x.get("remote_below_k_min", 0) for x in m)
     secs = sum(x["step_s"] for x in m)
-    return dict(run=d, steps=len(m), val_loss=val, calls=calls, failures=fails, below_k_min=below, train_s=round(secs, 1))
+    ev = json.load(open(f"{out}/{d}/eval.json"))
+    return dict(run=d, steps=len(m), val_loss=val, eval_all_answering=ev["loss"], calls=calls, failures=fails,
+                below_k_min=below, train_s=round(secs, 1))
 local, remote, r10 = run("local"), run("remote/run"), run("remote10/run")
 res = dict(experiment="failure", local=local, remote=remote, remote_fail10=r10,
            remote_vs_local=remote["val_loss"] / local["val_loss"] - 1,
-           fail10_vs_remote=r10["val_loss"] / remote["val_loss"] - 1)
+           fail10_vs_remote=r10["val_loss"] / remote["val_loss"] - 1,
+           eval_remote_vs_local=remote["eval_all_answering"] / local["eval_all_answering"] - 1,
+           eval_fail10_vs_remote=r10["eval_all_answering"] / remote["eval_all_answering"] - 1)
 print(json.dumps(res, indent=1))
 open(f"{out}/results.jsonl", "a").write(json.dumps(res) + "\n")
 PY

@@ -127,11 +127,12 @@ std::shared_ptr<PendingCall> ExpertClient::forward(const std::string& address, c
 
 std::shared_ptr<PendingCall> ExpertClient::backward(const std::string& address, const std::string& uid,
                                                     const float* x, const float* dy, int64_t n, int d, float lr,
-                                                    double timeout_s, Done done) {
+                                                    double timeout_s, uint64_t request_id, Done done) {
   auto call = std::make_shared<Call<pb::BackwardRequest, pb::BackwardReply>>();
   call->req.set_version(kProtocolVersion);
   call->req.set_uid(uid);
   call->req.set_lr(lr);
+  call->req.set_request_id(request_id);
   to_matrix(*call->req.mutable_input(), x, n, d);
   to_matrix(*call->req.mutable_grad_output(), dy, n, d);
   call->ctx.set_deadline(deadline_after(timeout_s));

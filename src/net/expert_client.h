@@ -45,9 +45,11 @@ class ExpertClient {
   // returns (x may be overwritten afterwards).
   std::shared_ptr<PendingCall> forward(const std::string& address, const std::string& uid, const float* x,
                                        int64_t n, int d, double timeout_s, Done done);
-  // x, dy: [n, d]; the answer is dx. lr: the learning rate the expert's optimizer should use.
+  // x, dy: [n, d]; the answer is dx. lr: the learning rate the expert's optimizer should use;
+  // request_id: the same for a retry of this backward (the server then steps only once).
   std::shared_ptr<PendingCall> backward(const std::string& address, const std::string& uid, const float* x,
-                                        const float* dy, int64_t n, int d, float lr, double timeout_s, Done done);
+                                        const float* dy, int64_t n, int d, float lr, double timeout_s,
+                                        uint64_t request_id, Done done);
   // Blocking Info call: (d_model, d_ff, steps) of the expert; moe::Error when it fails.
   struct Info {
     int d_model = 0, d_ff = 0;

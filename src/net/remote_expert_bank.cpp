@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
+#include <random>
 
 namespace moe::net {
 namespace {
@@ -25,6 +26,8 @@ struct Round {
     std::vector<std::string> addrs;  // replicas, best first
     size_t next = 0;                 // next replica to try
     int in_flight = 0;
+    int retries = 0;                 // same-server retries after a transient failure
+    std::string retry_addr;          // a server whose last answer was a transient failure
     Status status = Status::Pending;
     std::vector<float> out;
     std::string by;                  // the replica that answered
@@ -119,9 +122,8 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   std::unique_lock<std::mutex> lk(round->mu);
   // Sends expert i's rows to its next replica (the lock is released meanwhile: an immediate
   // callback must be able to take it).
-  auto send = [&](size_t i) {
+  auto send = [&](size_t i, std::string addr) {
     Round::Expert& x = round->ex[i];
-    const std::string addr = x.addrs[x.next++];
     ++x.in_flight;
     x.last_launch = Clock::now();
     const int e = x.e;
@@ -147,7 +149,8 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
         ctx_->bans.success(a.addr);
       } else {
         ctx_->bans.failure(a.addr);
-        ctx_->locator->failed(uid(x.e), a.addr);
+        if (!a.r.timeout && x.retries < c.retries) x.retry_addr = a.addr;  // an error, not silence
+        else ctx_->locator->failed(uid(x.e), a.addr);
       }
       if (x.status != Status::Pending) continue;
       if (a.r.ok) {
@@ -158,7 +161,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     }
   };
   for (size_t i = 0; i < round->ex.size(); ++i)
-    if (round->ex[i].status == Status::Pending) send(i);
+    if (round->ex[i].status == Status::Pending) send(i, round->ex[i].addrs[round->ex[i].next++]);
 
   const RoutingPlan* plan = plan_;
   const int k = plan ? plan->k : 0;
@@ -187,11 +190,20 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
       Round::Expert& x = round->ex[i];
       if (x.status != Status::Pending) continue;
       any_pending = true;
-      // Retry a failed call on the next replica; hedge a slow one.
+      // Retry a transient failure on the same server, then the next replica; hedge a slow call.
+      const bool again = x.in_flight == 0 && !x.retry_addr.empty() && !ctx_->bans.banned(x.retry_addr) &&
+                         Clock::now() < deadline;
       const bool retry = x.in_flight == 0 && x.next < x.addrs.size();
       const bool hedge = x.in_flight > 0 && x.next < x.addrs.size() && Clock::now() - x.last_launch >= seconds(c.hedge_after_s);
-      if (retry || hedge) {
-        send(i);  // unlocks: answers may have come meanwhile, so look again before waiting
+      if (again) {
+        ++x.retries;
+        std::string a = std::move(x.retry_addr);
+        x.retry_addr.clear();
+        send(i, std::move(a));  // unlocks: answers may have come meanwhile, so look again before waiting
+        sent = true;
+      } else if (retry || hedge) {
+        x.retry_addr.clear();
+        send(i, x.addrs[x.next++]);
         sent = true;
       } else if (x.in_flight == 0) {
         x.status = Status::Failed;
@@ -217,7 +229,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     failed_[x.e] = 1;
     if (x.status == Status::Pending) {
       ctx_->stats.call(false, true, 0);
-      for (size_t j = x.next - std::min<size_t>(x.next, size_t(x.in_flight)); j < x.next; ++j) ctx_->bans.failure(x.addrs[j]);
+      if (x.in_flight > 0) ctx_->bans.failure(x.addrs[x.next - 1]);
     }
   }
   lk.unlock();
@@ -241,8 +253,10 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
 
 void RemoteExpertBank::backward(float* dxs, const float* dys) {
   const RemoteCallConfig& c = ctx_->cfg;
-  const int64_t d = d_, M = offsets_.back();
+  const int64_t d = d_;
+  thread_local std::mt19937_64 ids{std::random_device{}()};
   auto round = std::make_shared<Round>();
+  std::vector<uint64_t> request_id;
   for (int e = 0; e < E_; ++e) {
     const int64_t m = offsets_[e + 1] - offsets_[e];
     if (m == 0 || failed_[e]) continue;
@@ -251,45 +265,65 @@ void RemoteExpertBank::backward(float* dxs, const float* dys) {
     x.r0 = offsets_[e];
     x.m = m;
     x.addrs = {answered_by_[e]};  // the weights that made the forward
-    x.in_flight = 1;
     round->ex.push_back(std::move(x));
+    request_id.push_back(ids() | 1);
   }
-  // Every request is serialised before any row of dxs is written (dxs may alias xs).
+  const Clock::time_point deadline = Clock::now() + seconds(c.backward_timeout_s);
   std::vector<std::shared_ptr<PendingCall>> handles;
-  for (size_t i = 0; i < round->ex.size(); ++i) {
-    const Round::Expert& x = round->ex[i];
+  std::unique_lock<std::mutex> lk(round->mu);
+  // Reads expert i's rows of xs and dys: those rows of dxs (which may alias xs) are written only
+  // once the expert's answer is final.
+  auto send = [&](size_t i) {
+    Round::Expert& x = round->ex[i];
+    x.in_flight = 1;
     const std::string addr = x.addrs[0];
-    handles.push_back(ctx_->client.backward(addr, uid(x.e), xs_ + x.r0 * d, dys + x.r0 * d, x.m, d_, lr_,
-                                            c.backward_timeout_s, [round, i, addr](CallResult&& r) {
+    const int e = x.e;
+    const int64_t r0 = x.r0, m = x.m;
+    lk.unlock();
+    const double left = std::max(0.001, std::chrono::duration<double>(deadline - Clock::now()).count());
+    handles.push_back(ctx_->client.backward(addr, uid(e), xs_ + r0 * d, dys + r0 * d, m, d_, lr_, left, request_id[i],
+                                            [round, i, addr](CallResult&& r) {
                                               std::lock_guard<std::mutex> g(round->mu);
                                               round->results.push_back({i, addr, std::move(r)});
                                               round->cv.notify_all();
                                             }));
-  }
-  std::memset(dxs, 0, sizeof(float) * size_t(M * d));
-  const Clock::time_point deadline = Clock::now() + seconds(c.backward_timeout_s);
-  std::unique_lock<std::mutex> lk(round->mu);
-  size_t answered = 0;
-  while (answered < round->ex.size()) {
+    lk.lock();
+  };
+  for (size_t i = 0; i < round->ex.size(); ++i) send(i);
+  size_t done = 0;
+  while (done < round->ex.size()) {
     if (round->results.empty() && round->cv.wait_until(lk, deadline) == std::cv_status::timeout && round->results.empty()) break;
     std::vector<Round::Result> res;
     res.swap(round->results);
     for (Round::Result& a : res) {
       Round::Expert& x = round->ex[a.i];
-      ++answered;
       x.in_flight = 0;
       ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
       if (a.r.ok) ctx_->bans.success(a.addr);
       else ctx_->bans.failure(a.addr);
+      if (!a.r.ok && !a.r.timeout && x.retries < c.retries && Clock::now() < deadline) {
+        ++x.retries;  // the same request id: a server that did step answers from memory
+        send(a.i);
+        continue;
+      }
+      ++done;
       // An expert that failed in backward gives no input gradient (and its server took no step).
       x.status = a.r.ok ? Status::Ok : Status::Failed;
       if (a.r.ok) std::memcpy(dxs + x.r0 * d, a.r.out.data(), sizeof(float) * size_t(x.m * d));
     }
   }
-  for (const Round::Expert& x : round->ex)
-    if (x.in_flight) ctx_->stats.call(false, true, 0);
+  for (Round::Expert& x : round->ex)
+    if (x.in_flight) {
+      ctx_->stats.call(false, true, 0);
+      x.status = Status::Failed;
+    }
   lk.unlock();
   for (auto& h : handles) h->cancel();
+  // Rows without an answer (failed now, or in the forward) get no gradient.
+  std::vector<uint8_t> ok(E_, 0);
+  for (const Round::Expert& x : round->ex) ok[x.e] = x.status == Status::Ok;
+  for (int e = 0; e < E_; ++e)
+    if (!ok[e]) std::memset(dxs + offsets_[e] * d, 0, sizeof(float) * size_t((offsets_[e + 1] - offsets_[e]) * d));
 }
 
 }  // namespace moe::net

@@ -41,6 +41,9 @@ struct RemoteCallConfig {
   int k_min = 1;              // answered experts a token waits for (capped at its k)
   double grace_s = 0.05;      // extra wait for the remaining experts once every token has k_min
   double hedge_after_s = 1;   // a call pending this long is also sent to a replica
+  int retries = 1;            // a call that fails (not a timeout) is sent again to the same server
+                              // this many times, deadline permitting; Backward retries are
+                              // idempotent (the server remembers request ids)
   // A server is banned after ban_after failed calls in a row (a dead or hung server fails them all
   // within a step; one failing 10% of its calls at random does so once in 10^5 calls), for
   // ban_base_s * 2^(bans - 1), at most ban_max_s; a success clears its record. A window rule

@@ -170,16 +170,15 @@ TEST(RemoteExpertBank, DeadServerExpertsAreMaskedAndBanned) {
   EXPECT_EQ(f, (std::vector<uint8_t>{1, 1, 0, 0}));
   for (int64_t i = 0; i < 6 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
   for (int64_t i = 6 * D; i < 12 * D; ++i) ASSERT_TRUE(std::isfinite(ys[i]));
+  // Each dead expert's call was refused, retried once on the same server, refused again.
   const auto s = ctx->stats.take();
-  EXPECT_EQ(s.calls, 4);
-  EXPECT_EQ(s.failures, 2);
-  EXPECT_FALSE(ctx->bans.banned(dead));  // 2 failures in a row: not yet
+  EXPECT_EQ(s.calls, 6);
+  EXPECT_EQ(s.failures, 4);
+  EXPECT_FALSE(ctx->bans.banned(dead));  // 4 failures in a row: not yet
   bank.forward(ys.data(), xs.data(), off);
-  EXPECT_FALSE(ctx->bans.banned(dead));  // 4
-  bank.forward(ys.data(), xs.data(), off);
-  EXPECT_TRUE(ctx->bans.banned(dead));   // 5 and 6
+  EXPECT_TRUE(ctx->bans.banned(dead));   // the 5th
   ctx->stats.take();
-  // Banned: the next forward does not call it (its experts fail at once).
+  // Banned: the next forward does not call it (its experts fail at once, no server to call).
   bank.forward(ys.data(), xs.data(), off);
   EXPECT_EQ(*bank.failed_experts(), (std::vector<uint8_t>{1, 1, 0, 0}));
   const auto s2 = ctx->stats.take();
@@ -415,6 +414,36 @@ TEST(ExpertServer, RejectsMalformedRequestsAndKeepsServing) {
   }
   EXPECT_TRUE(raw_call(s.address(), m, good).ok());
   EXPECT_GT(s.stats().rejected, 8);
+}
+
+TEST(ExpertServer, RetriedBackwardStepsOnce) {
+  ExpertServer s(server_config({"ffn.0.0"}));
+  ExpertClient client;
+  auto x = randn(3 * D, 16), dy = randn(3 * D, 17);
+  auto call = [&](uint64_t id) {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+    CallResult out;
+    auto h = client.backward(s.address(), "ffn.0.0", x.data(), dy.data(), 3, D, 1e-3f, 10, id, [&](CallResult&& r) {
+      std::lock_guard<std::mutex> lk(mu);
+      out = std::move(r);
+      done = true;
+      cv.notify_all();
+    });
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait(lk, [&] { return done; });
+    return out;
+  };
+  const CallResult a = call(77), b = call(77);
+  ASSERT_TRUE(a.ok && b.ok);
+  EXPECT_EQ(a.out, b.out);  // the remembered answer
+  EXPECT_EQ(s.steps("ffn.0.0"), 1);
+  ASSERT_TRUE(call(78).ok);
+  EXPECT_EQ(s.steps("ffn.0.0"), 2);
+  ASSERT_TRUE(call(0).ok);  // id 0: no memory
+  ASSERT_TRUE(call(0).ok);
+  EXPECT_EQ(s.steps("ffn.0.0"), 4);
 }
 
 TEST(ExpertServer, BadConfigAndPortInUse) {

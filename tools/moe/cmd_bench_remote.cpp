@@ -51,7 +51,7 @@ double remote_rate(const RemoteBenchArgs& a, const std::vector<std::string>& add
           done = true;
           cv.notify_all();
         };
-        auto call = backward ? client.backward(where, uid, x.data(), x.data(), a.batch, a.d, 1e-4f, 600, wait)
+        auto call = backward ? client.backward(where, uid, x.data(), x.data(), a.batch, a.d, 1e-4f, 600, 0, wait)
                              : client.forward(where, uid, x.data(), a.batch, a.d, 600, wait);
         std::unique_lock<std::mutex> lk(mu);
         cv.wait(lk, [&] { return done; });
