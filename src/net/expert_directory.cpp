@@ -53,8 +53,9 @@ std::vector<std::vector<ExpertRecord>> ExpertDirectory::lookup(const std::vector
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = now_unix_ms();
   const int64_t until = now + static_cast<int64_t>(cfg_.cache_s * 1000);
+  const int64_t until_missing = now + static_cast<int64_t>(cfg_.negative_cache_s * 1000);
   for (size_t m = 0; m < missing.size(); ++m) {
-    records_[missing[m]] = {got[m], earliest_expiry(got[m], until)};
+    records_[missing[m]] = {got[m], got[m].empty() ? until_missing : earliest_expiry(got[m], until)};
     out[where[m]] = live(got[m], now);
   }
   return out;

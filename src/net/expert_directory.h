@@ -16,6 +16,8 @@ namespace moe::net {
 struct ExpertDirectoryConfig {
   double cache_s = 10;    // an entry is fetched again after this long (sooner if a record in it expires)
   double timeout_s = 5;   // bound on each DHT lookup
+  double negative_cache_s = 2;  // "no live record" is asked again this soon: a (re)started server's
+                                // first announcement is seen within it
 };
 
 class ExpertDirectory {

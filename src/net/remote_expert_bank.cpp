@@ -81,6 +81,7 @@ const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
       if (!ctx_->bans.banned(a)) available_[e] = 1;
     all = all && available_[e];
   }
+  if (!all) ctx_->stats.unavailable(std::count(available_.begin(), available_.end(), uint8_t{0}));
   return all ? nullptr : &available_;
 }
 

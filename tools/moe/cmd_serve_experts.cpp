@@ -76,7 +76,7 @@ int run_serve(const ServeArgs& a) {
     for (const std::string& u : sc.uids) recs.push_back({u, server.address(), server.load(), expires});
     return node.announce(recs, 2 * T);
   };
-  const int stored = announce();
+  int stored = announce();
   std::printf("serving %zu experts (%s .. %s) at %s, %s; DHT node %s%s\n", sc.uids.size(), sc.uids.front().c_str(),
               sc.uids.back().c_str(), server.address().c_str(),
               (server.reloaded() ? "reloaded from " + a.checkpoint : std::string("fresh weights")).c_str(),
@@ -86,14 +86,17 @@ int run_serve(const ServeArgs& a) {
   std::signal(SIGINT, on_stop);
   std::signal(SIGTERM, on_stop);
   using clock = std::chrono::steady_clock;
-  auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(T));
+  auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                          std::chrono::duration<double>(stored == int(sc.uids.size()) ? T : std::min(T, 1.0)));
   auto next_save = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(a.save_every));
   while (!g_stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto now = clock::now();
     if (now >= next_announce) {
-      announce();
-      next_announce = now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(T));
+      // A node alone in its network cannot store: try again each second until peers have joined.
+      stored = announce();
+      const double wait = stored == int(sc.uids.size()) ? T : std::min(T, 1.0);
+      next_announce = now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(wait));
     }
     if (!a.checkpoint.empty() && a.save_every > 0 && now >= next_save) {
       server.save();

@@ -56,15 +56,17 @@ nlohmann::json RemoteSwarm::take_step_metrics() {
   const ExpertCallSummary s = ctx_->stats.take();
   return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
           {"remote_timeouts", s.timeouts},  {"remote_below_k_min", s.below_k_min},
-          {"remote_no_expert", s.no_expert}, {"remote_latency_p50_ms", s.latency_p50_ms},
+          {"remote_no_expert", s.no_expert}, {"remote_unavailable", s.unavailable},
+          {"remote_latency_p50_ms", s.latency_p50_ms},
           {"remote_latency_p99_ms", s.latency_p99_ms}};
 }
 
 std::string RemoteSwarm::summary(const nlohmann::json& m) const {
-  char b[160];
-  std::snprintf(b, sizeof b, "calls %lld, failed %lld (%lld timeouts), below k_min %lld, p50 %.1f ms, p99 %.1f ms",
+  char b[200];
+  std::snprintf(b, sizeof b, "calls %lld, failed %lld (%lld timeouts), experts unreachable %lld, below k_min %lld, p50 %.1f ms, p99 %.1f ms",
                 (long long)m.value("remote_calls", 0), (long long)m.value("remote_failures", 0),
-                (long long)m.value("remote_timeouts", 0), (long long)m.value("remote_below_k_min", 0),
+                (long long)m.value("remote_timeouts", 0), (long long)m.value("remote_unavailable", 0),
+                (long long)m.value("remote_below_k_min", 0),
                 m.value("remote_latency_p50_ms", 0.0), m.value("remote_latency_p99_ms", 0.0));
   return b;
 }
