@@ -22,6 +22,12 @@ class DirectoryLocator final : public ExpertLocator {
     }
     return out;
   }
+  std::optional<std::vector<int>> live_children(const std::string& prefix) override {
+    std::vector<int> out;
+    for (const auto& [i, recs] : dir_.children(prefix))
+      if (!recs.empty()) out.push_back(i);
+    return out;
+  }
   void failed(const std::string& uid, const std::string&) override { dir_.forget(uid); }
 
  private:

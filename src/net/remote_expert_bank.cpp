@@ -71,16 +71,28 @@ RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::stri
       failed_(n_experts, 0), answered_by_(n_experts) {}
 
 const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
-  std::vector<std::string> uids;
-  for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
-  const auto where = ctx_->locator->addresses(uids);
   available_.assign(E_, 0);
-  bool all = true;
-  for (int e = 0; e < E_; ++e) {
-    for (const std::string& a : where[e])
-      if (!ctx_->bans.banned(a)) available_[e] = 1;
-    all = all && available_[e];
+  // The layer's live experts from its prefix record (one cached DHT lookup), then their servers'
+  // bans; a locator without prefix records is asked per uid.
+  std::vector<int> live;
+  if (auto kids = ctx_->locator->live_children(prefix_)) {
+    live = *kids;
+  } else {
+    std::vector<std::string> uids;
+    for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
+    const auto where = ctx_->locator->addresses(uids);
+    for (int e = 0; e < E_; ++e)
+      if (!where[e].empty()) live.push_back(e);
   }
+  live.erase(std::remove_if(live.begin(), live.end(), [&](int e) { return e < 0 || e >= E_; }), live.end());
+  std::vector<std::string> uids;
+  for (int e : live) uids.push_back(uid(e));
+  const auto where = ctx_->locator->addresses(uids);  // one batched lookup of the cache misses
+  for (size_t i = 0; i < live.size(); ++i)
+    for (const std::string& a : where[i])
+      if (!ctx_->bans.banned(a)) available_[live[i]] = 1;
+  bool all = true;
+  for (int e = 0; e < E_; ++e) all = all && available_[e];
   if (!all) ctx_->stats.unavailable(std::count(available_.begin(), available_.end(), uint8_t{0}));
   return all ? nullptr : &available_;
 }

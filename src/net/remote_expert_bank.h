@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ class ExpertLocator {
     return out;
   }
   virtual void failed(const std::string& uid, const std::string& address) {}
+  // The coordinates i with a live expert "prefix.i", from one lookup of the prefix's records
+  // instead of one per expert; nullopt: the locator cannot tell (the bank asks per uid).
+  virtual std::optional<std::vector<int>> live_children(const std::string& prefix) { return std::nullopt; }
 };
 
 struct RemoteCallConfig {

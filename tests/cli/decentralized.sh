@@ -91,8 +91,9 @@ PY
 # A server started from a trained model's experts: eval through it equals the local eval.
 "$MOE" train "${TRAIN[@]}" --steps 20 --eval-every 0 --out "$WORK/local" >/dev/null 2>&1
 serve D --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT2" --init-from "$WORK/local"
+serve E --experts 'other.0.0' --bootstrap "$BOOT2"  # a peer, so that D's DHT node is not alone
 kill -TERM "$PID_B2" "$PID_C"  # only D's experts are left to answer, once their records expire
-sleep 3
+sleep 4
 BOOT3=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/D.log")
 "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json 2>/dev/null | tail -1 >"$WORK/l.json"
 "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json --remote-experts "$BOOT3" \
@@ -104,6 +105,11 @@ assert r["remote_failures"] == 0 and r["remote_calls"] > 0, r
 assert abs(l["loss"] - r["loss"]) <= 1e-5 * l["loss"], (l["loss"], r["loss"])
 print(f"--init-from: local eval {l['loss']:.6f}, through the server {r['loss']:.6f}")
 PY
+# Greedy generation through the server writes what the local model writes.
+GEN=(generate --model "$WORK/local" --prompt "the quick " --max-tokens 24 --temperature 0)
+"$MOE" "${GEN[@]}" >"$WORK/gen.local" 2>/dev/null
+"$MOE" "${GEN[@]}" --remote-experts "$BOOT3" >"$WORK/gen.remote" 2>/dev/null
+cmp -s "$WORK/gen.local" "$WORK/gen.remote" || { cat "$WORK/gen.local" "$WORK/gen.remote"; fail "remote generation differs"; }
 
 # Clear errors.
 expect_error "expert spec" "$MOE" serve-experts --experts 'ffn.0.[3:1]' --d-model 32 --d-ff 48

@@ -29,6 +29,7 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--forward-timeout", a.calls.forward_timeout_s, "deadline of a layer's forward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--backward-timeout", a.calls.backward_timeout_s, "deadline of a layer's backward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--grace", a.calls.grace_s, "extra wait once every token has k_min answers (s)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--lookup-timeout", a.lookup_timeout_s, "longest wait for a DHT lookup inside a step (s): dead DHT nodes make searches slow")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
 }
 
@@ -43,7 +44,9 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   dc.port = port;
   dc.bootstrap = {a.bootstrap};
   node_ = std::make_unique<net::DhtNode>(dc);
-  dir_ = std::make_unique<net::ExpertDirectory>(*node_);
+  net::ExpertDirectoryConfig dirc;
+  dirc.timeout_s = a.lookup_timeout_s;
+  dir_ = std::make_unique<net::ExpertDirectory>(*node_, dirc);
   ctx_ = std::make_shared<net::RemoteContext>(a.calls, std::make_shared<net::DirectoryLocator>(*dir_));
   auto ctx = ctx_;
   const std::string prefix = a.prefix;
