@@ -72,25 +72,21 @@ RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::stri
 
 const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
   available_.assign(E_, 0);
-  // The layer's live experts from its prefix record (one cached DHT lookup), then their servers'
-  // bans; a locator without prefix records is asked per uid.
-  std::vector<int> live;
+  // The layer's live experts and their servers from its prefix records (one cached DHT lookup;
+  // the forward then calls those servers), or per uid from a locator without prefix records.
+  servers_.assign(E_, {});
+  have_servers_ = true;
   if (auto kids = ctx_->locator->live_children(prefix_)) {
-    live = *kids;
+    for (auto& [e, addrs] : *kids)
+      if (e >= 0 && e < E_) servers_[e] = std::move(addrs);
   } else {
     std::vector<std::string> uids;
     for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
-    const auto where = ctx_->locator->addresses(uids);
-    for (int e = 0; e < E_; ++e)
-      if (!where[e].empty()) live.push_back(e);
+    servers_ = ctx_->locator->addresses(uids);
   }
-  live.erase(std::remove_if(live.begin(), live.end(), [&](int e) { return e < 0 || e >= E_; }), live.end());
-  std::vector<std::string> uids;
-  for (int e : live) uids.push_back(uid(e));
-  const auto where = ctx_->locator->addresses(uids);  // one batched lookup of the cache misses
-  for (size_t i = 0; i < live.size(); ++i)
-    for (const std::string& a : where[i])
-      if (!ctx_->bans.banned(a)) available_[live[i]] = 1;
+  for (int e = 0; e < E_; ++e)
+    for (const std::string& a : servers_[e])
+      if (!ctx_->bans.banned(a)) available_[e] = 1;
   bool all = true;
   for (int e = 0; e < E_; ++e) all = all && available_[e];
   if (!all) ctx_->stats.unavailable(std::count(available_.begin(), available_.end(), uint8_t{0}));
@@ -111,7 +107,15 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   std::vector<std::string> uids;
   for (int e = 0; e < E_; ++e)
     if (offsets[e + 1] > offsets[e]) uids.push_back(uid(e));
-  const std::vector<std::vector<std::string>> where = ctx_->locator->addresses(uids);
+  // The servers found when the gate asked which experts are live, else a lookup now.
+  std::vector<std::vector<std::string>> where;
+  if (have_servers_) {
+    for (int e = 0; e < E_; ++e)
+      if (offsets[e + 1] > offsets[e]) where.push_back(servers_[e]);
+  } else {
+    where = ctx_->locator->addresses(uids);
+  }
+  have_servers_ = false;
   size_t next_uid = 0;
   for (int e = 0; e < E_; ++e) {
     const int64_t m = offsets[e + 1] - offsets[e];

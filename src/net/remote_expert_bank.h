@@ -10,6 +10,7 @@
 // steps that expert's optimizer. Failing servers are banned with exponential backoff.
 #include <chrono>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -34,9 +35,11 @@ class ExpertLocator {
     return out;
   }
   virtual void failed(const std::string& uid, const std::string& address) {}
-  // The coordinates i with a live expert "prefix.i", from one lookup of the prefix's records
-  // instead of one per expert; nullopt: the locator cannot tell (the bank asks per uid).
-  virtual std::optional<std::vector<int>> live_children(const std::string& prefix) { return std::nullopt; }
+  // The live experts "prefix.i" and their servers' addresses, from one lookup of the prefix's
+  // records instead of one per expert; nullopt: the locator cannot tell (the bank asks per uid).
+  virtual std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string& prefix) {
+    return std::nullopt;
+  }
 };
 
 struct RemoteCallConfig {
@@ -117,6 +120,8 @@ class RemoteExpertBank final : public ExpertBank {
   std::vector<int64_t> offsets_;
   std::vector<uint8_t> failed_;          // [E]
   std::vector<uint8_t> available_;       // [E]
+  std::vector<std::vector<std::string>> servers_;  // [E]: from the prefix lookup of this forward
+  bool have_servers_ = false;
   std::vector<std::string> answered_by_; // [E]: the server whose forward was used
 };
 
