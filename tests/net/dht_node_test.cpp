@@ -12,28 +12,15 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dht_fixture.h"
 
 namespace moe::net {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// n nodes on 127.0.0.1, all bootstrapped from the first.
-std::vector<std::unique_ptr<DhtNode>> start_network(int n) {
-  std::vector<std::unique_ptr<DhtNode>> nodes;
-  nodes.push_back(std::make_unique<DhtNode>(DhtConfig{}));
-  for (int i = 1; i < n; ++i) {
-    DhtConfig c;
-    c.bootstrap = {nodes[0]->address()};
-    c.bootstrap_timeout_s = 5;
-    nodes.push_back(std::make_unique<DhtNode>(c));
-  }
-  return nodes;
-}
-
-ExpertRecord rec(const std::string& uid, const std::string& addr, double load = 0) {
-  return ExpertRecord{uid, addr, load, 0};
-}
+using test::rec;
+using test::start_network;
 
 // A UDP socket bound to a loopback port that never answers: a "dead" DHT node whose port nobody
 // else can take meanwhile.

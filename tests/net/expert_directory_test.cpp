@@ -13,27 +13,15 @@
 #include <thread>
 
 #include "core/error.h"
+#include "dht_fixture.h"
 
 namespace moe::net {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::unique_ptr<DhtNode>> start_network(int n) {
-  std::vector<std::unique_ptr<DhtNode>> nodes;
-  nodes.push_back(std::make_unique<DhtNode>(DhtConfig{}));
-  for (int i = 1; i < n; ++i) {
-    DhtConfig c;
-    c.bootstrap = {nodes[0]->address()};
-    c.bootstrap_timeout_s = 5;
-    nodes.push_back(std::make_unique<DhtNode>(c));
-  }
-  return nodes;
-}
-
-ExpertRecord rec(const std::string& uid, const std::string& addr, double load = 0) {
-  return ExpertRecord{uid, addr, load, 0};
-}
+using test::rec;
+using test::start_network;
 
 std::vector<std::string> uids_of(const std::vector<ExpertRecord>& rs) {
   std::vector<std::string> out;
