@@ -121,15 +121,16 @@ L = 4
 budget = L * (ft + bt)  # every layer's forward and backward deadline
 during = [x for x in m if kill_t <= x["time"] <= restart_t + 60]
 after = [x for x in m if x["time"] > restart_t]
-# Found again: the first step after the restart from which no call fails for 5 steps.
+# Found again: the end of the first step after the restart in which every expert was reachable
+# (none routed around) and no call failed.
 found = None
-for i, x in enumerate(after):
-    if all(y["remote_failures"] == 0 for y in after[i:i + 5]):
+for x in after:
+    if x.get("remote_unavailable", 0) == 0 and x["remote_failures"] == 0:
         found = x["time"] - restart_t
         break
 reloaded = all("reloaded from" in open(f"{d}/c{i}.log").read().split("serving")[-1] for i in (2, 5, 7))
 before = [x["loss"] for x in m if x["time"] < kill_t][-20:]
-res = dict(experiment="churn", servers=8, killed=3, steps=len(m),
+res = dict(experiment="churn", servers=8, killed=3, steps=len(m), kill_time=kill_t, restart_time=restart_t,
            max_step_s=max(x["step_s"] for x in m), step_budget_s=budget,
            max_step_s_while_down=max((x["step_s"] for x in during), default=0),
            nan=any(not math.isfinite(x["loss"]) for x in m),
