@@ -28,7 +28,7 @@ serve() {
     --checkpoint "$dir/$name.ck" "${b[@]}" "$@" >>"$dir/$name.log" 2>&1 &
   PIDS+=($!)
   eval "PID_$name=$!"
-  for _ in $(seq 300); do grep -q "^serving" "$dir/$name.log" && return 0; sleep 0.1; done
+  for _ in $(seq 300); do grep -qs "^serving" "$dir/$name.log" && return 0; sleep 0.1; done
   cat "$dir/$name.log"; exit 1
 }
 stop_all() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; PIDS=(); }
