@@ -1,6 +1,8 @@
 #pragma once
 // The remote expert bank's view of the swarm: an expert's servers from the DHT directory (least
-// loaded first); a server that failed a call makes the directory ask the DHT again next time.
+// loaded first). A failed server's records are not dropped: they expire on their own (2T) and the
+// ban list stops the calls meanwhile; dropping them made every failure cost each layer a blocking
+// DHT lookup in the next step (8.7 s steps in the churn run of docs/decentralized.md).
 #include "net/expert_directory.h"
 #include "net/remote_expert_bank.h"
 
@@ -28,10 +30,6 @@ class DirectoryLocator final : public ExpertLocator {
       for (const ExpertRecord& r : recs) out[i].push_back(r.address);
     return out;
   }
-  // A failed server's records are not dropped: they expire on their own (2T) and the ban list
-  // stops the calls meanwhile. Dropping them made every failure cost each layer a blocking DHT
-  // lookup in the next step (8.7 s steps in the churn run of docs/decentralized.md).
-  void failed(const std::string&, const std::string&) override {}
 
  private:
   ExpertDirectory& dir_;

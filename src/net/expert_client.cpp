@@ -20,7 +20,6 @@ struct Call final : PendingCall {
   Req req;
   Rep rep;
   Clock::time_point start = Clock::now();
-  std::unique_ptr<pb::Expert::Stub> stub;  // kept alive with the call
   void cancel() override { ctx.TryCancel(); }
 };
 
@@ -93,57 +92,69 @@ size_t ExpertClient::in_flight() {
   return in_flight_.size();
 }
 
-std::shared_ptr<grpc::Channel> ExpertClient::channel(const std::string& address) {
+struct ExpertClient::Server {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::Expert::Stub> stub;
+};
+
+ExpertClient::Server& ExpertClient::server(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  auto& ch = channels_[address];
-  if (!ch) {
+  auto& s = servers_[address];
+  if (!s) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
     // Reconnect to a restarted server quickly instead of gRPC's default backoff of up to 2 min.
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    ch = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    s = std::make_unique<Server>();
+    s->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    s->stub = pb::Expert::NewStub(s->channel);
   }
-  return ch;
+  return *s;
+}
+
+template <class C, class Rpc, class Pick>
+std::shared_ptr<PendingCall> ExpertClient::start(std::shared_ptr<C> call, const std::string& address,
+                                                 const std::string& uid, int64_t n, int d, double timeout_s,
+                                                 Done done, Rpc rpc, Pick reply_matrix) {
+  call->req.set_version(kProtocolVersion);
+  call->req.set_uid(uid);
+  call->ctx.set_deadline(deadline_after(timeout_s));
+  pb::Expert::Stub* stub = server(address).stub.get();
+  track(call);
+  C* raw = call.get();
+  rpc(stub, raw, [this, raw, n, d, done, reply_matrix](grpc::Status s) {
+    done(finish(s, raw->rep.version(), reply_matrix(raw->rep), n, d, raw->start));
+    finished(raw);
+  });
+  return call;
 }
 
 std::shared_ptr<PendingCall> ExpertClient::forward(const std::string& address, const std::string& uid,
                                                    const float* x, int64_t n, int d, double timeout_s, Done done) {
-  auto call = std::make_shared<Call<pb::ForwardRequest, pb::ForwardReply>>();
-  call->req.set_version(kProtocolVersion);
-  call->req.set_uid(uid);
+  using C = Call<pb::ForwardRequest, pb::ForwardReply>;
+  auto call = std::make_shared<C>();
   to_matrix(*call->req.mutable_input(), x, n, d);
-  call->ctx.set_deadline(deadline_after(timeout_s));
-  call->stub = pb::Expert::NewStub(channel(address));
-  track(call);
-  auto* raw = call.get();
-  call->stub->async()->Forward(&call->ctx, &call->req, &call->rep, [this, raw, n, d, done](grpc::Status s) {
-    done(finish(s, raw->rep.version(), raw->rep.output(), n, d, raw->start));
-    finished(raw);
-  });
-  return call;
+  return start(
+      call, address, uid, n, d, timeout_s, std::move(done),
+      [](pb::Expert::Stub* s, C* c, auto cb) { s->async()->Forward(&c->ctx, &c->req, &c->rep, std::move(cb)); },
+      [](const pb::ForwardReply& r) -> const pb::Matrix& { return r.output(); });
 }
 
 std::shared_ptr<PendingCall> ExpertClient::backward(const std::string& address, const std::string& uid,
                                                     const float* x, const float* dy, int64_t n, int d, float lr,
                                                     double timeout_s, uint64_t request_id, Done done) {
-  auto call = std::make_shared<Call<pb::BackwardRequest, pb::BackwardReply>>();
-  call->req.set_version(kProtocolVersion);
-  call->req.set_uid(uid);
+  using C = Call<pb::BackwardRequest, pb::BackwardReply>;
+  auto call = std::make_shared<C>();
   call->req.set_lr(lr);
   call->req.set_request_id(request_id);
   to_matrix(*call->req.mutable_input(), x, n, d);
   to_matrix(*call->req.mutable_grad_output(), dy, n, d);
-  call->ctx.set_deadline(deadline_after(timeout_s));
-  call->stub = pb::Expert::NewStub(channel(address));
-  track(call);
-  auto* raw = call.get();
-  call->stub->async()->Backward(&call->ctx, &call->req, &call->rep, [this, raw, n, d, done](grpc::Status s) {
-    done(finish(s, raw->rep.version(), raw->rep.grad_input(), n, d, raw->start));
-    finished(raw);
-  });
-  return call;
+  return start(
+      call, address, uid, n, d, timeout_s, std::move(done),
+      [](pb::Expert::Stub* s, C* c, auto cb) { s->async()->Backward(&c->ctx, &c->req, &c->rep, std::move(cb)); },
+      [](const pb::BackwardReply& r) -> const pb::Matrix& { return r.grad_input(); });
 }
 
 ExpertClient::Info ExpertClient::info(const std::string& address, const std::string& uid, double timeout_s) {
@@ -153,7 +164,7 @@ ExpertClient::Info ExpertClient::info(const std::string& address, const std::str
   req.set_version(kProtocolVersion);
   req.set_uid(uid);
   pb::InfoReply rep;
-  const grpc::Status s = pb::Expert::NewStub(channel(address))->Info(&ctx, req, &rep);
+  const grpc::Status s = server(address).stub->Info(&ctx, req, &rep);
   if (!s.ok()) throw Error("[net] " + address + " " + uid + ": " + s.error_message());
   if (auto v = check_version(rep.version()); !v.empty()) throw Error("[net] " + address + ": " + v);
   return {.d_model = rep.d_model(), .d_ff = rep.d_ff(), .steps = rep.steps(), .load = rep.load()};

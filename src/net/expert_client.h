@@ -13,6 +13,9 @@
 namespace grpc {
 class Channel;
 }
+namespace moe::expert::v1 {
+class Expert;
+}
 
 namespace moe::net {
 
@@ -58,19 +61,25 @@ class ExpertClient {
   };
   Info info(const std::string& address, const std::string& uid, double timeout_s);
 
-  std::shared_ptr<grpc::Channel> channel(const std::string& address);
-
   // Calls in flight (for tests and shutdown).
   size_t in_flight();
 
  private:
+  struct Server;
+  // The stub of a server's channel, made once (stubs are thread-safe; the client outlives calls).
+  Server& server(const std::string& address);
   // Registers a started call; frees finished ones.
   void track(const std::shared_ptr<PendingCall>& call);
   void finished(PendingCall* call);
+  // Sets the common fields of a call's request and context, registers it and starts it with
+  // rpc(stub, call, on_done); reply_matrix picks the answer out of the reply.
+  template <class C, class Rpc, class Pick>
+  std::shared_ptr<PendingCall> start(std::shared_ptr<C> call, const std::string& address, const std::string& uid,
+                                     int64_t n, int d, double timeout_s, Done done, Rpc rpc, Pick reply_matrix);
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  std::map<std::string, std::unique_ptr<Server>> servers_;
   std::map<PendingCall*, std::shared_ptr<PendingCall>> in_flight_;
   std::vector<std::shared_ptr<PendingCall>> finished_;
 };

@@ -104,15 +104,15 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
 
   auto round = std::make_shared<Round>();
   std::vector<int> slot_of(E_, -1);  // expert -> index in round->ex
-  std::vector<std::string> uids;
-  for (int e = 0; e < E_; ++e)
-    if (offsets[e + 1] > offsets[e]) uids.push_back(uid(e));
   // The servers found when the gate asked which experts are live, else a lookup now.
   std::vector<std::vector<std::string>> where;
   if (have_servers_) {
     for (int e = 0; e < E_; ++e)
       if (offsets[e + 1] > offsets[e]) where.push_back(servers_[e]);
   } else {
+    std::vector<std::string> uids;
+    for (int e = 0; e < E_; ++e)
+      if (offsets[e + 1] > offsets[e]) uids.push_back(uid(e));
     where = ctx_->locator->addresses(uids);
   }
   have_servers_ = false;
@@ -167,7 +167,6 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
       } else {
         ctx_->bans.failure(a.addr);
         if (!a.r.timeout && x.retries < c.retries) x.retry_addr = a.addr;  // an error, not silence
-        else ctx_->locator->failed(uid(x.e), a.addr);
       }
       if (x.status != Status::Pending) continue;
       if (a.r.ok) {

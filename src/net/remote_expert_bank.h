@@ -23,7 +23,8 @@
 namespace moe::net {
 
 // Where an expert can be called: its servers' addresses, best first (the DHT directory, or a fixed
-// list in tests). failed() reports a server that did not answer, so that cached records can go.
+// list in tests). A server that fails keeps its records until they expire; the ban list stops the
+// calls meanwhile.
 class ExpertLocator {
  public:
   virtual ~ExpertLocator() = default;
@@ -34,7 +35,6 @@ class ExpertLocator {
     for (const std::string& u : uids) out.push_back(addresses(u));
     return out;
   }
-  virtual void failed(const std::string& uid, const std::string& address) {}
   // The live experts "prefix.i" and their servers' addresses, from one lookup of the prefix's
   // records instead of one per expert; nullopt: the locator cannot tell (the bank asks per uid).
   virtual std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string& prefix) {

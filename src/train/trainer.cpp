@@ -221,7 +221,8 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     Rng rng(mix_seed(cfg_.seed, uint64_t(s)));
     corpus_.sample_batch(tokens.data(), targets.data(), B, T, rng);
     model_->set_training(true);
-    model_->set_learning_rate(sched.at(s));
+    const float lr = sched.at(s);
+    model_->set_learning_rate(lr);
     model_->zero_grad();
     LossResult r = model_->forward(tokens.data() + b0 * T, targets.data() + b0 * T, b1 - b0, T);
     if (!std::isfinite(r.objective()))
@@ -230,7 +231,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
     StepReport rep;
     if (W > 1) dist::all_reduce_gradients(params, L);
     rep.grad_norm = dist::clip_grad_norm(params, cfg_.grad_clip, L);
-    rep.lr = sched.at(s);
+    rep.lr = lr;
     opt_->step(rep.lr);
     model_->after_step();
     step_ = s;
