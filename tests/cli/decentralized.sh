@@ -35,7 +35,8 @@ CLIENT=(--remote-experts "$BOOT" --forward-timeout 2 --backward-timeout 2 --hedg
 TRAIN=(--model-config "$CONF" --data "$WORK/text.txt" --batch-size 8 --context 32 --lr 1e-2 --seed 3 --threads 1)
 
 # A run that loses server B after step 15 (and its first save) and gets it back a few seconds later.
-"$MOE" train "${TRAIN[@]}" "${CLIENT[@]}" --steps 300 --eval-every 150 --out "$WORK/run" >"$WORK/train.log" 2>&1 &
+# 1000 steps of the tiny model outlast the outage and the rediscovery (~5 s) with room to spare.
+"$MOE" train "${TRAIN[@]}" "${CLIENT[@]}" --steps 1000 --eval-every 500 --out "$WORK/run" >"$WORK/train.log" 2>&1 &
 TRAIN_PID=$!
 PIDS+=($TRAIN_PID)
 for _ in $(seq 300); do
@@ -51,7 +52,7 @@ wait "$TRAIN_PID" || { cat "$WORK/train.log"; fail "training with a killed serve
 python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, math, sys
 m = [json.loads(l) for l in open(sys.argv[1])]
-assert len(m) == 300, len(m)
+assert len(m) == 1000, len(m)
 assert all(math.isfinite(x["loss"]) for x in m), "non-finite loss"
 fails = sum(x["remote_failures"] for x in m)
 assert fails > 0, "the killed server caused no failed call"
