@@ -8,6 +8,8 @@
 
 namespace moe {
 
+class GridLiveness;
+
 class ExpertBank {
  public:
   virtual ~ExpertBank() = default;
@@ -28,6 +30,9 @@ class ExpertBank {
   // Experts reachable for the coming forward ([E], 1 = yes), for the router to route around the
   // others; nullptr: all.
   virtual const std::vector<uint8_t>* available_experts() { return nullptr; }
+  // Banks whose experts sit on a grid and may be down (remote experts on a grid): which cells are
+  // live, for the grid router's beam search; nullptr: the router's own view stands.
+  virtual GridLiveness* grid_liveness() { return nullptr; }
   // The learning rate of the current training step, for banks whose experts step their own
   // optimizer (remote experts); local banks' parameters are stepped by the trainer.
   virtual void set_learning_rate(float lr) {}

@@ -15,6 +15,7 @@ void MoELayer::params(ParamList& out) {
 void MoELayer::forward(float* y, const float* x, int64_t n) {
   n_ = n;
   router_->set_available(bank_->available_experts());
+  if (GridLiveness* live = bank_->grid_liveness()) router_->set_liveness(live);
   router_->forward(plan_, x, n);
   dispatch_.build(plan_);
   const int64_t M = dispatch_.rows();

@@ -6,6 +6,8 @@
 
 namespace moe {
 
+class GridLiveness;
+
 class Router {
  public:
   virtual ~Router() = default;
@@ -40,6 +42,9 @@ class Router {
   // route each token to its best available experts; the others route as usual and the MoE layer
   // masks the experts that do not answer.
   void set_available(const std::vector<uint8_t>* available) { available_ = available; }
+  // Which cells of an expert grid are live, asked one prefix at a time (remote experts on a grid);
+  // only the grid router uses it. nullptr: all (or those of set_available).
+  virtual void set_liveness(GridLiveness* live) {}
 
  protected:
   // Sizes plan for n tokens with k slots each over E experts (expert and weight resized).
