@@ -152,8 +152,12 @@ struct ParallelLayout {
   Communicator replica;  // the W / R ranks holding the same expert shard: expert gradients sum here
   int expert_parallel = 1;
   // Experts hosted outside this job, on decentralized expert servers: when set, MoE layer l's
-  // experts are remote_experts(l, n_experts, d_model) instead of local (or expert-parallel) ones.
-  std::function<std::unique_ptr<ExpertBank>(int layer, int n_experts, int d_model)> remote_experts;
+  // experts are remote_experts(layer) instead of local (or expert-parallel) ones.
+  struct RemoteLayer {
+    int layer = 0, n_experts = 0, d_model = 0;
+    std::vector<int> grid;  // the experts' grid dimensions (grid router); empty: a line of n_experts
+  };
+  std::function<std::unique_ptr<ExpertBank>(const RemoteLayer&)> remote_experts;
   int shard() const { return experts.rank(); }
   // This rank's traffic over all three groups (each distinct group counted once), and its reset.
   CommStats stats() const;

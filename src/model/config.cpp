@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "model/router_registry.h"
+#include "moe/expert_grid.h"
 
 namespace moe {
 
@@ -36,7 +38,7 @@ const std::set<std::string> kKnown = {
     "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
     "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
     "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "router_importance_loss_coef", "router_load_loss_coef", "capacity_factor", "eval_capacity_factor",
-    "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "n_shared_experts",
+    "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "expert_grid", "grid_beam_size", "n_shared_experts",
     "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
     "mlp_only_layers", "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
     "peer_batch_norm", "peer_activation", "peer_score", "peer_key_lr_scale", "dense_intermediate_size"};
@@ -118,6 +120,8 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     get_num(j, "routed_scaling_factor", c.routed_scaling_factor, src, false);
     get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
     get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
+    get_int_list(j, "expert_grid", c.expert_grid, src);
+    get_num(j, "grid_beam_size", c.grid_beam_size, src, false);
     if (!c.is_qwen2_moe()) {
       // Extension keys: dense layers inside a mixtral model, and their width.
       get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
@@ -209,10 +213,16 @@ void ModelConfig::validate(const std::string& src) const {
     if (num_experts_per_tok > num_local_experts)
       throw Error("[config] " + src + ": num_experts_per_tok " + std::to_string(num_experts_per_tok) +
                   " exceeds num_local_experts " + std::to_string(num_local_experts));
-    if (router != "topk_softmax" && router != "switch" && router != "noisy_topk" && router != "sigmoid_bias" &&
-        router != "expert_choice")
-      throw Error("[config] " + src + ": unknown router '" + router +
-                  "' (supported: topk_softmax, switch, noisy_topk, sigmoid_bias, expert_choice)");
+    if (!find_router(router))
+      throw Error("[config] " + src + ": unknown router '" + router + "' (supported: " + router_names() + ")");
+    if (router == "grid") {
+      if (expert_grid.empty())
+        throw Error("[config] " + src + ": router \"grid\" needs expert_grid, the grid's dimensions (e.g. [4, 4])");
+      GridShape{expert_grid}.check(num_local_experts, "[config] " + src + ": expert_grid");
+      if (grid_beam_size < 0) throw Error("[config] " + src + ": grid_beam_size must be >= 0 (0: num_experts_per_tok)");
+    } else if (!expert_grid.empty()) {
+      throw Error("[config] " + src + ": expert_grid is only for router \"grid\", not '" + router + "'");
+    }
     if (router == "noisy_topk" && num_experts_per_tok >= num_local_experts)
       throw Error("[config] " + src + ": router \"noisy_topk\" needs num_experts_per_tok < num_local_experts");
     if (router_importance_loss_coef < 0 || router_load_loss_coef < 0)
@@ -286,6 +296,10 @@ nlohmann::json ModelConfig::to_json() const {
       j["bias_update_speed"] = bias_update_speed;
     }
     if (router == "expert_choice") j["expert_choice_capacity"] = expert_choice_capacity;
+    if (router == "grid") {
+      j["expert_grid"] = expert_grid;
+      j["grid_beam_size"] = grid_beam_size;
+    }
     if (router == "noisy_topk") {
       j["router_importance_loss_coef"] = router_importance_loss_coef;
       j["router_load_loss_coef"] = router_load_loss_coef;
@@ -344,10 +358,9 @@ int64_t ModelConfig::total_params() const {
   const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
   const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2 +
                        (qkv_bias ? hd * (num_attention_heads + 2 * num_key_value_heads) : 0);
-  const int64_t sparse = num_local_experts * 3 * d * f + num_local_experts * d + 3 * d * int64_t(shared_ffn()) +
-                         (shared_expert_gate && shared_ffn() > 0 ? d : 0) +
-                         (router == "sigmoid_bias" ? num_local_experts : 0) +
-                         (router == "noisy_topk" ? num_local_experts * d : 0);
+  const RouterKind* rk = find_router(router);
+  const int64_t sparse = num_local_experts * 3 * d * f + (rk ? rk->params(*this) : 0) + 3 * d * int64_t(shared_ffn()) +
+                         (shared_expert_gate && shared_ffn() > 0 ? d : 0);
   const int64_t dense = 3 * d * int64_t(is_moe() ? dense_intermediate_size : f);
   const int64_t peer_H = int64_t(peer_heads) * peer_key_dim;
   const int64_t peer = peer_H * d + peer_H * peer_config().n_sub() + 2 * peer_num_experts * d +

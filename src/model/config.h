@@ -34,7 +34,7 @@ struct ModelConfig {
   float router_seq_aux_loss_coef = 0.0f;  // extension key: DeepSeek-V3 sequence-wise balancing loss
   // Extension keys (docs/checkpoints.md): "topk_softmax" (default) or "switch" (top-1, raw
   // probability, capacity-limited); capacity factors for training and evaluation, 0 = dropless.
-  std::string router = "topk_softmax";  // | switch | noisy_topk | sigmoid_bias | expert_choice
+  std::string router = "topk_softmax";  // see model/router_registry.cpp for the others
   float capacity_factor = 0.0f;
   float eval_capacity_factor = 0.0f;
   float router_importance_loss_coef = 0.01f;  // noisy_topk: w_importance
@@ -42,6 +42,8 @@ struct ModelConfig {
   float routed_scaling_factor = 1.0f;    // sigmoid_bias: multiplies the routed weights
   float bias_update_speed = 1e-3f;       // sigmoid_bias: gamma of the bias update
   float expert_choice_capacity = 2.0f;   // expert_choice: c, average experts per token
+  std::vector<int> expert_grid;          // grid: the experts' grid dimensions (product = num_local_experts)
+  int grid_beam_size = 0;                // grid: prefixes kept per dimension by the beam search; 0: k
   int n_shared_experts = 0;              // always-on experts (DeepSeekMoE), as one SwiGLU
   int shared_expert_intermediate_size = 0;  // 0: n_shared_experts * intermediate_size
   // Qwen2-MoE (set from its config keys; not extension keys of mixtral):

@@ -6,42 +6,11 @@
 
 #include "dist/expert_bank_parallel.h"
 #include "moe/expert_bank_swiglu.h"
-#include "moe/router_expert_choice.h"
-#include "moe/router_noisy_topk.h"
-#include "moe/router_sigmoid_bias.h"
-#include "moe/router_topk.h"
+#include "model/router_registry.h"
 
 namespace moe {
 
 namespace {
-// The router a config names. Each router is its own file; this is the one place that maps the
-// config's "router" key to a type.
-std::unique_ptr<Router> make_router(const ModelConfig& c, const std::string& name, int layer) {
-  const float L = float(c.num_hidden_layers);
-  if (c.router == "noisy_topk")
-    return std::make_unique<NoisyTopKRouter>(
-        name, NoisyTopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
-                                    .k = c.num_experts_per_tok, .importance_coef = c.router_importance_loss_coef / L,
-                                    .load_coef = c.router_load_loss_coef / L, .seed = uint64_t(layer)});
-  if (c.router == "sigmoid_bias")
-    return std::make_unique<SigmoidBiasRouter>(
-        name, SigmoidBiasRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
-                                      .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
-                                      .routed_scaling_factor = c.routed_scaling_factor,
-                                      .bias_update_speed = c.bias_update_speed, .aux_coef = c.router_aux_loss_coef / L,
-                                      .seq_aux_coef = c.router_seq_aux_loss_coef / L});
-  if (c.router == "expert_choice")
-    return std::make_unique<ExpertChoiceRouter>(
-        name, ExpertChoiceRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
-                                       .capacity = c.expert_choice_capacity, .z_coef = c.router_z_loss_coef / L});
-  // topk_softmax and switch (top-1, raw probability, capacity: set by the config's defaults)
-  return std::make_unique<TopKRouter>(
-      name, TopKRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts,
-                             .k = c.num_experts_per_tok, .norm_topk_prob = c.norm_topk_prob,
-                             .aux_coef = c.router_aux_loss_coef / L, .z_coef = c.router_z_loss_coef / L,
-                             .seq_aux_coef = c.router_seq_aux_loss_coef / L, .capacity_factor = c.capacity_factor, .eval_capacity_factor = c.eval_capacity_factor});
-}
-
 AttentionConfig attn_config(const ModelConfig& c) {
   return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
           .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta,
@@ -59,10 +28,10 @@ DecoderBlock::DecoderBlock(const ModelConfig& c, int i, const dist::ParallelLayo
   if (c.peer_layer(i)) {
     peer = std::make_unique<PEERLayer>(p, c.peer_config());
   } else if (c.sparse_layer(i)) {
-    auto router = make_router(c, p + ".gate.weight", i);
+    auto router = find_router(c.router)->make(c, p + ".gate.weight", i);
     const bool qwen = c.is_qwen2_moe();
     auto bank = layout.remote_experts
-                    ? layout.remote_experts(i, c.num_local_experts, c.hidden_size)
+                    ? layout.remote_experts({.layer = i, .n_experts = c.num_local_experts, .d_model = c.hidden_size, .grid = c.expert_grid})
                     : dist::make_swiglu_experts(
                           p, SwiGLUBankConfig{.d_model = c.hidden_size, .d_ff = c.intermediate_size,
                                               .n_experts = c.num_local_experts, .gate_name = qwen ? "gate_proj" : "w1",

@@ -26,8 +26,10 @@ class DirectoryLocator final : public ExpertLocator {
   }
   std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string& prefix) override {
     std::map<int, std::vector<std::string>> out;
-    for (const auto& [i, recs] : dir_.children(prefix))
-      for (const ExpertRecord& r : recs) out[i].push_back(r.address);
+    for (const auto& [i, recs] : dir_.children(prefix)) {
+      std::vector<std::string>& addrs = out[i];  // empty: a child that is itself a prefix
+      for (const ExpertRecord& r : recs) addrs.push_back(r.address);
+    }
     return out;
   }
 

@@ -66,11 +66,57 @@ void BanList::success(const std::string& address) {
   entries_.erase(address);
 }
 
-RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model)
+RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model,
+                                   std::vector<int> grid)
     : ctx_(std::move(ctx)), prefix_(std::move(prefix)), E_(n_experts), d_(d_model),
-      failed_(n_experts, 0), answered_by_(n_experts) {}
+      failed_(n_experts, 0), answered_by_(n_experts) {
+  grid_.dims = std::move(grid);
+  if (!grid_.dims.empty()) grid_.check(n_experts, "[remote] layer " + prefix_);
+}
+
+std::string RemoteExpertBank::uid(int e) const {
+  if (grid_.dims.empty()) return prefix_ + "." + std::to_string(e);
+  std::string u = prefix_;
+  for (int c : grid_.coords(e)) u.append(".").append(std::to_string(c));
+  return u;
+}
+
+std::vector<int> RemoteExpertBank::live_children(const std::vector<int>& prefix) {
+  const size_t d = prefix.size();
+  const int G = grid_.dims.at(d);
+  std::string p = prefix_;
+  for (int c : prefix) p.append(".").append(std::to_string(c));
+  std::vector<int> out;
+  auto kids = ctx_->locator->live_children(p);
+  if (!kids) {  // the locator cannot tell: every child, each looked up by the forward
+    for (int c = 0; c < G; ++c) out.push_back(c);
+    return out;
+  }
+  const bool leaf = d + 1 == grid_.dims.size();
+  std::vector<int> cell = prefix;
+  cell.push_back(0);
+  for (auto& [c, addrs] : *kids) {
+    if (c < 0 || c >= G) continue;
+    if (leaf) {
+      cell.back() = c;
+      const int64_t e = grid_.index(cell);
+      if (std::none_of(addrs.begin(), addrs.end(), [&](const std::string& a) { return !ctx_->bans.banned(a); })) continue;
+      servers_[e] = std::move(addrs);
+      seen_[e] = 1;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
 
 const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
+  if (!grid_.dims.empty()) {
+    // A grid is searched prefix by prefix (live_children) while the router routes.
+    servers_.assign(E_, {});
+    seen_.assign(E_, 0);
+    have_servers_ = true;
+    return nullptr;
+  }
   available_.assign(E_, 0);
   // The layer's live experts and their servers from its prefix records (one cached DHT lookup;
   // the forward then calls those servers), or per uid from a locator without prefix records.
@@ -105,15 +151,23 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   auto round = std::make_shared<Round>();
   std::vector<int> slot_of(E_, -1);  // expert -> index in round->ex
   // The servers found when the gate asked which experts are live, else a lookup now.
+  // On a grid, only the experts the beam search saw are known; the others are looked up.
   std::vector<std::vector<std::string>> where;
-  if (have_servers_) {
-    for (int e = 0; e < E_; ++e)
-      if (offsets[e + 1] > offsets[e]) where.push_back(servers_[e]);
-  } else {
-    std::vector<std::string> uids;
-    for (int e = 0; e < E_; ++e)
-      if (offsets[e + 1] > offsets[e]) uids.push_back(uid(e));
-    where = ctx_->locator->addresses(uids);
+  std::vector<std::string> uids;
+  std::vector<size_t> looked_up;  // their places in where
+  for (int e = 0; e < E_; ++e) {
+    if (offsets[e + 1] == offsets[e]) continue;
+    if (have_servers_ && (grid_.dims.empty() || seen_[e])) {
+      where.push_back(servers_[e]);
+    } else {
+      looked_up.push_back(where.size());
+      where.emplace_back();
+      uids.push_back(uid(e));
+    }
+  }
+  if (!uids.empty()) {
+    std::vector<std::vector<std::string>> found = ctx_->locator->addresses(uids);
+    for (size_t i = 0; i < looked_up.size(); ++i) where[looked_up[i]] = std::move(found.at(i));
   }
   have_servers_ = false;
   size_t next_uid = 0;

@@ -18,6 +18,7 @@
 
 #include "moe/expert_bank.h"
 #include "moe/expert_call_stats.h"
+#include "moe/expert_grid.h"
 #include "net/expert_client.h"
 
 namespace moe::net {
@@ -93,10 +94,13 @@ struct RemoteContext {
       : cfg(c), locator(std::move(l)), bans(c) {}
 };
 
-class RemoteExpertBank final : public ExpertBank {
+class RemoteExpertBank final : public ExpertBank, private GridLiveness {
  public:
-  // Expert e of this layer is the uid prefix + "." + e (prefix: "ffn.<layer>").
-  RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model);
+  // Expert e of this layer is the uid prefix + "." + e (prefix: "ffn.<layer>"); with a grid
+  // (dimensions whose product is n_experts), prefix + "." + its coordinates ("ffn.<layer>.i.j"),
+  // and the grid router finds live experts by asking for the live children of a few prefixes.
+  RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model,
+                   std::vector<int> grid = {});
 
   int n_experts() const override { return E_; }
   void observe_plan(const RoutingPlan& plan) override { plan_ = &plan; }
@@ -106,11 +110,17 @@ class RemoteExpertBank final : public ExpertBank {
   const std::vector<uint8_t>* failed_experts() const override { return &failed_; }
   // Experts with a live, unbanned server (the directory's cached view; nullptr when all are).
   const std::vector<uint8_t>* available_experts() override;
+  GridLiveness* grid_liveness() override { return grid_.dims.empty() ? nullptr : this; }
   void set_learning_rate(float lr) override { lr_ = lr; }
 
-  std::string uid(int e) const { return prefix_ + "." + std::to_string(e); }
+  std::string uid(int e) const;
 
  private:
+  // Live children of a grid prefix from its prefix records; an expert's servers, when all are
+  // banned, do not make it live. Remembers the experts' servers for the coming forward.
+  std::vector<int> live_children(const std::vector<int>& prefix) override;
+
+  GridShape grid_;
   std::shared_ptr<RemoteContext> ctx_;
   std::string prefix_;
   int E_, d_;
@@ -122,6 +132,7 @@ class RemoteExpertBank final : public ExpertBank {
   std::vector<uint8_t> available_;       // [E]
   std::vector<std::vector<std::string>> servers_;  // [E]: from the prefix lookup of this forward
   bool have_servers_ = false;
+  std::vector<uint8_t> seen_;            // [E]: grid: servers_[e] came from a children lookup
   std::vector<std::string> answered_by_; // [E]: the server whose forward was used
 };
 

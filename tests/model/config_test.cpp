@@ -74,6 +74,32 @@ TEST(ModelConfig, SwitchRouterDefaultsAndChecks) {
   EXPECT_NE(error_of(j).find("capacity factors"), std::string::npos);
 }
 
+TEST(ModelConfig, GridRouterKeysAndChecks) {
+  nlohmann::json j = base();
+  j["router"] = "grid";
+  EXPECT_NE(error_of(j).find("needs expert_grid"), std::string::npos);
+  j["expert_grid"] = {2, 2};
+  j["grid_beam_size"] = 3;
+  ModelConfig c = ModelConfig::from_json(j, "cfg.json");
+  EXPECT_EQ(c.expert_grid, (std::vector<int>{2, 2}));
+  EXPECT_EQ(c.grid_beam_size, 3);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json(), "x").to_json(), c.to_json());
+  j["expert_grid"] = {2, 3};
+  EXPECT_NE(error_of(j).find("product of the grid dimensions must equal the expert count"), std::string::npos);
+  j["expert_grid"] = {4, 0};
+  EXPECT_NE(error_of(j).find(">= 1"), std::string::npos);
+  j["expert_grid"] = {2, 2};
+  j["grid_beam_size"] = -1;
+  EXPECT_NE(error_of(j).find("grid_beam_size"), std::string::npos);
+  j = base();
+  j["expert_grid"] = {2, 2};
+  EXPECT_NE(error_of(j).find("only for router \"grid\""), std::string::npos);
+  j = base();
+  j["router"] = "magic";
+  EXPECT_NE(error_of(j).find("supported: topk_softmax, switch, noisy_topk, sigmoid_bias, expert_choice, grid"),
+            std::string::npos);
+}
+
 TEST(ModelConfig, DenseLayersInsideMixtral) {
   auto j = base();
   j["mlp_only_layers"] = {0};

@@ -112,6 +112,28 @@ TEST(DecoderLM, Qwen2MoeGradientsAndNames) {
   check_model_grads(true, false, "", 0, &c);
 }
 
+TEST(DecoderLM, GridRouterGradientsMatchFiniteDifferences) {
+  ModelConfig c = tiny(true);
+  c.router = "grid";
+  c.expert_grid = {2, 2};
+  c.router_z_loss_coef = 0;
+  check_model_grads(true, false, "grid", 0, &c);
+}
+
+TEST(DecoderLM, ParameterCountsMatchConfigForEveryRouter) {
+  for (const char* r : {"topk_softmax", "switch", "noisy_topk", "sigmoid_bias", "expert_choice", "grid"}) {
+    ModelConfig c = tiny(true);
+    c.router = r;
+    if (c.router == "switch") c.num_experts_per_tok = 1, c.norm_topk_prob = false;
+    if (c.router == "noisy_topk") c.num_experts_per_tok = 1;
+    if (c.router == "grid") c.expert_grid = {2, 2};
+    DecoderLM m(c);
+    int64_t n = 0;
+    for (Param* p : m.params()) n += p->w.numel();
+    EXPECT_EQ(n, c.total_params()) << r;
+  }
+}
+
 TEST(DecoderLM, ParameterCountsMatchConfig) {
   for (bool moe : {true, false}) {
     ModelConfig c = tiny(moe);

@@ -1,6 +1,7 @@
 // The remote expert bank against the local SwiGLU bank on servers that do not fail, and its fault
 // tolerance: servers that die, hang or answer slowly, all experts failing, k_min and the grace
-// period, hedging to a replica, a restart that reloads its experts, and malformed requests.
+// period, hedging to a replica, a restart that reloads its experts, malformed requests, and a grid
+// layer whose gate finds its live experts prefix by prefix.
 #include "net/remote_expert_bank.h"
 
 #include <grpcpp/generic/generic_stub.h>
@@ -23,6 +24,7 @@
 #include "io/safetensors.h"
 #include "moe/expert_bank_swiglu.h"
 #include "moe/moe_layer.h"
+#include "moe/router_grid.h"
 #include "moe/router_topk.h"
 #include "net/expert_server.h"
 #include "net/protocol.h"
@@ -511,6 +513,110 @@ TEST(BanList, RandomFailuresRarelyBanButAFailingServerIsBannedWithBackoff) {
   EXPECT_TRUE(bans.banned("b"));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_FALSE(bans.banned("b"));
+}
+
+// A fixed locator that also answers prefix questions, as the DHT's prefix records do.
+class GridLocator final : public ExpertLocator {
+ public:
+  using ExpertLocator::addresses;
+  std::map<std::string, std::vector<std::string>> where;
+  std::vector<std::string> asked;
+  std::vector<std::string> addresses(const std::string& uid) override {
+    auto it = where.find(uid);
+    return it == where.end() ? std::vector<std::string>{} : it->second;
+  }
+  std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string& prefix) override {
+    asked.push_back(prefix);
+    std::map<int, std::vector<std::string>> out;
+    for (const auto& [uid, addrs] : where) {
+      if (uid.rfind(prefix + ".", 0) != 0) continue;
+      const std::string rest = uid.substr(prefix.size() + 1);
+      const size_t dot = rest.find('.');
+      auto& v = out[std::stoi(rest.substr(0, dot))];
+      if (dot == std::string::npos) v = addrs;
+    }
+    return out;
+  }
+};
+
+struct MaskLive final : GridLiveness {
+  std::vector<uint8_t> live;  // [4] on a 2 x 2 grid
+  std::vector<int> live_children(const std::vector<int>& p) override {
+    std::vector<int> out;
+    for (int c = 0; c < 2; ++c)
+      if (p.empty() ? (live[2 * c] || live[2 * c + 1]) : bool(live[2 * p[0] + c])) out.push_back(c);
+    return out;
+  }
+};
+
+TEST(RemoteExpertBank, GridLayerRoutesToLiveExpertsAndMatchesTheLocalLayer) {
+  // Experts ffn.0.i.j of a 2 x 2 grid; (1, 1) has no server, (0, 1) only a dead one.
+  const std::string dir = temp_dir("grid");
+  auto cfg = server_config({"ffn.0.0.0", "ffn.0.1.0", "ffn.0.0.1"});
+  cfg.checkpoint_dir = dir;
+  ExpertServer server(cfg);
+  server.save();
+  auto local = std::make_unique<SwiGLUExpertBank>("local", SwiGLUBankConfig{.d_model = D, .d_ff = F, .n_experts = 4});
+  {
+    auto f = SafetensorsFile::open(dir + "/experts.safetensors");
+    for (int e = 0; e < 3; ++e) {
+      const std::string u = "ffn.0." + std::to_string(e / 2) + "." + std::to_string(e % 2);
+      f.read_into(u + ".w1", local->w1[e]->w.data(), local->w1[e]->w.numel());
+      f.read_into(u + ".w3", local->w3[e]->w.data(), local->w3[e]->w.numel());
+      f.read_into(u + ".w2", local->w2[e]->w.data(), local->w2[e]->w.numel());
+    }
+  }
+  auto loc = std::make_shared<GridLocator>();
+  loc->where = {{"ffn.0.0.0", {server.address()}}, {"ffn.0.1.0", {server.address()}}, {"ffn.0.0.1", {dead_address()}}};
+  RemoteCallConfig rc;
+  rc.ban_after = 1;
+  rc.ban_base_s = 60;
+  auto ctx = context(nullptr, rc);
+  ctx->locator = loc;
+  const GridRouterConfig gc{.d_model = D, .grid = GridShape{{2, 2}}, .k = 2};
+  auto make_router = [&] {
+    auto r = std::make_unique<GridRouter>("gate", gc);
+    Rng rng(17);
+    for (int64_t i = 0; i < r->gate.w.numel(); ++i) r->gate.w[i] = float(rng.normal());
+    r->set_training(true);
+    return r;
+  };
+  MoELayer remote(make_router(), std::make_unique<RemoteExpertBank>(ctx, "ffn.0", 4, D, std::vector<int>{2, 2}), D);
+  EXPECT_EQ(static_cast<RemoteExpertBank&>(remote.bank()).uid(3), "ffn.0.1.1");
+
+  const int n = 16;
+  auto x = randn(n * D, 21), dy = randn(n * D, 22);
+  std::vector<float> y(n * D), dx(n * D);
+  // First step: the dead server's expert is chosen where it scores, its call fails and it is banned.
+  remote.forward(y.data(), x.data(), n);
+  EXPECT_EQ(std::count(remote.plan().expert.begin(), remote.plan().expert.end(), 3), 0);
+  for (float v : y) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_TRUE(ctx->bans.banned(loc->where["ffn.0.0.1"][0]));
+  // From now on the gate sees only experts 0 and 2: the remote layer equals a local layer whose
+  // gate knows the same live set, forward and backward.
+  loc->asked.clear();
+  remote.forward(y.data(), x.data(), n);
+  std::sort(loc->asked.begin(), loc->asked.end());  // one question per prefix
+  EXPECT_EQ(loc->asked, (std::vector<std::string>{"ffn.0", "ffn.0.0", "ffn.0.1"}));
+  MaskLive live;
+  live.live = {1, 0, 1, 0};
+  auto lr = make_router();
+  lr->set_liveness(&live);
+  MoELayer ref(std::move(lr), std::move(local), D);
+  std::vector<float> y_ref(n * D), dx_ref(n * D);
+  ref.forward(y_ref.data(), x.data(), n);
+  EXPECT_EQ(remote.plan().expert, ref.plan().expert);
+  EXPECT_EQ(*remote.bank().failed_experts(), (std::vector<uint8_t>{0, 0, 0, 0}));
+  for (int i = 0; i < n * D; ++i) ASSERT_NEAR(y[i], y_ref[i], 1e-5f * (1 + std::fabs(y_ref[i])));
+  ParamList pr, pl;
+  remote.params(pr);
+  ref.params(pl);
+  for (Param* p : pr) p->zero_grad();
+  for (Param* p : pl) p->zero_grad();
+  remote.backward(dx.data(), dy.data());
+  ref.backward(dx_ref.data(), dy.data());
+  for (int i = 0; i < n * D; ++i) ASSERT_NEAR(dx[i], dx_ref[i], 1e-4f * (1 + std::fabs(dx_ref[i])));
+  for (int64_t i = 0; i < pr[0]->g.numel(); ++i) ASSERT_NEAR(pr[0]->g[i], pl[0]->g[i], 1e-4f * (1 + std::fabs(pl[0]->g[i])));
 }
 
 }  // namespace

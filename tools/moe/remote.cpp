@@ -23,7 +23,7 @@ std::pair<std::string, int> parse_host_port(const std::string& s, const std::str
 
 void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--remote-experts", a.bootstrap, "the MoE layers' experts live on expert servers: HOST:PORT of any DHT node of their swarm");
-  c->add_option("--remote-prefix", a.prefix, "uid prefix of the remote experts (expert i of MoE layer l is PREFIX.l.i)")->capture_default_str();
+  c->add_option("--remote-prefix", a.prefix, "uid prefix of the remote experts (expert i of MoE layer l is PREFIX.l.i; on a grid, PREFIX.l.i.j)")->capture_default_str();
   c->add_option("--dht-listen", a.dht_listen, "HOST:PORT of this client's own DHT node (port 0: any)")->capture_default_str();
   c->add_option("--k-min", a.calls.k_min, "answered experts a token waits for")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--forward-timeout", a.calls.forward_timeout_s, "deadline of a layer's forward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
@@ -50,8 +50,9 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   ctx_ = std::make_shared<net::RemoteContext>(a.calls, std::make_shared<net::DirectoryLocator>(*dir_));
   auto ctx = ctx_;
   const std::string prefix = a.prefix;
-  layout.remote_experts = [ctx, prefix](int layer, int n_experts, int d_model) -> std::unique_ptr<ExpertBank> {
-    return std::make_unique<net::RemoteExpertBank>(ctx, prefix + "." + std::to_string(layer), n_experts, d_model);
+  layout.remote_experts = [ctx, prefix](const dist::ParallelLayout::RemoteLayer& l) -> std::unique_ptr<ExpertBank> {
+    return std::make_unique<net::RemoteExpertBank>(ctx, prefix + "." + std::to_string(l.layer), l.n_experts, l.d_model,
+                                                   l.grid);
   };
 }
 
