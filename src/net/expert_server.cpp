@@ -16,6 +16,8 @@
 #include "expert.grpc.pb.h"
 #include "io/safetensors.h"
 #include "io/weight_store.h"
+#include "model/config.h"
+#include "moe/expert_grid.h"
 #include "moe/expert_bank_swiglu.h"
 #include "net/protocol.h"
 #include "net/quiet_logs.h"
@@ -48,20 +50,22 @@ struct HostedExpert {
   bool running = false;
 };
 
-// "PREFIX.l.i" -> (l, i); false when the uid has another form.
-bool layer_and_index(const std::string& uid, int& l, int& i) {
-  const size_t b = uid.rfind('.');
-  if (b == std::string::npos || b == 0) return false;
-  const size_t a = uid.rfind('.', b - 1);
-  if (a == std::string::npos) return false;
-  try {
-    size_t n1 = 0, n2 = 0;
-    l = std::stoi(uid.substr(a + 1, b - a - 1), &n1);
-    i = std::stoi(uid.substr(b + 1), &n2);
-    return n1 == b - a - 1 && n2 == uid.size() - b - 1;
-  } catch (const std::exception&) {
-    return false;
+// "PREFIX.l.c0[.c1...]" -> (l, [c0, c1, ...]); false when the uid has another form.
+bool layer_and_coords(const std::string& uid, int& l, std::vector<int>& coords) {
+  std::vector<int> v;
+  size_t a = uid.find('.');
+  if (a == std::string::npos || a == 0) return false;
+  while (a != std::string::npos) {
+    const size_t b = uid.find('.', a + 1);
+    const std::string part = uid.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos) return false;
+    v.push_back(std::stoi(part));
+    a = b;
   }
+  if (v.size() < 2) return false;
+  l = v[0];
+  coords.assign(v.begin() + 1, v.end());
+  return true;
 }
 
 uint64_t hash_uid(const std::string& s) {
@@ -306,7 +310,12 @@ ExpertServer::ExpertServer(const ExpertServerConfig& cfg) : cfg_(cfg), impl_(std
     if (!steps.is_object()) throw Error("[serve] " + path + ": metadata 'steps' is not a JSON object");
   }
   std::optional<WeightStore> init;
-  if (!cfg_.init_from.empty()) init = WeightStore::open(cfg_.init_from);
+  GridShape init_grid;  // the checkpoint's expert grid (grid router): uids PREFIX.l.i.j
+  if (!cfg_.init_from.empty()) {
+    init = WeightStore::open(cfg_.init_from);
+    if (fs::exists(cfg_.init_from + "/config.json"))
+      init_grid.dims = ModelConfig::load(cfg_.init_from + "/config.json").expert_grid;
+  }
 
   for (const std::string& uid : cfg_.uids) {
     if (impl_->experts.count(uid)) throw Error("[serve] expert '" + uid + "' listed twice");
@@ -326,9 +335,17 @@ ExpertServer::ExpertServer(const ExpertServerConfig& cfg) : cfg_(cfg), impl_(std
       e->opt->load_state([&](const std::string& name, Tensor& t) { saved->read_into(name, t.data(), t.numel()); }, n);
       reloaded_ = true;
     } else if (init) {
-      int l = 0, i = 0;
-      if (!layer_and_index(uid, l, i))
-        throw Error("[serve] --init-from needs uids PREFIX.layer.index, got '" + uid + "'");
+      int l = 0;
+      std::vector<int> c;
+      const size_t D = std::max<size_t>(1, init_grid.dims.size());
+      if (!layer_and_coords(uid, l, c) || c.size() != D)
+        throw Error("[serve] --init-from " + cfg_.init_from + " needs uids PREFIX.layer" +
+                    (D == 1 ? std::string(".index") : "." + std::to_string(D) + " grid coordinates") + ", got '" + uid + "'");
+      if (D > 1)
+        for (size_t q = 0; q < D; ++q)
+          if (c[q] >= init_grid.dims[q])
+            throw Error("[serve] --init-from: '" + uid + "' is outside the checkpoint's expert grid");
+      const int64_t i = D == 1 ? int64_t(c[0]) : init_grid.index(c);
       const std::string base = "model.layers." + std::to_string(l);
       const bool mixtral = init->has(base + ".block_sparse_moe.experts." + std::to_string(i) + ".w1.weight");
       const std::string p = base + (mixtral ? ".block_sparse_moe" : ".mlp") + ".experts." + std::to_string(i) + ".";
