@@ -13,6 +13,7 @@ struct ExpertCallSummary {
   int64_t below_k_min = 0;         // tokens left with fewer than k_min answered experts
   int64_t no_expert = 0;           // tokens none of whose experts answered (residual only)
   int64_t unavailable = 0;         // (layer, expert) pairs the gate routed around: no live server
+  int64_t invalid = 0;             // answers rejected by output validation (counted in failures too)
   double latency_p50_ms = 0, latency_p99_ms = 0;
 };
 
@@ -24,6 +25,10 @@ class ExpertCallStats {
     if (!ok) ++s_.failures;
     if (timeout) ++s_.timeouts;
     if (ok) lat_.push_back(latency_ms);
+  }
+  void invalid() {
+    std::lock_guard<std::mutex> lk(mu_);
+    ++s_.invalid;
   }
   void unavailable(int64_t experts) {
     std::lock_guard<std::mutex> lk(mu_);

@@ -105,6 +105,9 @@ ExpertClient::Server& ExpertClient::server(const std::string& address) {
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
     // Reconnect to a restarted server quickly instead of gRPC's default backoff of up to 2 min.
+    // Its own connection, not one shared with other clients of this process: a server tells its
+    // clients apart by connection (the gradient guard's per-client counts).
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     s = std::make_unique<Server>();

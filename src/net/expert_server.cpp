@@ -95,7 +95,22 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
   std::map<std::pair<std::string, uint64_t>, std::vector<float>> done_backward;
   std::deque<std::pair<std::string, uint64_t>> done_order;
 
-  explicit Impl(const ExpertServerConfig& c) : cfg(c), fault_rng(c.seed ^ 0x5eedf417ull) {}
+  GradientGuard guard;
+
+  explicit Impl(const ExpertServerConfig& c) : cfg(c), fault_rng(c.seed ^ 0x5eedf417ull), guard(c.guard) {}
+
+  // The lie of a server run with --attack (experiments only).
+  void lie(std::vector<float>& out) {
+    if (cfg.attack == "scale") {
+      for (float& v : out) v *= 100.0f;
+    } else if (cfg.attack == "nan") {
+      std::fill(out.begin(), out.end(), std::nanf(""));
+    } else if (cfg.attack == "random") {
+      std::lock_guard<std::mutex> lk(rng_mu);
+      std::normal_distribution<float> n(0.0f, 1.0f);
+      for (float& v : out) v = n(fault_rng);
+    }
+  }
 
   grpc::Status injected() {
     if (cfg.delay_ms > 0) std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(cfg.delay_ms));
@@ -215,20 +230,31 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
     return grpc::Status::OK;
   }
 
+  // client: who is calling (the gRPC peer), for the gradient guard's per-client counts.
   grpc::Status call(bool backward, uint32_t version, const std::string& uid, const pb::Matrix& input,
-                    const pb::Matrix* grad_output, float lr, pb::Matrix* out) {
+                    const pb::Matrix* grad_output, float lr, pb::Matrix* out, const std::string& client) {
     if (auto v = check_version(version); !v.empty()) return reject(grpc::StatusCode::FAILED_PRECONDITION, v);
+    if (cfg.guard_gradients)
+      if (auto r = guard.refused(client); !r.empty()) return reject(grpc::StatusCode::PERMISSION_DENIED, r);
     HostedExpert* e = find(uid);
     if (!e) return reject(grpc::StatusCode::NOT_FOUND, "no expert '" + uid.substr(0, 200) + "' on this server");
     if (auto m = check_matrix(input, cfg.d_model, cfg.max_rows, "input"); !m.empty())
       return reject(grpc::StatusCode::INVALID_ARGUMENT, m);
     if (grad_output) {
-      if (auto m = check_matrix(*grad_output, cfg.d_model, cfg.max_rows, "grad_output"); !m.empty())
+      if (auto m = check_matrix(*grad_output, cfg.d_model, cfg.max_rows, "grad_output"); !m.empty()) {
+        if (cfg.guard_gradients && m.find("non-finite") != std::string::npos) guard.reject(client);
         return reject(grpc::StatusCode::INVALID_ARGUMENT, m);
+      }
       if (grad_output->rows() != input.rows())
         return reject(grpc::StatusCode::INVALID_ARGUMENT, "grad_output has " + std::to_string(grad_output->rows()) +
                                                               " rows, input " + std::to_string(input.rows()));
       if (!(lr >= 0) || !std::isfinite(lr)) return reject(grpc::StatusCode::INVALID_ARGUMENT, "learning rate must be >= 0");
+      if (cfg.guard_gradients) {
+        std::vector<float> g(size_t(grad_output->rows()) * cfg.d_model);
+        from_matrix(g.data(), *grad_output);
+        if (auto r = guard.check(uid, client, rms(g.data(), g.size())); !r.empty())
+          return reject(grpc::StatusCode::INVALID_ARGUMENT, r);
+      }
     }
     if (grpc::Status s = injected(); !s.ok()) return s;
     Job job;
@@ -243,6 +269,7 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
       return grpc::Status(grpc::StatusCode::INTERNAL, ex.what());
     }
     if (job.out.empty()) return grpc::Status(grpc::StatusCode::INTERNAL, "the expert's batch failed");
+    if (!backward && !cfg.attack.empty()) lie(job.out);
     to_matrix(*out, job.out.data(), job.rows, cfg.d_model);
     std::lock_guard<std::mutex> lk(stats_mu);
     (backward ? st.backward_calls : st.forward_calls) += 1;
@@ -250,12 +277,12 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Forward(grpc::ServerContext*, const pb::ForwardRequest* req, pb::ForwardReply* rep) override {
+  grpc::Status Forward(grpc::ServerContext* ctx, const pb::ForwardRequest* req, pb::ForwardReply* rep) override {
     rep->set_version(kProtocolVersion);
-    return call(false, req->version(), req->uid(), req->input(), nullptr, 0, rep->mutable_output());
+    return call(false, req->version(), req->uid(), req->input(), nullptr, 0, rep->mutable_output(), ctx->peer());
   }
 
-  grpc::Status Backward(grpc::ServerContext*, const pb::BackwardRequest* req, pb::BackwardReply* rep) override {
+  grpc::Status Backward(grpc::ServerContext* ctx, const pb::BackwardRequest* req, pb::BackwardReply* rep) override {
     rep->set_version(kProtocolVersion);
     const auto key = std::make_pair(req->uid(), req->request_id());
     if (req->request_id() != 0) {
@@ -267,7 +294,7 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
       }
     }
     grpc::Status s = call(true, req->version(), req->uid(), req->input(), &req->grad_output(), req->lr(),
-                          rep->mutable_grad_input());
+                          rep->mutable_grad_input(), ctx->peer());
     if (s.ok() && req->request_id() != 0) {
       std::lock_guard<std::mutex> lk(done_mu);
       const std::string& b = rep->grad_input().data();
@@ -294,6 +321,10 @@ ExpertServer::ExpertServer(const ExpertServerConfig& cfg) : cfg_(cfg), impl_(std
   if (cfg_.uids.empty()) throw Error("[serve] no experts to host (--experts)");
   if (cfg_.d_model <= 0 || cfg_.d_ff <= 0) throw Error("[serve] --d-model and --d-ff must be positive");
   if (cfg_.fail_rate < 0 || cfg_.fail_rate > 1) throw Error("[serve] --fail-rate must be in [0, 1]");
+  if (!cfg_.attack.empty() && cfg_.attack != "scale" && cfg_.attack != "nan" && cfg_.attack != "random")
+    throw Error("[serve] --attack '" + cfg_.attack + "': expected scale, nan or random");
+  if (!(cfg_.guard.factor > 1) || !(cfg_.guard.max_rms > 0) || cfg_.guard.warmup < 1 || cfg_.guard.window < 1)
+    throw Error("[serve] gradient guard: the factor must be > 1, the cap > 0, warmup and window >= 1");
   if (cfg_.delay_ms < 0) throw Error("[serve] --delay-ms must be >= 0");
 
   std::optional<SafetensorsFile> saved;
@@ -393,8 +424,13 @@ std::string ExpertServer::address() const {
 double ExpertServer::load() const { return static_cast<double>(impl_->queued_rows.load()); }
 
 ExpertServerStats ExpertServer::stats() const {
-  std::lock_guard<std::mutex> lk(impl_->stats_mu);
-  return impl_->st;
+  ExpertServerStats s;
+  {
+    std::lock_guard<std::mutex> lk(impl_->stats_mu);
+    s = impl_->st;
+  }
+  s.gradients = impl_->guard.stats();
+  return s;
 }
 
 int64_t ExpertServer::steps(const std::string& uid) const {

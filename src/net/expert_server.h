@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "net/gradient_guard.h"
 #include "train/adamw.h"
 
 namespace moe::net {
@@ -34,6 +35,11 @@ struct ExpertServerConfig {
   // (UNAVAILABLE), and every answer waits delay_ms first.
   double fail_rate = 0;
   double delay_ms = 0;
+  // Testing aid for the attack experiments: a lying server's forward outputs: "scale" (x100),
+  // "nan", "random" (standard normal noise); "" is honest.
+  std::string attack;
+  bool guard_gradients = true;          // the poisoned-gradient defence (gradient_guard.h)
+  GradientGuardConfig guard;
 };
 
 struct ExpertServerStats {
@@ -42,6 +48,7 @@ struct ExpertServerStats {
   int64_t rejected = 0;                               // invalid requests
   int64_t injected_failures = 0;
   int64_t rows = 0;
+  GradientGuardStats gradients;                       // accepted / rejected / refused, per client
 };
 
 class ExpertServer {

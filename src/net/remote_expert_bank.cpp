@@ -1,6 +1,7 @@
 #include "net/remote_expert_bank.h"
 
 #include <algorithm>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <random>
@@ -215,6 +216,19 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     for (Round::Result& a : res) {
       Round::Expert& x = round->ex[a.i];
       --x.in_flight;
+      if (a.r.ok && c.validate_outputs) {
+        // A lie is not retried on the same server; a replica may still answer.
+        const double r = rms(a.r.out.data(), a.r.out.size());
+        const double ref = output_rms_.median();
+        const bool warm = int(output_rms_.size()) >= c.output_warmup;
+        if (warm && !(r <= c.output_factor * ref && r * c.output_factor >= ref)) {
+          ctx_->stats.call(false, false, a.r.latency_ms);
+          ctx_->stats.invalid();
+          ctx_->bans.failure(a.addr);
+          continue;
+        }
+        output_rms_.add(r);
+      }
       ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
       if (a.r.ok) {
         ctx_->bans.success(a.addr);
@@ -259,7 +273,6 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     for (size_t i = 0; i < round->ex.size(); ++i) {
       Round::Expert& x = round->ex[i];
       if (x.status != Status::Pending) continue;
-      any_pending = true;
       // Retry a transient failure on the same server, then the next replica; hedge a slow call.
       const bool again = x.in_flight == 0 && !x.retry_addr.empty() && !ctx_->bans.banned(x.retry_addr) &&
                          Clock::now() < deadline;
@@ -276,8 +289,10 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
         send(i, x.addrs[x.next++]);
         sent = true;
       } else if (x.in_flight == 0) {
-        x.status = Status::Failed;
+        x.status = Status::Failed;  // nothing left to try: no reason to wait for the deadline
+        continue;
       }
+      any_pending = true;
     }
     if (!any_pending) break;
     if (sent) continue;
@@ -337,6 +352,11 @@ void RemoteExpertBank::backward(float* dxs, const float* dys) {
     x.addrs = {answered_by_[e]};  // the weights that made the forward
     round->ex.push_back(std::move(x));
     request_id.push_back(ids() | 1);
+  }
+  if (!c.poison_gradients.empty()) {  // an attacker's gradients (experiments only)
+    poisoned_.assign(dys, dys + offsets_.back() * d);
+    for (float& v : poisoned_) v = c.poison_gradients == "nan" ? std::nanf("") : v * 1e6f;
+    dys = poisoned_.data();
   }
   const Clock::time_point deadline = Clock::now() + seconds(c.backward_timeout_s);
   std::vector<std::shared_ptr<PendingCall>> handles;

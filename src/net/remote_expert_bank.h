@@ -20,6 +20,7 @@
 #include "moe/expert_call_stats.h"
 #include "moe/expert_grid.h"
 #include "net/expert_client.h"
+#include "net/scale_window.h"
 
 namespace moe::net {
 
@@ -60,6 +61,17 @@ struct RemoteCallConfig {
   int ban_after = 5;
   double ban_base_s = 1;
   double ban_max_s = 60;
+  // Output validation: an answer whose RMS is more than output_factor times above or below the
+  // median RMS of the layer's recently accepted answers (all its experts; trusted once
+  // output_warmup were accepted) is a failed call, charged to its server. The layer's median, not
+  // each expert's own history: a server that lies from its first answer has no honest history, and
+  // the median holds while fewer than half of the answers lie. NaN/Inf replies always fail.
+  bool validate_outputs = true;
+  double output_factor = 10;
+  int output_warmup = 8;
+  // Testing aid for the attack experiments: a poisoning client's gradients to the experts,
+  // "scale" (x1e6) or "nan"; "" is honest.
+  std::string poison_gradients;
 };
 
 // Servers that failed recently, shared by every layer of a client.
@@ -134,6 +146,8 @@ class RemoteExpertBank final : public ExpertBank, private GridLiveness {
   bool have_servers_ = false;
   std::vector<uint8_t> seen_;            // [E]: grid: servers_[e] came from a children lookup
   std::vector<std::string> answered_by_; // [E]: the server whose forward was used
+  ScaleWindow output_rms_{64};           // RMS of recently accepted answers (output validation)
+  std::vector<float> poisoned_;          // poison_gradients: the gradients actually sent
 };
 
 }  // namespace moe::net

@@ -619,5 +619,99 @@ TEST(RemoteExpertBank, GridLayerRoutesToLiveExpertsAndMatchesTheLocalLayer) {
   for (int64_t i = 0; i < pr[0]->g.numel(); ++i) ASSERT_NEAR(pr[0]->g[i], pl[0]->g[i], 1e-4f * (1 + std::fabs(pl[0]->g[i])));
 }
 
+// Two of eight experts on a lying server: after the first answers set the layer's typical output
+// size, its answers fail validation (NaN replies fail at once), it is banned within a few steps,
+// and the honest experts' answers are untouched.
+TEST(RemoteExpertBank, LyingServerIsCaughtAndBanned) {
+  for (const char* mode : {"scale", "nan", "random"}) {
+    SCOPED_TRACE(mode);
+    auto hc = server_config({"ffn.0.0", "ffn.0.1", "ffn.0.2", "ffn.0.3", "ffn.0.4", "ffn.0.5"});
+    hc.init_std = 0.02f;  // an expert's outputs then are far below N(0, 1) noise, as in a trained LM
+    auto lc = server_config({"ffn.0.6", "ffn.0.7"});
+    lc.init_std = 0.02f;
+    lc.attack = mode;
+    ExpertServer honest(hc), liar(lc);
+    auto loc = std::make_shared<FixedLocator>();
+    for (auto& u : hc.uids) loc->where[u] = {honest.address()};
+    for (auto& u : lc.uids) loc->where[u] = {liar.address()};
+    RemoteCallConfig rc;
+    rc.ban_base_s = 60;
+    auto ctx = context(loc, rc);
+    RemoteExpertBank bank(ctx, "ffn.0", 8, D);
+    std::vector<int64_t> off;
+    for (int e = 0; e <= 8; ++e) off.push_back(3 * e);
+    auto xs = randn(24 * D, 9);
+    std::vector<float> ys(24 * D);
+    int step = 0;
+    for (; step < 10 && !ctx->bans.banned(liar.address()); ++step) {
+      bank.forward(ys.data(), xs.data(), off);
+      for (float v : ys) ASSERT_TRUE(std::isfinite(v));
+      for (int e = 0; e < 6; ++e) EXPECT_EQ((*bank.failed_experts())[e], 0) << e;
+      if (step > 0 || std::string(mode) == "nan") {
+        EXPECT_EQ((*bank.failed_experts())[6], 1);
+        for (int64_t i = 18 * D; i < 24 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
+      }
+    }
+    EXPECT_TRUE(ctx->bans.banned(liar.address()));
+    EXPECT_LE(step, 4);  // 2 lies per step, banned at the 5th
+    EXPECT_FALSE(ctx->bans.banned(honest.address()));
+    if (std::string(mode) != "nan") {
+      EXPECT_GE(ctx->stats.take().invalid, 4);
+    }
+  }
+}
+
+// A client sending gradients x1e6 or NaN: the server applies none of them, counts them against that
+// client, refuses it after repeated rejections, and keeps serving an honest client.
+TEST(ExpertServer, PoisonedGradientsAreRejectedAndTheClientRefused) {
+  auto cfg = server_config({"ffn.0.0"});
+  cfg.guard.warmup = 4;
+  cfg.guard.refuse_s = 60;
+  ExpertServer server(cfg);
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where["ffn.0.0"] = {server.address()};
+  RemoteCallConfig honest_cfg;
+  honest_cfg.ban_base_s = 60;
+  auto honest = context(loc, honest_cfg);
+  const std::vector<int64_t> off = {0, 6};
+  auto xs = randn(6 * D, 3);
+  std::vector<float> dys = randn(6 * D, 4), ys(6 * D), dx(6 * D);
+  for (float& v : dys) v *= 1e-3f;  // the size of an LM's dL/dy
+  RemoteExpertBank hb(honest, "ffn.0", 1, D);
+  hb.set_learning_rate(1e-3f);
+  for (int i = 0; i < 5; ++i) {
+    hb.forward(ys.data(), xs.data(), off);
+    hb.backward(dx.data(), dys.data());
+  }
+  EXPECT_EQ(server.steps("ffn.0.0"), 5);
+  for (const char* mode : {"scale", "nan"}) {
+    SCOPED_TRACE(mode);
+    const int64_t steps0 = server.steps("ffn.0.0");
+    RemoteCallConfig pc;
+    pc.poison_gradients = mode;
+    auto poisoner = context(loc, pc);  // its own channel: another client to the server
+    RemoteExpertBank pb(poisoner, "ffn.0", 1, D);
+    pb.set_learning_rate(1e-3f);
+    const int64_t rejected0 = server.stats().gradients.rejected;
+    for (int i = 0; i < 4; ++i) {
+      pb.forward(ys.data(), xs.data(), off);
+      pb.backward(dx.data(), dys.data());
+      for (float v : dx) ASSERT_EQ(v, 0.0f);  // rejected: no input gradient comes back
+    }
+    EXPECT_EQ(server.steps("ffn.0.0"), steps0);  // no poisoned step
+    EXPECT_GE(server.stats().gradients.rejected - rejected0, 5);  // with the same-server retries
+    // Refused now, even its forward calls; the honest client is still served and still steps.
+    pb.forward(ys.data(), xs.data(), off);
+    EXPECT_EQ((*pb.failed_experts())[0], 1);
+    hb.forward(ys.data(), xs.data(), off);
+    EXPECT_EQ((*hb.failed_experts())[0], 0);
+    hb.backward(dx.data(), dys.data());
+  }
+  EXPECT_EQ(server.steps("ffn.0.0"), 7);
+  const auto st = server.stats().gradients;
+  EXPECT_GT(st.refused_calls, 0);
+  EXPECT_EQ(st.rejected_by_client.size(), 2u);  // the two poisoners, never the honest client
+}
+
 }  // namespace
 }  // namespace moe::net

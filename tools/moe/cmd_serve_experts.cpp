@@ -33,6 +33,9 @@ struct ServeArgs {
   uint64_t seed = 0;
   double announce_every = 30, save_every = 300;
   double fail_rate = 0, delay_ms = 0;
+  std::string attack;
+  bool no_gradient_guard = false;
+  double grad_factor = 10, grad_max_rms = 10;
 };
 
 int run_serve(const ServeArgs& a) {
@@ -50,6 +53,10 @@ int run_serve(const ServeArgs& a) {
   sc.seed = a.seed;
   sc.fail_rate = a.fail_rate;
   sc.delay_ms = a.delay_ms;
+  sc.attack = a.attack;
+  sc.guard_gradients = !a.no_gradient_guard;
+  sc.guard.factor = a.grad_factor;
+  sc.guard.max_rms = a.grad_max_rms;
 
   net::DhtConfig dc;
   const auto [host, port] = parse_host_port(a.dht_listen.empty() ? a.listen.substr(0, a.listen.rfind(':')) + ":0" : a.dht_listen,
@@ -106,9 +113,11 @@ int run_serve(const ServeArgs& a) {
   server.shutdown();
   server.save();
   const auto st = server.stats();
-  std::printf("stopped: %lld forward and %lld backward calls in %lld + %lld batches, %lld rejected%s\n",
+  std::printf("stopped: %lld forward and %lld backward calls in %lld + %lld batches, %lld rejected "
+              "(%lld gradients rejected, %lld calls of refused clients)%s\n",
               (long long)st.forward_calls, (long long)st.backward_calls, (long long)st.forward_batches,
-              (long long)st.backward_batches, (long long)st.rejected,
+              (long long)st.backward_batches, (long long)st.rejected, (long long)st.gradients.rejected,
+              (long long)st.gradients.refused_calls,
               a.checkpoint.empty() ? "" : ("; experts saved in " + a.checkpoint).c_str());
   return 0;
 }
@@ -133,6 +142,11 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--save-every", a->save_every, "seconds between saves (0: only on exit)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--fail-rate", a->fail_rate, "testing aid: fail this fraction of calls at random")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c->add_option("--delay-ms", a->delay_ms, "testing aid: answer every call this many ms late")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--attack", a->attack, "testing aid: lie in every forward answer (scale: x100, nan, random)")
+      ->check(CLI::IsMember({"scale", "nan", "random"}));
+  c->add_option("--grad-factor", a->grad_factor, "reject a client gradient whose RMS exceeds this times the expert's recent median")->capture_default_str();
+  c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
+  c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");
   return [a] { return run_serve(*a); };
 }
 

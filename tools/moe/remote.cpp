@@ -31,10 +31,16 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--grace", a.calls.grace_s, "extra wait once every token has k_min answers (s)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--lookup-timeout", a.lookup_timeout_s, "longest wait for a DHT lookup inside a step (s): dead DHT nodes make searches slow")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--output-factor", a.calls.output_factor, "an expert answer whose RMS is this many times off the layer's recent median is a failed call")->capture_default_str()->check(CLI::Range(1.0001, 1e30));
+  c->add_flag("--no-output-validation", a.no_output_validation, "accept every finite expert answer (to measure what validation costs)");
+  c->add_option("--poison-gradients", a.calls.poison_gradients, "testing aid: act as a poisoning client, sending the experts gradients x1e6 (scale) or NaN (nan)")
+      ->check(CLI::IsMember({"scale", "nan"}));
 }
 
 RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   if (layout.world.size() > 1) throw Error("[cli] --remote-experts does not combine with mpirun");
+  net::RemoteCallConfig calls = a.calls;
+  calls.validate_outputs = !a.no_output_validation;
   if (a.prefix.empty() || a.prefix.find('.') != std::string::npos)
     throw Error("[cli] --remote-prefix '" + a.prefix + "': a non-empty name without dots");
   parse_host_port(a.bootstrap, "--remote-experts");
@@ -47,7 +53,7 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   net::ExpertDirectoryConfig dirc;
   dirc.timeout_s = a.lookup_timeout_s;
   dir_ = std::make_unique<net::ExpertDirectory>(*node_, dirc);
-  ctx_ = std::make_shared<net::RemoteContext>(a.calls, std::make_shared<net::DirectoryLocator>(*dir_));
+  ctx_ = std::make_shared<net::RemoteContext>(calls, std::make_shared<net::DirectoryLocator>(*dir_));
   auto ctx = ctx_;
   const std::string prefix = a.prefix;
   layout.remote_experts = [ctx, prefix](const dist::ParallelLayout::RemoteLayer& l) -> std::unique_ptr<ExpertBank> {
@@ -59,17 +65,18 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
 nlohmann::json RemoteSwarm::take_step_metrics() {
   const ExpertCallSummary s = ctx_->stats.take();
   return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
-          {"remote_timeouts", s.timeouts},  {"remote_below_k_min", s.below_k_min},
+          {"remote_timeouts", s.timeouts},  {"remote_invalid", s.invalid},  {"remote_below_k_min", s.below_k_min},
           {"remote_no_expert", s.no_expert}, {"remote_unavailable", s.unavailable},
           {"remote_latency_p50_ms", s.latency_p50_ms},
           {"remote_latency_p99_ms", s.latency_p99_ms}};
 }
 
 std::string RemoteSwarm::summary(const nlohmann::json& m) const {
-  char b[200];
-  std::snprintf(b, sizeof b, "calls %lld, failed %lld (%lld timeouts), experts unreachable %lld, below k_min %lld, p50 %.1f ms, p99 %.1f ms",
+  char b[240];
+  std::snprintf(b, sizeof b, "calls %lld, failed %lld (%lld timeouts, %lld invalid answers), experts unreachable %lld, below k_min %lld, p50 %.1f ms, p99 %.1f ms",
                 (long long)m.value("remote_calls", 0), (long long)m.value("remote_failures", 0),
-                (long long)m.value("remote_timeouts", 0), (long long)m.value("remote_unavailable", 0),
+                (long long)m.value("remote_timeouts", 0), (long long)m.value("remote_invalid", 0),
+                (long long)m.value("remote_unavailable", 0),
                 (long long)m.value("remote_below_k_min", 0),
                 m.value("remote_latency_p50_ms", 0.0), m.value("remote_latency_p99_ms", 0.0));
   return b;

@@ -22,6 +22,7 @@ struct RemoteArgs {
   std::string dht_listen = "127.0.0.1:0";
   net::RemoteCallConfig calls;
   double lookup_timeout_s = 1;  // a DHT lookup waits at most this long inside a step
+  bool no_output_validation = false;
 };
 
 void add_remote_options(CLI::App* c, RemoteArgs& a);
