@@ -62,6 +62,14 @@ void BanList::failure(const std::string& address) {
   e.until = Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.bans - 1))));
 }
 
+int BanList::banned_now() {
+  std::lock_guard<std::mutex> lk(mu_);
+  const auto now = Clock::now();
+  int n = 0;
+  for (const auto& [a, e] : entries_) n += now < e.until;
+  return n;
+}
+
 void BanList::success(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
   entries_.erase(address);

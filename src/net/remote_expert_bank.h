@@ -81,6 +81,7 @@ class BanList {
   bool banned(const std::string& address);
   void failure(const std::string& address);
   void success(const std::string& address);
+  int banned_now();  // servers banned at this moment
 
  private:
   struct Entry {

@@ -65,7 +65,8 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
 nlohmann::json RemoteSwarm::take_step_metrics() {
   const ExpertCallSummary s = ctx_->stats.take();
   return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
-          {"remote_timeouts", s.timeouts},  {"remote_invalid", s.invalid},  {"remote_below_k_min", s.below_k_min},
+          {"remote_timeouts", s.timeouts},  {"remote_invalid", s.invalid},
+          {"remote_banned_servers", ctx_->bans.banned_now()},  {"remote_below_k_min", s.below_k_min},
           {"remote_no_expert", s.no_expert}, {"remote_unavailable", s.unavailable},
           {"remote_latency_p50_ms", s.latency_p50_ms},
           {"remote_latency_p99_ms", s.latency_p99_ms}};
