@@ -26,9 +26,11 @@ class ExpertCallStats {
     if (timeout) ++s_.timeouts;
     if (ok) lat_.push_back(latency_ms);
   }
-  void invalid() {
+  // An answer that failed validation; was_counted_ok: it was first counted a successful call.
+  void invalid(bool was_counted_ok = false) {
     std::lock_guard<std::mutex> lk(mu_);
     ++s_.invalid;
+    if (was_counted_ok) ++s_.failures;
   }
   void unavailable(int64_t experts) {
     std::lock_guard<std::mutex> lk(mu_);

@@ -23,6 +23,8 @@
 #include <utility>
 
 #include "core/error.h"
+#include "net/identity.h"
+#include "net/record_signature.h"
 
 namespace moe::net {
 namespace {
@@ -152,14 +154,33 @@ struct Op {
   std::vector<std::shared_ptr<dht::Value>> values;  // get: what arrived so far
 };
 
-std::optional<ExpertRecord> parse_expert_value(const dht::Value& v, int64_t now_ms) {
+struct ReadCounts {
+  std::atomic<int64_t> expired{0}, forged{0};
+};
+
+// The record's signer ("" unsigned); false for a forged signature (counted).
+bool signer_of(const Json& j, std::string& key, ReadCounts& counts) {
+  key.clear();
+  const SignatureCheck s = check_record_signature(j, key);
+  if (s == SignatureCheck::Forged) {
+    ++counts.forged;
+    return false;
+  }
+  return true;
+}
+
+std::optional<ExpertRecord> parse_expert_value(const dht::Value& v, int64_t now_ms, ReadCounts& counts) {
   if (v.type != kRecordType) return std::nullopt;
   const auto j = Json::parse(value_text(v), nullptr, /*allow_exceptions=*/false);
   if (!j.is_object() || !j.contains("uid") || !j.contains("addr") || !j.contains("exp")) return std::nullopt;
   try {
     ExpertRecord r{j.at("uid").get<std::string>(), j.at("addr").get<std::string>(),
-                   j.value("load", 0.0), j.at("exp").get<int64_t>()};
-    if (r.expires_ms <= now_ms) return std::nullopt;
+                   j.value("load", 0.0), j.at("exp").get<int64_t>(), "", j.value("pow", uint64_t{0})};
+    if (r.expires_ms <= now_ms) {
+      ++counts.expired;
+      return std::nullopt;
+    }
+    if (!signer_of(j, r.key, counts)) return std::nullopt;
     return r;
   } catch (const Json::exception&) {
     return std::nullopt;  // a foreign or malformed value: not ours to report
@@ -196,6 +217,7 @@ struct DhtNode::Impl {
   dht::DhtRunner runner;
   int port = 0;
   std::atomic<int64_t> puts{0}, put_failures{0}, gets{0}, get_failures{0};
+  ReadCounts counts;
 
   ~Impl() {
     // Graceful leave, bounded; then join the runner's threads (no callback runs after join).
@@ -330,12 +352,25 @@ DhtNode::DhtNode(const DhtConfig& cfg) : impl_(std::make_unique<Impl>()) {
   im.runner.run(rc, std::move(ctx));
   im.port = im.runner.getBoundPort(AF_INET);
 
-  // Records are unsigned, so any node may replace a value (same id) it did not write: the default
-  // policy refuses edits, which would make re-announcing impossible.
+  // What a storing node keeps: no OpenDHT-signed value of our type (see record_signature.h), no
+  // record whose own signature does not check; a signed record may be replaced (same value id, a
+  // re-announcement) only by a record signed with the same key; unsigned ones by anyone.
+  auto body_key = [](const dht::Value& v, std::string& key) {
+    const auto j = Json::parse(value_text(v), nullptr, /*allow_exceptions=*/false);
+    return check_record_signature(j, key) != SignatureCheck::Forged;
+  };
   im.runner.registerType(dht::ValueType(
-      kRecordType, "moe.record", kStorageLife, dht::ValueType::DEFAULT_STORE_POLICY,
-      [](dht::InfoHash, const std::shared_ptr<dht::Value>&, std::shared_ptr<dht::Value>&, const dht::InfoHash&,
-         const dht::SockAddr&) { return true; }));
+      kRecordType, "moe.record", kStorageLife,
+      [body_key](dht::InfoHash h, std::shared_ptr<dht::Value>& v, const dht::InfoHash& from, const dht::SockAddr& a) {
+        std::string key;
+        return !v->isSigned() && body_key(*v, key) && dht::ValueType::DEFAULT_STORE_POLICY(h, v, from, a);
+      },
+      [body_key](dht::InfoHash, const std::shared_ptr<dht::Value>& old, std::shared_ptr<dht::Value>& v,
+                 const dht::InfoHash&, const dht::SockAddr&) {
+        std::string old_key, new_key;
+        if (v->isSigned() || !body_key(*v, new_key)) return false;
+        return !body_key(*old, old_key) || old_key.empty() || old_key == new_key;
+      }));
 
   if (boot.empty()) return;
   for (const auto& [host, port] : boot) im.runner.bootstrap(host, port);  // retried while disconnected
@@ -385,8 +420,9 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
     const auto& rec = records[r];
     if (rec.uid.empty() || rec.address.empty())
       throw Error("[net] announce: a record needs a uid and an address (got uid '" + rec.uid + "')");
-    add(kExpertKey + rec.uid, value_id(rec.address, "e:" + rec.uid),
-        Json{{"uid", rec.uid}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}}, r);
+    Json body{{"uid", rec.uid}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
+    if (impl_->cfg.identity) body["pow"] = impl_->cfg.identity->pow_nonce();
+    add(kExpertKey + rec.uid, value_id(rec.address, "e:" + rec.uid), body, r);  // signed below
     // Prefix records for "a.b", "a.b.c", ... (at least two components) naming a numeric next one.
     const auto comps = split_dots(rec.uid);
     std::string prefix = comps[0];
@@ -396,8 +432,9 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
       if (!parse_int(comps[k + 1], coord)) continue;
       const bool expert = k + 2 == comps.size();
       const std::string kind = expert ? "expert" : "prefix";
-      add(kPrefixKey + prefix, value_id(rec.address, kind + ":" + prefix + "." + comps[k + 1]),
-          Json{{"c", coord}, {"kind", kind}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}}, r);
+      Json pbody{{"c", coord}, {"kind", kind}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
+      if (impl_->cfg.identity) pbody["pow"] = impl_->cfg.identity->pow_nonce();
+      add(kPrefixKey + prefix, value_id(rec.address, kind + ":" + prefix + "." + comps[k + 1]), pbody, r);
     }
   }
 
@@ -405,7 +442,8 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
   const auto life = std::chrono::duration_cast<dht::duration>(std::chrono::duration<double>(ttl_s)) + kStorageSlack;
   const auto created = life < kStorageLife ? dht::clock::now() - (kStorageLife - life) : dht::clock::now();
   std::vector<std::pair<dht::InfoHash, std::shared_ptr<Op>>> ops;
-  for (const auto& p : puts) {
+  for (auto& p : puts) {
+    if (impl_->cfg.identity) sign_record(p.body, *impl_->cfg.identity);
     const std::string text = p.body.dump();
     auto op = std::make_shared<Op>();
     op->is_get = false;
@@ -439,7 +477,8 @@ std::vector<std::vector<ExpertRecord>> DhtNode::get(const std::vector<std::strin
   for (size_t i = 0; i < uids.size(); ++i) {
     std::vector<ExpertRecord> recs;
     for (const auto& v : values[i])
-      if (auto r = parse_expert_value(*v, now); r && r->uid == uids[i]) recs.push_back(std::move(*r));
+      if (auto r = parse_expert_value(*v, now, impl_->counts); r && r->uid == uids[i])
+        if (!impl_->cfg.accept || impl_->cfg.accept(*r, true)) recs.push_back(std::move(*r));
     out[i] = dedup_sorted(std::move(recs));
   }
   return out;
@@ -456,10 +495,18 @@ std::map<int, std::vector<ExpertRecord>> DhtNode::children(const std::string& pr
       if (!j.is_object()) continue;
       const int64_t exp = j.at("exp").get<int64_t>();
       const int c = j.at("c").get<int>();
-      if (exp <= now || c < 0) continue;
+      if (c < 0) continue;
+      if (exp <= now) {
+        ++impl_->counts.expired;
+        continue;
+      }
+      ExpertRecord r{prefix + "." + std::to_string(c), j.at("addr").get<std::string>(), j.value("load", 0.0), exp,
+                     "", j.value("pow", uint64_t{0})};
+      if (!signer_of(j, r.key, impl_->counts)) continue;
+      const bool expert = j.at("kind").get<std::string>() == "expert";
+      if (impl_->cfg.accept && !impl_->cfg.accept(r, expert)) continue;
       auto& recs = out[c];
-      if (j.at("kind").get<std::string>() == "expert")
-        recs.push_back({prefix + "." + std::to_string(c), j.at("addr").get<std::string>(), j.value("load", 0.0), exp});
+      if (expert) recs.push_back(std::move(r));
     } catch (const Json::exception&) {
       continue;  // malformed: skip
     }
@@ -476,6 +523,8 @@ DhtStats DhtNode::stats() const {
   s.get_failures = impl_->get_failures;
   s.rx_bytes = impl_->traffic->rx;
   s.tx_bytes = impl_->traffic->tx;
+  s.expired = impl_->counts.expired;
+  s.forged = impl_->counts.forged;
   return s;
 }
 

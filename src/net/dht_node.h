@@ -6,6 +6,7 @@
 // experts under a prefix without listing the whole grid. Records carry their own expiry; readers
 // drop expired ones (the DHT's storage expiry only collects garbage).
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,19 +20,33 @@ struct ExpertRecord {
   std::string address;     // "host:port" of the gRPC server hosting it
   double load = 0;         // the server's queued rows when it announced
   int64_t expires_ms = 0;  // unix time in ms after which the record is dead
+  // Filled on reading: the key that signed the record (hex id; "" unsigned; a record whose
+  // signature does not check is dropped, see record_signature.h) and the signer's proof of work.
+  std::string key{};
+  uint64_t pow = 0;
 };
+
+class NodeIdentity;
 
 struct DhtConfig {
   std::string host = "127.0.0.1";        // address the node's UDP socket binds to
   int port = 0;                          // 0: any free port
   std::vector<std::string> bootstrap;    // "host:port" of nodes already in the network
   double bootstrap_timeout_s = 10;       // no answer from any bootstrap node: moe::Error
+  // Signs what this node announces (record_signature.h), with its proof of work in every record;
+  // nullptr: unsigned records (readers that require signatures ignore them).
+  std::shared_ptr<const NodeIdentity> identity;
+  // Which records this node's readers see (the client's trust policy, record_trust.h): called with
+  // each live record read, expert = false for a prefix record (uid: the child prefix); empty: all.
+  std::function<bool(const ExpertRecord&, bool expert)> accept;
 };
 
 struct DhtStats {
   int64_t puts = 0, put_failures = 0;
   int64_t gets = 0, get_failures = 0;
   int64_t rx_bytes = 0, tx_bytes = 0;    // the node's UDP payload bytes (all DHT traffic)
+  int64_t expired = 0;                   // records read past their own expiry (dead or replayed)
+  int64_t forged = 0;                    // records read whose signature does not check
 };
 
 // One node of the DHT (its own threads; all methods thread-safe). Logging is off; nodes use a

@@ -16,7 +16,10 @@
 namespace moe::net {
 
 struct GradientGuardConfig {
-  double factor = 10;      // accepted: rms <= factor * median of the expert's recent gradients
+  // accepted: rms <= factor * median of the expert's recent gradients. 10 rejected honest
+  // gradients early in training (they grow tenfold within a few steps) and, five in a row, got an
+  // honest client refused; poison of x1e6 is caught by any factor far below that.
+  double factor = 100;
   int warmup = 8;          // accepted gradients before the median is trusted
   double max_rms = 10;     // absolute cap: an LM's dL/dy is ~1e-3 per element, x1e6 poison far above
   int window = 64;

@@ -61,14 +61,14 @@ struct RemoteCallConfig {
   int ban_after = 5;
   double ban_base_s = 1;
   double ban_max_s = 60;
-  // Output validation: an answer whose RMS is more than output_factor times above or below the
-  // median RMS of the layer's recently accepted answers (all its experts; trusted once
-  // output_warmup were accepted) is a failed call, charged to its server. The layer's median, not
-  // each expert's own history: a server that lies from its first answer has no honest history, and
-  // the median holds while fewer than half of the answers lie. NaN/Inf replies always fail.
+  // Output validation: an answer whose RMS is more than output_factor times that expert's recent
+  // accepted answers (once output_warmup were accepted) is a failed call, charged to its server.
+  // An expert without that history (a server that lies from its first answer never gets one) is
+  // judged against the layer's typical expert, or the median of its round: robust while fewer
+  // than half of the answers lie. NaN/Inf replies always fail.
   bool validate_outputs = true;
   double output_factor = 10;
-  int output_warmup = 8;
+  int output_warmup = 3;
   // Testing aid for the attack experiments: a poisoning client's gradients to the experts,
   // "scale" (x1e6) or "nan"; "" is honest.
   std::string poison_gradients;
@@ -147,7 +147,7 @@ class RemoteExpertBank final : public ExpertBank, private GridLiveness {
   bool have_servers_ = false;
   std::vector<uint8_t> seen_;            // [E]: grid: servers_[e] came from a children lookup
   std::vector<std::string> answered_by_; // [E]: the server whose forward was used
-  ScaleWindow output_rms_{64};           // RMS of recently accepted answers (output validation)
+  std::vector<ScaleWindow> output_rms_;  // [E]: RMS of each expert's recently accepted answers
   std::vector<float> poisoned_;          // poison_gradients: the gradients actually sent
 };
 

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/threading.h"
 #include "net/dht_node.h"
+#include "net/identity.h"
 #include "net/expert_server.h"
 #include "remote.h"
 
@@ -35,7 +36,9 @@ struct ServeArgs {
   double fail_rate = 0, delay_ms = 0;
   std::string attack;
   bool no_gradient_guard = false;
-  double grad_factor = 10, grad_max_rms = 10;
+  std::string identity;  // default: <checkpoint>/identity, or a fresh in-memory one
+  int pow_bits = 16;
+  double grad_factor = 100, grad_max_rms = 10;
 };
 
 int run_serve(const ServeArgs& a) {
@@ -65,6 +68,11 @@ int run_serve(const ServeArgs& a) {
   dc.port = port;
   dc.bootstrap = a.bootstrap;
   for (const std::string& b : a.bootstrap) parse_host_port(b, "--bootstrap");
+  // Every record is signed: with a kept identity a restarted server is the same key, which the
+  // clients that pinned its experts accept again.
+  const std::string id_path = !a.identity.empty() ? a.identity : a.checkpoint.empty() ? "" : a.checkpoint + "/identity";
+  dc.identity = std::make_shared<const net::NodeIdentity>(
+      id_path.empty() ? net::NodeIdentity::ephemeral(a.pow_bits) : net::NodeIdentity::load_or_create(id_path, a.pow_bits));
 
   // Clients reach the server at the address its records carry: a wildcard --listen is announced
   // with the DHT node's host.
@@ -84,10 +92,10 @@ int run_serve(const ServeArgs& a) {
     return node.announce(recs, 2 * T);
   };
   int stored = announce();
-  std::printf("serving %zu experts (%s .. %s) at %s, %s; DHT node %s%s\n", sc.uids.size(), sc.uids.front().c_str(),
+  std::printf("serving %zu experts (%s .. %s) at %s, %s; DHT node %s%s; key %s\n", sc.uids.size(), sc.uids.front().c_str(),
               sc.uids.back().c_str(), server.address().c_str(),
               (server.reloaded() ? "reloaded from " + a.checkpoint : std::string("fresh weights")).c_str(),
-              node.address().c_str(), stored == 0 ? " (announce failed; retrying)" : "");
+              node.address().c_str(), stored == 0 ? " (announce failed; retrying)" : "", dc.identity->key_id().c_str());
   std::fflush(stdout);
 
   std::signal(SIGINT, on_stop);
@@ -147,6 +155,8 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--grad-factor", a->grad_factor, "reject a client gradient whose RMS exceeds this times the expert's recent median")->capture_default_str();
   c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
   c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");
+  c->add_option("--identity", a->identity, "key pair that signs this server's records: FILE.pem/.crt, created on first start (default: CHECKPOINT/identity, or a fresh one per run)");
+  c->add_option("--pow-bits", a->pow_bits, "proof of work of the identity (leading zero bits; clients require theirs)")->capture_default_str()->check(CLI::Range(0, 40));
   return [a] { return run_serve(*a); };
 }
 

@@ -33,6 +33,10 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--output-factor", a.calls.output_factor, "an expert answer whose RMS is this many times off the layer's recent median is a failed call")->capture_default_str()->check(CLI::Range(1.0001, 1e30));
   c->add_flag("--no-output-validation", a.no_output_validation, "accept every finite expert answer (to measure what validation costs)");
+  c->add_option("--trust-store", a.trust.store_path, "file of the expert uids' first-seen keys (trust on first use across runs; default: this run only)");
+  c->add_option("--trusted-keys", a.trusted_keys_file, "permissioned swarm: accept only records signed by these keys (one hex key id per line)");
+  c->add_option("--pow-bits", a.trust.pow_bits, "proof of work a server's key must carry")->capture_default_str()->check(CLI::Range(0, 40));
+  c->add_flag("--allow-unsigned", a.allow_unsigned, "also accept unsigned expert records (an open swarm of old servers)");
   c->add_option("--poison-gradients", a.calls.poison_gradients, "testing aid: act as a poisoning client, sending the experts gradients x1e6 (scale) or NaN (nan)")
       ->check(CLI::IsMember({"scale", "nan"}));
 }
@@ -49,6 +53,12 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   dc.host = host;
   dc.port = port;
   dc.bootstrap = {a.bootstrap};
+  net::TrustConfig tc = a.trust;
+  tc.require_signed = !a.allow_unsigned;
+  if (!a.trusted_keys_file.empty()) tc.trusted_keys = net::read_trusted_keys(a.trusted_keys_file);
+  trust_ = std::make_unique<net::RecordTrust>(tc);
+  net::RecordTrust* trust = trust_.get();
+  dc.accept = [trust](const net::ExpertRecord& r, bool expert) { return trust->accept(r, expert); };
   node_ = std::make_unique<net::DhtNode>(dc);
   net::ExpertDirectoryConfig dirc;
   dirc.timeout_s = a.lookup_timeout_s;
@@ -66,7 +76,8 @@ nlohmann::json RemoteSwarm::take_step_metrics() {
   const ExpertCallSummary s = ctx_->stats.take();
   return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
           {"remote_timeouts", s.timeouts},  {"remote_invalid", s.invalid},
-          {"remote_banned_servers", ctx_->bans.banned_now()},  {"remote_below_k_min", s.below_k_min},
+          {"remote_banned_servers", ctx_->bans.banned_now()},
+          {"remote_records_rejected", trust_->stats().rejected() + node_->stats().forged},  {"remote_below_k_min", s.below_k_min},
           {"remote_no_expert", s.no_expert}, {"remote_unavailable", s.unavailable},
           {"remote_latency_p50_ms", s.latency_p50_ms},
           {"remote_latency_p99_ms", s.latency_p99_ms}};

@@ -12,6 +12,7 @@
 #include "net/dht_node.h"
 #include "net/directory_locator.h"
 #include "net/expert_directory.h"
+#include "net/record_trust.h"
 #include "net/remote_expert_bank.h"
 
 namespace moe::cli {
@@ -23,6 +24,9 @@ struct RemoteArgs {
   net::RemoteCallConfig calls;
   double lookup_timeout_s = 1;  // a DHT lookup waits at most this long inside a step
   bool no_output_validation = false;
+  net::TrustConfig trust;
+  std::string trusted_keys_file;  // --trusted-keys: permissioned mode
+  bool allow_unsigned = false;
 };
 
 void add_remote_options(CLI::App* c, RemoteArgs& a);
@@ -36,6 +40,7 @@ class RemoteSwarm {
   std::string summary(const nlohmann::json& m) const;
 
  private:
+  std::unique_ptr<net::RecordTrust> trust_;
   std::unique_ptr<net::DhtNode> node_;
   std::unique_ptr<net::ExpertDirectory> dir_;
   std::shared_ptr<net::RemoteContext> ctx_;
