@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Signed discovery from the command line: a client pins the keys of the experts it first sees
+# (--trust-store); a hijacker announcing the same uids with another key then gets no call; in a
+# permissioned swarm (--trusted-keys) only the listed key's server is called; a server keeps its
+# identity across restarts; bad trust files are one clear error. Bounded in time.
+source "$(dirname "$0")/lib/common.sh"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+make_text "$WORK/text.txt"
+CONF="$SRC/tests/cli/data/tiny-moe.json"  # 2 layers, 4 experts of d 32, d_ff 48
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+BOOT=127.0.0.1:$(free_port)
+serve() {  # serve NAME ARGS...: in the background, waits (at most 20 s) for its ready line
+  local name=$1; shift
+  "$MOE" serve-experts --d-model 32 --d-ff 48 --announce-every 1 --threads 1 "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  eval "PID_$name=$!"
+  for _ in $(seq 200); do
+    grep -qs "^serving" "$WORK/$name.log" && return 0
+    sleep 0.1
+  done
+  cat "$WORK/$name.log"; fail "server $name did not start"
+}
+key_of() { sed -n 's/.*; key \([0-9a-f]*\)$/\1/p' "$WORK/$1.log"; }
+stop() {  # stop NAME: SIGTERM and wait (not in a subshell: wait needs the parent); SERVED=its forward calls
+  local pid; pid=$(eval echo "\$PID_$1")
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  SERVED=$(sed -n 's/^stopped: \([0-9]*\) forward.*/\1/p' "$WORK/$1.log")
+}
+TRAIN=(--model-config "$CONF" --data "$WORK/text.txt" --batch-size 8 --context 32 --seed 3 --threads 1 --eval-every 0)
+
+serve H --experts 'ffn.[0:2].[0:4]' --dht-listen "$BOOT" --checkpoint "$WORK/ckH"
+serve P --experts 'other.0.0' --bootstrap "$BOOT"
+KEY_H=$(key_of H)
+[ ${#KEY_H} -eq 64 ] || fail "no key in the serving line"
+[ -f "$WORK/ckH/identity.pem" ] || fail "the identity was not kept in the checkpoint directory"
+# The first client pins H's keys.
+"$MOE" train "${TRAIN[@]}" --remote-experts "$BOOT" --trust-store "$WORK/pins.json" --steps 10 --out "$WORK/c1" \
+  >/dev/null 2>&1 || fail "first client"
+python3 - "$WORK/pins.json" "$KEY_H" <<'PY'
+import json, sys
+pins = json.load(open(sys.argv[1]))
+assert {f"ffn.{l}.{i}" for l in range(2) for i in range(4)} <= set(pins), pins
+assert all(pins[f"ffn.{l}.{i}"] == sys.argv[2] for l in range(2) for i in range(4)), pins
+PY
+
+# A hijacker announces the same uids with its own key: a client with the pins never calls it.
+serve X --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT"
+sleep 1.5
+"$MOE" train "${TRAIN[@]}" --remote-experts "$BOOT" --trust-store "$WORK/pins.json" --steps 10 --out "$WORK/c2" \
+  >/dev/null 2>&1 || fail "second client"
+python3 - "$WORK/c2/metrics.jsonl" <<'PY'
+import json, sys
+m = [json.loads(l) for l in open(sys.argv[1])]
+assert sum(x["remote_calls"] for x in m) > 0 and m[-1]["remote_records_rejected"] > 0, m[-1]
+print(f"hijack: {m[-1]['remote_records_rejected']} records of another key ignored")
+PY
+stop X
+[ "$SERVED" = 0 ] || { cat "$WORK/X.log"; fail "the hijacker served '$SERVED' calls"; }
+
+# Permissioned: only the listed key's server is called (Y hosts the same uids).
+serve Y --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT"
+printf '# the swarm\n%s\n' "$(key_of Y)" >"$WORK/keys.txt"
+# Until Y's records have spread, the other keys' experts count as unavailable: ask again.
+for _ in 1 2 3 4 5 6; do
+  sleep 1
+  "$MOE" eval --model "$WORK/c1" --data "$WORK/text.txt" --context 32 --remote-experts "$BOOT" \
+    --trusted-keys "$WORK/keys.txt" --k-min 2 --json 2>/dev/null | tail -1 >"$WORK/e.json"
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_unavailable"] > 0)' "$WORK/e.json" && break
+done
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["remote_calls"] > 0 and j["remote_failures"] == 0, j' "$WORK/e.json"
+stop Y
+[ "${SERVED:-0}" -gt 0 ] || { cat "$WORK/Y.log"; fail "the listed server got no call"; }
+
+# A restarted server is the same key.
+stop H
+BOOT_P=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/P.log")  # H's node is gone
+serve H2 --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT_P" --checkpoint "$WORK/ckH"
+[ "$(key_of H2)" = "$KEY_H" ] || fail "the restarted server has another key"
+
+# Clear errors.
+printf 'not-a-key\n' >"$WORK/bad.txt"
+expect_error "64-digit" "$MOE" eval --model "$WORK/c1" --data "$WORK/text.txt" --remote-experts "$BOOT_P" --trusted-keys "$WORK/bad.txt"
+printf '[1]' >"$WORK/badpins.json"
+expect_error "uid -> key" "$MOE" eval --model "$WORK/c1" --data "$WORK/text.txt" --remote-experts "$BOOT_P" --trust-store "$WORK/badpins.json"
+echo "security CLI: ok"
