@@ -170,7 +170,9 @@ ExpertClient::Info ExpertClient::info(const std::string& address, const std::str
   const grpc::Status s = server(address).stub->Info(&ctx, req, &rep);
   if (!s.ok()) throw Error("[net] " + address + " " + uid + ": " + s.error_message());
   if (auto v = check_version(rep.version()); !v.empty()) throw Error("[net] " + address + ": " + v);
-  return {.d_model = rep.d_model(), .d_ff = rep.d_ff(), .steps = rep.steps(), .load = rep.load()};
+  return {.d_model = rep.d_model(), .d_ff = rep.d_ff(), .steps = rep.steps(), .load = rep.load(),
+          .version = rep.version(), .rejected = rep.rejected(), .gradients_rejected = rep.gradients_rejected(),
+          .refused_calls = rep.refused_calls()};
 }
 
 }  // namespace moe::net

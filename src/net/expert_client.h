@@ -58,6 +58,8 @@ class ExpertClient {
     int d_model = 0, d_ff = 0;
     int64_t steps = 0;
     double load = 0;
+    uint32_t version = 0;
+    int64_t rejected = 0, gradients_rejected = 0, refused_calls = 0;  // the server's defences
   };
   Info info(const std::string& address, const std::string& uid, double timeout_s);
 

@@ -227,6 +227,13 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
       rep->set_steps(e->opt->steps_done());
     }
     rep->set_load(static_cast<double>(queued_rows.load()));
+    const GradientGuardStats g = guard.stats();
+    {
+      std::lock_guard<std::mutex> lk(stats_mu);
+      rep->set_rejected(st.rejected);
+    }
+    rep->set_gradients_rejected(g.rejected);
+    rep->set_refused_calls(g.refused_calls);
     return grpc::Status::OK;
   }
 

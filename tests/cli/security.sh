@@ -2,7 +2,8 @@
 # Signed discovery from the command line: a client pins the keys of the experts it first sees
 # (--trust-store); a hijacker announcing the same uids with another key then gets no call; in a
 # permissioned swarm (--trusted-keys) only the listed key's server is called; a server keeps its
-# identity across restarts; bad trust files are one clear error. Bounded in time.
+# identity across restarts; swarm-status lists the experts with their keys; bad trust files are one
+# clear error. Bounded in time.
 source "$(dirname "$0")/lib/common.sh"
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
@@ -77,6 +78,21 @@ stop H
 BOOT_P=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/P.log")  # H's node is gone
 serve H2 --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT_P" --checkpoint "$WORK/ckH"
 [ "$(key_of H2)" = "$KEY_H" ] || fail "the restarted server has another key"
+
+# swarm-status lists the live experts with their server's key and state.
+sleep 1
+"$MOE" swarm-status "$BOOT_P" --json >"$WORK/status.json"
+python3 - "$WORK/status.json" "$KEY_H" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+uids = sorted(e["uid"] for e in j["experts"])
+assert uids == sorted(f"ffn.{l}.{i}" for l in range(2) for i in range(4)), uids
+assert all(e["key"] == sys.argv[2] and e["version"] == 1 and "error" not in e for e in j["experts"]), j["experts"][0]
+assert len(j["servers"]) == 1 and "records_rejected" in j, j
+print(f"swarm-status: {len(uids)} experts, one server")
+PY
+"$MOE" swarm-status "$BOOT_P" >"$WORK/status.txt"
+grep -q "8 experts on 1 servers" "$WORK/status.txt" || { cat "$WORK/status.txt"; fail "swarm-status table"; }
 
 # Clear errors.
 printf 'not-a-key\n' >"$WORK/bad.txt"

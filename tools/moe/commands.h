@@ -16,5 +16,6 @@ Runner add_bench(CLI::App& app);
 Runner add_experts(CLI::App& app);
 Runner add_grow(CLI::App& app);
 Runner add_serve_experts(CLI::App& app);
+Runner add_swarm_status(CLI::App& app);
 
 }  // namespace moe::cli
