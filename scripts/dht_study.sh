@@ -14,6 +14,7 @@
 #   EXPERTS      experts (default 4096)
 #   IDLE_S       seconds of idle traffic measurement (default 20)
 #   RUN_TIMEOUT  seconds allowed per run (default 900)
+#   SIGNED       1: every server node signs its records (docs/security.md); output nodes<N>-signed.json
 # Takes about 1.5 minutes for 256 nodes on a 2-core machine.
 # Example: NODES="32 64 128 256" bash scripts/dht_study.sh
 set -euo pipefail
@@ -25,6 +26,8 @@ NODES=${NODES:-256}
 EXPERTS=${EXPERTS:-4096}
 IDLE_S=${IDLE_S:-20}
 RUN_TIMEOUT=${RUN_TIMEOUT:-900}
+SIGNED=${SIGNED:-0}
+SUFFIX=""; [ "$SIGNED" = 1 ] && SUFFIX="-signed"
 
 [ -f "$BUILD_DIR/CMakeCache.txt" ] || cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j 2 --target dht_scale
@@ -36,6 +39,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p "$OUT"
 for n in $NODES; do
   echo "== $n nodes, $EXPERTS experts" >&2
-  timeout "$RUN_TIMEOUT" "$BIN" --nodes "$n" --experts "$EXPERTS" --idle-s "$IDLE_S" > "$OUT/nodes$n.json"
-  cat "$OUT/nodes$n.json"
+  timeout "$RUN_TIMEOUT" "$BIN" --nodes "$n" --experts "$EXPERTS" --idle-s "$IDLE_S" --signed "$SIGNED" \
+    > "$OUT/nodes$n$SUFFIX.json"
+  cat "$OUT/nodes$n$SUFFIX.json"
 done

@@ -181,6 +181,7 @@ std::optional<ExpertRecord> parse_expert_value(const dht::Value& v, int64_t now_
       return std::nullopt;
     }
     if (!signer_of(j, r.key, counts)) return std::nullopt;
+    r.tls = !r.key.empty() && j.value("tls", false);
     return r;
   } catch (const Json::exception&) {
     return std::nullopt;  // a foreign or malformed value: not ours to report
@@ -422,6 +423,7 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
       throw Error("[net] announce: a record needs a uid and an address (got uid '" + rec.uid + "')");
     Json body{{"uid", rec.uid}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
     if (impl_->cfg.identity) body["pow"] = impl_->cfg.identity->pow_nonce();
+    if (impl_->cfg.announce_tls) body["tls"] = true;
     add(kExpertKey + rec.uid, value_id(rec.address, "e:" + rec.uid), body, r);  // signed below
     // Prefix records for "a.b", "a.b.c", ... (at least two components) naming a numeric next one.
     const auto comps = split_dots(rec.uid);
@@ -434,6 +436,7 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
       const std::string kind = expert ? "expert" : "prefix";
       Json pbody{{"c", coord}, {"kind", kind}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
       if (impl_->cfg.identity) pbody["pow"] = impl_->cfg.identity->pow_nonce();
+      if (impl_->cfg.announce_tls) pbody["tls"] = true;
       add(kPrefixKey + prefix, value_id(rec.address, kind + ":" + prefix + "." + comps[k + 1]), pbody, r);
     }
   }
@@ -503,6 +506,7 @@ std::map<int, std::vector<ExpertRecord>> DhtNode::children(const std::string& pr
       ExpertRecord r{prefix + "." + std::to_string(c), j.at("addr").get<std::string>(), j.value("load", 0.0), exp,
                      "", j.value("pow", uint64_t{0})};
       if (!signer_of(j, r.key, impl_->counts)) continue;
+      r.tls = !r.key.empty() && j.value("tls", false);
       const bool expert = j.at("kind").get<std::string>() == "expert";
       if (impl_->cfg.accept && !impl_->cfg.accept(r, expert)) continue;
       auto& recs = out[c];

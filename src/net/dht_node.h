@@ -24,6 +24,7 @@ struct ExpertRecord {
   // signature does not check is dropped, see record_signature.h) and the signer's proof of work.
   std::string key{};
   uint64_t pow = 0;
+  bool tls = false;  // the server speaks TLS with the certificate of `key` (tls.h)
 };
 
 class NodeIdentity;
@@ -36,6 +37,7 @@ struct DhtConfig {
   // Signs what this node announces (record_signature.h), with its proof of work in every record;
   // nullptr: unsigned records (readers that require signatures ignore them).
   std::shared_ptr<const NodeIdentity> identity;
+  bool announce_tls = false;  // records say the server speaks TLS (signed with the rest)
   // Which records this node's readers see (the client's trust policy, record_trust.h): called with
   // each live record read, expert = false for a prefix record (uid: the child prefix); empty: all.
   std::function<bool(const ExpertRecord&, bool expert)> accept;

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "expert.grpc.pb.h"
 #include "net/protocol.h"
+#include "net/tls.h"
 #include "net/quiet_logs.h"
 
 namespace moe::net {
@@ -95,11 +96,22 @@ size_t ExpertClient::in_flight() {
 struct ExpertClient::Server {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::Expert::Stub> stub;
+  std::string key;  // the key the channel's TLS is pinned to ("": plain)
 };
+
+void ExpertClient::set_pins(std::shared_ptr<const ServerPins> pins) {
+  std::lock_guard<std::mutex> lk(mu_);
+  pins_ = std::move(pins);
+}
 
 ExpertClient::Server& ExpertClient::server(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
   auto& s = servers_[address];
+  const std::string key = pins_ ? pins_->key(address) : "";
+  if (s && s->key != key) {
+    retired_.push_back(std::move(s));  // calls in flight may still use its stub
+    s.reset();
+  }
   if (!s) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
@@ -111,7 +123,9 @@ ExpertClient::Server& ExpertClient::server(const std::string& address) {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
     s = std::make_unique<Server>();
-    s->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    s->key = key;
+    s->channel = grpc::CreateCustomChannel(
+        address, key.empty() ? grpc::InsecureChannelCredentials() : pinned_channel_credentials(key), args);
     s->stub = pb::Expert::NewStub(s->channel);
   }
   return *s;

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "net/tls.h"
+
 namespace grpc {
 class Channel;
 }
@@ -65,6 +67,8 @@ class ExpertClient {
 
   // Calls in flight (for tests and shutdown).
   size_t in_flight();
+  // Servers whose records name a key get a TLS channel pinned to it (tls.h); others a plain one.
+  void set_pins(std::shared_ptr<const ServerPins> pins);
 
  private:
   struct Server;
@@ -82,6 +86,8 @@ class ExpertClient {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Server>> servers_;
+  std::vector<std::unique_ptr<Server>> retired_;  // replaced when a server's pinned key changed
+  std::shared_ptr<const ServerPins> pins_;
   std::map<PendingCall*, std::shared_ptr<PendingCall>> in_flight_;
   std::vector<std::shared_ptr<PendingCall>> finished_;
 };

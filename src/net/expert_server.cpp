@@ -21,6 +21,7 @@
 #include "moe/expert_bank_swiglu.h"
 #include "net/protocol.h"
 #include "net/quiet_logs.h"
+#include "net/tls.h"
 #include "nn/init.h"
 #include <nlohmann/json.hpp>
 
@@ -399,7 +400,8 @@ ExpertServer::ExpertServer(const ExpertServerConfig& cfg) : cfg_(cfg), impl_(std
 
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // a port in use is an error, not shared
-  builder.AddListeningPort(cfg_.listen, grpc::InsecureServerCredentials(), &impl_->port);
+  builder.AddListeningPort(cfg_.listen, cfg_.tls ? tls_server_credentials(*cfg_.tls) : grpc::InsecureServerCredentials(),
+                           &impl_->port);
   builder.RegisterService(impl_.get());
   const int64_t max_bytes = cfg_.max_rows * cfg_.d_model * 4 * 2 + (1 << 20);
   builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(max_bytes, INT32_MAX)));

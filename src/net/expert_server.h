@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net/gradient_guard.h"
+#include "net/identity.h"
 #include "train/adamw.h"
 
 namespace moe::net {
@@ -39,6 +40,9 @@ struct ExpertServerConfig {
   // "nan", "random" (standard normal noise); "" is honest.
   std::string attack;
   bool guard_gradients = true;          // the poisoned-gradient defence (gradient_guard.h)
+  // Serve over TLS with this identity's certificate (clients pin it to the key of the server's
+  // signed records, tls.h); nullptr: plaintext.
+  std::shared_ptr<const NodeIdentity> tls;
   GradientGuardConfig guard;
 };
 

@@ -5,26 +5,12 @@
 # and without the swarm, fault injection, and the clear errors: a bad expert spec, a port in use,
 # an unreachable bootstrap node. Every server is started and killed here, in bounded time.
 source "$(dirname "$0")/lib/common.sh"
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib/swarm.sh"
+SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 1 --save-every 1 --threads 1)
 make_text "$WORK/text.txt"
 CONF="$SRC/tests/cli/data/tiny-moe.json"  # 2 layers, 4 experts of d 32, d_ff 48
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 BOOT=127.0.0.1:$(free_port)
 
-# serve NAME ARGS...: starts a server in the background, waits (at most 20 s) for its ready line.
-serve() {
-  local name=$1; shift
-  "$MOE" serve-experts --d-model 32 --d-ff 48 --announce-every 1 --save-every 1 --threads 1 "$@" \
-    >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-  for _ in $(seq 200); do
-    grep -qs "^serving" "$WORK/$name.log" && return 0
-    sleep 0.1
-  done
-  cat "$WORK/$name.log"; fail "server $name did not start"
-}
 serve A --experts 'ffn.[0:2].[0:2]' --dht-listen "$BOOT" --checkpoint "$WORK/ckA"
 serve B --experts 'ffn.[0:2].[2:4]' --bootstrap "$BOOT" --checkpoint "$WORK/ckB"
 grep -q "fresh weights" "$WORK/B.log" || fail "B should start from fresh weights"

@@ -4,8 +4,8 @@
 # SIGKILLed and its records expire, eval and generation route to the live row only (no failed
 # call); a server started from the trained grid model reproduces the local eval. Bounded in time.
 source "$(dirname "$0")/lib/common.sh"
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
+source "$(dirname "$0")/lib/swarm.sh"
+SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 1 --threads 1)
 make_text "$WORK/text.txt"
 python3 - "$SRC/tests/cli/data/tiny-moe.json" "$WORK/grid.json" <<'PY'
 import json, sys
@@ -13,19 +13,7 @@ c = json.load(open(sys.argv[1]))
 c.update(num_local_experts=8, router="grid", expert_grid=[2, 4])  # expert (i, j) is uid ffn.l.i.j
 json.dump(c, open(sys.argv[2], "w"))
 PY
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 BOOT=127.0.0.1:$(free_port)
-serve() {  # serve NAME ARGS...: in the background, waits (at most 20 s) for its ready line
-  local name=$1; shift
-  "$MOE" serve-experts --d-model 32 --d-ff 48 --announce-every 1 --threads 1 "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-  for _ in $(seq 200); do
-    grep -qs "^serving" "$WORK/$name.log" && return 0
-    sleep 0.1
-  done
-  cat "$WORK/$name.log"; fail "server $name did not start"
-}
 serve R0 --experts 'ffn.[0:2].0.[0:4]' --dht-listen "$BOOT"
 serve R1 --experts 'ffn.[0:2].1.[0:4]' --bootstrap "$BOOT"
 CLIENT=(--remote-experts "$BOOT" --forward-timeout 5 --backward-timeout 5 --k-min 2)

@@ -1,27 +1,15 @@
 #!/usr/bin/env bash
 # Signed discovery from the command line: a client pins the keys of the experts it first sees
 # (--trust-store); a hijacker announcing the same uids with another key then gets no call; in a
-# permissioned swarm (--trusted-keys) only the listed key's server is called; a server keeps its
+# permissioned swarm (--trusted-keys) only the listed key's server is called, over pinned TLS; a server keeps its
 # identity across restarts; swarm-status lists the experts with their keys; bad trust files are one
 # clear error. Bounded in time.
 source "$(dirname "$0")/lib/common.sh"
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+source "$(dirname "$0")/lib/swarm.sh"
+SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 1 --threads 1)
 make_text "$WORK/text.txt"
 CONF="$SRC/tests/cli/data/tiny-moe.json"  # 2 layers, 4 experts of d 32, d_ff 48
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 BOOT=127.0.0.1:$(free_port)
-serve() {  # serve NAME ARGS...: in the background, waits (at most 20 s) for its ready line
-  local name=$1; shift
-  "$MOE" serve-experts --d-model 32 --d-ff 48 --announce-every 1 --threads 1 "$@" >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  eval "PID_$name=$!"
-  for _ in $(seq 200); do
-    grep -qs "^serving" "$WORK/$name.log" && return 0
-    sleep 0.1
-  done
-  cat "$WORK/$name.log"; fail "server $name did not start"
-}
 key_of() { sed -n 's/.*; key \([0-9a-f]*\)$/\1/p' "$WORK/$1.log"; }
 stop() {  # stop NAME: SIGTERM and wait (not in a subshell: wait needs the parent); SERVED=its forward calls
   local pid; pid=$(eval echo "\$PID_$1")
@@ -59,8 +47,9 @@ PY
 stop X
 [ "$SERVED" = 0 ] || { cat "$WORK/X.log"; fail "the hijacker served '$SERVED' calls"; }
 
-# Permissioned: only the listed key's server is called (Y hosts the same uids).
-serve Y --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT"
+# Permissioned: only the listed key's server is called (Y hosts the same uids, over TLS pinned to
+# its key).
+serve Y --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT" --tls
 printf '# the swarm\n%s\n' "$(key_of Y)" >"$WORK/keys.txt"
 # Until Y's records have spread, the other keys' experts count as unavailable: ask again.
 for _ in 1 2 3 4 5 6; do
@@ -70,6 +59,9 @@ for _ in 1 2 3 4 5 6; do
   python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_unavailable"] > 0)' "$WORK/e.json" && break
 done
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["remote_calls"] > 0 and j["remote_failures"] == 0, j' "$WORK/e.json"
+# swarm-status asks a TLS server over pinned TLS.
+"$MOE" swarm-status "$BOOT" --trusted-keys "$WORK/keys.txt" --json >"$WORK/status-y.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); e=j["experts"]; assert len(e) == 8 and all(x["tls"] and "error" not in x for x in e), j' "$WORK/status-y.json"
 stop Y
 [ "${SERVED:-0}" -gt 0 ] || { cat "$WORK/Y.log"; fail "the listed server got no call"; }
 

@@ -38,6 +38,7 @@ struct ServeArgs {
   bool no_gradient_guard = false;
   std::string identity;  // default: <checkpoint>/identity, or a fresh in-memory one
   int pow_bits = 16;
+  bool tls = false;
   double grad_factor = 100, grad_max_rms = 10;
 };
 
@@ -73,6 +74,10 @@ int run_serve(const ServeArgs& a) {
   const std::string id_path = !a.identity.empty() ? a.identity : a.checkpoint.empty() ? "" : a.checkpoint + "/identity";
   dc.identity = std::make_shared<const net::NodeIdentity>(
       id_path.empty() ? net::NodeIdentity::ephemeral(a.pow_bits) : net::NodeIdentity::load_or_create(id_path, a.pow_bits));
+  if (a.tls) {
+    sc.tls = dc.identity;
+    dc.announce_tls = true;
+  }
 
   // Clients reach the server at the address its records carry: a wildcard --listen is announced
   // with the DHT node's host.
@@ -156,6 +161,7 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
   c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");
   c->add_option("--identity", a->identity, "key pair that signs this server's records: FILE.pem/.crt, created on first start (default: CHECKPOINT/identity, or a fresh one per run)");
+  c->add_flag("--tls", a->tls, "serve over TLS with the identity's certificate; clients pin it to the key of the signed records");
   c->add_option("--pow-bits", a->pow_bits, "proof of work of the identity (leading zero bits; clients require theirs)")->capture_default_str()->check(CLI::Range(0, 40));
   return [a] { return run_serve(*a); };
 }

@@ -4,6 +4,7 @@
 // refused calls), as a table or --json. Records the trust policy rejects are counted, not listed.
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <thread>
 #include <map>
 #include <set>
@@ -39,7 +40,12 @@ int run_status(const StatusArgs& a) {
   dc.host = host;
   dc.port = port;
   dc.bootstrap = {a.bootstrap};
-  dc.accept = [&trust](const net::ExpertRecord& r, bool expert) { return trust.accept(r, expert); };
+  auto pins = std::make_shared<net::ServerPins>();  // TLS servers are asked over pinned TLS
+  dc.accept = [&trust, pins](const net::ExpertRecord& r, bool expert) {
+    if (!trust.accept(r, expert)) return false;
+    if (r.tls) pins->pin(r.address, r.key);
+    return true;
+  };
   net::DhtNode node(dc);
 
   // Depth-first over the prefix records from each layer's prefix (records start at "PREFIX.l": the
@@ -49,19 +55,23 @@ int run_status(const StatusArgs& a) {
   std::vector<net::ExpertRecord> experts;
   for (int pass = 0; pass < 4; ++pass) {
     if (pass > 0) std::this_thread::sleep_for(std::chrono::seconds(1));
-    size_t before = experts.size();
-    std::vector<std::pair<std::string, int>> todo;
-    for (int l = a.max_layers - 1; l >= 0; --l) todo.push_back({a.prefix + "." + std::to_string(l), 0});
-    while (!todo.empty()) {
-      auto [p, depth] = todo.back();
-      todo.pop_back();
-      for (auto& [c, recs] : node.children(p, a.timeout_s)) {
-        const std::string child = p + "." + std::to_string(c);
-        if (recs.empty() && depth < 6) todo.push_back({child, depth + 1});
-        for (auto& r : recs)
-          if (std::none_of(experts.begin(), experts.end(), [&](const auto& x) { return x.uid == r.uid && x.address == r.address; }))
-            experts.push_back(r);
-      }
+    const size_t before = experts.size();
+    std::vector<std::string> level;
+    for (int l = 0; l < a.max_layers; ++l) level.push_back(a.prefix + "." + std::to_string(l));
+    for (int depth = 0; depth < 6 && !level.empty(); ++depth) {
+      // A level's prefixes are asked at once (DhtNode is thread-safe).
+      std::vector<std::future<std::map<int, std::vector<net::ExpertRecord>>>> asks;
+      for (const std::string& p : level)
+        asks.push_back(std::async(std::launch::async, [&node, p, &a] { return node.children(p, a.timeout_s); }));
+      std::vector<std::string> next;
+      for (size_t i = 0; i < level.size(); ++i)
+        for (auto& [c, recs] : asks[i].get()) {
+          if (recs.empty()) next.push_back(level[i] + "." + std::to_string(c));
+          for (auto& r : recs)
+            if (std::none_of(experts.begin(), experts.end(), [&](const auto& x) { return x.uid == r.uid && x.address == r.address; }))
+              experts.push_back(r);
+        }
+      level = std::move(next);
     }
     if (pass > 0 && experts.size() == before) break;
   }
@@ -70,10 +80,11 @@ int run_status(const StatusArgs& a) {
   });
 
   net::ExpertClient client;
+  client.set_pins(pins);
   nlohmann::json out = {{"experts", nlohmann::json::array()}, {"servers", nlohmann::json::object()}};
   std::map<std::string, int64_t> failed;
   for (const auto& r : experts) {
-    nlohmann::json e = {{"uid", r.uid}, {"address", r.address}, {"key", r.key}, {"load", r.load},
+    nlohmann::json e = {{"uid", r.uid}, {"address", r.address}, {"key", r.key}, {"tls", r.tls}, {"load", r.load},
                         {"expires_in_s", double(r.expires_ms - net::now_unix_ms()) / 1000}};
     try {
       const net::ExpertClient::Info i = client.info(r.address, r.uid, a.timeout_s);

@@ -58,12 +58,19 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   if (!a.trusted_keys_file.empty()) tc.trusted_keys = net::read_trusted_keys(a.trusted_keys_file);
   trust_ = std::make_unique<net::RecordTrust>(tc);
   net::RecordTrust* trust = trust_.get();
-  dc.accept = [trust](const net::ExpertRecord& r, bool expert) { return trust->accept(r, expert); };
+  // An accepted record that says TLS pins its server's channel to the record's key.
+  auto pins = std::make_shared<net::ServerPins>();
+  dc.accept = [trust, pins](const net::ExpertRecord& r, bool expert) {
+    if (!trust->accept(r, expert)) return false;
+    if (r.tls) pins->pin(r.address, r.key);
+    return true;
+  };
   node_ = std::make_unique<net::DhtNode>(dc);
   net::ExpertDirectoryConfig dirc;
   dirc.timeout_s = a.lookup_timeout_s;
   dir_ = std::make_unique<net::ExpertDirectory>(*node_, dirc);
   ctx_ = std::make_shared<net::RemoteContext>(calls, std::make_shared<net::DirectoryLocator>(*dir_));
+  ctx_->client.set_pins(pins);
   auto ctx = ctx_;
   const std::string prefix = a.prefix;
   layout.remote_experts = [ctx, prefix](const dist::ParallelLayout::RemoteLayer& l) -> std::unique_ptr<ExpertBank> {
