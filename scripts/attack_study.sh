@@ -8,8 +8,8 @@
 #   random   servers 6 and 7 answer N(0, 1) noise         (--attack random)
 #   poison   clean servers; two more clients train at the same time, sending every expert gradients
 #            x1e6 (--poison-gradients scale) and NaN (--poison-gradients nan)
-#   cost     the clean run's step time with the defences on and off (output validation, gradient
-#            guard), STEPS_COST steps each, alternated twice
+#   cost     the clean run's step time with the defences on (pinned TLS, output size checks and
+#            canary rows, gradient guard) and off, STEPS_COST steps each, alternated twice
 # Usage: scripts/attack_study.sh [clean|scale|nan|random|poison|cost|all]  (env: STEPS, STEPS_COST, OUT, MOE)
 # Everything runs on loopback; every server is started and killed here.
 set -euo pipefail
@@ -46,7 +46,8 @@ eight() {
     serve "$dir" s$i "$BOOT" --experts "ffn.[0:4].$i" --seed $((30 + i)) "${a[@]}" "$@"
   done
 }
-TRAIN=(train --steps "$STEPS" --threads 1 --seed 1 --overwrite)
+TRAIN0=(train --steps "$STEPS" --threads 1 --overwrite)
+TRAIN=("${TRAIN0[@]}" --seed 1)
 
 for mode in clean scale nan random; do
   if [ "$WHAT" = "$mode" ] || [ "$WHAT" = all ]; then
@@ -59,10 +60,10 @@ done
 
 if [ "$WHAT" = poison ] || [ "$WHAT" = all ]; then
   eight "$OUT/poison" ""
-  "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --seed 2 --poison-gradients scale --out "$OUT/poison/scale" \
+  "$MOE" "${TRAIN0[@]}" --remote-experts "$BOOT" --seed 2 --poison-gradients scale --out "$OUT/poison/scale" \
     >"$OUT/poison/scale.log" 2>&1 &
   P1=$!
-  "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --seed 3 --poison-gradients nan --out "$OUT/poison/nan" \
+  "$MOE" "${TRAIN0[@]}" --remote-experts "$BOOT" --seed 3 --poison-gradients nan --out "$OUT/poison/nan" \
     >"$OUT/poison/nan.log" 2>&1 &
   P2=$!
   "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/poison/run" >"$OUT/poison/train.log" 2>&1
@@ -74,7 +75,7 @@ fi
 if [ "$WHAT" = cost ] || [ "$WHAT" = all ]; then
   for rep in 1 2; do
     for d in on off; do
-      flags=(); cflags=()
+      flags=(--tls); cflags=()
       [ "$d" = off ] && flags=(--no-gradient-guard) && cflags=(--no-output-validation)
       eight "$OUT/cost-$d-$rep" "" "${flags[@]}"
       "$MOE" train --steps "$STEPS_COST" --threads 1 --seed 1 --overwrite --eval-every 0 --remote-experts "$BOOT" \

@@ -69,6 +69,9 @@ class ExpertClient {
   size_t in_flight();
   // Servers whose records name a key get a TLS channel pinned to it (tls.h); others a plain one.
   void set_pins(std::shared_ptr<const ServerPins> pins);
+  // Every forward call carries a copy of its first row, and an answer whose two copies differ
+  // (beyond rounding) fails: it catches servers that answer noise (docs/security.md).
+  void set_canary_rows(bool on) { canary_ = on; }
 
  private:
   struct Server;
@@ -88,6 +91,7 @@ class ExpertClient {
   std::map<std::string, std::unique_ptr<Server>> servers_;
   std::vector<std::unique_ptr<Server>> retired_;  // replaced when a server's pinned key changed
   std::shared_ptr<const ServerPins> pins_;
+  bool canary_ = false;
   std::map<PendingCall*, std::shared_ptr<PendingCall>> in_flight_;
   std::vector<std::shared_ptr<PendingCall>> finished_;
 };

@@ -67,6 +67,7 @@ struct RemoteCallConfig {
   // judged against the layer's typical expert, or the median of its round: robust while fewer
   // than half of the answers lie. NaN/Inf replies always fail.
   bool validate_outputs = true;
+  bool canary_rows = true;  // each forward call carries a copy of its first row (ExpertClient)
   double output_factor = 10;
   int output_warmup = 3;
   // Testing aid for the attack experiments: a poisoning client's gradients to the experts,
@@ -104,7 +105,9 @@ struct RemoteContext {
   ExpertCallStats stats;
 
   RemoteContext(const RemoteCallConfig& c, std::shared_ptr<ExpertLocator> l)
-      : cfg(c), locator(std::move(l)), bans(c) {}
+      : cfg(c), locator(std::move(l)), bans(c) {
+    client.set_canary_rows(c.canary_rows);
+  }
 };
 
 class RemoteExpertBank final : public ExpertBank, private GridLiveness {

@@ -655,9 +655,34 @@ TEST(RemoteExpertBank, LyingServerIsCaughtAndBanned) {
     EXPECT_TRUE(ctx->bans.banned(liar.address()));
     EXPECT_LE(step, 4);  // 2 lies per step, banned at the 5th
     EXPECT_FALSE(ctx->bans.banned(honest.address()));
-    if (std::string(mode) != "nan") {
-      EXPECT_GE(ctx->stats.take().invalid, 4);
+    if (std::string(mode) == "scale") {
+      EXPECT_GE(ctx->stats.take().invalid, 4);  // noise fails the canary row first, NaN the reply check
     }
+  }
+}
+
+// Noise at the size of honest answers passes the size check; the canary row (a copy of the first
+// row, whose two answers must agree) catches it from the first call, and the server is banned.
+TEST(RemoteExpertBank, NoiseAtTheHonestScaleFailsTheCanaryRow) {
+  auto lc = server_config({"ffn.0.0"});
+  lc.init_std = 0.5f;  // honest answers of RMS ~1, like the noise
+  lc.attack = "random";
+  ExpertServer liar(lc);
+  auto loc = std::make_shared<FixedLocator>();
+  loc->where["ffn.0.0"] = {liar.address()};
+  for (bool canary : {false, true}) {
+    RemoteCallConfig rc;
+    rc.canary_rows = canary;
+    rc.ban_base_s = 60;
+    auto ctx = context(loc, rc);
+    RemoteExpertBank bank(ctx, "ffn.0", 1, D);
+    const std::vector<int64_t> off = {0, 4};
+    auto xs = randn(4 * D, 5);
+    std::vector<float> ys(4 * D);
+    bank.forward(ys.data(), xs.data(), off);
+    EXPECT_EQ((*bank.failed_experts())[0], canary ? 1 : 0) << "canary " << canary;
+    for (int i = 0; i < 3; ++i) bank.forward(ys.data(), xs.data(), off);
+    EXPECT_EQ(ctx->bans.banned(liar.address()), canary);
   }
 }
 

@@ -32,7 +32,7 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--lookup-timeout", a.lookup_timeout_s, "longest wait for a DHT lookup inside a step (s): dead DHT nodes make searches slow")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_option("--output-factor", a.calls.output_factor, "an expert answer whose RMS is this many times off the layer's recent median is a failed call")->capture_default_str()->check(CLI::Range(1.0001, 1e30));
-  c->add_flag("--no-output-validation", a.no_output_validation, "accept every finite expert answer (to measure what validation costs)");
+  c->add_flag("--no-output-validation", a.no_output_validation, "accept every finite expert answer, without size checks or canary rows (to measure what validation costs)");
   c->add_option("--trust-store", a.trust.store_path, "file of the expert uids' first-seen keys (trust on first use across runs; default: this run only)");
   c->add_option("--trusted-keys", a.trusted_keys_file, "permissioned swarm: accept only records signed by these keys (one hex key id per line)");
   c->add_option("--pow-bits", a.trust.pow_bits, "proof of work a server's key must carry")->capture_default_str()->check(CLI::Range(0, 40));
@@ -44,7 +44,7 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
 RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   if (layout.world.size() > 1) throw Error("[cli] --remote-experts does not combine with mpirun");
   net::RemoteCallConfig calls = a.calls;
-  calls.validate_outputs = !a.no_output_validation;
+  calls.validate_outputs = calls.canary_rows = !a.no_output_validation;
   if (a.prefix.empty() || a.prefix.find('.') != std::string::npos)
     throw Error("[cli] --remote-prefix '" + a.prefix + "': a non-empty name without dots");
   parse_host_port(a.bootstrap, "--remote-experts");
