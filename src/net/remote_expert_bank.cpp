@@ -197,21 +197,22 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     round->ex.push_back(std::move(x));
   }
 
-  // Output validation (RemoteCallConfig): an expert with output_warmup accepted answers is judged
-  // by its own recent outputs, as its answer arrives; one without, by the typical expert of the
-  // layer (the median of the warm experts' medians) when at least 3 experts are warm, else with
-  // all of the round's answers at its end. Only too large is a lie worth catching: a far smaller
-  // answer weighs like an expert that says little, and honest experts of a layer differ by 30x
-  // (measured on the tiny model of tests/cli/decentralized.sh).
-  std::vector<double> expert_ref(E_, 0.0);  // 0: the expert is cold
+  // Output validation (RemoteCallConfig): once at least 3 experts of the layer have output_warmup
+  // accepted answers, each answer is judged as it arrives against the layer's typical expert (the
+  // median of those experts' own medians); before that, with all of the round's answers at its
+  // end. Not against the expert's own history: a liar whose first lies slipped through would then
+  // be judged by its lies (the x100 attack run of docs/security.md lost 3.5% that way). Only too
+  // large is a lie worth catching: a far smaller answer weighs like an expert that says little,
+  // and honest experts of a layer differ by 30x (the tiny model of tests/cli/decentralized.sh;
+  // its largest is 5x the median).
   double typical = 0;
   if (c.validate_outputs) {
     ScaleWindow medians(E_);
     for (int e = 0; e < E_; ++e)
-      if (int(output_rms_[e].size()) >= c.output_warmup) medians.add(expert_ref[e] = output_rms_[e].median());
+      if (int(output_rms_[e].size()) >= c.output_warmup) medians.add(output_rms_[e].median());
     if (medians.size() >= 3) typical = medians.median();
   }
-  auto reference = [&](int e) { return expert_ref[e] > 0 ? expert_ref[e] : typical; };  // 0: judge at the end
+  auto reference = [&](int) { return typical; };  // 0: judge at the round's end
   auto plausible = [&](double r, double ref) { return r <= c.output_factor * ref; };
   const Clock::time_point start = Clock::now(), deadline = start + seconds(c.forward_timeout_s);
   std::vector<std::shared_ptr<PendingCall>> handles;  // dropped on this thread, never on gRPC's

@@ -61,11 +61,11 @@ struct RemoteCallConfig {
   int ban_after = 5;
   double ban_base_s = 1;
   double ban_max_s = 60;
-  // Output validation: an answer whose RMS is more than output_factor times that expert's recent
-  // accepted answers (once output_warmup were accepted) is a failed call, charged to its server.
-  // An expert without that history (a server that lies from its first answer never gets one) is
-  // judged against the layer's typical expert, or the median of its round: robust while fewer
-  // than half of the answers lie. NaN/Inf replies always fail.
+  // Output validation: an answer whose RMS is more than output_factor times the layer's typical
+  // expert (the median of its experts' recent accepted answers' medians, once 3 experts have
+  // output_warmup of them; before that, the median of the round's answers) is a failed call,
+  // charged to its server: robust while fewer than half of the experts lie. NaN/Inf replies
+  // always fail.
   bool validate_outputs = true;
   bool canary_rows = true;  // each forward call carries a copy of its first row (ExpertClient)
   double output_factor = 10;
