@@ -25,6 +25,7 @@ struct CallResult {
   bool ok = false;
   bool timeout = false;      // the deadline passed (or the call was cancelled)
   std::string error;         // the server's status message, or what was wrong with its reply
+  bool lie = false;          // the reply contradicts itself (canary rows): not bad luck
   std::vector<float> out;    // [n, d]: the expert's output, or the input gradient
   double latency_ms = 0;
 };

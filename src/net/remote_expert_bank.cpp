@@ -70,9 +70,19 @@ int BanList::banned_now() {
   return n;
 }
 
+void BanList::lie(const std::string& address) {
+  std::lock_guard<std::mutex> lk(mu_);
+  Entry& e = entries_[address];
+  e.lies = std::min(e.lies + 1, 30);
+  e.until = std::max(e.until, Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.lies - 1)))));
+}
+
 void BanList::success(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
-  entries_.erase(address);
+  auto it = entries_.find(address);
+  if (it == entries_.end()) return;
+  if (it->second.lies == 0) entries_.erase(it);
+  else it->second.in_a_row = 0;
 }
 
 RemoteExpertBank::RemoteExpertBank(std::shared_ptr<RemoteContext> ctx, std::string prefix, int n_experts, int d_model,
@@ -246,13 +256,16 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
         // A lie is not retried on the same server; a replica may still answer.
         ctx_->stats.call(false, false, a.r.latency_ms);
         ctx_->stats.invalid();
-        ctx_->bans.failure(a.addr);
+        ctx_->bans.lie(a.addr);
         continue;
       }
       ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
       if (a.r.ok) {
         // An answer judged at the round's end clears its server's record only if it passes.
         if (!c.validate_outputs || reference(x.e) > 0) ctx_->bans.success(a.addr);
+      } else if (a.r.lie) {
+        ctx_->stats.invalid();
+        ctx_->bans.lie(a.addr);  // no retry on a server that contradicts itself
       } else {
         ctx_->bans.failure(a.addr);
         if (!a.r.timeout && x.retries < c.retries) x.retry_addr = a.addr;  // an error, not silence
@@ -342,7 +355,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
         if (round_rms.size() >= 3 && !plausible(r[i], ref)) {
           x.status = Status::Failed;
           ctx_->stats.invalid(/*was_counted_ok=*/true);
-          ctx_->bans.failure(x.by);
+          ctx_->bans.lie(x.by);
           continue;
         }
         ctx_->bans.success(x.by);

@@ -81,6 +81,11 @@ class BanList {
   explicit BanList(const RemoteCallConfig& c) : c_(c) {}
   bool banned(const std::string& address);
   void failure(const std::string& address);
+  // An answer that failed validation (a lie, not bad luck): the server is banned at once, for
+  // ban_base_s * 2^(lies - 1) (at most ban_max_s), and its lies are never forgiven by successes:
+  // a server lying in some of its answers would otherwise never fail 5 in a row (the x100 attack
+  // run of docs/security.md).
+  void lie(const std::string& address);
   void success(const std::string& address);
   int banned_now();  // servers banned at this moment
 
@@ -88,6 +93,7 @@ class BanList {
   struct Entry {
     int in_a_row = 0;  // failed calls since the last success
     int bans = 0;
+    int lies = 0;      // never reset
     std::chrono::steady_clock::time_point until{};
   };
   RemoteCallConfig c_;
