@@ -16,10 +16,12 @@
 namespace moe::net {
 
 struct GradientGuardConfig {
-  // accepted: rms <= factor * median of the expert's recent gradients. 10 rejected honest
-  // gradients early in training (they grow tenfold within a few steps) and, five in a row, got an
-  // honest client refused; poison of x1e6 is caught by any factor far below that.
-  double factor = 100;
+  // accepted: rms <= factor * median of the expert's recent gradients. An expert's gradient rows
+  // carry the gate weights of its tokens, which differ by orders of magnitude: 10 got an honest
+  // client refused in the first attack run, 100 rejected honest gradients of the grid-gated tiny
+  // model of tests/cli/decentralized_grid.sh under load. Poison of x1e6 is caught by any factor
+  // far below that.
+  double factor = 1e4;
   int warmup = 8;          // accepted gradients before the median is trusted
   double max_rms = 10;     // absolute cap: an LM's dL/dy is ~1e-3 per element, x1e6 poison far above
   int window = 64;

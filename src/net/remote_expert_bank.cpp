@@ -251,7 +251,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     for (Round::Result& a : res) {
       Round::Expert& x = round->ex[a.i];
       --x.in_flight;
-      if (a.r.ok && c.validate_outputs && reference(x.e) > 0 &&
+      if (a.r.ok && c.validate_outputs && x.m >= c.output_min_rows && reference(x.e) > 0 &&
           !plausible(rms(a.r.out.data(), a.r.out.size()), reference(x.e))) {
         // A lie is not retried on the same server; a replica may still answer.
         ctx_->stats.call(false, false, a.r.latency_ms);
@@ -342,7 +342,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     std::vector<double> r(round->ex.size(), 0.0);
     ScaleWindow round_rms(round->ex.size());
     for (size_t i = 0; i < round->ex.size(); ++i)
-      if (round->ex[i].status == Status::Ok) {
+      if (round->ex[i].status == Status::Ok && round->ex[i].m >= c.output_min_rows) {
         r[i] = rms(round->ex[i].out.data(), round->ex[i].out.size());
         round_rms.add(r[i]);
       }
@@ -351,6 +351,10 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     for (size_t i = 0; i < round->ex.size(); ++i) {
       Round::Expert& x = round->ex[i];
       if (x.status != Status::Ok) continue;
+      if (x.m < c.output_min_rows) {  // too few rows to judge their size (the canary still did)
+        if (reference(x.e) == 0) ctx_->bans.success(x.by);
+        continue;
+      }
       if (reference(x.e) == 0) {
         if (round_rms.size() >= 3 && !plausible(r[i], ref)) {
           x.status = Status::Failed;

@@ -636,12 +636,13 @@ TEST(RemoteExpertBank, LyingServerIsCaughtAndBanned) {
     for (auto& u : lc.uids) loc->where[u] = {liar.address()};
     RemoteCallConfig rc;
     rc.ban_base_s = 60;
+    rc.output_factor = 10;  // the default (100) lets a x100 liar through at the border
     auto ctx = context(loc, rc);
     RemoteExpertBank bank(ctx, "ffn.0", 8, D);
     std::vector<int64_t> off;
-    for (int e = 0; e <= 8; ++e) off.push_back(3 * e);
-    auto xs = randn(24 * D, 9);
-    std::vector<float> ys(24 * D);
+    for (int e = 0; e <= 8; ++e) off.push_back(8 * e);  // 8 rows: enough to judge their size
+    auto xs = randn(64 * D, 9);
+    std::vector<float> ys(64 * D);
     int step = 0;
     for (; step < 10 && !ctx->bans.banned(liar.address()); ++step) {
       bank.forward(ys.data(), xs.data(), off);
@@ -649,7 +650,7 @@ TEST(RemoteExpertBank, LyingServerIsCaughtAndBanned) {
       for (int e = 0; e < 6; ++e) EXPECT_EQ((*bank.failed_experts())[e], 0) << e;
       if (step > 0 || std::string(mode) == "nan") {
         EXPECT_EQ((*bank.failed_experts())[6], 1);
-        for (int64_t i = 18 * D; i < 24 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
+        for (int64_t i = 48 * D; i < 56 * D; ++i) ASSERT_EQ(ys[i], 0.0f);
       }
     }
     EXPECT_TRUE(ctx->bans.banned(liar.address()));

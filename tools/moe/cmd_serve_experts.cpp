@@ -39,7 +39,7 @@ struct ServeArgs {
   std::string identity;  // default: <checkpoint>/identity, or a fresh in-memory one
   int pow_bits = 16;
   bool tls = false;
-  double grad_factor = 100, grad_max_rms = 10;
+  double grad_factor = 1e4, grad_max_rms = 10;
 };
 
 int run_serve(const ServeArgs& a) {
