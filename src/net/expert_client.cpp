@@ -157,9 +157,10 @@ std::shared_ptr<PendingCall> ExpertClient::forward(const std::string& address, c
   } else {
     // A copy of row 0 rides at the end: an honest expert is a function of its input, so the two
     // answers agree (to rounding: the rows may sit in different GEMM tiles); noise does not.
-    std::vector<float> rows(x, x + n * d);
-    rows.insert(rows.end(), x, x + d);
-    to_matrix(*call->req.mutable_input(), rows.data(), n + 1, d);
+    pb::Matrix& m = *call->req.mutable_input();
+    to_matrix(m, x, n, d);
+    m.mutable_data()->append(reinterpret_cast<const char*>(x), sizeof(float) * size_t(d));
+    m.set_rows(n + 1);
     done = [done = std::move(done), n, d](CallResult&& r) {
       if (r.ok) {
         const float* a = r.out.data();

@@ -258,9 +258,7 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
                                                               " rows, input " + std::to_string(input.rows()));
       if (!(lr >= 0) || !std::isfinite(lr)) return reject(grpc::StatusCode::INVALID_ARGUMENT, "learning rate must be >= 0");
       if (cfg.guard_gradients) {
-        std::vector<float> g(size_t(grad_output->rows()) * cfg.d_model);
-        from_matrix(g.data(), *grad_output);
-        if (auto r = guard.check(uid, client, rms(g.data(), g.size())); !r.empty())
+        if (auto r = guard.check(uid, client, rms_of_bytes(grad_output->data())); !r.empty())
           return reject(grpc::StatusCode::INVALID_ARGUMENT, r);
       }
     }

@@ -222,7 +222,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
       if (int(output_rms_[e].size()) >= c.output_warmup) medians.add(output_rms_[e].median());
     if (medians.size() >= 3) typical = medians.median();
   }
-  auto reference = [&](int) { return typical; };  // 0: judge at the round's end
+  // typical == 0: not enough history, answers are judged at the round's end
   auto plausible = [&](double r, double ref) { return r <= c.output_factor * ref; };
   const Clock::time_point start = Clock::now(), deadline = start + seconds(c.forward_timeout_s);
   std::vector<std::shared_ptr<PendingCall>> handles;  // dropped on this thread, never on gRPC's
@@ -251,8 +251,8 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     for (Round::Result& a : res) {
       Round::Expert& x = round->ex[a.i];
       --x.in_flight;
-      if (a.r.ok && c.validate_outputs && x.m >= c.output_min_rows && reference(x.e) > 0 &&
-          !plausible(rms(a.r.out.data(), a.r.out.size()), reference(x.e))) {
+      if (a.r.ok && c.validate_outputs && x.m >= c.output_min_rows && typical > 0 &&
+          !plausible(rms(a.r.out.data(), a.r.out.size()), typical)) {
         // A lie is not retried on the same server; a replica may still answer.
         ctx_->stats.call(false, false, a.r.latency_ms);
         ctx_->stats.invalid();
@@ -262,7 +262,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
       ctx_->stats.call(a.r.ok, a.r.timeout, a.r.latency_ms);
       if (a.r.ok) {
         // An answer judged at the round's end clears its server's record only if it passes.
-        if (!c.validate_outputs || reference(x.e) > 0) ctx_->bans.success(a.addr);
+        if (!c.validate_outputs || typical > 0) ctx_->bans.success(a.addr);
       } else if (a.r.lie) {
         ctx_->stats.invalid();
         ctx_->bans.lie(a.addr);  // no retry on a server that contradicts itself
@@ -352,10 +352,10 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
       Round::Expert& x = round->ex[i];
       if (x.status != Status::Ok) continue;
       if (x.m < c.output_min_rows) {  // too few rows to judge their size (the canary still did)
-        if (reference(x.e) == 0) ctx_->bans.success(x.by);
+        if (typical == 0) ctx_->bans.success(x.by);
         continue;
       }
-      if (reference(x.e) == 0) {
+      if (typical == 0) {
         if (round_rms.size() >= 3 && !plausible(r[i], ref)) {
           x.status = Status::Failed;
           ctx_->stats.invalid(/*was_counted_ok=*/true);

@@ -4,6 +4,8 @@
 // fewer than half of the values come from a liar.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <cstddef>
 #include <deque>
 #include <vector>
@@ -34,6 +36,18 @@ class ScaleWindow {
 inline double rms(const float* x, size_t n) {
   double s = 0;
   for (size_t i = 0; i < n; ++i) s += double(x[i]) * x[i];
+  return n ? std::sqrt(s / double(n)) : 0.0;
+}
+
+// RMS of floats stored as unaligned bytes (a protobuf Matrix's data), without copying them out.
+inline double rms_of_bytes(const std::string& bytes) {
+  double s = 0;
+  const size_t n = bytes.size() / sizeof(float);
+  for (size_t i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, bytes.data() + i * sizeof(float), sizeof v);
+    s += double(v) * v;
+  }
   return n ? std::sqrt(s / double(n)) : 0.0;
 }
 
