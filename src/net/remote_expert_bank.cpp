@@ -383,18 +383,17 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   lk.unlock();
   for (auto& h : handles) h->cancel();  // late answers only land in the closed round
 
-  // Tokens short of k_min, and tokens with no answer at all (they keep only the residual).
+  // Tokens short of k_min answers, and tokens with no answer at all (they keep only the residual),
+  // whether their experts failed or the gate found too few live ones (a grid with dead rows).
   int64_t below = 0, none = 0;
   for (int64_t t = 0; t < n_tok; ++t) {
-    int answered = 0, valid = 0;
+    int answered = 0;
     for (int j = 0; j < k; ++j) {
       const int e = plan->expert[t * k + j];
-      if (e < 0) continue;
-      ++valid;
-      answered += !failed_[e];
+      answered += e >= 0 && !failed_[e];
     }
-    below += answered < std::min(c.k_min, valid);
-    none += valid > 0 && answered == 0;
+    below += answered < std::min(c.k_min, k);
+    none += answered == 0;
   }
   ctx_->stats.tokens(below, none);
 }

@@ -617,6 +617,24 @@ TEST(RemoteExpertBank, GridLayerRoutesToLiveExpertsAndMatchesTheLocalLayer) {
   ref.backward(dx_ref.data(), dy.data());
   for (int i = 0; i < n * D; ++i) ASSERT_NEAR(dx[i], dx_ref[i], 1e-4f * (1 + std::fabs(dx_ref[i])));
   for (int64_t i = 0; i < pr[0]->g.numel(); ++i) ASSERT_NEAR(pr[0]->g[i], pl[0]->g[i], 1e-4f * (1 + std::fabs(pl[0]->g[i])));
+
+  // Too few live experts is counted, not silent: with one live expert every token is short of
+  // k_min = 2; with none, every token keeps only the residual.
+  ctx->cfg.k_min = 2;
+  ctx->stats.take();
+  remote.forward(y.data(), x.data(), n);
+  EXPECT_EQ(ctx->stats.take().below_k_min, 0);
+  loc->where.erase("ffn.0.1.0");
+  remote.forward(y.data(), x.data(), n);
+  ExpertCallSummary s = ctx->stats.take();
+  EXPECT_EQ(s.below_k_min, n);
+  EXPECT_EQ(s.no_expert, 0);
+  loc->where.erase("ffn.0.0.0");
+  remote.forward(y.data(), x.data(), n);
+  s = ctx->stats.take();
+  EXPECT_EQ(s.below_k_min, n);
+  EXPECT_EQ(s.no_expert, n);
+  for (float v : y) ASSERT_TRUE(std::isfinite(v));
 }
 
 // Two of eight experts on a lying server: after the first answers set the layer's typical output
