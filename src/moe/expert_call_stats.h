@@ -14,6 +14,9 @@ struct ExpertCallSummary {
   int64_t no_expert = 0;           // tokens none of whose experts answered (residual only)
   int64_t unavailable = 0;         // (layer, expert) pairs the gate routed around: no live server
   int64_t invalid = 0;             // answers rejected by output validation (counted in failures too)
+  int64_t replica_checks = 0;      // answers compared with another replica's
+  int64_t replica_lies = 0;        // servers outvoted by two replicas (banned)
+  int64_t replica_undecided = 0;   // disagreements without a majority
   double latency_p50_ms = 0, latency_p99_ms = 0;
 };
 
@@ -35,6 +38,12 @@ class ExpertCallStats {
   void unavailable(int64_t experts) {
     std::lock_guard<std::mutex> lk(mu_);
     s_.unavailable += experts;
+  }
+  void replicas(int64_t checks, int64_t lies, int64_t undecided) {
+    std::lock_guard<std::mutex> lk(mu_);
+    s_.replica_checks += checks;
+    s_.replica_lies += lies;
+    s_.replica_undecided += undecided;
   }
   void tokens(int64_t below_k_min, int64_t no_expert) {
     std::lock_guard<std::mutex> lk(mu_);

@@ -106,6 +106,8 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
       for (float& v : out) v *= 100.0f;
     } else if (cfg.attack == "nan") {
       std::fill(out.begin(), out.end(), std::nanf(""));
+    } else if (cfg.attack == "flip") {  // consistent: passes size checks and canary rows
+      for (float& v : out) v = -v;
     } else if (cfg.attack == "random") {
       std::lock_guard<std::mutex> lk(rng_mu);
       std::normal_distribution<float> n(0.0f, 1.0f);
@@ -327,8 +329,9 @@ ExpertServer::ExpertServer(const ExpertServerConfig& cfg) : cfg_(cfg), impl_(std
   if (cfg_.uids.empty()) throw Error("[serve] no experts to host (--experts)");
   if (cfg_.d_model <= 0 || cfg_.d_ff <= 0) throw Error("[serve] --d-model and --d-ff must be positive");
   if (cfg_.fail_rate < 0 || cfg_.fail_rate > 1) throw Error("[serve] --fail-rate must be in [0, 1]");
-  if (!cfg_.attack.empty() && cfg_.attack != "scale" && cfg_.attack != "nan" && cfg_.attack != "random")
-    throw Error("[serve] --attack '" + cfg_.attack + "': expected scale, nan or random");
+  if (!cfg_.attack.empty() && cfg_.attack != "scale" && cfg_.attack != "nan" && cfg_.attack != "random" &&
+      cfg_.attack != "flip")
+    throw Error("[serve] --attack '" + cfg_.attack + "': expected scale, nan, random or flip");
   if (!(cfg_.guard.factor > 1) || !(cfg_.guard.max_rms > 0) || cfg_.guard.warmup < 1 || cfg_.guard.window < 1)
     throw Error("[serve] gradient guard: the factor must be > 1, the cap > 0, warmup and window >= 1");
   if (cfg_.delay_ms < 0) throw Error("[serve] --delay-ms must be >= 0");

@@ -37,7 +37,8 @@ struct ExpertServerConfig {
   double fail_rate = 0;
   double delay_ms = 0;
   // Testing aid for the attack experiments: a lying server's forward outputs: "scale" (x100),
-  // "nan", "random" (standard normal noise); "" is honest.
+  // "nan", "random" (standard normal noise), "flip" (negated: consistent, the size of an honest
+  // answer); "" is honest.
   std::string attack;
   bool guard_gradients = true;          // the poisoned-gradient defence (gradient_guard.h)
   // Serve over TLS with this identity's certificate (clients pin it to the key of the server's

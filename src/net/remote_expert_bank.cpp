@@ -382,6 +382,7 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
   }
   lk.unlock();
   for (auto& h : handles) h->cancel();  // late answers only land in the closed round
+  if (c.compare_fraction > 0) compare_replicas(round->ex, ys);
 
   // Tokens short of k_min answers, and tokens with no answer at all (they keep only the residual),
   // whether their experts failed or the gate found too few live ones (a grid with dead rows).
@@ -396,6 +397,50 @@ void RemoteExpertBank::forward(float* ys, const float* xs, const std::vector<int
     none += answered == 0;
   }
   ctx_->stats.tokens(below, none);
+}
+
+// Sends a sample of this forward's answers to a second replica (replica_check.h) and acts on the
+// verdicts: a liar is banned for good measure, and an answer it gave is replaced by the majority's.
+template <class Experts>
+void RemoteExpertBank::compare_replicas(Experts& ex, float* ys) {
+  const RemoteCallConfig& c = ctx_->cfg;
+  thread_local std::mt19937_64 coin{std::random_device{}()};
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<ReplicaQuestion> qs;
+  std::vector<size_t> which;
+  for (size_t i = 0; i < ex.size(); ++i) {
+    auto& x = ex[i];
+    if (x.status != Status::Ok || u(coin) >= c.compare_fraction) continue;
+    ReplicaQuestion q{.uid = uid(x.e), .x = xs_ + x.r0 * d_, .m = x.m, .d = d_, .by = x.by, .answer = &x.out, .others = {}};
+    for (const std::string& a : x.addrs)
+      if (a != x.by && !ctx_->bans.banned(a)) q.others.push_back(a);
+    if (q.others.empty()) continue;
+    std::shuffle(q.others.begin(), q.others.end(), coin);  // every replica gets checked, not just the second best
+    qs.push_back(std::move(q));
+    which.push_back(i);
+  }
+  if (qs.empty()) return;
+  const std::vector<ReplicaVerdict> vs =
+      check_replicas(ctx_->client, qs, ReplicaCheckConfig{.timeout_s = c.forward_timeout_s, .tolerance = c.compare_tolerance});
+  int64_t checks = 0, lies = 0, undecided = 0;
+  for (size_t j = 0; j < vs.size(); ++j) {
+    const ReplicaVerdict& v = vs[j];
+    auto& x = ex[which[j]];
+    checks += v.kind != ReplicaVerdict::Unchecked;
+    if (v.kind == ReplicaVerdict::Agree || v.kind == ReplicaVerdict::Unchecked) continue;
+    if (v.kind == ReplicaVerdict::Undecided) ++undecided;
+    for (const std::string& a : v.liars) {
+      ++lies;
+      ctx_->stats.invalid();
+      ctx_->bans.lie(a);
+    }
+    if (!v.truth_by.empty()) {  // the answer used was the lie
+      std::memcpy(ys + x.r0 * d_, v.truth.data(), sizeof(float) * size_t(x.m * d_));
+      answered_by_[x.e] = v.truth_by;
+    }
+    ctx_->evidence.add(ReplicaEvidence{.uid = qs[j].uid, .rows = x.m, .verdict = v});
+  }
+  ctx_->stats.replicas(checks, lies, undecided);
 }
 
 void RemoteExpertBank::backward(float* dxs, const float* dys) {

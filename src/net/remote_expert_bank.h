@@ -20,6 +20,7 @@
 #include "moe/expert_call_stats.h"
 #include "moe/expert_grid.h"
 #include "net/expert_client.h"
+#include "net/replica_check.h"
 #include "net/scale_window.h"
 
 namespace moe::net {
@@ -75,6 +76,12 @@ struct RemoteCallConfig {
   // model of tests/cli/decentralized_grid.sh lies (its experts differ by more than 10x): 100.
   double output_factor = 100;
   int output_warmup = 3;
+  // Replica comparison (replica_check.h), for evaluation and serving only (training changes the
+  // experts, so replicas drift apart): this fraction of the answered forward calls whose expert
+  // has another unbanned replica is sent to it too; a server outvoted by two others is banned as a
+  // liar, and its answer replaced by theirs.
+  double compare_fraction = 0;
+  double compare_tolerance = 1e-3;
   // Testing aid for the attack experiments: a poisoning client's gradients to the experts,
   // "scale" (x1e6) or "nan"; "" is honest.
   std::string poison_gradients;
@@ -114,6 +121,7 @@ struct RemoteContext {
   std::shared_ptr<ExpertLocator> locator;
   BanList bans{cfg};
   ExpertCallStats stats;
+  EvidenceLog evidence;  // replica comparisons that found a lie or could not decide
 
   RemoteContext(const RemoteCallConfig& c, std::shared_ptr<ExpertLocator> l)
       : cfg(c), locator(std::move(l)), bans(c) {
@@ -146,6 +154,10 @@ class RemoteExpertBank final : public ExpertBank, private GridLiveness {
   // Live children of a grid prefix from its prefix records; an expert's servers, when all are
   // banned, do not make it live. Remembers the experts' servers for the coming forward.
   std::vector<int> live_children(const std::vector<int>& prefix) override;
+  // Replica comparison of some of this forward's answers (RemoteCallConfig::compare_fraction);
+  // ex: the round's experts, ys: the layer's output rows, corrected in place.
+  template <class Experts>
+  void compare_replicas(Experts& ex, float* ys);
 
   GridShape grid_;
   std::shared_ptr<RemoteContext> ctx_;

@@ -10,7 +10,6 @@ SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 1 --threads 1)
 make_text "$WORK/text.txt"
 CONF="$SRC/tests/cli/data/tiny-moe.json"  # 2 layers, 4 experts of d 32, d_ff 48
 BOOT=127.0.0.1:$(free_port)
-key_of() { sed -n 's/.*; key \([0-9a-f]*\)$/\1/p' "$WORK/$1.log"; }
 stop() {  # stop NAME: SIGTERM and wait (not in a subshell: wait needs the parent); SERVED=its forward calls
   local pid; pid=$(eval echo "\$PID_$1")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true

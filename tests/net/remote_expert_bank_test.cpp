@@ -486,8 +486,6 @@ TEST(ExpertServer, ConcurrentRequestsToOneExpertShareABatch) {
   EXPECT_LT(st.forward_batches, calls);  // some calls were computed together
 }
 
-}  // namespace
-}  // namespace moe::net
 
 namespace moe::net {
 namespace {
@@ -755,6 +753,91 @@ TEST(ExpertServer, PoisonedGradientsAreRejectedAndTheClientRefused) {
   const auto st = server.stats().gradients;
   EXPECT_GT(st.refused_calls, 0);
   EXPECT_EQ(st.rejected_by_client.size(), 2u);  // the two poisoners, never the honest client
+}
+
+}  // namespace
+}  // namespace moe::net
+
+// A liar that negates its answers passes the size check and the canary row (it is consistent).
+// Replica comparison catches it: with three replicas of the same weights, the liar is outvoted,
+// banned and its answers replaced by the majority's; with two, the disagreement is counted and
+// logged, and nobody is banned (either could be lying).
+TEST(RemoteExpertBank, ReplicaComparisonOutvotesAConsistentLiar) {
+  auto hc = server_config(layer_uids(2));
+  hc.seed = 5;  // the same seed: every replica has the same weights
+  auto lc = hc;
+  lc.attack = "flip";
+  ExpertServer h1(hc), h2(hc), liar(lc);
+  const std::vector<int64_t> off = {0, 8, 16};
+  auto xs = randn(16 * D, 31);
+  std::vector<float> ys(16 * D), ref(16 * D);
+  {  // the honest answer
+    auto loc = std::make_shared<FixedLocator>();
+    for (auto& u : hc.uids) loc->where[u] = {h1.address()};
+    RemoteExpertBank bank(context(loc), "ffn.0", 2, D);
+    bank.forward(ref.data(), xs.data(), off);
+  }
+  for (int replicas : {3, 2}) {
+    SCOPED_TRACE(replicas);
+    auto loc = std::make_shared<FixedLocator>();
+    for (auto& u : hc.uids) {
+      loc->where[u] = {liar.address(), h1.address()};  // the liar first: its answer is the one used
+      if (replicas == 3) loc->where[u].push_back(h2.address());
+    }
+    RemoteCallConfig rc;
+    rc.compare_fraction = 1;
+    rc.ban_base_s = 60;
+    auto ctx = context(loc, rc);
+    RemoteExpertBank bank(ctx, "ffn.0", 2, D);
+    bank.forward(ys.data(), xs.data(), off);
+    const ExpertCallSummary s = ctx->stats.take();
+    EXPECT_EQ(s.replica_checks, 2);
+    const std::vector<ReplicaEvidence> ev = ctx->evidence.take();
+    ASSERT_EQ(ev.size(), 2u);
+    if (replicas == 3) {
+      EXPECT_EQ(s.replica_lies, 2);
+      EXPECT_TRUE(ctx->bans.banned(liar.address()));
+      EXPECT_FALSE(ctx->bans.banned(h1.address()));
+      for (int i = 0; i < 16 * D; ++i) ASSERT_NEAR(ys[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])));
+      for (const ReplicaEvidence& e : ev) {
+        EXPECT_EQ(e.verdict.kind, ReplicaVerdict::Lie);
+        EXPECT_EQ(e.verdict.liars, std::vector<std::string>{liar.address()});
+        ASSERT_EQ(e.verdict.distance.size(), 3u);
+        EXPECT_NEAR(e.verdict.distance[1], 2.0, 1e-4);  // -a against a: |2a| / |a|
+      }
+      // From now on the liar is not called: answers come from the honest replicas, and agree.
+      bank.forward(ys.data(), xs.data(), off);
+      const ExpertCallSummary s2 = ctx->stats.take();
+      EXPECT_EQ(s2.replica_checks, 2);
+      EXPECT_EQ(s2.replica_lies + s2.replica_undecided, 0);
+      for (int i = 0; i < 16 * D; ++i) ASSERT_NEAR(ys[i], ref[i], 1e-5f * (1 + std::fabs(ref[i])));
+    } else {
+      EXPECT_EQ(s.replica_lies, 0);
+      EXPECT_EQ(s.replica_undecided, 2);
+      EXPECT_FALSE(ctx->bans.banned(liar.address()));
+      EXPECT_FALSE(ctx->bans.banned(h1.address()));
+      for (const ReplicaEvidence& e : ev) EXPECT_EQ(e.verdict.kind, ReplicaVerdict::Undecided);
+    }
+  }
+  // Honest replicas agree to rounding, also when their batches differ.
+  auto loc = std::make_shared<FixedLocator>();
+  for (auto& u : hc.uids) loc->where[u] = {h1.address(), h2.address()};
+  RemoteCallConfig rc;
+  rc.compare_fraction = 1;
+  auto ctx = context(loc, rc);
+  RemoteExpertBank bank(ctx, "ffn.0", 2, D);
+  bank.forward(ys.data(), xs.data(), off);
+  const ExpertCallSummary s = ctx->stats.take();
+  EXPECT_EQ(s.replica_checks, 2);
+  EXPECT_EQ(s.replica_lies + s.replica_undecided, 0);
+  EXPECT_TRUE(ctx->evidence.take().empty());
+}
+
+TEST(ReplicaCheck, RelativeDistance) {
+  const std::vector<float> a = {3, 4}, b = {3, 4}, c = {-3, -4}, z = {0, 0};
+  EXPECT_EQ(relative_distance(a.data(), b.data(), 2), 0.0);
+  EXPECT_NEAR(relative_distance(a.data(), c.data(), 2), 2.0, 1e-12);
+  EXPECT_NEAR(relative_distance(z.data(), a.data(), 2), std::sqrt(12.5), 1e-12);  // RMS of b
 }
 
 }  // namespace

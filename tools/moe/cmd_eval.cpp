@@ -74,6 +74,7 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
   add_remote_options(c, a->remote);
+  add_replica_check_options(c, a->remote);
   return [a] { return run_eval(*a); };
 }
 

@@ -63,6 +63,7 @@ Runner add_generate(CLI::App& app) {
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   add_remote_options(c, a->remote);
+  add_replica_check_options(c, a->remote);
   return [a] { return run_generate(*a); };
 }
 

@@ -155,8 +155,8 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--save-every", a->save_every, "seconds between saves (0: only on exit)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--fail-rate", a->fail_rate, "testing aid: fail this fraction of calls at random")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c->add_option("--delay-ms", a->delay_ms, "testing aid: answer every call this many ms late")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--attack", a->attack, "testing aid: lie in every forward answer (scale: x100, nan, random)")
-      ->check(CLI::IsMember({"scale", "nan", "random"}));
+  c->add_option("--attack", a->attack, "testing aid: lie in every forward answer (scale: x100, nan, random, flip: negated)")
+      ->check(CLI::IsMember({"scale", "nan", "random", "flip"}));
   c->add_option("--grad-factor", a->grad_factor, "reject a client gradient whose RMS exceeds this times the expert's recent median")->capture_default_str();
   c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
   c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");

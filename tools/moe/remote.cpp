@@ -1,6 +1,7 @@
 #include "remote.h"
 
 #include <cstdio>
+#include <fstream>
 
 #include "core/error.h"
 
@@ -41,7 +42,16 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
       ->check(CLI::IsMember({"scale", "nan"}));
 }
 
-RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
+void add_replica_check_options(CLI::App* c, RemoteArgs& a) {
+  c->add_option("--compare-replicas", a.calls.compare_fraction,
+                "send this fraction of the expert answers to a second replica too and compare them; a server outvoted by two replicas is banned (replicas must serve the same weights)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--compare-tolerance", a.calls.compare_tolerance, "relative RMS distance up to which two replicas' answers agree")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--evidence-log", a.evidence_log, "append the evidence of every lie or undecided disagreement the replica comparison finds (JSON lines)");
+}
+
+RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) : evidence_log_(a.evidence_log) {
   if (layout.world.size() > 1) throw Error("[cli] --remote-experts does not combine with mpirun");
   net::RemoteCallConfig calls = a.calls;
   calls.validate_outputs = calls.canary_rows = !a.no_output_validation;
@@ -79,13 +89,41 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) {
   };
 }
 
+void RemoteSwarm::write_evidence() {
+  const std::vector<net::ReplicaEvidence> ev = ctx_->evidence.take();
+  if (ev.empty()) return;
+  std::ofstream log;
+  if (!evidence_log_.empty()) {
+    log.open(evidence_log_, std::ios::app);
+    if (!log) throw Error("[cli] --evidence-log '" + evidence_log_ + "': cannot open it for appending");
+  }
+  for (const net::ReplicaEvidence& e : ev) {
+    const net::ReplicaVerdict& v = e.verdict;
+    const bool lie = v.kind == net::ReplicaVerdict::Lie;
+    std::string who;
+    for (const std::string& l : v.liars) who += (who.empty() ? "" : ", ") + l;
+    std::fprintf(stderr, "moe: replica check of %s (%lld rows): %s\n", e.uid.c_str(), (long long)e.rows,
+                 lie ? ("server " + who + " outvoted by two replicas, banned").c_str()
+                     : "replicas disagree, no majority (answer kept)");
+    if (log) {
+      nlohmann::json j = {{"uid", e.uid}, {"rows", e.rows}, {"verdict", lie ? "lie" : "undecided"},
+                          {"servers", v.servers}, {"distance_to_first", v.distance}, {"liars", v.liars}};
+      log << j.dump() << "\n";
+    }
+  }
+  if (log && !log.flush()) throw Error("[cli] --evidence-log '" + evidence_log_ + "': write failed");
+}
+
 nlohmann::json RemoteSwarm::take_step_metrics() {
+  write_evidence();
   const ExpertCallSummary s = ctx_->stats.take();
   return {{"remote_calls", s.calls},        {"remote_failures", s.failures},
           {"remote_timeouts", s.timeouts},  {"remote_invalid", s.invalid},
           {"remote_banned_servers", ctx_->bans.banned_now()},
           {"remote_records_rejected", trust_->stats().rejected() + node_->stats().forged},  {"remote_below_k_min", s.below_k_min},
           {"remote_no_expert", s.no_expert}, {"remote_unavailable", s.unavailable},
+          {"remote_replica_checks", s.replica_checks}, {"remote_replica_lies", s.replica_lies},
+          {"remote_replica_undecided", s.replica_undecided},
           {"remote_latency_p50_ms", s.latency_p50_ms},
           {"remote_latency_p99_ms", s.latency_p99_ms}};
 }

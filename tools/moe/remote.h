@@ -27,9 +27,13 @@ struct RemoteArgs {
   net::TrustConfig trust;
   std::string trusted_keys_file;  // --trusted-keys: permissioned mode
   bool allow_unsigned = false;
+  std::string evidence_log;  // --evidence-log: replica comparisons that found a lie, as JSON lines
 };
 
 void add_remote_options(CLI::App* c, RemoteArgs& a);
+// Replica comparison (--compare-replicas, --evidence-log): for eval and generate, whose experts do
+// not change.
+void add_replica_check_options(CLI::App* c, RemoteArgs& a);
 
 class RemoteSwarm {
  public:
@@ -40,6 +44,11 @@ class RemoteSwarm {
   std::string summary(const nlohmann::json& m) const;
 
  private:
+  // Writes the replica comparisons' evidence since the last call: a line on stderr per lie or
+  // undecided disagreement, and JSON lines to --evidence-log.
+  void write_evidence();
+
+  std::string evidence_log_;
   std::unique_ptr<net::RecordTrust> trust_;
   std::unique_ptr<net::DhtNode> node_;
   std::unique_ptr<net::ExpertDirectory> dir_;

@@ -17,3 +17,5 @@ serve() {
   done
   cat "$WORK/$name.log"; fail "server $name did not start"
 }
+# key_of NAME: the key id in server NAME's serving line.
+key_of() { sed -n 's/.*; key \([0-9a-f]*\)$/\1/p' "$WORK/$1.log"; }
