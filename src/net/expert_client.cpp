@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "expert.grpc.pb.h"
 #include "net/protocol.h"
+#include "net/identity.h"
 #include "net/tls.h"
 #include "net/quiet_logs.h"
 
@@ -99,6 +100,11 @@ struct ExpertClient::Server {
   std::string key;  // the key the channel's TLS is pinned to ("": plain)
 };
 
+void ExpertClient::set_identity(std::shared_ptr<const NodeIdentity> id) {
+  std::lock_guard<std::mutex> lk(mu_);
+  identity_ = std::move(id);
+}
+
 void ExpertClient::set_pins(std::shared_ptr<const ServerPins> pins) {
   std::lock_guard<std::mutex> lk(mu_);
   pins_ = std::move(pins);
@@ -125,7 +131,7 @@ ExpertClient::Server& ExpertClient::server(const std::string& address) {
     s = std::make_unique<Server>();
     s->key = key;
     s->channel = grpc::CreateCustomChannel(
-        address, key.empty() ? grpc::InsecureChannelCredentials() : pinned_channel_credentials(key), args);
+        address, key.empty() ? grpc::InsecureChannelCredentials() : pinned_channel_credentials(key, identity_.get()), args);
     s->stub = pb::Expert::NewStub(s->channel);
   }
   return *s;
@@ -211,7 +217,8 @@ ExpertClient::Info ExpertClient::info(const std::string& address, const std::str
   if (auto v = check_version(rep.version()); !v.empty()) throw Error("[net] " + address + ": " + v);
   return {.d_model = rep.d_model(), .d_ff = rep.d_ff(), .steps = rep.steps(), .load = rep.load(),
           .version = rep.version(), .rejected = rep.rejected(), .gradients_rejected = rep.gradients_rejected(),
-          .refused_calls = rep.refused_calls()};
+          .refused_calls = rep.refused_calls(),
+          .rate_limited_calls = rep.rate_limited_calls()};
 }
 
 }  // namespace moe::net

@@ -21,6 +21,8 @@ class Expert;
 
 namespace moe::net {
 
+class NodeIdentity;
+
 struct CallResult {
   bool ok = false;
   bool timeout = false;      // the deadline passed (or the call was cancelled)
@@ -62,7 +64,7 @@ class ExpertClient {
     int64_t steps = 0;
     double load = 0;
     uint32_t version = 0;
-    int64_t rejected = 0, gradients_rejected = 0, refused_calls = 0;  // the server's defences
+    int64_t rejected = 0, gradients_rejected = 0, refused_calls = 0, rate_limited_calls = 0;  // the server's defences
   };
   Info info(const std::string& address, const std::string& uid, double timeout_s);
 
@@ -70,6 +72,9 @@ class ExpertClient {
   size_t in_flight();
   // Servers whose records name a key get a TLS channel pinned to it (tls.h); others a plain one.
   void set_pins(std::shared_ptr<const ServerPins> pins);
+  // The identity this client presents on TLS channels (set before the first call): servers limit
+  // and judge it by its key, whatever connection it comes from.
+  void set_identity(std::shared_ptr<const NodeIdentity> id);
   // Every forward call carries a copy of its first row, and an answer whose two copies differ
   // (beyond rounding) fails: it catches servers that answer noise (docs/security.md).
   void set_canary_rows(bool on) { canary_ = on; }
@@ -92,6 +97,7 @@ class ExpertClient {
   std::map<std::string, std::unique_ptr<Server>> servers_;
   std::vector<std::unique_ptr<Server>> retired_;  // replaced when a server's pinned key changed
   std::shared_ptr<const ServerPins> pins_;
+  std::shared_ptr<const NodeIdentity> identity_;
   bool canary_ = false;
   std::map<PendingCall*, std::shared_ptr<PendingCall>> in_flight_;
   std::vector<std::shared_ptr<PendingCall>> finished_;

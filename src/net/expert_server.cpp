@@ -97,8 +97,9 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
   std::deque<std::pair<std::string, uint64_t>> done_order;
 
   GradientGuard guard;
+  RateLimiter limiter;
 
-  explicit Impl(const ExpertServerConfig& c) : cfg(c), fault_rng(c.seed ^ 0x5eedf417ull), guard(c.guard) {}
+  explicit Impl(const ExpertServerConfig& c) : cfg(c), fault_rng(c.seed ^ 0x5eedf417ull), guard(c.guard), limiter(c.rate_limit) {}
 
   // The lie of a server run with --attack (experiments only).
   void lie(std::vector<float>& out) {
@@ -237,10 +238,12 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
     }
     rep->set_gradients_rejected(g.rejected);
     rep->set_refused_calls(g.refused_calls);
+    rep->set_rate_limited_calls(limiter.stats().limited_calls);
     return grpc::Status::OK;
   }
 
-  // client: who is calling (the gRPC peer), for the gradient guard's per-client counts.
+  // client: who is calling (its TLS client key, else its connection), for the gradient guard's
+  // per-client counts and the rate limit.
   grpc::Status call(bool backward, uint32_t version, const std::string& uid, const pb::Matrix& input,
                     const pb::Matrix* grad_output, float lr, pb::Matrix* out, const std::string& client) {
     if (auto v = check_version(version); !v.empty()) return reject(grpc::StatusCode::FAILED_PRECONDITION, v);
@@ -250,6 +253,10 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
     if (!e) return reject(grpc::StatusCode::NOT_FOUND, "no expert '" + uid.substr(0, 200) + "' on this server");
     if (auto m = check_matrix(input, cfg.d_model, cfg.max_rows, "input"); !m.empty())
       return reject(grpc::StatusCode::INVALID_ARGUMENT, m);
+    if (!limiter.admit(client, input.rows()))  // not counted as rejected: the request was valid
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "rate limit: " + std::to_string(input.rows()) + " rows over this client's budget of " +
+                              std::to_string(cfg.rate_limit.rows_per_s) + " rows/s");
     if (grad_output) {
       if (auto m = check_matrix(*grad_output, cfg.d_model, cfg.max_rows, "grad_output"); !m.empty()) {
         if (cfg.guard_gradients && m.find("non-finite") != std::string::npos) guard.reject(client);
@@ -285,9 +292,16 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
     return grpc::Status::OK;
   }
 
+  // A client with a TLS certificate is its key, wherever it connects from; others are their
+  // connection (a reconnect is a new client: keys are what make limits stick).
+  static std::string client_of(const grpc::ServerContext& ctx) {
+    const std::string key = client_key_id(ctx);
+    return key.empty() ? "peer " + ctx.peer() : "key " + key;
+  }
+
   grpc::Status Forward(grpc::ServerContext* ctx, const pb::ForwardRequest* req, pb::ForwardReply* rep) override {
     rep->set_version(kProtocolVersion);
-    return call(false, req->version(), req->uid(), req->input(), nullptr, 0, rep->mutable_output(), ctx->peer());
+    return call(false, req->version(), req->uid(), req->input(), nullptr, 0, rep->mutable_output(), client_of(*ctx));
   }
 
   grpc::Status Backward(grpc::ServerContext* ctx, const pb::BackwardRequest* req, pb::BackwardReply* rep) override {
@@ -302,7 +316,7 @@ struct ExpertServer::Impl final : public pb::Expert::Service {
       }
     }
     grpc::Status s = call(true, req->version(), req->uid(), req->input(), &req->grad_output(), req->lr(),
-                          rep->mutable_grad_input(), ctx->peer());
+                          rep->mutable_grad_input(), client_of(*ctx));
     if (s.ok() && req->request_id() != 0) {
       std::lock_guard<std::mutex> lk(done_mu);
       const std::string& b = rep->grad_input().data();
@@ -440,6 +454,7 @@ ExpertServerStats ExpertServer::stats() const {
     s = impl_->st;
   }
   s.gradients = impl_->guard.stats();
+  s.rate_limit = impl_->limiter.stats();
   return s;
 }
 

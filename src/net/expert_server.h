@@ -14,6 +14,7 @@
 
 #include "net/gradient_guard.h"
 #include "net/identity.h"
+#include "net/rate_limiter.h"
 #include "train/adamw.h"
 
 namespace moe::net {
@@ -45,6 +46,7 @@ struct ExpertServerConfig {
   // signed records, tls.h); nullptr: plaintext.
   std::shared_ptr<const NodeIdentity> tls;
   GradientGuardConfig guard;
+  RateLimitConfig rate_limit;            // rows per second per client (0: none)
 };
 
 struct ExpertServerStats {
@@ -54,6 +56,7 @@ struct ExpertServerStats {
   int64_t injected_failures = 0;
   int64_t rows = 0;
   GradientGuardStats gradients;                       // accepted / rejected / refused, per client
+  RateLimitStats rate_limit;                          // calls over a client's rate, per client
 };
 
 class ExpertServer {

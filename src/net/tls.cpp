@@ -1,5 +1,7 @@
 #include "net/tls.h"
 
+#include <grpcpp/security/auth_context.h>
+#include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
@@ -37,19 +39,52 @@ class PinnedKeyVerifier final : public grpc::experimental::ExternalCertificateVe
 
 std::shared_ptr<grpc::ServerCredentials> tls_server_credentials(const NodeIdentity& id) {
   const dht::Blob key = id.dht().first->serialize();
-  grpc::SslServerCredentialsOptions o(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_BUT_DONT_VERIFY);
   o.pem_key_cert_pairs.push_back({std::string(key.begin(), key.end()), id.dht().second->toString(false)});
   return grpc::SslServerCredentials(o);
 }
 
-std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const std::string& key_id) {
+std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const std::string& key_id,
+                                                                     const NodeIdentity* client) {
   grpc::experimental::TlsChannelCredentialsOptions o;
+  if (client) {
+    const dht::Blob key = client->dht().first->serialize();
+    o.set_certificate_provider(std::make_shared<grpc::experimental::StaticDataCertificateProvider>(
+        std::vector<grpc::experimental::IdentityKeyCertPair>{
+            {std::string(key.begin(), key.end()), client->dht().second->toString(false)}}));
+    o.watch_identity_key_cert_pairs();
+  }
   o.set_verify_server_certs(false);  // no certificate authority: the verifier checks the key
   o.set_check_call_host(false);      // the address is not in the certificate; the key is
   o.set_certificate_verifier(grpc::experimental::ExternalCertificateVerifier::Create<PinnedKeyVerifier>(key_id));
   auto c = grpc::experimental::TlsCredentials(o);
   if (!c) throw Error("[net] cannot make TLS channel credentials");
   return c;
+}
+
+std::string client_key_id(const grpc::ServerContext& ctx) {
+  const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  if (!auth) return {};
+  const std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  if (pems.empty()) return {};
+  const std::string pem(pems.front().data(), pems.front().size());
+  // Parsing a certificate per call costs more than the call's bookkeeping: remember the last few.
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (auto it = cache.find(pem); it != cache.end()) return it->second;
+  }
+  std::string id;
+  try {
+    id = dht::crypto::Certificate(std::string_view(pem)).getPublicKey().getLongId().toString();
+  } catch (const std::exception&) {
+    return {};
+  }
+  std::lock_guard<std::mutex> lk(mu);
+  if (cache.size() >= 4096) cache.clear();
+  cache.emplace(pem, id);
+  return id;
 }
 
 void ServerPins::pin(const std::string& address, const std::string& key_id) {

@@ -10,15 +10,22 @@
 
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_context.h>
 
 namespace moe::net {
 
 class NodeIdentity;
 
-// The server's credentials: its identity's certificate and private key.
+// The server's credentials: its identity's certificate and private key. Clients may present a
+// certificate of their own (self-signed, not verified against any authority: the handshake proves
+// they hold its key), which names them for rate limits and the gradient guard.
 std::shared_ptr<grpc::ServerCredentials> tls_server_credentials(const NodeIdentity& id);
-// A channel's credentials that accept only a server whose certificate carries key_id (hex).
-std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const std::string& key_id);
+// A channel's credentials that accept only a server whose certificate carries key_id (hex);
+// `client`: the identity this client presents (nullptr: none).
+std::shared_ptr<grpc::ChannelCredentials> pinned_channel_credentials(const std::string& key_id,
+                                                                     const NodeIdentity* client = nullptr);
+// The key id of the certificate a TLS client presented on this call; "" for none (or plaintext).
+std::string client_key_id(const grpc::ServerContext& ctx);
 
 // Which key each server address must prove (from the records a client accepted); thread-safe.
 class ServerPins {

@@ -7,11 +7,13 @@
 
 #include <chrono>
 #include <future>
+#include <thread>
 
 #include "core/error.h"
 #include "net/expert_client.h"
 #include "net/expert_server.h"
 #include "net/identity.h"
+#include "net/rate_limiter.h"
 
 namespace moe::net {
 namespace {
@@ -78,6 +80,75 @@ TEST(PinnedTls, ForwardOverTlsMatchesPlain) {
   ASSERT_TRUE(a.ok) << a.error;
   ASSERT_TRUE(b.ok) << b.error;
   EXPECT_EQ(a.out, b.out);
+}
+
+// A client presenting its identity on a TLS channel is known by its key: the rate limit follows the
+// key across connections (a second client object with the same key shares the budget), and
+// another key has its own. Plaintext clients are known by their connection.
+TEST(ClientIdentity, RateLimitFollowsTheClientsKey) {
+  auto id = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
+  ExpertServerConfig c = config(id);
+  c.rate_limit = {.rows_per_s = 10, .burst_s = 10};  // 100 rows at once, then 10 per second
+  ExpertServer server(c);
+  auto pins = std::make_shared<ServerPins>();
+  pins->pin(server.address(), id->key_id());
+  auto a = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
+  auto b = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
+  std::vector<float> x(60 * 8, 0.1f);
+  auto call = [&](ExpertClient& client) {
+    std::promise<CallResult> p;
+    auto f = p.get_future();
+    auto h = client.forward(server.address(), "ffn.0.0", x.data(), 60, 8, 5, [&p](CallResult&& r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  ExpertClient ca, ca2, cb;
+  for (ExpertClient* cl : {&ca, &ca2, &cb}) cl->set_pins(pins);
+  ca.set_identity(a);
+  ca2.set_identity(a);
+  cb.set_identity(b);
+  const CallResult first = call(ca);
+  ASSERT_TRUE(first.ok) << first.error;
+  const CallResult over = call(ca);  // 60 + 60 rows > 100
+  EXPECT_FALSE(over.ok);
+  EXPECT_NE(over.error.find("rate limit"), std::string::npos) << over.error;
+  EXPECT_FALSE(call(ca2).ok);  // another connection, the same key: the same budget
+  EXPECT_TRUE(call(cb).ok);    // another key
+  const ExpertServerStats st = server.stats();
+  EXPECT_EQ(st.rate_limit.limited_calls, 2);
+  EXPECT_EQ(st.rate_limit.limited_by_client.at("key " + a->key_id()), 2);
+  EXPECT_EQ(server.stats().forward_calls, 2);
+  ExpertClient info_client;
+  info_client.set_pins(pins);
+  EXPECT_EQ(info_client.info(server.address(), "ffn.0.0", 3).rate_limited_calls, 2);
+
+  // Plaintext: each connection is a client.
+  c.tls = nullptr;
+  ExpertServer plain(c);
+  std::vector<float> y(60 * 8, 0.1f);
+  ExpertClient p1, p2;
+  auto plain_call = [&](ExpertClient& client) {
+    std::promise<CallResult> p;
+    auto f = p.get_future();
+    auto h = client.forward(plain.address(), "ffn.0.0", y.data(), 60, 8, 5, [&p](CallResult&& r) { p.set_value(std::move(r)); });
+    return f.get();
+  };
+  EXPECT_TRUE(plain_call(p1).ok);
+  EXPECT_FALSE(plain_call(p1).ok);
+  EXPECT_TRUE(plain_call(p2).ok);
+}
+
+TEST(RateLimiter, RefillsAtItsRateUpToTheBurst) {
+  RateLimiter r({.rows_per_s = 100, .burst_s = 1});  // 100 rows at once (50 come back in 0.5 s)
+  EXPECT_TRUE(r.admit("a", 100));
+  EXPECT_FALSE(r.admit("a", 50));
+  EXPECT_TRUE(r.admit("b", 100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // >= 60 rows back
+  EXPECT_TRUE(r.admit("a", 50));
+  EXPECT_FALSE(r.admit("c", 101));  // more than the burst is never admitted
+  EXPECT_TRUE(RateLimiter().admit("a", 1 << 30));  // no limit
+  const RateLimitStats s = r.stats();
+  EXPECT_EQ(s.limited_calls, 2);
+  EXPECT_EQ(s.admitted_calls, 3);
 }
 
 }  // namespace

@@ -37,6 +37,8 @@ struct ServeArgs {
   std::string attack;
   bool no_gradient_guard = false;
   std::string identity;  // default: <checkpoint>/identity, or a fresh in-memory one
+  double rate_limit = 0;   // rows per second per client
+  double rate_burst = 2;   // seconds of rate_limit a client may use at once
   int pow_bits = 16;
   bool tls = false;
   double grad_factor = 1e4, grad_max_rms = 10;
@@ -61,6 +63,8 @@ int run_serve(const ServeArgs& a) {
   sc.guard_gradients = !a.no_gradient_guard;
   sc.guard.factor = a.grad_factor;
   sc.guard.max_rms = a.grad_max_rms;
+  sc.rate_limit.rows_per_s = a.rate_limit;
+  sc.rate_limit.burst_s = a.rate_burst;
 
   net::DhtConfig dc;
   const auto [host, port] = parse_host_port(a.dht_listen.empty() ? a.listen.substr(0, a.listen.rfind(':')) + ":0" : a.dht_listen,
@@ -127,10 +131,10 @@ int run_serve(const ServeArgs& a) {
   server.save();
   const auto st = server.stats();
   std::printf("stopped: %lld forward and %lld backward calls in %lld + %lld batches, %lld rejected "
-              "(%lld gradients rejected, %lld calls of refused clients)%s\n",
+              "(%lld gradients rejected, %lld calls of refused clients), %lld over a client's rate limit%s\n",
               (long long)st.forward_calls, (long long)st.backward_calls, (long long)st.forward_batches,
               (long long)st.backward_batches, (long long)st.rejected, (long long)st.gradients.rejected,
-              (long long)st.gradients.refused_calls,
+              (long long)st.gradients.refused_calls, (long long)st.rate_limit.limited_calls,
               a.checkpoint.empty() ? "" : ("; experts saved in " + a.checkpoint).c_str());
   return 0;
 }
@@ -161,6 +165,8 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
   c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");
   c->add_option("--identity", a->identity, "key pair that signs this server's records: FILE.pem/.crt, created on first start (default: CHECKPOINT/identity, or a fresh one per run)");
+  c->add_option("--rate-limit", a->rate_limit, "rows per second each client may send (its TLS client key, else its connection); 0: no limit")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--rate-burst", a->rate_burst, "seconds of --rate-limit a client may use at once")->capture_default_str()->check(CLI::PositiveNumber);
   c->add_flag("--tls", a->tls, "serve over TLS with the identity's certificate; clients pin it to the key of the signed records");
   c->add_option("--pow-bits", a->pow_bits, "proof of work of the identity (leading zero bits; clients require theirs)")->capture_default_str()->check(CLI::Range(0, 40));
   return [a] { return run_serve(*a); };

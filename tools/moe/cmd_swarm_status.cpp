@@ -93,7 +93,7 @@ int run_status(const StatusArgs& a) {
       e["d_model"] = i.d_model;
       e["d_ff"] = i.d_ff;
       out["servers"][r.address] = {{"rejected", i.rejected}, {"gradients_rejected", i.gradients_rejected},
-                                   {"refused_calls", i.refused_calls}, {"info_failures", 0}};
+                                   {"refused_calls", i.refused_calls}, {"rate_limited_calls", i.rate_limited_calls}, {"info_failures", 0}};
     } catch (const Error& err) {
       e["error"] = err.what();
       ++failed[r.address];
@@ -124,9 +124,9 @@ int run_status(const StatusArgs& a) {
   }
   std::printf("%zu experts on %zu servers\n", out["experts"].size(), out["servers"].size());
   for (const auto& [addr, s] : out["servers"].items())
-    std::printf("  %s: %lld requests rejected, %lld gradients rejected, %lld calls of refused clients, %lld Info calls failed\n",
+    std::printf("  %s: %lld requests rejected, %lld gradients rejected, %lld calls of refused clients, %lld over a rate limit, %lld Info calls failed\n",
                 addr.c_str(), (long long)s.value("rejected", 0), (long long)s.value("gradients_rejected", 0),
-                (long long)s.value("refused_calls", 0), (long long)s.value("info_failures", 0));
+                (long long)s.value("refused_calls", 0), (long long)s.value("rate_limited_calls", 0), (long long)s.value("info_failures", 0));
   std::printf("records ignored: %s\n", out["records_rejected"].dump().c_str());
   return 0;
 }

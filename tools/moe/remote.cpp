@@ -37,6 +37,7 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--trust-store", a.trust.store_path, "file of the expert uids' first-seen keys (trust on first use across runs; default: this run only)");
   c->add_option("--trusted-keys", a.trusted_keys_file, "permissioned swarm: accept only records signed by these keys (one hex key id per line)");
   c->add_option("--pow-bits", a.trust.pow_bits, "proof of work a server's key must carry")->capture_default_str()->check(CLI::Range(0, 40));
+  c->add_option("--identity", a.identity, "this client's key pair, presented to TLS servers (which rate-limit and judge clients by key): FILE.pem/.crt, created on first use (default: a fresh one per run)");
   c->add_flag("--allow-unsigned", a.allow_unsigned, "also accept unsigned expert records (an open swarm of old servers)");
   c->add_option("--poison-gradients", a.calls.poison_gradients, "testing aid: act as a poisoning client, sending the experts gradients x1e6 (scale) or NaN (nan)")
       ->check(CLI::IsMember({"scale", "nan"}));
@@ -81,6 +82,9 @@ RemoteSwarm::RemoteSwarm(const RemoteArgs& a, dist::ParallelLayout& layout) : ev
   dir_ = std::make_unique<net::ExpertDirectory>(*node_, dirc);
   ctx_ = std::make_shared<net::RemoteContext>(calls, std::make_shared<net::DirectoryLocator>(*dir_));
   ctx_->client.set_pins(pins);
+  identity_ = std::make_shared<const net::NodeIdentity>(a.identity.empty() ? net::NodeIdentity::ephemeral(0)
+                                                                           : net::NodeIdentity::load_or_create(a.identity, 0));
+  ctx_->client.set_identity(identity_);
   auto ctx = ctx_;
   const std::string prefix = a.prefix;
   layout.remote_experts = [ctx, prefix](const dist::ParallelLayout::RemoteLayer& l) -> std::unique_ptr<ExpertBank> {

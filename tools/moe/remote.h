@@ -12,6 +12,7 @@
 #include "net/dht_node.h"
 #include "net/directory_locator.h"
 #include "net/expert_directory.h"
+#include "net/identity.h"
 #include "net/record_trust.h"
 #include "net/remote_expert_bank.h"
 
@@ -27,6 +28,7 @@ struct RemoteArgs {
   net::TrustConfig trust;
   std::string trusted_keys_file;  // --trusted-keys: permissioned mode
   bool allow_unsigned = false;
+  std::string identity;      // --identity: this client's key pair (default: a fresh one per run)
   std::string evidence_log;  // --evidence-log: replica comparisons that found a lie, as JSON lines
 };
 
@@ -49,6 +51,7 @@ class RemoteSwarm {
   void write_evidence();
 
   std::string evidence_log_;
+  std::shared_ptr<const net::NodeIdentity> identity_;
   std::unique_ptr<net::RecordTrust> trust_;
   std::unique_ptr<net::DhtNode> node_;
   std::unique_ptr<net::ExpertDirectory> dir_;
