@@ -123,8 +123,8 @@ ExpertClient::Server& ExpertClient::server(const std::string& address) {
     args.SetMaxReceiveMessageSize(-1);
     args.SetMaxSendMessageSize(-1);
     // Reconnect to a restarted server quickly instead of gRPC's default backoff of up to 2 min.
-    // Its own connection, not one shared with other clients of this process: a server tells its
-    // clients apart by connection (the gradient guard's per-client counts).
+    // Its own connection, not one shared with other clients of this process: a server tells
+    // clients without a TLS client key apart by connection (gradient guard, rate limit).
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);

@@ -3,8 +3,8 @@
 // finite and its RMS is within `factor` times the median RMS of the expert's recently accepted
 // gradients (once `warmup` were accepted; before that, within the absolute cap `max_rms`). Each
 // rejection counts against the client; a client with `refuse_after` rejections in a row is refused
-// every call for `refuse_s` seconds. Clients are told apart by the caller's identity (today the gRPC
-// peer address: one channel per client process).
+// every call for `refuse_s` seconds. Clients are told apart by their TLS client key when they
+// present one (a reconnect is the same client), else by their connection.
 #include <chrono>
 #include <cstdint>
 #include <map>
