@@ -8,9 +8,13 @@
 #   random   servers 6 and 7 answer N(0, 1) noise         (--attack random)
 #   poison   clean servers; two more clients train at the same time, sending every expert gradients
 #            x1e6 (--poison-gradients scale) and NaN (--poison-gradients nan)
+#   overwrite  clean servers; once the client has trained 20 steps, two hijackers announce the uids
+#            of servers 6 and 7 with keys of their own (and answer x100 if they are ever called)
 #   cost     the clean run's step time with the defences on (pinned TLS, output size checks and
 #            canary rows, gradient guard) and off, STEPS_COST steps each, alternated twice
-# Usage: scripts/attack_study.sh [clean|scale|nan|random|poison|cost|all]  (env: STEPS, STEPS_COST, OUT, MOE)
+# Usage: scripts/attack_study.sh [clean|scale|nan|random|poison|overwrite|cost|all]
+#   env: STEPS, STEPS_COST, OUT, MOE, CLIENT_FLAGS (extra flags of the honest client, e.g.
+#   "--output-factor 10"; OUT should then name another directory)
 # Everything runs on loopback; every server is started and killed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,7 +51,8 @@ eight() {
   done
 }
 TRAIN0=(train --steps "$STEPS" --threads 1 --overwrite)
-TRAIN=("${TRAIN0[@]}" --seed 1)
+read -r -a CLIENT_EXTRA <<<"${CLIENT_FLAGS:-}"
+TRAIN=("${TRAIN0[@]}" --seed 1 "${CLIENT_EXTRA[@]}")
 
 for mode in clean scale nan random; do
   if [ "$WHAT" = "$mode" ] || [ "$WHAT" = all ]; then
@@ -72,11 +77,27 @@ if [ "$WHAT" = poison ] || [ "$WHAT" = all ]; then
   grep -h "^stopped" "$OUT"/poison/s*.log >"$OUT/poison/servers.txt" || true
 fi
 
+if [ "$WHAT" = overwrite ] || [ "$WHAT" = all ]; then
+  eight "$OUT/overwrite" ""
+  "$MOE" "${TRAIN[@]}" --remote-experts "$BOOT" --out "$OUT/overwrite/run" >"$OUT/overwrite/train.log" 2>&1 &
+  T=$!
+  for _ in $(seq 600); do
+    [ "$(wc -l <"$OUT/overwrite/run/metrics.jsonl" 2>/dev/null || echo 0)" -ge 20 ] && break
+    sleep 1
+  done
+  for i in 6 7; do
+    serve "$OUT/overwrite" x$i "$BOOT" --experts "ffn.[0:4].$i" --seed $((60 + i)) --attack scale
+  done
+  wait $T || true
+  stop_all
+  grep -h "^stopped" "$OUT"/overwrite/x*.log >"$OUT/overwrite/hijackers.txt" || true
+fi
+
 if [ "$WHAT" = cost ] || [ "$WHAT" = all ]; then
   for rep in 1 2; do
     for d in on off; do
-      flags=(--tls); cflags=()
-      [ "$d" = off ] && flags=(--no-gradient-guard) && cflags=(--no-output-validation)
+      flags=(); cflags=()  # TLS is the servers' default
+      [ "$d" = off ] && flags=(--no-tls --no-gradient-guard) && cflags=(--no-output-validation)
       eight "$OUT/cost-$d-$rep" "" "${flags[@]}"
       "$MOE" train --steps "$STEPS_COST" --threads 1 --seed 1 --overwrite --eval-every 0 --remote-experts "$BOOT" \
         "${cflags[@]}" --out "$OUT/cost-$d-$rep/run" >"$OUT/cost-$d-$rep/train.log" 2>&1
@@ -96,17 +117,18 @@ def run(d):
     val = [x["val_loss"] for x in m if "val_loss" in x]
     banned = next((x["step"] for x in m if x.get("remote_banned_servers", 0) >= 2), None)
     return dict(steps=len(m), val_loss=val[-1] if val else None,
+                records_rejected=m[-1].get("remote_records_rejected", 0),
                 calls=sum(x.get("remote_calls", 0) for x in m), failures=sum(x.get("remote_failures", 0) for x in m),
                 invalid=sum(x.get("remote_invalid", 0) for x in m), first_step_two_banned=banned,
                 mean_step_s=sum(x["step_s"] for x in m[10:]) / max(1, len(m) - 10))
 res = {"experiment": "attack"}
-for d in ("clean/run", "scale/run", "nan/run", "random/run", "poison/run", "poison/scale", "poison/nan"):
+for d in ("clean/run", "scale/run", "nan/run", "random/run", "poison/run", "poison/scale", "poison/nan", "overwrite/run"):
     r = run(d)
     if r:
         res[d] = r
 clean = res.get("clean/run")
 if clean:
-    for d in ("scale/run", "nan/run", "random/run", "poison/run"):
+    for d in ("scale/run", "nan/run", "random/run", "poison/run", "overwrite/run"):
         if d in res and res[d]["val_loss"]:
             res[d]["vs_clean"] = res[d]["val_loss"] / clean["val_loss"] - 1
 cost = {}
@@ -117,6 +139,10 @@ for d in ("on", "off"):
         cost[d] = sum(t) / len(t)
 if len(cost) == 2:  # tokens/s on / tokens/s off = step time off / step time on
     res["cost"] = dict(mean_step_s_on=cost["on"], mean_step_s_off=cost["off"], tokens_per_s_on_vs_off=cost["off"] / cost["on"])
+hj = f"{out}/overwrite/hijackers.txt"
+if os.path.exists(hj):  # "stopped: N forward and M backward calls ..." of each hijacker
+    res["overwrite_hijackers_served"] = [int(l.split()[1]) + int(l.split()[4]) for l in open(hj)]
+res["client_flags"] = os.environ.get("CLIENT_FLAGS", "")
 print(json.dumps(res, indent=1))
 open(f"{out}/results.jsonl", "a").write(json.dumps(res) + "\n")
 PY

@@ -20,11 +20,13 @@ trap 'for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 lscpu | grep -E "Model name|^CPU\(s\)" | tr -s ' ' >"$OUT/cpu.txt"
 
-# serve DIR NAME BOOT|"" ARGS...: one expert server of the default model (d 128, d_ff 256).
+# serve DIR NAME BOOT|"" ARGS...: one expert server of the default model (d 128, d_ff 256), in
+# plaintext as when docs/decentralized.md's figures were measured (TLS became the default later;
+# docs/security.md measures what it costs).
 serve() {
   local dir=$1 name=$2 boot=$3; shift 3
   local b=(); [ -n "$boot" ] && b=(--bootstrap "$boot")
-  "$MOE" serve-experts --d-model 128 --d-ff 256 --threads 1 --announce-every 5 --save-every 5 \
+  "$MOE" serve-experts --d-model 128 --d-ff 256 --threads 1 --announce-every 5 --save-every 5 --no-tls \
     --checkpoint "$dir/$name.ck" "${b[@]}" "$@" >>"$dir/$name.log" 2>&1 &
   PIDS+=($!)
   eval "PID_$name=$!"

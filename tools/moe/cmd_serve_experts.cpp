@@ -40,7 +40,7 @@ struct ServeArgs {
   double rate_limit = 0;   // rows per second per client
   double rate_burst = 2;   // seconds of rate_limit a client may use at once
   int pow_bits = 16;
-  bool tls = false;
+  bool tls = true;  // --no-tls: plaintext (old clients, or to measure what TLS costs)
   double grad_factor = 1e4, grad_max_rms = 10;
 };
 
@@ -167,7 +167,7 @@ Runner add_serve_experts(CLI::App& app) {
   c->add_option("--identity", a->identity, "key pair that signs this server's records: FILE.pem/.crt, created on first start (default: CHECKPOINT/identity, or a fresh one per run)");
   c->add_option("--rate-limit", a->rate_limit, "rows per second each client may send (its TLS client key, else its connection); 0: no limit")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--rate-burst", a->rate_burst, "seconds of --rate-limit a client may use at once")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_flag("--tls", a->tls, "serve over TLS with the identity's certificate; clients pin it to the key of the signed records");
+  c->add_flag("--tls,!--no-tls", a->tls, "serve over TLS with the identity's certificate (the default; --no-tls: plaintext); clients pin it to the key of the signed records")->capture_default_str();
   c->add_option("--pow-bits", a->pow_bits, "proof of work of the identity (leading zero bits; clients require theirs)")->capture_default_str()->check(CLI::Range(0, 40));
   return [a] { return run_serve(*a); };
 }
