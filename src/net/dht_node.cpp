@@ -135,9 +135,12 @@ bool parse_int(const std::string& s, int64_t& out) {
   return true;
 }
 
-// Value ids from (address, what): a server re-announcing the same thing replaces its value.
-dht::Value::Id value_id(const std::string& address, const std::string& what) {
-  const auto h = dht::InfoHash::get("moe.vid:" + address + "|" + what);
+// Value ids from (signer, address, what): a server re-announcing the same thing replaces its value.
+// The signer is in it because storing nodes let only the same key replace a signed value: a server
+// restarted with a new key on a dead one's address (a reused port) had its records refused while
+// the dead server's were stored (RecordTrust.NewKeyOnAReusedAddressIsStored).
+dht::Value::Id value_id(const std::string& signer, const std::string& address, const std::string& what) {
+  const auto h = dht::InfoHash::get("moe.vid:" + signer + "|" + address + "|" + what);
   dht::Value::Id id = 0;
   std::memcpy(&id, h.data(), sizeof(id));
   return id == dht::Value::INVALID_ID ? 1 : id;
@@ -417,6 +420,7 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
     }
     puts[it->second].records.push_back(rec);
   };
+  const std::string signer = impl_->cfg.identity ? impl_->cfg.identity->key_id() : "";
   for (size_t r = 0; r < records.size(); ++r) {
     const auto& rec = records[r];
     if (rec.uid.empty() || rec.address.empty())
@@ -424,7 +428,7 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
     Json body{{"uid", rec.uid}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
     if (impl_->cfg.identity) body["pow"] = impl_->cfg.identity->pow_nonce();
     if (impl_->cfg.announce_tls) body["tls"] = true;
-    add(kExpertKey + rec.uid, value_id(rec.address, "e:" + rec.uid), body, r);  // signed below
+    add(kExpertKey + rec.uid, value_id(signer, rec.address, "e:" + rec.uid), body, r);  // signed below
     // Prefix records for "a.b", "a.b.c", ... (at least two components) naming a numeric next one.
     const auto comps = split_dots(rec.uid);
     std::string prefix = comps[0];
@@ -437,7 +441,7 @@ int DhtNode::announce(const std::vector<ExpertRecord>& records, double ttl_s, do
       Json pbody{{"c", coord}, {"kind", kind}, {"addr", rec.address}, {"load", rec.load}, {"exp", expires}};
       if (impl_->cfg.identity) pbody["pow"] = impl_->cfg.identity->pow_nonce();
       if (impl_->cfg.announce_tls) pbody["tls"] = true;
-      add(kPrefixKey + prefix, value_id(rec.address, kind + ":" + prefix + "." + comps[k + 1]), pbody, r);
+      add(kPrefixKey + prefix, value_id(signer, rec.address, kind + ":" + prefix + "." + comps[k + 1]), pbody, r);
     }
   }
 

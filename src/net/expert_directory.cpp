@@ -79,7 +79,13 @@ std::map<int, std::vector<ExpertRecord>> ExpertDirectory::children(const std::st
   auto kids = node_.children(prefix, cfg_.timeout_s);
   std::lock_guard<std::mutex> lk(mu_);
   const int64_t now = now_unix_ms();
-  int64_t until = now + static_cast<int64_t>(cfg_.cache_s * 1000);
+  // Children that are experts are kept until their first record expires. Children that are
+  // prefixes carry no expiry, and a lookup that timed out may have seen only some of them (a fresh
+  // client's first lookups do): those are asked again as soon as "not found" is. Cached for
+  // cache_s, a partial first answer hid a live grid row from a whole evaluation.
+  bool any_expert = false;
+  for (const auto& [c, recs] : kids) any_expert = any_expert || !recs.empty();
+  int64_t until = now + static_cast<int64_t>((any_expert ? cfg_.cache_s : cfg_.negative_cache_s) * 1000);
   for (const auto& [c, recs] : kids) until = earliest_expiry(recs, until);
   children_[prefix] = {kids, until};
   return live_children(kids, now);

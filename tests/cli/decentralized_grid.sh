@@ -5,7 +5,9 @@
 # call); a server started from the trained grid model reproduces the local eval. Bounded in time.
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/swarm.sh"
-SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 1 --threads 1)
+# Records live 2 x 3 s: at 1 s, fresh clients often saw part of the 16-expert server's grid (its
+# announcements of many records lag behind a 2 s life; see docs/decentralized.md).
+SERVE_FLAGS=(--d-model 32 --d-ff 48 --announce-every 3 --threads 1)
 make_text "$WORK/text.txt"
 python3 - "$SRC/tests/cli/data/tiny-moe.json" "$WORK/grid.json" <<'PY'
 import json, sys
@@ -31,10 +33,10 @@ assert last < first - 0.3, (first, last)
 print(f"grid model through the swarm: loss {first:.3f} -> {last:.3f}")
 PY
 
-# Row 1 dies; once its records expire (2 x 1 s) the gate's beam search no longer finds it.
+# Row 1 dies; once its records expire (2 x 3 s) the gate's beam search no longer finds it.
 kill -9 "$PID_R1"
-sleep 3
-# A fresh client may need a re-announcement (1 s) to see row 0's records, stored on the dead server
+sleep 7
+# A fresh client may need a re-announcement (3 s) to see row 0's records, stored on the dead server
 # until then: ask again until it calls experts (until then every token is counted below k_min).
 for _ in 1 2 3 4 5 6; do
   "$MOE" eval --model "$WORK/run" --data "$WORK/text.txt" --context 32 "${CLIENT[@]}" --json 2>/dev/null | tail -1 >"$WORK/e.json"
@@ -57,7 +59,7 @@ PY
 serve I --experts 'ffn.[0:2].[0:2].[0:4]' --bootstrap "$BOOT" --init-from "$WORK/local"
 serve P --experts 'other.0.0' --bootstrap "$BOOT"  # a peer, so that I's DHT node is not alone
 kill -TERM "$PID_R0"  # only I's experts are left, once R0's records expire
-sleep 3
+sleep 7
 BOOT2=$(sed -n 's/.*DHT node \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/I.log")
 # A client that sees one grid row only routes every token there without a failed call: wait until
 # a fresh client sees all 16 of I's experts (and none of R0's).
@@ -71,8 +73,10 @@ done
 for _ in 1 2 3 4 5 6; do
   "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json --remote-experts "$BOOT2" \
     --k-min 2 --forward-timeout 20 2>/dev/null | tail -1 >"$WORK/r.json"
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_failures"] + j["remote_below_k_min"] > 0)' \
-    "$WORK/r.json" && break
+  # ... and until it matched: a client whose lookups saw part of the grid for a while routes
+  # those tokens to other experts without any failure to show for it.
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=json.load(open(sys.argv[2])); sys.exit(j["remote_calls"] == 0 or j["remote_failures"] + j["remote_below_k_min"] > 0 or abs(j["loss"] - l["loss"]) > 1e-5 * l["loss"])' \
+    "$WORK/r.json" "$WORK/l.json" && break
   sleep 1
 done
 python3 - "$WORK/l.json" "$WORK/r.json" <<'PY'

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "dht_fixture.h"
+#include "net/identity.h"
 
 namespace moe::net {
 namespace {
@@ -259,5 +260,40 @@ TEST(DhtNode, BadConfigIsAClearError) {
   EXPECT_THROW(n.announce({rec("a.0", "127.0.0.1:1")}, 0), Error);
 }
 
+}  // namespace
+}  // namespace moe::net
+
+namespace moe::net {
+namespace {
+// A server re-announcing a grid every second (records live 2 s, as with --announce-every 1), with a
+// dead DHT node in everyone's routing table (a killed server's): a fresh client sees every row and
+// every expert at any time.
+TEST(DhtNode, GridStaysVisibleWithADeadNodeAround) {
+  auto boot = std::make_unique<DhtNode>(DhtConfig{});
+  DhtConfig sc;
+  sc.bootstrap = {boot->address()};
+  sc.identity = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
+  { DhtNode dead(sc); }
+  DhtNode server(sc);
+  std::vector<ExpertRecord> recs;
+  for (int l = 0; l < 2; ++l)
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 4; ++j)
+        recs.push_back(test::rec("ffn." + std::to_string(l) + "." + std::to_string(i) + "." + std::to_string(j), "127.0.0.1:7"));
+  for (int t = 0; t < 6; ++t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(server.announce(recs, 2.0), 16);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    DhtConfig rc;
+    rc.bootstrap = {boot->address()};
+    DhtNode reader(rc);
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "ffn." + std::to_string(l);
+      EXPECT_EQ(reader.children(p, 5).size(), 2u) << p << " at round " << t << "; announce took " << took << " s";
+      for (int i = 0; i < 2; ++i)
+        EXPECT_EQ(reader.children(p + "." + std::to_string(i), 5).size(), 4u) << p << "." << i << " at round " << t;
+    }
+  }
+}
 }  // namespace
 }  // namespace moe::net

@@ -173,6 +173,25 @@ TEST(ExpertDirectory, CacheServesRepeatsUntilCacheSAndForgetDropsEntries) {
   EXPECT_EQ(gets(), g0 + 7);
 }
 
+// A grid's row level (children that are prefixes, with no expiry of their own) is asked again
+// after negative_cache_s, not cache_s: a first answer that missed a row must not hide it for long.
+TEST(ExpertDirectory, RowsOfAGridAreAskedAgainSoon) {
+  auto nodes = start_network(4);
+  ASSERT_EQ(nodes[1]->announce({rec("g.0.1.2", "127.0.0.1:1")}, 60), 1);
+  ExpertDirectory dir(*nodes[3], {.cache_s = 60, .timeout_s = 5, .negative_cache_s = 0.3});
+  EXPECT_EQ(dir.children("g.0").size(), 1u);
+  ASSERT_EQ(nodes[2]->announce({rec("g.0.3.0", "127.0.0.1:2")}, 60), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto rows = dir.children("g.0");
+  EXPECT_EQ(rows.size(), 2u);
+  EXPECT_TRUE(rows.count(3));
+  // Expert level: kept until cache_s (or a record's expiry).
+  EXPECT_EQ(dir.children("g.0.1").size(), 1u);
+  ASSERT_EQ(nodes[2]->announce({rec("g.0.1.0", "127.0.0.1:2")}, 60), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(dir.children("g.0.1").size(), 1u);
+}
+
 TEST(ExpertDirectory, ExpiredRecordsLeaveTheCacheAndTheBeam) {
   auto nodes = start_network(4);
   // 2x2 grid; the best expert (0, 0) lives only 1.5 s.

@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "dht_fixture.h"
 #include "net/identity.h"
+#include <algorithm>
 #include "net/record_signature.h"
 #include "../test_util.h"
 
@@ -283,6 +284,27 @@ TEST(RecordTrust, OverwritingAnotherKeysValueIsRefusedByTheStoringNodes) {
   const auto again = node(boot->address())->get({"ffn.4.0"})[0];
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].load, 5.0);
+}
+
+// A server restarted with a new key on a dead server's address (a reused port) is not blocked by
+// the dead server's stale records: the signer is part of the value id, so the two never collide.
+TEST(RecordTrust, NewKeyOnAReusedAddressIsStored) {
+  auto boot = node("");
+  auto old_id = ident(0), new_id = ident(0);
+  {
+    auto dead = node(boot->address(), old_id);
+    ASSERT_EQ(dead->announce({rec("ffn.1.0.2", "10.0.0.9:7")}, 1.0), 1);
+  }
+  auto restarted = node(boot->address(), new_id);
+  ASSERT_EQ(restarted->announce({rec("ffn.1.0.2", "10.0.0.9:7", 3.0)}, 30), 1);
+  auto reader = node(boot->address());
+  const auto got = reader->get({"ffn.1.0.2"})[0];
+  ASSERT_FALSE(got.empty());
+  EXPECT_TRUE(std::any_of(got.begin(), got.end(), [&](const ExpertRecord& r) { return r.key == new_id->key_id(); }));
+  // ... and its grid prefix records too.
+  const auto kids = reader->children("ffn.1.0", 5);
+  ASSERT_TRUE(kids.count(2));
+  EXPECT_TRUE(std::any_of(kids.at(2).begin(), kids.at(2).end(), [&](const ExpertRecord& r) { return r.key == new_id->key_id(); }));
 }
 
 TEST(RecordTrust, SybilCapsPerKeyAndPerPrefix) {
