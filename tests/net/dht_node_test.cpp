@@ -265,9 +265,10 @@ TEST(DhtNode, BadConfigIsAClearError) {
 
 namespace moe::net {
 namespace {
-// A server re-announcing a grid every second (records live 2 s, as with --announce-every 1), with a
-// dead DHT node in everyone's routing table (a killed server's): a fresh client sees every row and
-// every expert at any time.
+// A server re-announcing a grid with records of 2 s (as --announce-every 1), after another node of
+// the network left: a fresh client right after each announcement sees every row and every expert.
+// (It does not reproduce the partial views of docs/decentralized.md's known limit: there the
+// announcements ran in the background of a loaded machine.)
 TEST(DhtNode, GridStaysVisibleWithADeadNodeAround) {
   auto boot = std::make_unique<DhtNode>(DhtConfig{});
   DhtConfig sc;
