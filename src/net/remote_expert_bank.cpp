@@ -47,6 +47,10 @@ struct Round {
 
 }  // namespace
 
+std::chrono::steady_clock::duration BanList::ban_length(int n) const {
+  return seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (n - 1))));
+}
+
 bool BanList::banned(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = entries_.find(address);
@@ -59,7 +63,7 @@ void BanList::failure(const std::string& address) {
   if (++e.in_a_row < c_.ban_after) return;
   e.in_a_row = 0;  // judged afresh after the ban
   e.bans = std::min(e.bans + 1, 30);
-  e.until = Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.bans - 1))));
+  e.until = Clock::now() + ban_length(e.bans);
 }
 
 int BanList::banned_now() {
@@ -74,7 +78,7 @@ void BanList::lie(const std::string& address) {
   std::lock_guard<std::mutex> lk(mu_);
   Entry& e = entries_[address];
   e.lies = std::min(e.lies + 1, 30);
-  e.until = std::max(e.until, Clock::now() + seconds(std::min(c_.ban_max_s, c_.ban_base_s * double(int64_t{1} << (e.lies - 1)))));
+  e.until = std::max(e.until, Clock::now() + ban_length(e.lies));
 }
 
 void BanList::success(const std::string& address) {

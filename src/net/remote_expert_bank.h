@@ -108,6 +108,9 @@ class BanList {
     int lies = 0;      // never reset
     std::chrono::steady_clock::time_point until{};
   };
+  // ban_base_s * 2^(n - 1), at most ban_max_s: the n-th ban (or lie) of a server.
+  std::chrono::steady_clock::duration ban_length(int n) const;
+
   RemoteCallConfig c_;
   std::mutex mu_;
   std::map<std::string, Entry> entries_;

@@ -5,6 +5,8 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <string_view>
+
 #include "core/error.h"
 #include "net/identity.h"
 
@@ -67,23 +69,24 @@ std::string client_key_id(const grpc::ServerContext& ctx) {
   if (!auth) return {};
   const std::vector<grpc::string_ref> pems = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
   if (pems.empty()) return {};
-  const std::string pem(pems.front().data(), pems.front().size());
-  // Parsing a certificate per call costs more than the call's bookkeeping: remember the last few.
+  const std::string_view pem(pems.front().data(), pems.front().size());
+  // Parsing a certificate per call costs more than the call's bookkeeping: remember the last few
+  // (looked up by view: no copy of the certificate per call).
   static std::mutex mu;
-  static std::map<std::string, std::string> cache;
+  static std::map<std::string, std::string, std::less<>> cache;
   {
     std::lock_guard<std::mutex> lk(mu);
     if (auto it = cache.find(pem); it != cache.end()) return it->second;
   }
   std::string id;
   try {
-    id = dht::crypto::Certificate(std::string_view(pem)).getPublicKey().getLongId().toString();
+    id = dht::crypto::Certificate(pem).getPublicKey().getLongId().toString();
   } catch (const std::exception&) {
     return {};
   }
   std::lock_guard<std::mutex> lk(mu);
   if (cache.size() >= 4096) cache.clear();
-  cache.emplace(pem, id);
+  cache.emplace(std::string(pem), id);
   return id;
 }
 

@@ -819,7 +819,7 @@ TEST(RemoteExpertBank, ReplicaComparisonOutvotesAConsistentLiar) {
       for (const ReplicaEvidence& e : ev) EXPECT_EQ(e.verdict.kind, ReplicaVerdict::Undecided);
     }
   }
-  // Honest replicas agree to rounding, also when their batches differ.
+  // Honest replicas (the same weights) agree: no lie, nothing undecided, no evidence.
   auto loc = std::make_shared<FixedLocator>();
   for (auto& u : hc.uids) loc->where[u] = {h1.address(), h2.address()};
   RemoteCallConfig rc;

@@ -95,12 +95,13 @@ TEST(ClientIdentity, RateLimitFollowsTheClientsKey) {
   auto a = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
   auto b = std::make_shared<const NodeIdentity>(NodeIdentity::ephemeral(0));
   std::vector<float> x(60 * 8, 0.1f);
-  auto call = [&](ExpertClient& client) {
+  auto call_at = [&x](const std::string& address, ExpertClient& client) {  // 60 rows
     std::promise<CallResult> p;
     auto f = p.get_future();
-    auto h = client.forward(server.address(), "ffn.0.0", x.data(), 60, 8, 5, [&p](CallResult&& r) { p.set_value(std::move(r)); });
+    auto h = client.forward(address, "ffn.0.0", x.data(), 60, 8, 5, [&p](CallResult&& r) { p.set_value(std::move(r)); });
     return f.get();
   };
+  auto call = [&](ExpertClient& client) { return call_at(server.address(), client); };
   ExpertClient ca, ca2, cb;
   for (ExpertClient* cl : {&ca, &ca2, &cb}) cl->set_pins(pins);
   ca.set_identity(a);
@@ -124,14 +125,8 @@ TEST(ClientIdentity, RateLimitFollowsTheClientsKey) {
   // Plaintext: each connection is a client.
   c.tls = nullptr;
   ExpertServer plain(c);
-  std::vector<float> y(60 * 8, 0.1f);
   ExpertClient p1, p2;
-  auto plain_call = [&](ExpertClient& client) {
-    std::promise<CallResult> p;
-    auto f = p.get_future();
-    auto h = client.forward(plain.address(), "ffn.0.0", y.data(), 60, 8, 5, [&p](CallResult&& r) { p.set_value(std::move(r)); });
-    return f.get();
-  };
+  auto plain_call = [&](ExpertClient& client) { return call_at(plain.address(), client); };
   EXPECT_TRUE(plain_call(p1).ok);
   EXPECT_FALSE(plain_call(p1).ok);
   EXPECT_TRUE(plain_call(p2).ok);
