@@ -18,10 +18,13 @@ serve L --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT" --attack flip
 printf '%s\n%s\n' "$(key_of H1)" "$(key_of H2)" >"$WORK/honest-keys.txt"
 printf '%s\n%s\n%s\n' "$(key_of H1)" "$(key_of H2)" "$(key_of L)" >"$WORK/keys.txt"
 EVAL=(eval --model "$WORK/model" --data "$WORK/text.txt" --context 32 --remote-experts "$BOOT" --k-min 2 --json)
-# The honest swarm's loss (once both servers' records are visible: every call then succeeds).
+# A run whose loss can be compared: it saw every expert (a fresh client's first lookups may miss
+# one, and its gate then routes around it, which changes the loss) and no call failed.
+COMPLETE='import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_below_k_min"] > 0 or j["remote_unavailable"] > 0 or j["remote_failures"] > 0)'
+# The honest swarm's loss.
 for _ in 1 2 3 4 5 6; do
   "$MOE" "${EVAL[@]}" --trusted-keys "$WORK/honest-keys.txt" 2>/dev/null | tail -1 >"$WORK/honest.json"
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_below_k_min"] > 0)' "$WORK/honest.json" && break
+  python3 -c "$COMPLETE" "$WORK/honest.json" && break
   sleep 1
 done
 # Wait until every server's records are visible to a fresh client (24 = 8 uids x 3 servers): with
@@ -37,7 +40,8 @@ for _ in 1 2 3 4 5 6; do
   rm -f "$WORK/evidence.jsonl"
   "$MOE" "${EVAL[@]}" --trusted-keys "$WORK/keys.txt" --compare-replicas 1 --evidence-log "$WORK/evidence.jsonl" 2>"$WORK/eval.err" | tail -1 >"$WORK/checked.json" \
     || { cat "$WORK/eval.err"; fail "eval with replica comparison"; }
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_replica_undecided"] > 0 or j["remote_replica_lies"] == 0)' "$WORK/checked.json" && break
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_replica_undecided"] > 0 or j["remote_replica_lies"] == 0)' "$WORK/checked.json" \
+    && python3 -c "$COMPLETE" "$WORK/checked.json" && break
   sleep 1
 done
 LIAR=$(sed -n 's/^serving .* at \(127.0.0.1:[0-9]*\).*/\1/p' "$WORK/L.log")
@@ -48,6 +52,8 @@ h, c = (json.load(open(p)) for p in sys.argv[1:3])
 ev = [json.loads(l) for l in open(sys.argv[3])]
 liar = sys.argv[4]
 assert c["remote_replica_checks"] > 0 and c["remote_replica_lies"] > 0, c
+for j in (h, c):  # no expert routed around, no failed call (else the losses differ by design)
+    assert j["remote_unavailable"] == 0 and j["remote_below_k_min"] == 0, j
 lies = [e for e in ev if e["verdict"] == "lie"]
 assert lies and all(e["liars"] == [liar] and len(e["servers"]) == 3 for e in lies), ev[:3]
 # Undecided: two replicas in sight (a fresh client's first lookups may not show all three).
