@@ -52,13 +52,31 @@ void ExpertParallelBank::from_grouped(float* received, const float* grouped) con
 void ExpertParallelBank::forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) {
   MOE_ASSERT(int(offsets.size()) == E_ + 1);
   if (R_ == 1) {
+    if (n_blocks_ > 0) local_->set_row_blocks(block_counts_, n_blocks_);
     local_->forward(ys, xs, offsets);
     return;
   }
   // Per-expert counts to each owner; the rows for rank r's experts are contiguous in xs.
   std::vector<int64_t> counts(E_);
   for (int e = 0; e < E_; ++e) counts[e] = offsets[e + 1] - offsets[e];
-  recv_counts_ = group_.all_to_all_counts(counts);
+  if (n_blocks_ > 0) {
+    // Layout-exact mode: per-block counts instead ([E, nb], so rank r's block of them is contiguous).
+    const int nb = n_blocks_;
+    MOE_ASSERT(int64_t(block_counts_.size()) == int64_t(E_) * nb);
+    const std::vector<int64_t> rb = group_.all_to_all_counts(block_counts_);  // [R, El, nb]
+    recv_counts_.assign(size_t(R_) * El_, 0);
+    std::vector<int64_t> local(size_t(El_) * R_ * nb);  // [El, R, nb]
+    for (int s = 0; s < R_; ++s)
+      for (int e = 0; e < El_; ++e)
+        for (int b = 0; b < nb; ++b) {
+          const int64_t c = rb[(size_t(s) * El_ + e) * nb + b];
+          recv_counts_[size_t(s) * El_ + e] += c;
+          local[(size_t(e) * R_ + s) * nb + b] = c;
+        }
+    local_->set_row_blocks(local, R_ * nb);
+  } else {
+    recv_counts_ = group_.all_to_all_counts(counts);
+  }
   send_rows_.assign(R_, 0);
   recv_rows_.assign(R_, 0);
   for (int r = 0; r < R_; ++r)

@@ -26,6 +26,11 @@ class ExpertParallelBank final : public ExpertBank {
   void backward(float* dxs, const float* dys) override;
   // The local experts' parameters, marked Param::sharded.
   void params(ParamList& out) override;
+  // Layout-exact mode: the counts per block travel with the per-expert counts; the owner's blocks
+  // of an expert are [source rank][block].
+  void set_row_blocks(const std::vector<int64_t>& counts, int blocks) override {
+    block_counts_ = counts, n_blocks_ = blocks;
+  }
 
  private:
   // recv order [source rank][local expert] <-> grouped order [local expert][source rank]
@@ -41,6 +46,8 @@ class ExpertParallelBank final : public ExpertBank {
   std::vector<int64_t> recv_counts_;            // [R, El]: rows from rank s for local expert e
   std::vector<int64_t> local_offsets_{0};       // [El+1]
   std::vector<int64_t> grouped_of_recv_;        // [M_local]: grouped row of each received row
+  std::vector<int64_t> block_counts_;           // [E, n_blocks_] (layout-exact mode)
+  int n_blocks_ = 0;
   Tensor recv_;        // [M_local, d] rows as received (and as sent back)
   Tensor gx_, gy_;     // [M_local, d] grouped inputs (kept for the local backward) and outputs
 };

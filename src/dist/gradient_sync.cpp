@@ -1,5 +1,6 @@
 #include "dist/gradient_sync.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -44,18 +45,41 @@ double sum_squares(const Param& p) {
   return s;
 }
 
+// Layout-exact mode: the double accumulators summed over the group, then rounded to float once.
+void reduce_exact(const std::vector<Param*>& ps, const Communicator& group) {
+  if (ps.empty()) return;
+  int64_t n = 0;
+  for (Param* p : ps) n += int64_t(p->g64.size());
+  std::vector<double> buf(static_cast<size_t>(n));
+  int64_t at = 0;
+  for (Param* p : ps) std::copy(p->g64.begin(), p->g64.end(), buf.begin() + at), at += int64_t(p->g64.size());
+  if (group.size() > 1) group.all_reduce_sum(buf.data(), n);
+  at = 0;
+  for (Param* p : ps) {
+    float* g = p->g.data();
+    for (size_t j = 0; j < p->g64.size(); ++j) g[j] = float(buf[size_t(at) + j]);
+    at += int64_t(p->g64.size());
+  }
+}
+
 }  // namespace
 
 void all_reduce_gradients(const ParamList& params, const ParallelLayout& layout) {
-  std::vector<Param*> replicated, sharded;
+  std::vector<Param*> replicated, sharded, exact_rep, exact_shard;
   const Communicator &world = layout.world, &replica = layout.replica;
   for (Param* p : params) {
     if (!p->trainable) continue;
+    if (!p->g64.empty()) {
+      (p->sharded ? exact_shard : exact_rep).push_back(p);
+      continue;
+    }
     if (p->row_sparse) reduce_row_sparse(*p, p->sharded ? replica : world);
     else (p->sharded ? sharded : replicated).push_back(p);
   }
   reduce_packed(replicated, world);
   reduce_packed(sharded, replica);
+  reduce_exact(exact_rep, world);
+  reduce_exact(exact_shard, replica);
 }
 
 double clip_grad_norm(const ParamList& params, double max_norm, const ParallelLayout& layout) {

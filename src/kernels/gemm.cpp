@@ -3,12 +3,54 @@
 #include <dnnl.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
+#include "core/exact_sums.h"
 #include "core/tensor.h"
 
 namespace moe::kernels {
+
+namespace {
+
+// Layout-exact mode (core/exact_sums.h): oneDNN picks its kernel, and with it the order of a row's
+// products, by the GEMM's size and thread count, so the same row computed in a GEMM of another
+// size can differ in its last bits. Here every call has kExactRows rows (the last chunk padded with
+// zero rows) and runs single-threaded inside our own parallel loop over chunks.
+constexpr int64_t kExactRows = 64;
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
+                                B, ldb, beta, C, ldc);
+  MOE_ASSERT(st == dnnl_success);
+}
+
+void gemm_row_chunks(bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  const int64_t chunks = (M + kExactRows - 1) / kExactRows;
+  // Always inside a parallel region (even for one chunk): oneDNN then runs each call on one thread.
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t r0 = c * kExactRows, m = std::min(kExactRows, M - r0);
+    if (m == kExactRows) {
+      sgemm(false, trans_b, m, N, K, alpha, A + r0 * lda, lda, B, ldb, beta, C + r0 * ldc, ldc);
+      continue;
+    }
+    // The padded tail keeps the operands' strides: the call differs from a full chunk's only in data.
+    std::vector<float> a(size_t(kExactRows * lda), 0.0f), cc(size_t(kExactRows * ldc), 0.0f);
+    for (int64_t r = 0; r < m; ++r) {
+      std::memcpy(a.data() + r * lda, A + (r0 + r) * lda, sizeof(float) * K);
+      if (beta != 0.0f) std::memcpy(cc.data() + r * ldc, C + (r0 + r) * ldc, sizeof(float) * N);
+    }
+    sgemm(false, trans_b, kExactRows, N, K, alpha, a.data(), lda, B, ldb, beta, cc.data(), ldc);
+    for (int64_t r = 0; r < m; ++r) std::memcpy(C + (r0 + r) * ldc, cc.data() + r * ldc, sizeof(float) * N);
+  }
+}
+
+}  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
@@ -16,6 +58,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alp
   if (K == 0) {
     for (int64_t i = 0; i < M; ++i)
       for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  if (!trans_a && exact::enabled()) {
+    gemm_row_chunks(trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda,
@@ -87,8 +133,43 @@ void linear_backward_input(float* dx, const float* dy, const float* W, int64_t n
   gemm(false, false, n, in, out, 1.0f, dy, out, W, in, beta, dx, in);
 }
 
+namespace {
+
+// Layout-exact mode: dW's double accumulator += one GEMM per block of rows (the same calls in every
+// layout), blocks in parallel, each GEMM on one thread.
+void linear_backward_weight_exact(double* acc, const float* dy, const float* x, int64_t n, int64_t in,
+                                  int64_t out) {
+  const std::vector<int64_t> blocks = exact::row_blocks(n);
+  const int64_t nb = int64_t(blocks.size()), sz = out * in;
+  std::vector<int64_t> start(size_t(nb) + 1, 0);
+  for (int64_t b = 0; b < nb; ++b) start[b + 1] = start[b] + blocks[b];
+  static thread_local avector<float> part_buf;
+  avector<float>& part = part_buf;
+  if (int64_t(part.size()) < nb * sz) part.resize(nb * sz);
+  float* P = part.data();
+#pragma omp parallel for schedule(dynamic, 1) if (!omp_in_parallel())
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t r0 = start[b], len = blocks[b];
+    if (len > 0) sgemm(true, false, out, in, len, 1.0f, dy + r0 * out, out, x + r0 * in, in, 0.0f, P + b * sz, in);
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    if (blocks[b] == 0) continue;
+    const float* pb = P + b * sz;
+#pragma omp parallel for simd schedule(static) if (!omp_in_parallel() && sz >= (1 << 16))
+    for (int64_t i = 0; i < sz; ++i) acc[i] += double(pb[i]);
+  }
+}
+
+}  // namespace
+
 void linear_backward_weight(float* dW, const float* dy, const float* x, int64_t n, int64_t in,
                             int64_t out) {
+  if (exact::enabled()) {
+    double* acc = exact::accumulator(dW);
+    MOE_ASSERT(acc != nullptr);  // every parameter gradient has one in this mode
+    linear_backward_weight_exact(acc, dy, x, n, in, out);
+    return;
+  }
   int64_t ldy = out, ldx = in;
   if (thin_on_avx2(out, in) && n >= 64) {
     if (aliasing_stride(out)) dy = padded_copy(0, dy, n, out), ldy = out + kRowPad;

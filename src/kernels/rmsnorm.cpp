@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/exact_sums.h"
+
 namespace moe::kernels {
 
 namespace {
@@ -50,6 +52,15 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
     // dw: blocks of columns over threads, rows summed in order inside each block, so the result
     // does not depend on the thread count. Reads only dy, x, rstd: no barrier needed above.
     const int64_t nblk = (dim + kColBlock - 1) / kColBlock;
+    // Layout-exact mode (core/exact_sums.h): the rows' terms add up in double, in dw's accumulator.
+    if (double* acc64 = exact::enabled() ? exact::accumulator(dw) : nullptr) {
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < dim; ++i) {
+        double s = 0;
+        for (int64_t r = 0; r < rows; ++r) s += double(dy[r * dim + i] * x[r * dim + i] * rstd[r]);
+        acc64[i] += s;
+      }
+    } else {
 #pragma omp for schedule(static)
     for (int64_t blk = 0; blk < nblk; ++blk) {
       const int64_t i0 = blk * kColBlock, i1 = std::min(dim, i0 + kColBlock);
@@ -62,6 +73,7 @@ void rmsnorm_backward(float* dx, float* dw, const float* dy, const float* x, con
         for (int64_t i = i0; i < i1; ++i) acc[i - i0] += g[i] * a[i] * rs;
       }
       for (int64_t i = i0; i < i1; ++i) dw[i] += acc[i - i0];
+    }
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/error.h"
 #include "moe/routing_plan.h"
 #include "nn/param.h"
 
@@ -21,6 +22,14 @@ class ExpertBank {
   // before it writes that expert's rows of dxs.
   virtual void backward(float* dxs, const float* dys) = 0;
   virtual void params(ParamList& out) = 0;
+
+  // Layout-exact mode (core/exact_sums.h), before each forward: how many of each expert's rows fall
+  // in each block of the batch ([E, blocks], expert-major; rows are in token order within an
+  // expert), so that the backward sums weight gradients block by block.
+  virtual void set_row_blocks(const std::vector<int64_t>& counts, int blocks) {
+    (void)counts, (void)blocks;
+    throw Error("[moe] --exact-blocks: this kind of expert (remote or PEER) does not support layout-exact sums");
+  }
 
   // Banks whose experts can fail (remote experts) use the routing of the coming forward (which
   // tokens wait for which experts) and report the experts that gave no answer: [E], 1 = failed,

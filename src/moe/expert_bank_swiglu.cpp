@@ -1,5 +1,6 @@
 #include "moe/expert_bank_swiglu.h"
 
+#include "core/exact_sums.h"
 #include "moe/expert_schedule.h"
 
 namespace moe {
@@ -42,6 +43,9 @@ void SwiGLUExpertBank::backward(float* dxs, const float* dys) {
   for_each_expert(offsets_, [&](int e) {
     const int64_t r0 = offsets_[e], m = offsets_[e + 1] - r0;
     SwiGLUGrads gr{.w1 = w1[e]->g.data(), .w3 = w3[e]->g.data(), .w2 = w2[e]->g.data()};
+    // Layout-exact mode: the expert's weight gradients sum its rows block by block.
+    const bool blocked = n_blocks_ > 0 && exact::enabled();
+    exact::RowBlocks scope(blocked ? row_blocks_.data() + int64_t(e) * n_blocks_ : nullptr, blocked ? n_blocks_ : 0);
     swiglu_mlp_backward(dxs + r0 * d, gr, dys + r0 * d, xs_ + r0 * d, g_.data() + r0 * F,
                         u_.data() + r0 * F, h_.data() + r0 * F, m, weights(e));
   });

@@ -30,6 +30,9 @@ class SwiGLUExpertBank final : public ExpertBank {
   void forward(float* ys, const float* xs, const std::vector<int64_t>& offsets) override;
   void backward(float* dxs, const float* dys) override;
   void params(ParamList& out) override;
+  void set_row_blocks(const std::vector<int64_t>& counts, int blocks) override {
+    row_blocks_ = counts, n_blocks_ = blocks;
+  }
 
  private:
   SwiGLUWeights weights(int e) const;
@@ -37,6 +40,8 @@ class SwiGLUExpertBank final : public ExpertBank {
   const float* xs_ = nullptr;
   std::vector<int64_t> offsets_;
   Tensor g_, u_, h_;  // [M, F] saved by forward, overwritten by backward
+  std::vector<int64_t> row_blocks_;  // [E, n_blocks_] (layout-exact mode)
+  int n_blocks_ = 0;
 };
 
 }  // namespace moe

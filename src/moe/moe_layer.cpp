@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/exact_sums.h"
+
 namespace moe {
 
 MoELayer::MoELayer(std::unique_ptr<Router> router, std::unique_ptr<ExpertBank> bank, int d_model)
@@ -23,11 +25,24 @@ void MoELayer::forward(float* y, const float* x, int64_t n) {
   ys_.resize({M, d_});
   dispatch_.gather(xs_.data(), x, d_);
   bank_->observe_plan(plan_);
+  if (exact::enabled()) set_row_blocks();
   bank_->forward(ys_.data(), xs_.data(), dispatch_.offsets);
   renormalised_ = false;
   if (const std::vector<uint8_t>* failed = bank_->failed_experts())
     if (std::find(failed->begin(), failed->end(), uint8_t{1}) != failed->end()) renormalise_over_answered(*failed);
   dispatch_.combine(y, ys_.data(), plan_, d_);
+}
+
+// Layout-exact mode: each expert's rows per block of the batch (blocks of equal token counts; one
+// block when the tokens do not split, as in evaluation, which has no backward).
+void MoELayer::set_row_blocks() {
+  const int E = plan_.n_expert, k = plan_.k;
+  const int nb = n_ % exact::blocks_per_rank() == 0 ? exact::blocks_per_rank() : 1;
+  const int64_t per = n_ / nb;
+  std::vector<int64_t> counts(size_t(E) * nb, 0);
+  for (int64_t s = 0; s < n_ * k; ++s)
+    if (const int32_t e = plan_.expert[s]; e >= 0) counts[size_t(e) * nb + size_t((s / k) / per)]++;
+  bank_->set_row_blocks(counts, nb);
 }
 
 void MoELayer::renormalise_over_answered(const std::vector<uint8_t>& failed) {

@@ -34,6 +34,7 @@ class MoELayer {
   // Experts that failed to answer (remote banks): each token's weights are renormalised over the
   // experts that answered, w'_j = w_j S_all / S_ok; the originals are kept for the backward.
   void renormalise_over_answered(const std::vector<uint8_t>& failed);
+  void set_row_blocks();
   void renormalise_backward(float* dweight) const;
   bool renormalised_ = false;
   std::vector<float> w_orig_;  // [n, k]

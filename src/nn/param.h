@@ -1,5 +1,6 @@
 #pragma once
 // A named trainable parameter: its value and the gradient that backward passes accumulate into.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ struct Param {
   // the ranks holding the same shard, not over every rank, and it is saved in that rank's shard.
   bool sharded = false;
   std::vector<int64_t> rows;
+  // Layout-exact mode (core/exact_sums.h): the gradient accumulates here, in double, and g is
+  // rounded from it once per step (dist::all_reduce_gradients). Empty otherwise.
+  std::vector<double> g64;
 
   Param() = default;
   Param(std::string n, Shape s, bool wd = true) : name(std::move(n)), w(s), g(s), decay(wd) {}
@@ -37,6 +41,7 @@ struct Param {
     } else {
       g.zero();
     }
+    std::fill(g64.begin(), g64.end(), 0.0);
   }
   // Row-sparse only: adds gradient rows grad [new_rows.size(), cols] for the sorted unique rows
   // new_rows, merging with the rows already held.

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/exact_sums.h"
 #include "dist/gradient_sync.h"
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
@@ -24,7 +25,8 @@ json TrainConfig::to_json() const {
   return {{"steps", steps}, {"batch_size", batch_size}, {"context", context}, {"lr", lr},
           {"min_lr_ratio", min_lr_ratio}, {"warmup_steps", warmup_steps},
           {"weight_decay", weight_decay}, {"grad_clip", grad_clip}, {"seed", seed},
-          {"eval_every", eval_every}, {"eval_tokens", eval_tokens}, {"save_every", save_every}};
+          {"eval_every", eval_every}, {"eval_tokens", eval_tokens}, {"save_every", save_every},
+          {"exact_blocks", exact_blocks}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -41,6 +43,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   c.eval_every = j.value("eval_every", c.eval_every);
   c.eval_tokens = j.value("eval_tokens", c.eval_tokens);
   c.save_every = j.value("save_every", c.save_every);
+  c.exact_blocks = j.value("exact_blocks", c.exact_blocks);
   return c;
 }
 
@@ -56,6 +59,10 @@ void check_config(const TrainConfig& c) {
   if (c.context < 0 || c.context == 1) throw Error("[train] --context must be at least 2, got " + std::to_string(c.context));
   if (!(c.lr > 0) || !std::isfinite(c.lr)) throw Error("[train] --lr must be a positive number");
   if (c.out_dir.empty()) throw Error("[train] an output directory is required");
+  if (c.exact_blocks < 0) throw Error("[train] --exact-blocks must be 0 (off) or positive, got " + std::to_string(c.exact_blocks));
+  if (c.exact_blocks > 0 && c.batch_size % c.exact_blocks != 0)
+    throw Error("[train] --exact-blocks " + std::to_string(c.exact_blocks) + " does not divide --batch-size " +
+                std::to_string(c.batch_size) + " (each block is a whole number of sequences)");
 }
 
 // Optimizer-state files in dir ("trainer_state-<step>[.shard<i>-of-<R>].safetensors") with their
@@ -180,12 +187,46 @@ void Trainer::save(int64_t step) {
   L.world.barrier();
 }
 
+namespace {
+
+// Layout-exact sums for the length of a run: the mode, and a double accumulator per gradient.
+class ExactSumsScope {
+ public:
+  ExactSumsScope(int blocks, int world, const ParamList& params) : on_(blocks > 0) {
+    if (!on_) return;
+    if (blocks % world != 0)
+      throw Error("[train] --exact-blocks " + std::to_string(blocks) + " is not a multiple of the " +
+                  std::to_string(world) + " ranks (each rank must hold whole blocks)");
+    for (Param* p : params) {
+      if (!p->trainable) continue;
+      if (p->row_sparse) throw Error("[train] --exact-blocks does not support PEER layers (" + p->name + ")");
+      p->g64.assign(size_t(p->g.numel()), 0.0);
+      exact::register_accumulator(p->g.data(), p->g64.data());
+    }
+    params_ = params;
+    exact::configure(blocks, world);
+  }
+  ~ExactSumsScope() {
+    if (!on_) return;
+    exact::configure(0, 1);
+    exact::clear_accumulators();
+    for (Param* p : params_) p->g64 = {};
+  }
+
+ private:
+  bool on_;
+  ParamList params_;
+};
+
+}  // namespace
+
 int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, const std::atomic<bool>* stop) {
   using clock = std::chrono::steady_clock;
   const dist::ParallelLayout& L = model_->layout();
   dist::Communicator world = L.world;
   const bool rank0 = world.rank() == 0;
   const int W = world.size();
+  ExactSumsScope exact_sums(cfg_.exact_blocks, W, model_->params());
   std::ofstream metrics;
   if (rank0) {
     std::error_code ec;
@@ -229,7 +270,7 @@ int64_t Trainer::run(const std::function<void(const StepReport&)>& on_step, cons
       throw Error("[train] loss is not finite at step " + std::to_string(s) + " (try a lower --lr)");
     model_->backward();
     StepReport rep;
-    if (W > 1) dist::all_reduce_gradients(params, L);
+    if (W > 1 || cfg_.exact_blocks > 0) dist::all_reduce_gradients(params, L);
     rep.grad_norm = dist::clip_grad_norm(params, cfg_.grad_clip, L);
     rep.lr = lr;
     opt_->step(rep.lr);

@@ -31,6 +31,9 @@ struct TrainConfig {
   int64_t save_every = 200;     // checkpoint every N steps (and at the end)
   std::string out_dir;
   int64_t stop_after = 0;       // if > 0: save and return after this step (as an interrupted run)
+  // > 0: layout-exact sums (core/exact_sums.h) over this many blocks of each batch: the losses
+  // then do not depend on the number of ranks, for any world size that divides it.
+  int exact_blocks = 0;
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);

@@ -46,6 +46,39 @@ for cfg in ${ONLY_CFGS:-tiny-moe tiny-switch tiny-sigmoid tiny-expert-choice}; d
   compare "$WORK/$cfg.1" "$WORK/$cfg.w4r2" "$cfg W=4 R=2"
 done
 
+# Layout-exact sums (--exact-blocks 4): every step's losses are those of one process to the last
+# bit (the loss itself is a double sum over ranks: up to 1e-15 apart), at every layout whose world
+# size divides 4.
+compare_exact() {
+  python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 50, (len(a), len(b))
+worst = 0.0
+for x, y in zip(a, b):
+    for k in ("loss", "val_loss"):
+        if k in x:
+            rel = abs(x[k] - y[k]) / abs(x[k])
+            worst = max(worst, rel)
+            assert rel <= 1e-14, (sys.argv[3], x["step"], k, x[k], y[k])
+    assert x["expert_tokens"] == y["expert_tokens"], (sys.argv[3], "loads differ at step", x["step"])
+print(f"{sys.argv[3]} exact: 50 steps, worst relative loss difference {worst:.1e}, identical loads")
+PY
+}
+for cfg in tiny-moe tiny-switch; do
+  conf="$SRC/tests/cli/data/$cfg.json"
+  "$MOE" train --model-config "$conf" "${COMMON[@]}" --exact-blocks 4 --out "$WORK/$cfg.x1" 2>/dev/null
+  for layout in "2 2" "4 2"; do
+    set -- $layout
+    "${MPI[@]}" -np "$1" "$MOE" train --model-config "$conf" "${COMMON[@]}" --exact-blocks 4 --expert-parallel "$2" \
+      --out "$WORK/$cfg.xw$1r$2" 2>"$WORK/err" || { cat "$WORK/err"; fail "$cfg exact at W=$1 R=$2"; }
+    compare_exact "$WORK/$cfg.x1" "$WORK/$cfg.xw$1r$2" "$cfg W=$1 R=$2"
+  done
+done
+expect_error "not a multiple of the 2 ranks" "${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --exact-blocks 1 --expert-parallel 2 --out "$WORK/bad5"
+expect_error "does not divide --batch-size" "$MOE" train --model-config "$conf" "${COMMON[@]}" --exact-blocks 3 --out "$WORK/bad6"
+
 # Only rank 0 writes metrics, with the communication figures.
 python3 - "$WORK/tiny-moe.r2/metrics.jsonl" <<'PY'
 import json, sys
@@ -87,7 +120,7 @@ expect_error "does not divide the 2 ranks" "${MPI[@]}" -np 2 "$MOE" train --mode
 expect_error "pass --expert-parallel" "${MPI[@]}" -np 2 "$MOE" train --model-config "$conf" "${COMMON[@]}" --out "$WORK/bad2"
 expect_error "needs 2 ranks" "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 2 --out "$WORK/bad3"
 expect_error "does not divide the 4 experts" "${MPI[@]}" -np 3 "$MOE" train --model-config "$conf" "${COMMON[@]}" --expert-parallel 3 --out "$WORK/bad4"
-for d in bad1 bad2 bad3 bad4; do [ ! -e "$WORK/$d/model.safetensors" ] || fail "$d wrote a checkpoint"; done
+for d in bad1 bad2 bad3 bad4 bad5 bad6; do [ ! -e "$WORK/$d/model.safetensors" ] || fail "$d wrote a checkpoint"; done
 # A shard that disagrees with the index.
 cp -r "$WORK/tiny-moe.r2" "$WORK/corrupt"
 python3 - "$WORK/corrupt/model.safetensors.index.json" <<'PY'

@@ -29,6 +29,7 @@ struct TrainArgs {
   std::string model_config, out;
   std::vector<std::string> data;
   int64_t steps = 600, batch = 32, context = 0, eval_every = 100, save_every = 200, warmup = -1;
+  int exact_blocks = 0;
   int64_t eval_tokens = 65536;
   int64_t stop_after = 0;
   float lr = 3e-3f, min_lr_ratio = 0.1f;
@@ -88,8 +89,15 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   if (given("--save-every")) tc.save_every = a.save_every;
   if (given("--warmup")) tc.warmup_steps = a.warmup;
   if (given("--min-lr-ratio")) tc.min_lr_ratio = a.min_lr_ratio;
+  if (given("--exact-blocks")) tc.exact_blocks = a.exact_blocks;
   tc.out_dir = a.out;
   tc.stop_after = a.stop_after;
+  if (tc.exact_blocks > 0 && tc.batch_size % tc.exact_blocks != 0)
+    throw Error("[train] --exact-blocks " + std::to_string(tc.exact_blocks) + " does not divide --batch-size " +
+                std::to_string(tc.batch_size) + " (each block is a whole number of sequences)");
+  if (tc.exact_blocks > 0 && tc.exact_blocks % layout.world.size() != 0)
+    throw Error("[train] --exact-blocks " + std::to_string(tc.exact_blocks) + " is not a multiple of the " +
+                std::to_string(layout.world.size()) + " ranks (each rank must hold whole blocks)");
 
   std::vector<std::string> data = a.data;
   if (data.empty()) {
@@ -228,6 +236,7 @@ Runner add_train(CLI::App& app) {
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--stop-after", a->stop_after, "save and stop after this step, as an interrupted run that --resume continues")->check(CLI::PositiveNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks (R divides the ranks; 1: data parallelism only)")->check(CLI::PositiveNumber);
+  c->add_option("--exact-blocks", a->exact_blocks, "layout-exact sums over G blocks of each batch: the same losses at any rank count that divides G, at some cost in speed (0: off; docs/distributed.md)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
   c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");
   c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");
