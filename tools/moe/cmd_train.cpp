@@ -8,6 +8,7 @@
 #include "core/threading.h"
 #include "default_config.h"
 #include "io/atomic_file.h"
+#include "io/dir_lock.h"
 #include "model/checkpoint.h"
 #include "parallel.h"
 #include "remote.h"
@@ -99,6 +100,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     throw Error("[train] --exact-blocks " + std::to_string(tc.exact_blocks) + " is not a multiple of the " +
                 std::to_string(layout.world.size()) + " ranks (each rank must hold whole blocks)");
 
+  // One trainer per directory: rank 0 holds the lock for the job until it ends, in any way.
+  std::unique_ptr<DirLock> lock;
+  if (rank0) {
+    fs::create_directories(a.out);
+    lock = std::make_unique<DirLock>(a.out, "moe train");
+  }
   std::vector<std::string> data = a.data;
   if (data.empty()) {
     if (!fs::is_directory(kFortunes))
