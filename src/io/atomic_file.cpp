@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -108,6 +109,19 @@ std::string read_file(const std::string& path) {
     out.append(buf, size_t(n));
   }
   return out;
+}
+
+int remove_stale_temporaries(const std::string& dir) {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos || at + 5 == name.size()) continue;
+    if (name.find_first_not_of("0123456789", at + 5) != std::string::npos) continue;
+    if (std::filesystem::remove(e.path(), ec)) ++n;
+  }
+  return n;
 }
 
 }  // namespace moe

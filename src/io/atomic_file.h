@@ -35,6 +35,10 @@ class AtomicFileWriter {
 void atomic_write_file(const std::string& path, const void* data, size_t size);
 void atomic_write_file(const std::string& path, const std::string& content);
 
+// Removes the temporary files that writers killed mid-write left in dir (PATH.tmp.<pid>); returns
+// how many. Only for a directory this process has locked (io/dir_lock.h): no live writer then.
+int remove_stale_temporaries(const std::string& dir);
+
 // The whole file; throws moe::Error("[io] <path>: ...") when it is missing, a directory or
 // unreadable.
 std::string read_file(const std::string& path);

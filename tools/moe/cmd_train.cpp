@@ -105,6 +105,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   if (rank0) {
     fs::create_directories(a.out);
     lock = std::make_unique<DirLock>(a.out, "moe train");
+    remove_stale_temporaries(a.out);  // a killed run's half-written files
   }
   std::vector<std::string> data = a.data;
   if (data.empty()) {
