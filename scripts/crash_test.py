@@ -7,7 +7,8 @@ atomic writer appears), the others after a random delay. After every kill:
     fully written, not a mix of two steps);
   - `--resume` continues from S: its step S+1 has exactly the loss of an uninterrupted run;
   - no temporary file outlives the next start.
-Then training resumes in the background and is killed again.
+Then training resumes in the background and is killed again (and starts over with --overwrite
+once past step 300, so that the fresh runs stay short).
 Usage: scripts/crash_test.py MOE_BINARY WORKDIR [KILLS]   (prints one line per kill and a summary;
 exit 1 on the first failure)."""
 import json
@@ -23,6 +24,7 @@ KILLS = int(sys.argv[3]) if len(sys.argv) > 3 else 100
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONF = os.path.join(SRC, "tests/cli/data/tiny-moe.json")
 STEPS = 100000  # the schedule's length: never reached
+RESTART_AFTER = 300  # steps after which the run starts over in the same directory (--overwrite)
 os.makedirs(WORK, exist_ok=True)
 TEXT = os.path.join(WORK, "text.txt")
 rng = random.Random(int(os.environ.get("SEED", "1")))
@@ -54,9 +56,9 @@ def losses(d):
     return {j["step"]: j["loss"] for j in (json.loads(l) for l in open(os.path.join(d, "metrics.jsonl")))}
 
 
-# Reference: the uninterrupted run's per-step losses (its first 3000 steps).
+# Reference: the uninterrupted run's per-step losses (its first 1000 steps).
 ref_dir = os.path.join(WORK, "reference")
-r = run(["train", "--model-config", CONF] + COMMON + ["--stop-after", "3000", "--save-every", "0",
+r = run(["train", "--model-config", CONF] + COMMON + ["--stop-after", "1000", "--save-every", "0",
         "--out", ref_dir, "--overwrite"])
 if r.returncode != 0:
     fail("reference run: " + r.stderr)
@@ -107,7 +109,7 @@ for kill in range(1, KILLS + 1):
     if loss != want:
         fail(f"kill {kill}: eval of the killed directory at step {step} gives {loss!r}, a fresh run to that step {want!r}")
     # Resume one step: the uninterrupted run's loss, and no temporary file left.
-    r = run(["train", "--resume"] + COMMON[:-2] + ["--steps", str(step + 1), "--save-every", "1", "--out", out])
+    r = run(["train", "--resume"] + COMMON + ["--stop-after", str(step + 1), "--save-every", "1", "--out", out])
     if r.returncode != 0:
         fail(f"kill {kill}: --resume: {r.stderr.strip()}")
     got = losses(out)
@@ -118,8 +120,10 @@ for kill in range(1, KILLS + 1):
     if left:
         fail(f"kill {kill}: temporary files left after --resume: {left}")
     last_step = step + 1
+    if last_step >= RESTART_AFTER:  # start over, so that the fresh reference runs stay short
+        first, last_step = True, 0
     print(f"kill {kill}: {'during a save' if saving else 'at a random moment'}; step {step} loads, eval {loss:.6f} "
           f"= fresh run; resumed step {step + 1} = uninterrupted", flush=True)
 print(f"crash test: {KILLS} kills ({stats['during_save']} during a save, {stats['random']} elsewhere, "
-      f"{stats['no_checkpoint_yet']} before the first checkpoint): every directory loaded, evaluated to the "
+      f"{stats['no_checkpoint_yet']} of them before the first checkpoint): every other directory loaded, evaluated to the "
       f"fully written step and resumed with the uninterrupted run's losses", flush=True)

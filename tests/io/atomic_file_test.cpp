@@ -3,6 +3,9 @@
 #include "io/atomic_file.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -93,6 +96,28 @@ TEST(AtomicFile, FailuresThrowNamingTheFile) {
   const std::string m3 = error_of([&] { read_file(missing); });
   EXPECT_EQ(m3.rfind("[io] " + missing + ": ", 0), 0u) << m3;
   EXPECT_NE(error_of([&] { read_file(d.path); }).find("is a directory"), std::string::npos);
+}
+
+// A full disk, simulated by a file-size limit (write() then fails with EFBIG, as with ENOSPC): one
+// clear error naming the file, the previous content intact, no temporary file left.
+TEST(AtomicFile, AFullDiskLeavesThePreviousFileAndNoTemp) {
+  ScratchDir d;
+  const std::string target = d.file("model.safetensors");
+  atomic_write_file(target, std::string("previous checkpoint"));
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string big(1 << 20, 'x');
+  const std::string m = error_of([&] { atomic_write_file(target, big); });
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(m.rfind("[io] " + target + ": ", 0), 0u) << m;
+  EXPECT_NE(m.find("File too large"), std::string::npos) << m;
+  EXPECT_EQ(read_file(target), "previous checkpoint");
+  EXPECT_EQ(d.entries(), std::vector<std::string>{"model.safetensors"});
 }
 
 }  // namespace

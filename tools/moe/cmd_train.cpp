@@ -141,10 +141,21 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   } else {
     if (a.init.empty()) fresh->init_weights(tc.seed);
     if (rank0) fs::create_directories(a.out);
-    if (a.overwrite && rank0)
-      for (auto& e : fs::directory_iterator(a.out))
-        if (e.path().filename().string().rfind("trainer_state-", 0) == 0 || e.path().filename() == "metrics.jsonl")
-          fs::remove(e.path());
+    if (a.overwrite && rank0) {
+      // Starting over retires the old checkpoint as a whole, model first: a crash before the new
+      // run's first save then leaves no checkpoint, never an old model without its optimizer state.
+      auto remove_if = [&](auto&& pred) {
+        for (auto& e : fs::directory_iterator(a.out))
+          if (pred(e.path().filename().string())) fs::remove(e.path());
+      };
+      auto starts = [](const std::string& n, const char* p) { return n.rfind(p, 0) == 0; };
+      remove_if([](const std::string& n) { return n == "model.safetensors.index.json"; });
+      remove_if([](const std::string& n) { return n == "model.safetensors" || n == "config.json"; });
+      remove_if([&](const std::string& n) {
+        return (starts(n, "model-") && n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0) ||
+               starts(n, "trainer_state-") || n == "metrics.jsonl";
+      });
+    }
     trainer = std::make_unique<Trainer>(tc, std::move(fresh), corpus);
   }
   if (rank0) atomic_write_file(a.out + "/heldout.txt", corpus.val());
