@@ -10,5 +10,6 @@ $SUDO apt-get install -y --no-install-recommends \
   libdnnl-dev nlohmann-json3-dev libcli11-dev openmpi-bin libopenmpi-dev \
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libopendht-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
+  clang libclang-rt-14-dev libfuzzer-14-dev libomp-dev \
   python3 python3-torch python3-numpy libopenblas0-pthread \
   fortunes fortunes-de fortunes-es fortunes-it fortunes-br

@@ -21,49 +21,11 @@ namespace moe {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-json TrainConfig::to_json() const {
-  return {{"steps", steps}, {"batch_size", batch_size}, {"context", context}, {"lr", lr},
-          {"min_lr_ratio", min_lr_ratio}, {"warmup_steps", warmup_steps},
-          {"weight_decay", weight_decay}, {"grad_clip", grad_clip}, {"seed", seed},
-          {"eval_every", eval_every}, {"eval_tokens", eval_tokens}, {"save_every", save_every},
-          {"exact_blocks", exact_blocks}};
-}
-
-TrainConfig TrainConfig::from_json(const json& j) {
-  TrainConfig c;
-  c.steps = j.value("steps", c.steps);
-  c.batch_size = j.value("batch_size", c.batch_size);
-  c.context = j.value("context", c.context);
-  c.lr = j.value("lr", c.lr);
-  c.min_lr_ratio = j.value("min_lr_ratio", c.min_lr_ratio);
-  c.warmup_steps = j.value("warmup_steps", c.warmup_steps);
-  c.weight_decay = j.value("weight_decay", c.weight_decay);
-  c.grad_clip = j.value("grad_clip", c.grad_clip);
-  c.seed = j.value("seed", c.seed);
-  c.eval_every = j.value("eval_every", c.eval_every);
-  c.eval_tokens = j.value("eval_tokens", c.eval_tokens);
-  c.save_every = j.value("save_every", c.save_every);
-  c.exact_blocks = j.value("exact_blocks", c.exact_blocks);
-  return c;
-}
-
 std::string trainer_state_path(const std::string& dir, int64_t step) {
   return dir + "/trainer_state-" + std::to_string(step) + ".safetensors";
 }
 
 namespace {
-
-void check_config(const TrainConfig& c) {
-  if (c.steps < 1) throw Error("[train] --steps must be positive, got " + std::to_string(c.steps));
-  if (c.batch_size < 1) throw Error("[train] --batch-size must be positive, got " + std::to_string(c.batch_size));
-  if (c.context < 0 || c.context == 1) throw Error("[train] --context must be at least 2, got " + std::to_string(c.context));
-  if (!(c.lr > 0) || !std::isfinite(c.lr)) throw Error("[train] --lr must be a positive number");
-  if (c.out_dir.empty()) throw Error("[train] an output directory is required");
-  if (c.exact_blocks < 0) throw Error("[train] --exact-blocks must be 0 (off) or positive, got " + std::to_string(c.exact_blocks));
-  if (c.exact_blocks > 0 && c.batch_size % c.exact_blocks != 0)
-    throw Error("[train] --exact-blocks " + std::to_string(c.exact_blocks) + " does not divide --batch-size " +
-                std::to_string(c.batch_size) + " (each block is a whole number of sequences)");
-}
 
 // Optimizer-state files in dir ("trainer_state-<step>[.shard<i>-of-<R>].safetensors") with their
 // steps.
@@ -93,7 +55,7 @@ std::string state_shard_path(const std::string& dir, int64_t step, int shard, in
 
 Trainer::Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const TextCorpus& corpus)
     : cfg_(cfg), model_(std::move(model)), corpus_(corpus) {
-  check_config(cfg_);
+  cfg_.check();
   opt_ = std::make_unique<AdamW>(model_->params(), AdamWConfig{.weight_decay = cfg_.weight_decay});
 }
 

@@ -74,7 +74,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   if (a.resume) {
     if (!fs::exists(a.out + "/train_config.json") || !has_weights)
       throw Error("[train] --resume: " + a.out + " holds no checkpoint written by moe train");
-    tc = TrainConfig::from_json(nlohmann::json::parse(read_file(a.out + "/train_config.json")));
+    tc = TrainConfig::load(a.out + "/train_config.json");
   } else if (has_ckpt && !a.overwrite) {
     throw Error("[train] " + a.out + " already holds a checkpoint; pass --resume to continue it or --overwrite to start over");
   }

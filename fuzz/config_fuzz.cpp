@@ -1,0 +1,17 @@
+// config.json: parsing and every validation of ModelConfig (sizes, routers, PEER, grids), and the
+// parameter counts a valid config implies.
+#include "core/error.h"
+#include "fuzz_util.h"
+#include "model/config.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string path = moe::fuzz::write_input("config.json", data, size);
+  try {
+    const moe::ModelConfig c = moe::ModelConfig::load(path);
+    c.total_params();
+    c.active_params();
+    c.to_json().dump();
+  } catch (const moe::Error&) {
+  }
+  return 0;
+}

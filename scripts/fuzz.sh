@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of every reader of user files (fuzz/*_fuzz.cpp: safetensors, the sharded
+# index, config.json, the text corpus, train_config.json), built with clang's libFuzzer under ASan
+# and UBSan (scripts/setup.sh installs clang and libFuzzer).
+# Usage: bash scripts/fuzz.sh [SECONDS]          each target for SECONDS (default 60)
+#        RUNS=1000000 bash scripts/fuzz.sh        each target for that many executions (a campaign)
+#        TARGETS="config train_config" bash scripts/fuzz.sh 30
+# Each target starts from its seed corpus (fuzz/corpus/NAME/) plus what earlier runs found
+# (out/fuzz/NAME/corpus/); a crash, sanitizer report, leak or an input slower than 1 s stops it,
+# leaves the input in out/fuzz/NAME/ and makes this script exit 1. One summary line per target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER=${1:-60}
+OUT=out/fuzz
+CXX=clang++ cmake -S fuzz -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j "${JOBS:-2}" >/dev/null
+TARGETS=${TARGETS:-$(cd fuzz && ls *_fuzz.cpp | sed 's/_fuzz\.cpp$//')}
+status=0
+for t in $TARGETS; do
+  mkdir -p "$OUT/$t/corpus"
+  limit=(-max_total_time="$SECONDS_PER")
+  [ -n "${RUNS:-}" ] && limit=(-runs="$RUNS")
+  set +e
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "build-fuzz/${t}_fuzz" "${limit[@]}" -timeout=1 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$OUT/$t/" "$OUT/$t/corpus" "fuzz/corpus/$t" >"$OUT/$t/log.txt" 2>&1
+  rc=$?
+  set -e
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$OUT/$t/log.txt" | tail -n 1)
+  cov=$(grep -o 'cov: [0-9]*' "$OUT/$t/log.txt" | tail -n 1 | cut -d' ' -f2)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$OUT/$t/log.txt" | tail -n 1)
+  if [ $rc -eq 0 ]; then
+    echo "$t: ${runs:-?} executions in ${secs:-?} s, coverage ${cov:-?} edges, 0 crashes"
+  else
+    echo "$t: FAILED after ${runs:-?} executions (exit $rc): $(grep -m1 -E 'ERROR|runtime error|deadly|timeout' "$OUT/$t/log.txt")"
+    ls "$OUT/$t"/crash-* "$OUT/$t"/timeout-* "$OUT/$t"/leak-* "$OUT/$t"/oom-* 2>/dev/null || true
+    status=1
+  fi
+done
+exit $status
