@@ -77,10 +77,14 @@ void topk_row(int32_t* id, float* v, const float* a, int64_t cols, int k) {
     if (n == kMaxCand) return topk_row_scan(id, v, a, cols, k);  // many ties at tau
   }
   // n >= k here (each block holds a value >= tau), so the first n candidates are all written.
+#if defined(__GNUC__) && !defined(__clang__)  // GCC's warning only (clang has no such group)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
   topk_row_scan(id, v, cand_v, n, k);
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
   for (int i = 0; i < k; ++i) id[i] = cand_id[id[i]];
 }
 
