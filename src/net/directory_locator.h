@@ -32,6 +32,7 @@ class DirectoryLocator final : public ExpertLocator {
     }
     return out;
   }
+  bool refresh(const std::string& prefix) override { return dir_.refresh_children(prefix); }
 
  private:
   ExpertDirectory& dir_;

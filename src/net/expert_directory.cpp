@@ -24,7 +24,7 @@ int64_t earliest_expiry(const std::vector<ExpertRecord>& recs, int64_t bound) {
 
 }  // namespace
 
-ExpertDirectory::ExpertDirectory(DhtNode& node, const ExpertDirectoryConfig& cfg) : node_(node), cfg_(cfg) {
+ExpertDirectory::ExpertDirectory(DhtNode& node, const ExpertDirectoryConfig& cfg) : node_(node), cfg_(cfg), started_ms_(now_unix_ms()) {
   if (!(cfg.cache_s >= 0)) throw Error("[net] expert directory: cache_s must be >= 0");
   if (!(cfg.timeout_s > 0)) throw Error("[net] expert directory: timeout_s must be > 0");
 }
@@ -96,6 +96,16 @@ void ExpertDirectory::forget(const std::string& uid) {
   records_.erase(uid);
   const auto dot = uid.rfind('.');
   if (dot != std::string::npos) children_.erase(uid.substr(0, dot));
+}
+
+bool ExpertDirectory::refresh_children(const std::string& prefix) {
+  std::lock_guard<std::mutex> lk(mu_);
+  const int64_t now = now_unix_ms();
+  if (now - started_ms_ > static_cast<int64_t>(cfg_.warmup_s * 1000)) return false;
+  auto [last, first] = refreshed_ms_.try_emplace(prefix, now);
+  if (!first && now - last->second < static_cast<int64_t>(cfg_.negative_cache_s * 1000)) return false;
+  last->second = now;
+  return children_.erase(prefix) > 0;
 }
 
 std::vector<ExpertRecord> ExpertDirectory::beam_search(const std::string& prefix,

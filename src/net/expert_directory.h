@@ -18,6 +18,7 @@ struct ExpertDirectoryConfig {
   double timeout_s = 5;   // bound on each DHT lookup
   double negative_cache_s = 2;  // "no live record" is asked again this soon: a (re)started server's
                                 // first announcement is seen within it
+  double warmup_s = 10;  // refresh_children works this long after the directory starts
 };
 
 class ExpertDirectory {
@@ -39,6 +40,14 @@ class ExpertDirectory {
   // failed call), so that the next lookup or beam search asks the DHT again.
   void forget(const std::string& uid);
 
+  // Drops the cached children of prefix so that the next children() asks the DHT again, for a
+  // caller that found experts missing from them: a fresh node's first lookups can return part of
+  // the records while its routing table fills. Only in the first warmup_s and at most once per
+  // negative_cache_s per prefix: later, missing experts are gone servers, whose lookups can wait
+  // for dead DHT nodes (the churn run in docs/decentralized.md), and their records are asked
+  // again on the normal schedule. True when the entry was dropped.
+  bool refresh_children(const std::string& prefix);
+
   // The top-k live experts "prefix.i0.i1...": dim_scores[d][i] ([D][grid size of d]) is the gate's
   // score of coordinate i in grid dimension d, an expert's score is the sum over its coordinates.
   // Keeps the best beam_size live prefixes per dimension; returns up to k experts, best first,
@@ -58,6 +67,8 @@ class ExpertDirectory {
   std::mutex mu_;
   std::map<std::string, Entry<std::vector<ExpertRecord>>> records_;
   std::map<std::string, Entry<std::map<int, std::vector<ExpertRecord>>>> children_;
+  int64_t started_ms_;
+  std::map<std::string, int64_t> refreshed_ms_;  // prefix -> last refresh_children that dropped it
 };
 
 }  // namespace moe::net

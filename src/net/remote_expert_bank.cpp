@@ -140,22 +140,32 @@ const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
     have_servers_ = true;
     return nullptr;
   }
-  available_.assign(E_, 0);
   // The layer's live experts and their servers from its prefix records (one cached DHT lookup;
   // the forward then calls those servers), or per uid from a locator without prefix records.
-  servers_.assign(E_, {});
+  auto find = [&] {
+    available_.assign(E_, 0);
+    servers_.assign(E_, {});
+    if (auto kids = ctx_->locator->live_children(prefix_)) {
+      for (auto& [e, addrs] : *kids)
+        if (e >= 0 && e < E_) servers_[e] = std::move(addrs);
+    } else {
+      std::vector<std::string> uids;
+      for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
+      servers_ = ctx_->locator->addresses(uids);
+    }
+    bool all = true;
+    for (int e = 0; e < E_; ++e) {
+      for (const std::string& a : servers_[e])
+        if (!ctx_->bans.banned(a)) available_[e] = 1;
+      all = all && available_[e];
+    }
+    return all;
+  };
   have_servers_ = true;
-  if (auto kids = ctx_->locator->live_children(prefix_)) {
-    for (auto& [e, addrs] : *kids)
-      if (e >= 0 && e < E_) servers_[e] = std::move(addrs);
-  } else {
-    std::vector<std::string> uids;
-    for (int e = 0; e < E_; ++e) uids.push_back(uid(e));
-    servers_ = ctx_->locator->addresses(uids);
-  }
-  for (int e = 0; e < E_; ++e)
-    for (const std::string& a : servers_[e])
-      if (!ctx_->bans.banned(a)) available_[e] = 1;
+  // An expert with no usable server may be one a partial lookup missed (a fresh client's first
+  // answers can be) or whose only known server was just banned: ask once more before routing
+  // around it (the locator rate-limits this for experts that are really gone).
+  if (!find() && ctx_->locator->refresh(prefix_)) find();
   bool all = true;
   for (int e = 0; e < E_; ++e) all = all && available_[e];
   if (!all) ctx_->stats.unavailable(std::count(available_.begin(), available_.end(), uint8_t{0}));

@@ -43,6 +43,9 @@ class ExpertLocator {
   virtual std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string& prefix) {
     return std::nullopt;
   }
+  // The next live_children(prefix) asks the network again: its answer missed experts the caller
+  // expected. False when it will not (asked again too recently, or nothing to refresh).
+  virtual bool refresh(const std::string& prefix) { return false; }
 };
 
 struct RemoteCallConfig {

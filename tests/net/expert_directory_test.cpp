@@ -192,6 +192,31 @@ TEST(ExpertDirectory, RowsOfAGridAreAskedAgainSoon) {
   EXPECT_EQ(dir.children("g.0.1").size(), 1u);
 }
 
+// refresh_children: a cached answer that missed experts is asked again at once, at most once per
+// negative_cache_s, and only during warm-up (later, missing experts are gone servers).
+TEST(ExpertDirectory, RefreshAsksAgainDuringWarmupAtMostOncePerNegativeCacheS) {
+  auto nodes = start_network(4);
+  ASSERT_EQ(nodes[1]->announce({rec("r.0.1", "127.0.0.1:1")}, 60), 1);
+  ExpertDirectory dir(*nodes[3], {.cache_s = 60, .timeout_s = 5, .negative_cache_s = 1.0, .warmup_s = 3.0});
+  const auto t0 = Clock::now();
+  EXPECT_EQ(dir.children("r.0").size(), 1u);
+  ASSERT_EQ(nodes[2]->announce({rec("r.0.2", "127.0.0.1:2")}, 60), 1);
+  EXPECT_EQ(dir.children("r.0").size(), 1u);  // cached
+  EXPECT_TRUE(dir.refresh_children("r.0"));
+  EXPECT_EQ(dir.children("r.0").size(), 2u);
+  ASSERT_EQ(nodes[2]->announce({rec("r.0.3", "127.0.0.1:2")}, 60), 1);
+  EXPECT_FALSE(dir.refresh_children("r.0"));  // within negative_cache_s of the last one
+  EXPECT_EQ(dir.children("r.0").size(), 2u);
+  ASSERT_LT(Clock::now() - t0, std::chrono::milliseconds(900)) << "machine too slow for the test's windows";
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_TRUE(dir.refresh_children("r.0"));
+  EXPECT_EQ(dir.children("r.0").size(), 3u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));  // past warm-up
+  ASSERT_EQ(nodes[2]->announce({rec("r.0.4", "127.0.0.1:2")}, 60), 1);
+  EXPECT_FALSE(dir.refresh_children("r.0"));
+  EXPECT_EQ(dir.children("r.0").size(), 3u);
+}
+
 TEST(ExpertDirectory, ExpiredRecordsLeaveTheCacheAndTheBeam) {
   auto nodes = start_network(4);
   // 2x2 grid; the best expert (0, 0) lives only 1.5 s.

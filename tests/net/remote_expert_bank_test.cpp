@@ -537,6 +537,45 @@ class GridLocator final : public ExpertLocator {
   }
 };
 
+// Prefix answers that miss experts until refreshed, as a fresh DHT node's first lookups can.
+class PartialLocator final : public ExpertLocator {
+ public:
+  using ExpertLocator::addresses;
+  bool full = false;
+  int refreshes_allowed = 1;
+  std::vector<std::string> addresses(const std::string&) override { return {}; }
+  std::optional<std::map<int, std::vector<std::string>>> live_children(const std::string&) override {
+    std::map<int, std::vector<std::string>> out{{0, {"127.0.0.1:1"}}};
+    if (full)
+      for (int e = 1; e < 4; ++e) out[e] = {"127.0.0.1:1"};
+    return out;
+  }
+  bool refresh(const std::string&) override {
+    if (refreshes_allowed == 0) return false;
+    --refreshes_allowed;
+    full = true;
+    return true;
+  }
+};
+
+TEST(RemoteExpertBank, AnAnswerMissingExpertsIsAskedAgainBeforeRoutingAround) {
+  auto loc = std::make_shared<PartialLocator>();
+  auto ctx = std::make_shared<RemoteContext>(RemoteCallConfig{}, loc);
+  RemoteExpertBank bank(ctx, "ffn.0", 4, D);
+  EXPECT_EQ(bank.available_experts(), nullptr);  // refreshed: every expert is live
+  EXPECT_EQ(ctx->stats.take().unavailable, 0);
+
+  // A locator that will not ask again: the missing experts are routed around and counted.
+  auto stale = std::make_shared<PartialLocator>();
+  stale->refreshes_allowed = 0;
+  auto ctx2 = std::make_shared<RemoteContext>(RemoteCallConfig{}, stale);
+  RemoteExpertBank bank2(ctx2, "ffn.0", 4, D);
+  const auto* live = bank2.available_experts();
+  ASSERT_NE(live, nullptr);
+  EXPECT_EQ(*live, (std::vector<uint8_t>{1, 0, 0, 0}));
+  EXPECT_EQ(ctx2->stats.take().unavailable, 3);
+}
+
 struct MaskLive final : GridLiveness {
   std::vector<uint8_t> live;  // [4] on a 2 x 2 grid
   std::vector<int> live_children(const std::vector<int>& p) override {
