@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "model/router_registry.h"
+#include "model/unimplemented_keys.h"
 #include "moe/expert_grid.h"
 
 namespace moe {
@@ -93,8 +94,6 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.qkv_bias = true;
     get_num(j, "decoder_sparse_step", c.decoder_sparse_step, src, false);
     get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
-    if (j.value("use_sliding_window", false))
-      throw Error("[config] " + src + ": use_sliding_window is not supported");
   }
   if (c.is_moe()) {
     if (!c.is_qwen2_moe()) get_num(j, "num_local_experts", c.num_local_experts, src, true);
@@ -151,6 +150,7 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.peer_layers = {c.num_hidden_layers / 2};
     get_int_list(j, "peer_layers", c.peer_layers, src);
   }
+  reject_unimplemented_keys(j, src);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
   for (auto it = j.begin(); it != j.end(); ++it)
