@@ -14,6 +14,9 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
                          const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t T = cfg.context > 0 ? cfg.context : model.config().max_position_embeddings;
   if (T < 2) throw Error("[eval] context must be at least 2 tokens, got " + std::to_string(T));
+  if (T > model.config().max_position_embeddings)
+    throw Error("[eval] a context of " + std::to_string(T) + " exceeds the model's max_position_embeddings (" +
+                std::to_string(model.config().max_position_embeddings) + ")");
   if (cfg.batch < 1) throw Error("[eval] batch must be positive");
   const int64_t n = cfg.max_tokens > 0 ? std::min<int64_t>(cfg.max_tokens, text.size()) : int64_t(text.size());
   const auto windows = eval_windows(n, T);

@@ -56,6 +56,16 @@ std::string state_shard_path(const std::string& dir, int64_t step, int shard, in
 Trainer::Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const TextCorpus& corpus)
     : cfg_(cfg), model_(std::move(model)), corpus_(corpus) {
   cfg_.check();
+  // Checked here, before a run prints or writes anything, rather than at the first batch.
+  const int64_t T = context(), P = model_->config().max_position_embeddings;
+  if (T > P)
+    throw Error("[train] --context " + std::to_string(T) + " exceeds the model's max_position_embeddings (" +
+                std::to_string(P) + "); raise it in the model config to train on longer sequences");
+  const int64_t n = int64_t(corpus_.train().size());
+  if (n < T + 1)
+    throw Error("[data] the training split has " + std::to_string(n) + " byte" + (n == 1 ? "" : "s") +
+                "; a context of " + std::to_string(T) + " needs at least " + std::to_string(T + 1) +
+                " (give more text or a smaller --context)");
   opt_ = std::make_unique<AdamW>(model_->params(), AdamWConfig{.weight_decay = cfg_.weight_decay});
 }
 

@@ -54,10 +54,11 @@ printf '# the swarm\n%s\n' "$(key_of Y)" >"$WORK/keys.txt"
 for _ in 1 2 3 4 5 6; do
   sleep 1
   "$MOE" eval --model "$WORK/c1" --data "$WORK/text.txt" --context 32 --remote-experts "$BOOT" \
-    --trusted-keys "$WORK/keys.txt" --k-min 2 --identity "$WORK/client-id" --json 2>/dev/null | tail -1 >"$WORK/e.json"
+    --trusted-keys "$WORK/keys.txt" --k-min 2 --identity "$WORK/client-id" --json 2>"$WORK/e.err" | tail -1 >"$WORK/e.json"
   python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_unavailable"] > 0)' "$WORK/e.json" && break
 done
-python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["remote_calls"] > 0 and j["remote_failures"] == 0, j' "$WORK/e.json"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["remote_calls"] > 0 and j["remote_failures"] == 0, j' "$WORK/e.json" \
+  || { cat "$WORK/e.err" "$WORK/Y.log"; fail "permissioned eval"; }
 # ... presenting the client's own key on the TLS channel, kept in a file made on first use.
 [ -f "$WORK/client-id.pem" ] && [ -f "$WORK/client-id.crt" ] || fail "the client identity was not kept"
 [ "$(stat -c %a "$WORK/client-id.pem")" = 600 ] || fail "the client's private key is readable by others"

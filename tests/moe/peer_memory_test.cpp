@@ -21,6 +21,10 @@ int64_t status_kb(const std::string& key) {  // VmRSS / VmHWM from /proc/self/st
 }
 
 TEST(PEERMemory, NoTokensHeadsKDTensor) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's quarantine and redzones make resident memory measure the allocator, not the layer.
+  GTEST_SKIP() << "peak memory is not meaningful under AddressSanitizer";
+#endif
   const PEERConfig c{.d_model = 512, .n_experts = 4096, .heads = 8, .top_k = 16, .key_dim = 64};
   const int64_t n = 1024;
   const double forbidden = double(n) * c.heads * c.top_k * c.d_model * sizeof(float);  // 268 MB

@@ -129,17 +129,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     fresh = std::make_unique<DecoderLM>(mc, layout);
   }
   TextCorpus corpus = TextCorpus::load(data);
-  ProgressLine progress;
-  progress.print("data: " + std::to_string(corpus.files().size()) + " files, " +
-                 std::to_string(corpus.train().size()) + " training bytes, " +
-                 std::to_string(corpus.val().size()) + " held-out bytes");
-
-  std::unique_ptr<Trainer> trainer;
+  std::unique_ptr<Trainer> trainer;  // checks the corpus against the context
   if (a.resume) {
     trainer = Trainer::resume(tc, corpus, layout);
-    progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
   } else {
     if (a.init.empty()) fresh->init_weights(tc.seed);
+    trainer = std::make_unique<Trainer>(tc, std::move(fresh), corpus);
     if (rank0) fs::create_directories(a.out);
     if (a.overwrite && rank0) {
       // Starting over retires the old checkpoint as a whole, model first: a crash before the new
@@ -156,8 +151,13 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                starts(n, "trainer_state-") || n == "metrics.jsonl";
       });
     }
-    trainer = std::make_unique<Trainer>(tc, std::move(fresh), corpus);
   }
+  ProgressLine progress;
+  progress.print("data: " + std::to_string(corpus.files().size()) + " files, " +
+                 std::to_string(corpus.train().size()) + " training bytes, " +
+                 std::to_string(corpus.val().size()) + " held-out bytes");
+  if (a.resume)
+    progress.print("resuming " + a.out + " at step " + std::to_string(trainer->step()) + " of " + std::to_string(tc.steps));
   if (rank0) atomic_write_file(a.out + "/heldout.txt", corpus.val());
   layout.world.barrier();  // the directory is ready before any rank writes into it
   const ModelConfig& mc = trainer->model().config();
