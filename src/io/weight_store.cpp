@@ -31,6 +31,29 @@ bool path_exists(const fs::path& p) {
 }  // namespace
 
 WeightStore WeightStore::open(const std::string& dir) {
+  // A sharded save writes its shards under new names, then the index (its commit point), then
+  // removes the previous shards. A reader that read the old index may find those shards gone;
+  // the index then names the new ones: read it again. Shards once opened stay readable after
+  // their removal, so what is read is one save's whole set, never a mix.
+  const fs::path index = fs::path(dir) / kIndex;
+  auto index_text = [&] {
+    try {
+      return path_exists(index) ? read_file(index.string()) : std::string();
+    } catch (const Error&) {
+      return std::string();
+    }
+  };
+  for (int attempt = 1;; ++attempt) {
+    const std::string before = index_text();
+    try {
+      return open_once(dir);
+    } catch (const Error&) {
+      if (attempt == 5 || before.empty() || index_text() == before) throw;
+    }
+  }
+}
+
+WeightStore WeightStore::open_once(const std::string& dir) {
   WeightStore ws;
   ws.dir_ = dir;
   const auto bad = [&](const std::string& msg) -> Error { return Error("[checkpoint] " + dir + ": " + msg); };

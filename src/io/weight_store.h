@@ -13,6 +13,7 @@ namespace moe {
 
 class WeightStore {
  public:
+  // Safe against a save in progress: it yields the previous complete checkpoint or the new one.
   static WeightStore open(const std::string& dir);
 
   const std::string& dir() const { return dir_; }
@@ -29,6 +30,7 @@ class WeightStore {
   std::map<std::string, std::string> metadata() const;
 
  private:
+  static WeightStore open_once(const std::string& dir);
   const SafetensorsFile& file_of(const std::string& name) const;
   std::string dir_;
   std::vector<SafetensorsFile> files_;   // sorted by file name

@@ -17,7 +17,8 @@ serve H2 --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT"
 serve L --experts 'ffn.[0:2].[0:4]' --bootstrap "$BOOT" --attack flip
 printf '%s\n%s\n' "$(key_of H1)" "$(key_of H2)" >"$WORK/honest-keys.txt"
 printf '%s\n%s\n%s\n' "$(key_of H1)" "$(key_of H2)" "$(key_of L)" >"$WORK/keys.txt"
-EVAL=(eval --model "$WORK/model" --data "$WORK/text.txt" --context 32 --remote-experts "$BOOT" --k-min 2 --json)
+# A 5 s lookup bound: on a loaded test machine a 1 s search can end before every record came in.
+EVAL=(eval --model "$WORK/model" --data "$WORK/text.txt" --context 32 --remote-experts "$BOOT" --k-min 2 --lookup-timeout 5 --json)
 # A run whose loss can be compared: it saw every expert (a fresh client's first lookups may miss
 # one, and its gate then routes around it, which changes the loss) and no call failed.
 COMPLETE='import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_below_k_min"] > 0 or j["remote_unavailable"] > 0 or j["remote_failures"] > 0)'

@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
+#include <thread>
 #include <functional>
 
 #include "core/error.h"
@@ -150,6 +153,49 @@ TEST(WeightStore, EmptyDirectory) {
             "[checkpoint] " + d.path + ": no model.safetensors or model.safetensors.index.json");
   const std::string gone = d.file("nope");
   EXPECT_NE(error_of([&] { WeightStore::open(gone); }).find(gone), std::string::npos);
+}
+
+// A reader racing sharded saves (new step-tagged shards, then the index, then the old shards
+// removed: save_pretrained's order) gets one save's whole set each time, never an error or a mix.
+TEST(WeightStore, ReadsDuringShardedSavesSeeOneWholeSave) {
+  ScratchDir d;
+  auto save = [&](int step) {
+    Tensor a{Shape{64}}, b{Shape{64}};
+    for (int i = 0; i < 64; ++i) a[i] = b[i] = float(step);
+    const std::string s1 = "model-step" + std::to_string(step) + "-00001-of-00002.safetensors";
+    const std::string s2 = "model-step" + std::to_string(step) + "-00002-of-00002.safetensors";
+    write_safetensors(d.file(s1), {{"a", &a}});
+    write_safetensors(d.file(s2), {{"b", &b}});
+    atomic_write_file(d.file("model.safetensors.index.json"),
+                      R"({"weight_map": {"a": ")" + s1 + R"(", "b": ")" + s2 + R"("}})");
+    for (auto& e : fs::directory_iterator(d.path)) {
+      const std::string n = e.path().filename().string();
+      if (n.rfind("model-step", 0) == 0 && n != s1 && n != s2) fs::remove(e.path());
+    }
+  };
+  save(0);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int step = 1; step <= 300; ++step) save(step);
+    done = true;
+  });
+  int reads = 0, errors = 0, mixes = 0;
+  std::string first_error;
+  while (!done) {
+    try {
+      WeightStore w = WeightStore::open(d.path);
+      const Tensor a = w.read("a"), b = w.read("b");
+      mixes += a[0] != b[0] || a[63] != b[63];
+    } catch (const Error& e) {
+      if (errors++ == 0) first_error = e.what();
+    }
+    ++reads;
+  }
+  writer.join();
+  EXPECT_EQ(errors, 0) << first_error;
+  EXPECT_EQ(mixes, 0);
+  EXPECT_GT(reads, 20);
+  std::printf("%d reads during 300 saves\n", reads);
 }
 
 }  // namespace
