@@ -123,4 +123,15 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   return model;
 }
 
+int64_t checkpoint_step(const std::map<std::string, std::string>& metadata, const std::string& dir) {
+  const auto it = metadata.find("step");
+  if (it == metadata.end()) return -1;
+  const std::string& v = it->second;
+  // At most 18 digits: any such number fits int64_t.
+  if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
+    throw Error("[checkpoint] " + dir + ": the weights' metadata records step '" + v.substr(0, 40) +
+                "', not a step number");
+  return std::stoll(v);
+}
+
 }  // namespace moe

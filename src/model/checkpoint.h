@@ -27,4 +27,8 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
                                            std::map<std::string, std::string>* metadata = nullptr,
                                            const dist::ParallelLayout& layout = {});
 
+// The training step a checkpoint's metadata records (moe train writes "step"), or -1 when it
+// records none. moe::Error naming dir when the value is not a step number.
+int64_t checkpoint_step(const std::map<std::string, std::string>& metadata, const std::string& dir);
+
 }  // namespace moe

@@ -12,6 +12,7 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/checkpoint.h"
+#include "train/optimizer_state.h"
 #include "train/evaluate.h"
 #include "train/plots.h"
 #include "train/schedule.h"
@@ -73,9 +74,9 @@ std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpu
                                          const dist::ParallelLayout& layout) {
   std::map<std::string, std::string> meta;
   auto model = load_pretrained(cfg.out_dir, &meta, layout);
-  if (!meta.count("step"))
+  const int64_t step = checkpoint_step(meta, cfg.out_dir);
+  if (step < 0)
     throw Error("[train] " + cfg.out_dir + "/model.safetensors has no training step in its metadata: not a checkpoint written by moe train");
-  const int64_t step = std::stoll(meta["step"]);
   const std::string state = trainer_state_path(cfg.out_dir, step);
   if (!fs::exists(state))
     throw Error("[train] " + cfg.out_dir + ": no optimizer state for step " + std::to_string(step) + " (" + state + ")");
@@ -85,11 +86,7 @@ std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpu
   for (auto& [s, path] : state_files(cfg.out_dir))
     if (s == step && path.filename().string().find(".shard") != std::string::npos)
       files.push_back(SafetensorsFile::open(path.string()));
-  t->opt_->load_state([&](const std::string& name, Tensor& dst) {
-    for (const SafetensorsFile& f : files)
-      if (f.has(name)) return f.read_into(name, dst.data(), dst.numel());
-    throw Error("[train] " + cfg.out_dir + ": the optimizer state of step " + std::to_string(step) + " has no tensor '" + name + "'");
-  }, step);
+  load_optimizer_state(*t->opt_, files, step, cfg.out_dir);
   t->step_ = step;
   // Drop metrics logged after the checkpoint (the steps about to be redone).
   const std::string mpath = cfg.out_dir + "/metrics.jsonl";

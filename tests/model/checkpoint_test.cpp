@@ -1,5 +1,6 @@
 // Checkpoints: bit-exact round trip, other dtypes and shards, and clear errors on bad checkpoints.
 #include "model/checkpoint.h"
+#include "core/error.h"
 
 #include <gtest/gtest.h>
 
@@ -149,6 +150,22 @@ TEST(Checkpoint, BadConfigIsAClearError) {
   atomic_write_file(dir + "/config.json", "{\"model_type\": \"gpt2\"}");
   EXPECT_NE(test::error_of([&] { load_pretrained(dir); }).find("gpt2"), std::string::npos);
   EXPECT_NE(test::error_of([&] { load_pretrained(dir + "/nope"); }).find("nope"), std::string::npos);
+}
+
+// The step in a checkpoint's metadata: a number, absent, or a clear error (never std::stoll's
+// exceptions: the metadata is in a file anyone can write).
+TEST(Checkpoint, StepMetadataIsANumberOrAClearError) {
+  EXPECT_EQ(checkpoint_step({{"step", "12"}}, "d"), 12);
+  EXPECT_EQ(checkpoint_step({{"step", "0"}}, "d"), 0);
+  EXPECT_EQ(checkpoint_step({{"format", "pt"}}, "d"), -1);
+  for (const char* bad : {"", "abc", "-1", "1e3", " 5", "999999999999999999999"}) {
+    try {
+      checkpoint_step({{"step", bad}}, "dir/x");
+      ADD_FAILURE() << "no error for step '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("dir/x: the weights' metadata records step"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -37,7 +37,7 @@ int run_info(const InfoArgs& a) {
     j["peer_heads"] = c.peer_heads;
     j["peer_top_k"] = c.peer_top_k;
   }
-  if (meta.count("step")) j["step"] = std::stoll(meta["step"]);
+  if (const int64_t step = checkpoint_step(meta, a.model); step >= 0) j["step"] = step;
   std::printf("%s: %s, %d layers, hidden %d, ffn %d, heads %d (kv %d), context %d\n", a.model.c_str(),
               c.model_type.c_str(), c.num_hidden_layers, c.hidden_size, c.intermediate_size,
               c.num_attention_heads, c.num_key_value_heads, c.max_position_embeddings);
