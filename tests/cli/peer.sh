@@ -29,8 +29,10 @@ assert c["ffn_type"] == "peer" and c["peer_num_experts"] == 1024 and c["peer_lay
 PY
 "$MOE" info --model "$WORK/p" | grep -q "PEER layers 1: 1024 single-neuron experts" || fail "moe info: no PEER line"
 "$MOE" eval --model "$WORK/p" --data "$WORK/p/heldout.txt" --json >"$WORK/eval"
-out=$("$MOE" generate --model "$WORK/p" --prompt "the quick" --max-tokens 30 --seed 2 2>/dev/null)
-[ ${#out} -ge 39 ] || fail "generation too short: '$out'"
+"$MOE" generate --model "$WORK/p" --prompt "the quick" --max-tokens 30 --seed 2 2>/dev/null | head -c -1 >"$WORK/s1"
+"$MOE" generate --model "$WORK/p" --prompt "the quick" --max-tokens 30 --seed 2 2>/dev/null | head -c -1 >"$WORK/s2"
+[ "$(wc -c <"$WORK/s1")" -eq 39 ] && [ "$(head -c 9 "$WORK/s1")" = "the quick" ] || fail "expected the prompt and 30 bytes"
+cmp -s "$WORK/s1" "$WORK/s2" || fail "the same seed sampled different text"
 
 "$MOE" experts --model "$WORK/p" --data "$WORK/p/heldout.txt" --json >"$WORK/experts"
 python3 - "$WORK/experts" <<'PY'

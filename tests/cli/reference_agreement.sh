@@ -25,6 +25,22 @@ PY
   --steps 30 --batch-size 8 --lr 1e-2 --eval-every 0 2>/dev/null
 compare "$WORK/moe"
 compare "$WORK/moe" --context 20
+# The generated text itself, byte by byte, against full forwards of the reference (within the
+# 32-position window): greedy is the argmax, and sampling with --top-k 3 stays in the top 3.
+gen_check() {  # gen_check K ARGS...: moe generate ARGS, then the reference's greedy-check at top-k K
+  local k=$1; shift
+  "$MOE" generate --model "$WORK/moe" --prompt "the quick" --max-tokens 22 "$@" 2>/dev/null | head -c -1 >"$WORK/gen.txt"
+  [ "$(head -c 9 "$WORK/gen.txt")" = "the quick" ] || fail "the prompt is not echoed"
+  $REF greedy-check --model "$WORK/moe" --text "$WORK/gen.txt" --prompt-bytes 9 --top-k "$k" | tail -n 1 >"$WORK/gen.json"
+  python3 - "$WORK/gen.json" "$k" "$WORK/gen.txt" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(f"generated {open(sys.argv[3], 'rb').read()!r}: {j['agree']}/{j['tokens']} bytes in the reference's top {sys.argv[2]}")
+assert j["tokens"] == 22 and j["agree"] == 22, j
+PY
+}
+gen_check 1 --temperature 0
+gen_check 3 --temperature 1 --top-k 3 --seed 5
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-dense.json" --data "$WORK/text.txt" --out "$WORK/dense" \
   --steps 10 --batch-size 8 --eval-every 0 2>/dev/null
 compare "$WORK/dense"

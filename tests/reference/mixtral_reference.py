@@ -399,6 +399,30 @@ def cmd_eval(args):
     print(json.dumps({"tokens": count, "loss": loss, "perplexity": math.exp(loss)}))
 
 
+def cmd_greedy_check(args):
+    """Is each byte of --text after its first --prompt-bytes among the --top-k largest float64
+    logits of a full forward over the bytes before it (the last max_position_embeddings of them)?
+    Checks text a generator produced, greedy (top-k 1) or sampled from the top k; a near-tie
+    within --tie of the k-th logit counts as agreeing."""
+    cfg, W = load_checkpoint(args.model)
+    W = {n: w.to(torch.float64) for n, w in W.items()}
+    with open(args.text, "rb") as f:
+        data = f.read()
+    T = cfg["max_position_embeddings"]
+    n, agree, worst = 0, 0, 0.0
+    with torch.no_grad():
+        for i in range(args.prompt_bytes, len(data)):
+            ctx = torch.tensor([list(data[max(0, i - T):i])], dtype=torch.int64)
+            logits, _ = forward(cfg, W, ctx)
+            last = logits[0, -1]
+            # The gap to the k-th best logit: 0 or less when the byte is among the top k.
+            gap = float(torch.topk(last, args.top_k).values[-1] - last[data[i]])
+            worst = max(worst, gap)
+            n += 1
+            agree += gap <= args.tie * max(1.0, float(last.abs().max()))
+    print(json.dumps({"tokens": n, "agree": agree, "worst_gap": worst}))
+
+
 def param_shapes(cfg):
     """[(Hugging Face name, shape)] in a fixed order; MoE layers for model_type mixtral or
     num_local_experts > 1, dense mlp.* otherwise."""
@@ -522,6 +546,12 @@ def main(argv=None):
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     e.add_argument("--batch-size", type=int, default=0, help="windows per forward pass (default: automatic)")
     e.add_argument("--threads", type=int, default=0, help="torch threads (default: min(4, cores))")
+    g = sub.add_parser("greedy-check", help="check greedy-generated text against full forwards")
+    g.add_argument("--model", required=True, help="checkpoint directory")
+    g.add_argument("--text", required=True, help="file: the prompt's bytes, then the generated ones")
+    g.add_argument("--prompt-bytes", type=int, required=True)
+    g.add_argument("--top-k", type=int, default=1, help="the bytes were chosen among the k best (1: greedy)")
+    g.add_argument("--tie", type=float, default=1e-4, help="relative gap to the k-th logit still counted as agreeing")
     m = sub.add_parser("make-checkpoint", help="random weights with the Hugging Face names")
     m.add_argument("--out", required=True)
     m.add_argument("--config", required=True)
@@ -530,7 +560,7 @@ def main(argv=None):
     m.add_argument("--shards", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(getattr(args, "threads", 0) or min(4, os.cpu_count() or 1))
-    {"eval": cmd_eval, "make-checkpoint": cmd_make_checkpoint}[args.cmd](args)
+    {"eval": cmd_eval, "greedy-check": cmd_greedy_check, "make-checkpoint": cmd_make_checkpoint}[args.cmd](args)
 
 
 if __name__ == "__main__":
