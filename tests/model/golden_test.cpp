@@ -34,17 +34,29 @@ void check_moe_block(const std::string& file) {
   const float aux = std::stof(meta.at("aux_coef")), z = std::stof(meta.at("z_coef"));
   Tensor x = f.read("x"), gate = f.read("gate"), w1 = f.read("w1"), w2 = f.read("w2"), w3 = f.read("w3"), r = f.read("r");
   const int64_t n = x.dim(0), d = x.dim(1), E = gate.dim(0), F = w1.dim(1);
-  auto rt = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(d), .n_expert = int(E), .k = k, .norm_topk_prob = norm, .aux_coef = aux, .z_coef = z});
-  auto bk = std::make_unique<SwiGLUExpertBank>("b", SwiGLUBankConfig{.d_model = int(d), .d_ff = int(F), .n_experts = int(E)});
-  TopKRouter* router = rt.get();
-  SwiGLUExpertBank* bank = bk.get();
-  std::memcpy(router->gate.w.data(), gate.data(), gate.numel() * 4);
-  for (int64_t e = 0; e < E; ++e) {
-    std::memcpy(bank->w1[e]->w.data(), w1.data() + e * F * d, F * d * 4);
-    std::memcpy(bank->w3[e]->w.data(), w3.data() + e * F * d, F * d * 4);
-    std::memcpy(bank->w2[e]->w.data(), w2.data() + e * d * F, d * F * 4);
-  }
-  MoELayer layer(std::move(rt), std::move(bk), int(d));
+  // The fixture's layer, with the balancing-loss coefficient given.
+  struct Block {
+    TopKRouter* router;
+    SwiGLUExpertBank* bank;
+    std::unique_ptr<MoELayer> layer;
+  };
+  auto make_block = [&](float aux_coef) {
+    auto rt = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(d), .n_expert = int(E), .k = k, .norm_topk_prob = norm, .aux_coef = aux_coef, .z_coef = z});
+    auto bk = std::make_unique<SwiGLUExpertBank>("b", SwiGLUBankConfig{.d_model = int(d), .d_ff = int(F), .n_experts = int(E)});
+    Block b{rt.get(), bk.get(), nullptr};
+    std::memcpy(b.router->gate.w.data(), gate.data(), gate.numel() * 4);
+    for (int64_t e = 0; e < E; ++e) {
+      std::memcpy(b.bank->w1[e]->w.data(), w1.data() + e * F * d, F * d * 4);
+      std::memcpy(b.bank->w3[e]->w.data(), w3.data() + e * F * d, F * d * 4);
+      std::memcpy(b.bank->w2[e]->w.data(), w2.data() + e * d * F, d * F * 4);
+    }
+    b.layer = std::make_unique<MoELayer>(std::move(rt), std::move(bk), int(d));
+    return b;
+  };
+  Block block = make_block(aux);
+  TopKRouter* router = block.router;
+  SwiGLUExpertBank* bank = block.bank;
+  MoELayer& layer = *block.layer;
   Tensor y({n, d}), dx({n, d});
   layer.forward(y.data(), x.data(), n);
   // Tolerances: float32 compute against float64 torch: 1e-5 of the tensor's scale.
@@ -56,20 +68,11 @@ void check_moe_block(const std::string& file) {
   // The gate's gradient at a tolerance that the balancing-loss term exceeds: the same layer with
   // aux_coef 0 must fail it, so leaving that term out cannot pass.
   const Tensor dgate = f.read("dgate");
-  auto rt0 = std::make_unique<TopKRouter>("gate", TopKRouterConfig{.d_model = int(d), .n_expert = int(E), .k = k, .norm_topk_prob = norm, .aux_coef = 0, .z_coef = z});
-  TopKRouter* router0 = rt0.get();
-  std::memcpy(router0->gate.w.data(), gate.data(), gate.numel() * 4);
-  auto bk0 = std::make_unique<SwiGLUExpertBank>("b", SwiGLUBankConfig{.d_model = int(d), .d_ff = int(F), .n_experts = int(E)});
-  for (int64_t e = 0; e < E; ++e) {
-    std::memcpy(bk0->w1[e]->w.data(), w1.data() + e * F * d, F * d * 4);
-    std::memcpy(bk0->w3[e]->w.data(), w3.data() + e * F * d, F * d * 4);
-    std::memcpy(bk0->w2[e]->w.data(), w2.data() + e * d * F, d * F * 4);
-  }
-  MoELayer layer0(std::move(rt0), std::move(bk0), int(d));
+  Block block0 = make_block(0.0f);
   Tensor y0({n, d}), dx0({n, d});
-  layer0.forward(y0.data(), x.data(), n);
-  layer0.backward(dx0.data(), r.data());
-  const double without_aux = rel_err(router0->gate.g.data(), dgate);
+  block0.layer->forward(y0.data(), x.data(), n);
+  block0.layer->backward(dx0.data(), r.data());
+  const double without_aux = rel_err(block0.router->gate.g.data(), dgate);
   const double gate_tol = 3e-6;  // float32 against float64; measured 2e-7 (k=2) and 4e-7 (k=1)
   ASSERT_GT(aux, 0.0f) << file;
   ASSERT_GT(without_aux, 10 * gate_tol) << file << ": the fixture's balancing term is too small to test";
