@@ -56,8 +56,8 @@ for cfg in ${ONLY_CFGS:-tiny-moe tiny-switch tiny-sigmoid tiny-expert-choice}; d
   compare "$WORK/$cfg.1" "$WORK/$cfg.w4r2" "$cfg W=4 R=2"
 done
 
-# Layout-exact sums (--exact-blocks 4): every step's losses are those of one process to the last
-# bit (the loss itself is a double sum over ranks: up to 1e-15 apart), at every layout whose world
+# Layout-exact sums (--exact-blocks 4), every router: every step's losses are those of one process
+# to the last bit (the loss itself is a double sum over ranks: up to 1e-15 apart), at every layout whose world
 # size divides 4.
 compare_exact() {
   python3 - "$1/metrics.jsonl" "$2/metrics.jsonl" "$3" <<'PY'
@@ -76,7 +76,7 @@ for x, y in zip(a, b):
 print(f"{sys.argv[3]} exact: 50 steps, worst relative loss difference {worst:.1e}, identical loads")
 PY
 }
-for cfg in tiny-moe tiny-switch; do
+for cfg in tiny-moe tiny-switch tiny-sigmoid tiny-expert-choice; do
   conf="$SRC/tests/cli/data/$cfg.json"
   "$MOE" train --model-config "$conf" "${COMMON[@]}" --exact-blocks 4 --out "$WORK/$cfg.x1" 2>/dev/null
   for layout in "2 2" "4 2"; do
