@@ -24,6 +24,7 @@
 
 #include "core/error.h"
 #include "net/identity.h"
+#include "net/record_codec.h"
 #include "net/record_signature.h"
 
 namespace moe::net {
@@ -161,34 +162,14 @@ struct ReadCounts {
   std::atomic<int64_t> expired{0}, forged{0};
 };
 
-// The record's signer ("" unsigned); false for a forged signature (counted).
-bool signer_of(const Json& j, std::string& key, ReadCounts& counts) {
-  key.clear();
-  const SignatureCheck s = check_record_signature(j, key);
-  if (s == SignatureCheck::Forged) {
-    ++counts.forged;
-    return false;
-  }
-  return true;
-}
-
+// A value read from the DHT as a record (see record_codec.h), counting the expired and forged ones.
 std::optional<ExpertRecord> parse_expert_value(const dht::Value& v, int64_t now_ms, ReadCounts& counts) {
   if (v.type != kRecordType) return std::nullopt;
-  const auto j = Json::parse(value_text(v), nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("uid") || !j.contains("addr") || !j.contains("exp")) return std::nullopt;
-  try {
-    ExpertRecord r{j.at("uid").get<std::string>(), j.at("addr").get<std::string>(),
-                   j.value("load", 0.0), j.at("exp").get<int64_t>(), "", j.value("pow", uint64_t{0})};
-    if (r.expires_ms <= now_ms) {
-      ++counts.expired;
-      return std::nullopt;
-    }
-    if (!signer_of(j, r.key, counts)) return std::nullopt;
-    r.tls = !r.key.empty() && j.value("tls", false);
-    return r;
-  } catch (const Json::exception&) {
-    return std::nullopt;  // a foreign or malformed value: not ours to report
-  }
+  RecordDrop why;
+  auto r = parse_expert_record(value_text(v), now_ms, why);
+  if (why == RecordDrop::Expired) ++counts.expired;
+  if (why == RecordDrop::Forged) ++counts.forged;
+  return r;
 }
 
 // Several copies of a server's value (older ones on some storing nodes): keep the newest per
@@ -359,10 +340,7 @@ DhtNode::DhtNode(const DhtConfig& cfg) : impl_(std::make_unique<Impl>()) {
   // What a storing node keeps: no OpenDHT-signed value of our type (see record_signature.h), no
   // record whose own signature does not check; a signed record may be replaced (same value id, a
   // re-announcement) only by a record signed with the same key; unsigned ones by anyone.
-  auto body_key = [](const dht::Value& v, std::string& key) {
-    const auto j = Json::parse(value_text(v), nullptr, /*allow_exceptions=*/false);
-    return check_record_signature(j, key) != SignatureCheck::Forged;
-  };
+  auto body_key = [](const dht::Value& v, std::string& key) { return record_signature_holds(value_text(v), key); };
   im.runner.registerType(dht::ValueType(
       kRecordType, "moe.record", kStorageLife,
       [body_key](dht::InfoHash h, std::shared_ptr<dht::Value>& v, const dht::InfoHash& from, const dht::SockAddr& a) {
@@ -497,27 +475,13 @@ std::map<int, std::vector<ExpertRecord>> DhtNode::children(const std::string& pr
   std::map<int, std::vector<ExpertRecord>> out;
   for (const auto& v : values[0]) {
     if (v->type != kRecordType) continue;
-    const auto j = Json::parse(value_text(*v), nullptr, /*allow_exceptions=*/false);
-    try {
-      if (!j.is_object()) continue;
-      const int64_t exp = j.at("exp").get<int64_t>();
-      const int c = j.at("c").get<int>();
-      if (c < 0) continue;
-      if (exp <= now) {
-        ++impl_->counts.expired;
-        continue;
-      }
-      ExpertRecord r{prefix + "." + std::to_string(c), j.at("addr").get<std::string>(), j.value("load", 0.0), exp,
-                     "", j.value("pow", uint64_t{0})};
-      if (!signer_of(j, r.key, impl_->counts)) continue;
-      r.tls = !r.key.empty() && j.value("tls", false);
-      const bool expert = j.at("kind").get<std::string>() == "expert";
-      if (impl_->cfg.accept && !impl_->cfg.accept(r, expert)) continue;
-      auto& recs = out[c];
-      if (expert) recs.push_back(std::move(r));
-    } catch (const Json::exception&) {
-      continue;  // malformed: skip
-    }
+    RecordDrop why;
+    auto c = parse_child_record(value_text(*v), prefix, now, why);
+    if (why == RecordDrop::Expired) ++impl_->counts.expired;
+    if (why == RecordDrop::Forged) ++impl_->counts.forged;
+    if (!c || (impl_->cfg.accept && !impl_->cfg.accept(c->record, c->expert))) continue;
+    auto& recs = out[c->coord];
+    if (c->expert) recs.push_back(std::move(c->record));
   }
   for (auto& [c, recs] : out) recs = dedup_sorted(std::move(recs));
   return out;

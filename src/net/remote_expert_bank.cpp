@@ -165,9 +165,8 @@ const std::vector<uint8_t>* RemoteExpertBank::available_experts() {
   // An expert with no usable server may be one a partial lookup missed (a fresh client's first
   // answers can be) or whose only known server was just banned: ask once more before routing
   // around it (the locator rate-limits this for experts that are really gone).
-  if (!find() && ctx_->locator->refresh(prefix_)) find();
-  bool all = true;
-  for (int e = 0; e < E_; ++e) all = all && available_[e];
+  bool all = find();
+  if (!all && ctx_->locator->refresh(prefix_)) all = find();
   if (!all) ctx_->stats.unavailable(std::count(available_.begin(), available_.end(), uint8_t{0}));
   return all ? nullptr : &available_;
 }

@@ -12,8 +12,8 @@
 #include "io/atomic_file.h"
 #include "io/safetensors.h"
 #include "model/checkpoint.h"
-#include "train/optimizer_state.h"
 #include "train/evaluate.h"
+#include "train/optimizer_state.h"
 #include "train/plots.h"
 #include "train/schedule.h"
 
