@@ -1,5 +1,7 @@
 #include "net/record_codec.h"
 
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "net/record_signature.h"
@@ -9,12 +11,32 @@ namespace {
 
 using Json = nlohmann::json;
 
+// An integer field within [lo, hi]. nlohmann converts a JSON float (or an out-of-range integer)
+// to an integer with a plain C++ cast, undefined behaviour beyond the type's range: a peer's
+// "exp": 1e115 reached it (found by fuzz/dht_record_fuzz.cpp). Throws like nlohmann's at().
+int64_t integer(const Json& j, const char* key, int64_t lo, int64_t hi) {
+  const Json& v = j.at(key);
+  if (v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t(INT64_MAX)) {
+    const int64_t x = int64_t(v.get<uint64_t>());
+    if (x >= lo && x <= hi) return x;
+  } else if (v.is_number_integer() && !v.is_number_unsigned()) {
+    const int64_t x = v.get<int64_t>();
+    if (x >= lo && x <= hi) return x;
+  }
+  throw Json::type_error::create(302, std::string("'") + key + "' is not an integer in range", &v);
+}
+
 // The fields every record has; false (why set) when the record must be dropped.
 bool fill(const Json& j, int64_t now_ms, ExpertRecord& r, RecordDrop& why) {
   r.address = j.at("addr").get<std::string>();
   r.load = j.value("load", 0.0);
-  r.expires_ms = j.at("exp").get<int64_t>();
-  r.pow = j.value("pow", uint64_t{0});
+  r.expires_ms = integer(j, "exp", INT64_MIN, INT64_MAX);
+  if (j.contains("pow")) {  // any uint64_t nonce
+    const Json& p = j["pow"];
+    if (!p.is_number_unsigned() && !(p.is_number_integer() && p.get<int64_t>() >= 0))
+      throw Json::type_error::create(302, "'pow' is not a non-negative integer", &p);
+    r.pow = p.get<uint64_t>();
+  }
   if (r.expires_ms <= now_ms) {
     why = RecordDrop::Expired;
     return false;
@@ -51,7 +73,7 @@ std::optional<ChildRecord> parse_child_record(const std::string& text, const std
   if (!j.is_object()) return std::nullopt;
   try {
     ChildRecord c;
-    c.coord = j.at("c").get<int>();
+    c.coord = int(integer(j, "c", 0, INT32_MAX));
     if (c.coord < 0) return std::nullopt;
     const std::string kind = j.at("kind").get<std::string>();
     if (kind != "expert" && kind != "prefix") return std::nullopt;

@@ -46,6 +46,17 @@ TEST(RecordCodec, ExpertRecordsParseOrSayWhyNot) {
     EXPECT_FALSE(parse_expert_record(j.dump(), kNow, why)) << key;
     EXPECT_EQ(why, RecordDrop::Malformed) << key;
   }
+  // Numbers a cast cannot hold (undefined behaviour in a plain conversion; found by fuzzing).
+  for (const auto& [key, v] : std::vector<std::pair<const char*, Json>>{
+           {"exp", 1.0888e115}, {"exp", 3.5}, {"exp", Json::parse("18446744073709551615")}, {"pow", -1}, {"pow", 1e30}}) {
+    Json j = uid_record();
+    j[key] = v;
+    EXPECT_FALSE(parse_expert_record(j.dump(), kNow, why)) << key << " = " << v.dump();
+    EXPECT_EQ(why, RecordDrop::Malformed) << key << " = " << v.dump();
+  }
+  Json big = uid_record();
+  big["pow"] = Json::parse("18446744073709551615");  // any uint64_t nonce is fine
+  ASSERT_TRUE(parse_expert_record(big.dump(), kNow, why));
   Json j = uid_record();
   j["load"] = "high";
   EXPECT_FALSE(parse_expert_record(j.dump(), kNow, why));
@@ -99,7 +110,8 @@ TEST(RecordCodec, ChildRecordsOfAPrefix) {
     j.merge_patch(patch);  // null removes the key
     return j;
   };
-  for (const Json& bad : {child_record("server"), patched({{"c", -1}}), patched({{"c", "3"}}), patched({{"kind", nullptr}})}) {
+  for (const Json& bad : {child_record("server"), patched({{"c", -1}}), patched({{"c", "3"}}), patched({{"kind", nullptr}}),
+                          patched({{"c", 1e12}}), patched({{"c", 4294967296LL}})}) {
     EXPECT_FALSE(parse_child_record(bad.dump(), "ffn.1", kNow, why)) << bad.dump();
     EXPECT_EQ(why, RecordDrop::Malformed) << bad.dump();
   }
