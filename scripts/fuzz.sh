@@ -4,6 +4,7 @@
 # state, the expert protocol's messages), built with clang's libFuzzer under ASan and UBSan
 # (scripts/setup.sh installs clang and libFuzzer), PARALLEL targets at a time (default: the cores).
 # Usage: bash scripts/fuzz.sh [SECONDS]          each target for SECONDS (default 60)
+#        bash scripts/fuzz.sh build               only build the targets (into build-fuzz/)
 #        RUNS=1000000 bash scripts/fuzz.sh        each target for that many executions (a campaign)
 #        TARGETS="config train_config" bash scripts/fuzz.sh 30
 # Each target starts from its seed corpus (fuzz/corpus/NAME/) plus what earlier runs found
@@ -15,6 +16,7 @@ SECONDS_PER=${1:-60}
 OUT=out/fuzz
 CXX=clang++ cmake -S fuzz -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j "${JOBS:-2}" >/dev/null
+[ "$SECONDS_PER" = build ] && exit 0
 TARGETS=${TARGETS:-$(cd fuzz && ls *_fuzz.cpp | sed 's/_fuzz\.cpp$//')}
 # fuzz_one NAME: one target's run; its summary line goes to $OUT/NAME/summary, its status to the exit code.
 fuzz_one() {

@@ -33,6 +33,24 @@ inline double finite_diff(float* x, const std::function<double()>& loss, float e
   return (lp - lm) / (2.0 * double(eps));
 }
 
+// The same central difference for a loss that is not differentiable everywhere (a routing decision
+// may flip): `smooth` is false when same() -- asked right after each of the two evaluations --
+// said the discrete state moved away from the unperturbed one.
+struct FiniteDiff {
+  double slope;
+  bool smooth;
+};
+inline FiniteDiff finite_diff_where_smooth(float* x, const std::function<double()>& loss,
+                                           const std::function<bool()>& same, float eps) {
+  bool smooth = true;
+  const double d = finite_diff(x, [&] {
+    const double l = loss();
+    smooth = smooth && same();
+    return l;
+  }, eps);
+  return {d, smooth};
+}
+
 // |a - b| <= atol + rtol * max(|a|, |b|)
 inline bool close(double a, double b, double rtol, double atol) {
   return std::abs(a - b) <= atol + rtol * std::max(std::abs(a), std::abs(b));
