@@ -7,7 +7,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
 $SUDO apt-get install -y --no-install-recommends \
   build-essential cmake ninja-build pkg-config \
-  libdnnl-dev nlohmann-json3-dev libcli11-dev openmpi-bin libopenmpi-dev \
+  libdnnl-dev nlohmann-json3-dev libcli11-dev libeigen3-dev openmpi-bin libopenmpi-dev \
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libopendht-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
   clang libclang-rt-14-dev libfuzzer-14-dev libomp-dev \

@@ -1,0 +1,58 @@
+#include "classic/expert.h"
+
+#include <map>
+
+#include "classic/linear_expert.h"
+#include "classic/softmax_expert.h"
+#include "core/error.h"
+
+namespace moe::classic {
+namespace {
+// The built-in kinds, one line each (named here rather than self-registered from their files: a
+// static library drops object files that nothing references).
+std::map<std::string, ExpertFactory>& registry() {
+  static std::map<std::string, ExpertFactory> r = {
+      {"linear", make_linear_expert},
+      {"logistic", make_softmax_expert},
+  };
+  return r;
+}
+}  // namespace
+
+void register_expert(const std::string& kind, ExpertFactory factory) { registry()[kind] = std::move(factory); }
+
+std::vector<std::string> expert_kinds() {
+  std::vector<std::string> out;
+  for (const auto& [k, f] : registry()) out.push_back(k);
+  return out;
+}
+
+std::unique_ptr<Expert> make_expert(const std::string& kind, const ExpertSpec& spec) {
+  auto it = registry().find(kind);
+  if (it == registry().end()) {
+    std::string known;
+    for (const auto& k : expert_kinds()) known += (known.empty() ? "" : ", ") + k;
+    throw Error("[classic] unknown expert kind '" + kind + "' (known: " + known + ")");
+  }
+  if (spec.inputs <= 0 || spec.outputs <= 0)
+    throw Error("[classic] expert '" + kind + "' needs positive input and output sizes");
+  return it->second(spec);
+}
+
+double numeric_option(const ExpertSpec& spec, const std::string& kind, const std::string& key, double fallback) {
+  if (spec.options.is_null()) return fallback;
+  if (!spec.options.is_object()) throw Error("[classic] options of expert '" + kind + "' must be a JSON object");
+  auto it = spec.options.find(key);
+  if (it == spec.options.end()) return fallback;
+  if (!it->is_number()) throw Error("[classic] option '" + key + "' of expert '" + kind + "' must be a number");
+  return it->get<double>();
+}
+
+Mat with_bias(const Mat& X) {
+  Mat out(X.rows(), X.cols() + 1);
+  out.col(0).setOnes();
+  out.rightCols(X.cols()) = X;
+  return out;
+}
+
+}  // namespace moe::classic

@@ -1,0 +1,60 @@
+#pragma once
+// The classic mixture's experts (Jacobs, Jordan, Nowlan & Hinton 1991): any model that can be fitted
+// on weighted samples, predict, and score a sample by its log-likelihood. Kinds are registered by
+// name (linear_expert.cpp, softmax_expert.cpp, ...), so a user adds one with register_expert().
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Dense>
+#include <nlohmann/json.hpp>
+
+namespace moe::classic {
+
+// Small dense problems (samples x features): double precision, Eigen for the solves.
+using Mat = Eigen::MatrixXd;
+using Vec = Eigen::VectorXd;
+
+enum class Task { regression, classification };
+
+// Targets are a matrix Y [n, m]: regression m = 1 (the value); classification one-hot rows over m
+// classes (soft rows, summing to 1, are allowed: the gate is fitted on posteriors that way).
+class Expert {
+ public:
+  virtual ~Expert() = default;
+  virtual std::string kind() const = 0;
+  // Fits on X [n, d], Y [n, m] with sample weights w [n] >= 0 (the E-step's posteriors), starting
+  // from the current parameters where the method is iterative. Must not decrease
+  // sum_i w_i log p(y_i | x_i) - penalty() from the current parameters (EM's monotonicity).
+  virtual void fit(const Mat& X, const Mat& Y, const Vec& w) = 0;
+  // [n, m]: the mean (regression) or class probabilities (classification).
+  virtual Mat predict(const Mat& X) const = 0;
+  // [n]: log p(y_i | x_i).
+  virtual Vec log_likelihood(const Mat& X, const Mat& Y) const = 0;
+  // The regulariser the fit maximises against (subtracted from the weighted log-likelihood).
+  virtual double penalty() const { return 0.0; }
+};
+
+struct ExpertSpec {
+  Task task = Task::regression;
+  int64_t inputs = 0;   // d
+  int64_t outputs = 1;  // m
+  nlohmann::json options = nlohmann::json::object();  // kind-specific, e.g. {"l2": 1e-3}
+};
+using ExpertFactory = std::function<std::unique_ptr<Expert>(const ExpertSpec&)>;
+
+// Registers a kind (replacing one of the same name). Thread-compatible: register before use.
+void register_expert(const std::string& kind, ExpertFactory factory);
+// A new, unfitted expert of a registered kind; moe::Error naming the known kinds otherwise.
+std::unique_ptr<Expert> make_expert(const std::string& kind, const ExpertSpec& spec);
+std::vector<std::string> expert_kinds();
+
+// A numeric option of spec.options (a JSON object or null), or fallback; moe::Error naming the kind
+// and the key when it is not a number or options is not an object.
+double numeric_option(const ExpertSpec& spec, const std::string& kind, const std::string& key, double fallback);
+
+// X with a leading column of ones: [n, d + 1].
+Mat with_bias(const Mat& X);
+
+}  // namespace moe::classic
