@@ -48,6 +48,16 @@ double numeric_option(const ExpertSpec& spec, const std::string& kind, const std
   return it->get<double>();
 }
 
+const Mat& parameter(const std::map<std::string, Mat>& p, const std::string& name, int64_t rows, int64_t cols) {
+  auto it = p.find(name);
+  if (it == p.end()) throw Error("[classic] parameter '" + name + "' is missing");
+  if (it->second.rows() != rows || it->second.cols() != cols)
+    throw Error("[classic] parameter '" + name + "' is " + std::to_string(it->second.rows()) + " x " +
+                std::to_string(it->second.cols()) + ", expected " + std::to_string(rows) + " x " + std::to_string(cols));
+  if (!it->second.allFinite()) throw Error("[classic] parameter '" + name + "' holds NaN or Inf");
+  return it->second;
+}
+
 Mat with_bias(const Mat& X) {
   Mat out(X.rows(), X.cols() + 1);
   out.col(0).setOnes();

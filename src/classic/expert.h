@@ -3,6 +3,7 @@
 // on weighted samples, predict, and score a sample by its log-likelihood. Kinds are registered by
 // name (linear_expert.cpp, softmax_expert.cpp, ...), so a user adds one with register_expert().
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,7 +35,14 @@ class Expert {
   virtual Vec log_likelihood(const Mat& X, const Mat& Y) const = 0;
   // The regulariser the fit maximises against (subtracted from the weighted log-likelihood).
   virtual double penalty() const { return 0.0; }
+  // The fitted parameters by name, for saving; set_parameters restores them (moe::Error on a
+  // missing name or a wrong shape).
+  virtual std::map<std::string, Mat> parameters() const = 0;
+  virtual void set_parameters(const std::map<std::string, Mat>& p) = 0;
 };
+
+// p[name], checked to be rows x cols; moe::Error naming what is wrong otherwise.
+const Mat& parameter(const std::map<std::string, Mat>& p, const std::string& name, int64_t rows, int64_t cols);
 
 struct ExpertSpec {
   Task task = Task::regression;

@@ -46,6 +46,16 @@ double LinearExpert::penalty() const {
   return p;
 }
 
+std::map<std::string, Mat> LinearExpert::parameters() const { return {{"coef", B_}, {"variance", Mat(var_)}}; }
+
+void LinearExpert::set_parameters(const std::map<std::string, Mat>& p) {
+  const Mat& B = parameter(p, "coef", B_.rows(), B_.cols());
+  const Mat& v = parameter(p, "variance", var_.size(), 1);
+  if ((v.array() <= 0).any()) throw Error("[classic] linear expert: a noise variance is not positive");
+  B_ = B;
+  var_ = v.col(0);
+}
+
 std::unique_ptr<Expert> make_linear_expert(const ExpertSpec& spec) {
   if (spec.task != Task::regression) throw Error("[classic] a 'linear' expert is for regression (use 'logistic' to classify)");
   LinearExpertConfig cfg;

@@ -19,6 +19,8 @@ class LinearExpert : public Expert {
   Mat predict(const Mat& X) const override;
   Vec log_likelihood(const Mat& X, const Mat& Y) const override;
   double penalty() const override;
+  std::map<std::string, Mat> parameters() const override;  // "coef" [d + 1, m], "variance" [m, 1]
+  void set_parameters(const std::map<std::string, Mat>& p) override;
 
   const Mat& coefficients() const { return B_; }  // [d + 1, m], intercept first
   const Vec& variances() const { return var_; }   // [m]

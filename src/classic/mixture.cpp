@@ -120,3 +120,26 @@ std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& 
 }
 
 }  // namespace moe::classic
+
+namespace moe::classic {
+
+std::map<std::string, Mat> Mixture::parameters() const {
+  std::map<std::string, Mat> out;
+  for (auto& [k, v] : gate_->parameters()) out["gate." + k] = v;
+  for (int64_t e = 0; e < num_experts(); ++e)
+    for (auto& [k, v] : experts_[size_t(e)]->parameters()) out["experts." + std::to_string(e) + "." + k] = v;
+  return out;
+}
+
+void Mixture::set_parameters(const std::map<std::string, Mat>& p) {
+  auto part = [&](const std::string& prefix) {
+    std::map<std::string, Mat> sub;
+    for (const auto& [k, v] : p)
+      if (k.rfind(prefix, 0) == 0) sub[k.substr(prefix.size())] = v;
+    return sub;
+  };
+  gate_->set_parameters(part("gate."));
+  for (int64_t e = 0; e < num_experts(); ++e) experts_[size_t(e)]->set_parameters(part("experts." + std::to_string(e) + "."));
+}
+
+}  // namespace moe::classic

@@ -47,6 +47,13 @@ class Mixture {
   // iteration of the kept run.
   std::vector<double> fit_em(const Mat& X, const Mat& Y, const EmConfig& em);
 
+  // Every parameter, named "gate.NAME" and "experts.K.NAME"; set_parameters restores them.
+  std::map<std::string, Mat> parameters() const;
+  void set_parameters(const std::map<std::string, Mat>& p);
+
+  const MixtureConfig& config() const { return cfg_; }
+  int64_t inputs() const { return inputs_; }
+  int64_t outputs() const { return outputs_; }
   int64_t num_experts() const { return int64_t(experts_.size()); }
   const Expert& expert(int64_t k) const { return *experts_[size_t(k)]; }
 

@@ -65,6 +65,8 @@ void SoftmaxExpert::set_coefficients(const Mat& B) {
   B_ = B;
 }
 
+void SoftmaxExpert::set_parameters(const std::map<std::string, Mat>& p) { B_ = parameter(p, "coef", B_.rows(), B_.cols()); }
+
 void SoftmaxExpert::randomize(uint64_t seed, double scale) {
   Rng rng(seed);
   for (int64_t i = 0; i < B_.size(); ++i) B_.data()[i] = rng.normal() * scale;

@@ -23,6 +23,8 @@ class SoftmaxExpert : public Expert {
   Mat predict(const Mat& X) const override;  // [n, classes]
   Vec log_likelihood(const Mat& X, const Mat& Y) const override;  // sum_c Y_ic log p_ic
   double penalty() const override;
+  std::map<std::string, Mat> parameters() const override { return {{"coef", B_}}; }  // [d + 1, classes - 1]
+  void set_parameters(const std::map<std::string, Mat>& p) override;
 
   // sum_i w_i sum_c Y_ic log p_ic - penalty(): what fit() maximises.
   double objective(const Mat& X, const Mat& Y, const Vec& w) const;

@@ -17,5 +17,7 @@ Runner add_experts(CLI::App& app);
 Runner add_grow(CLI::App& app);
 Runner add_serve_experts(CLI::App& app);
 Runner add_swarm_status(CLI::App& app);
+Runner add_fit(CLI::App& app);
+Runner add_predict(CLI::App& app);
 
 }  // namespace moe::cli

@@ -1,0 +1,88 @@
+#include "classic/model_dir.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/safetensors.h"
+
+namespace moe::classic {
+
+void save_classic_model(const std::string& dir, const ClassicModel& model) {
+  const Mixture& m = *model.mixture;
+  std::filesystem::create_directories(dir);
+  const auto params = m.parameters();
+  std::vector<Tensor> tensors;
+  tensors.reserve(params.size());
+  NamedTensors named;
+  for (const auto& [name, mat] : params) {
+    Tensor t({mat.rows(), mat.cols()});
+    for (int64_t i = 0; i < mat.rows(); ++i)
+      for (int64_t j = 0; j < mat.cols(); ++j) t.data()[i * mat.cols() + j] = float(mat(i, j));
+    tensors.push_back(std::move(t));
+  }
+  size_t k = 0;
+  for (const auto& [name, mat] : params) named.emplace_back(name, &tensors[k++]);
+  write_safetensors(dir + "/model.safetensors", named, {{"format", "moe-classic-mixture"}});
+  const MixtureConfig& c = m.config();
+  nlohmann::json j = {{"model_type", "classic_mixture"},
+                      {"task", c.task == Task::regression ? "regression" : "classification"},
+                      {"experts", c.kinds},
+                      {"expert_options", c.expert_options.is_null() ? nlohmann::json::object() : c.expert_options},
+                      {"gate", "linear"},
+                      {"gate_l2", c.gate_l2},
+                      {"inputs", m.inputs()},
+                      {"outputs", m.outputs()},
+                      {"encoding", model.encoding.to_json()}};
+  atomic_write_file(dir + "/config.json", j.dump(2) + "\n");
+}
+
+ClassicModel load_classic_model(const std::string& dir) {
+  const std::string cfg_path = dir + "/config.json";
+  std::ifstream f(cfg_path);
+  if (!f) throw Error("[classic] " + cfg_path + ": cannot open (is " + dir + " a model written by moe fit?)");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  ClassicModel out;
+  MixtureConfig c;
+  int64_t inputs = 0, outputs = 0;
+  try {
+    const auto j = nlohmann::json::parse(ss.str());
+    if (j.value("model_type", std::string()) != "classic_mixture")
+      throw Error("[classic] " + cfg_path + ": not a classic mixture (model_type '" + j.value("model_type", std::string()) + "')");
+    const std::string task = j.at("task").get<std::string>();
+    if (task != "regression" && task != "classification") throw Error("[classic] " + cfg_path + ": unknown task '" + task + "'");
+    c.task = task == "regression" ? Task::regression : Task::classification;
+    c.kinds = j.at("experts").get<std::vector<std::string>>();
+    c.expert_options = j.at("expert_options");
+    c.gate_l2 = j.at("gate_l2").get<double>();
+    inputs = j.at("inputs").get<int64_t>();
+    outputs = j.at("outputs").get<int64_t>();
+    out.encoding = TabularEncoding::from_json(j.at("encoding"));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("[classic] " + cfg_path + ": " + e.what());
+  }
+  if (inputs != out.encoding.inputs() || outputs != out.encoding.outputs() || out.encoding.task != c.task)
+    throw Error("[classic] " + cfg_path + ": the encoding does not match the model's sizes or task");
+  out.mixture = std::make_unique<Mixture>(inputs, outputs, c);
+  const auto file = SafetensorsFile::open(dir + "/model.safetensors");
+  std::map<std::string, Mat> params;
+  for (const auto& info : file.tensors()) {
+    if (info.shape.size() != 2) throw Error("[classic] " + file.path() + ": tensor '" + info.name + "' is not a matrix");
+    const Tensor t = file.read(info.name);
+    Mat m(info.shape[0], info.shape[1]);
+    for (int64_t i = 0; i < m.rows(); ++i)
+      for (int64_t jx = 0; jx < m.cols(); ++jx) m(i, jx) = t.data()[i * m.cols() + jx];
+    params[info.name] = m;
+  }
+  try {
+    out.mixture->set_parameters(params);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (in " + file.path() + ")");
+  }
+  return out;
+}
+
+}  // namespace moe::classic

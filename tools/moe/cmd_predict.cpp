@@ -1,0 +1,102 @@
+// moe predict: a model written by moe fit, applied to a CSV table; predictions to a CSV file, and
+// metrics when the table holds the target column.
+#include <cstdio>
+#include <sstream>
+
+#include "classic/model_dir.h"
+#include "commands.h"
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/csv.h"
+
+namespace moe::cli {
+
+namespace {
+struct PredictArgs {
+  std::string model, data, out;
+  bool json = false;
+};
+
+// A CSV field, quoted when it needs to be.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+int run_predict(const PredictArgs& a) {
+  using namespace classic;
+  const ClassicModel model = load_classic_model(a.model);
+  const TabularEncoding& enc = model.encoding;
+  CsvOptions opts;
+  for (const auto& f : enc.features)
+    if (!f.numeric) opts.categorical.insert(f.column);  // e.g. a zip code seen as text in training
+  // Columns named categorical must exist; a missing one is reported by encode_inputs with its name.
+  CsvTable table = [&] {
+    try {
+      return read_csv(a.data, opts);
+    } catch (const Error& e) {
+      if (std::string(e.what()).find("to read as categories") == std::string::npos) throw;
+      return read_csv(a.data);
+    }
+  }();
+  const Mat X = enc.encode_inputs(table);
+  const Mat P = model.mixture->predict(X);
+  const bool classify = enc.task == Task::classification;
+  std::ostringstream csv;
+  csv << csv_field(enc.target + (classify ? "_predicted" : "_predicted"));
+  if (classify)
+    for (const auto& c : enc.classes) csv << "," << csv_field("p_" + c);
+  csv << "\n";
+  for (int64_t i = 0; i < P.rows(); ++i) {
+    if (classify) {
+      Eigen::Index k;
+      P.row(i).maxCoeff(&k);
+      csv << csv_field(enc.classes[size_t(k)]);
+      for (int64_t c = 0; c < P.cols(); ++c) csv << "," << nlohmann::json(P(i, c)).dump();
+    } else {
+      csv << nlohmann::json(P(i, 0)).dump();
+    }
+    csv << "\n";
+  }
+  nlohmann::json j = {{"rows", table.rows}};
+  if (enc.has_target(table)) {
+    const Mat Y = enc.encode_targets(table);
+    if (classify) {
+      int64_t right = 0;
+      for (int64_t i = 0; i < P.rows(); ++i) {
+        Eigen::Index p, y;
+        P.row(i).maxCoeff(&p);
+        Y.row(i).maxCoeff(&y);
+        right += p == y;
+      }
+      j["accuracy"] = double(right) / double(table.rows);
+    } else {
+      const double mse = (P - Y).squaredNorm() / double(table.rows);
+      const double var = (Y.array() - Y.mean()).square().sum() / double(table.rows);
+      j["mse"] = mse;
+      j["r2"] = var > 0 ? 1.0 - mse / var : 0.0;
+    }
+  }
+  if (!a.out.empty()) atomic_write_file(a.out, csv.str());
+  else if (!a.json) std::fputs(csv.str().c_str(), stdout);
+  if (j.contains("accuracy")) std::fprintf(stderr, "%s: %lld rows, accuracy %.4f\n", a.data.c_str(), (long long)table.rows, j["accuracy"].get<double>());
+  if (j.contains("mse"))
+    std::fprintf(stderr, "%s: %lld rows, MSE %.6g, R^2 %.4f\n", a.data.c_str(), (long long)table.rows, j["mse"].get<double>(), j["r2"].get<double>());
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+}  // namespace
+
+Runner add_predict(CLI::App& app) {
+  auto a = std::make_shared<PredictArgs>();
+  CLI::App* c = app.add_subcommand("predict", "apply a model written by moe fit to a CSV table");
+  c->add_option("--model", a->model, "model directory (moe fit --out)")->required();
+  c->add_option("--data", a->data, "CSV with the model's input columns (and the target, for metrics)")->required();
+  c->add_option("--out", a->out, "write the predictions here (CSV) instead of standard output");
+  c->add_flag("--json", a->json, "end with one JSON line: rows and accuracy, or mse and r2");
+  return [a] { return run_predict(*a); };
+}
+
+}  // namespace moe::cli
