@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "classic/metrics.h"
 #include "classic/model_dir.h"
 #include "commands.h"
 #include "core/error.h"
@@ -80,19 +81,8 @@ int run_fit(const FitArgs& a) {
   const Mat P = model.mixture->predict(X);
   nlohmann::json j = {{"rows", table.rows}, {"em_iterations", int64_t(history.size()) - 1},
                       {"log_likelihood_per_row", model.mixture->log_likelihood(X, Y) / double(table.rows)}};
-  if (task == Task::regression) {
-    const double mse = (P - Y).squaredNorm() / double(table.rows);
-    j["train_mse"] = mse;
-  } else {
-    int64_t right = 0;
-    for (int64_t i = 0; i < P.rows(); ++i) {
-      Eigen::Index p, y;
-      P.row(i).maxCoeff(&p);
-      Y.row(i).maxCoeff(&y);
-      right += p == y;
-    }
-    j["train_accuracy"] = double(right) / double(table.rows);
-  }
+  if (task == Task::regression) j["train_mse"] = mean_squared_error(P, Y);
+  else j["train_accuracy"] = accuracy(P, Y);
   save_classic_model(a.out, model);
   std::printf("fitted in %lld EM iterations: log-likelihood %.4f per row, %s %.6g; saved to %s\n",
               (long long)(history.size() - 1), j["log_likelihood_per_row"].get<double>(),

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "classic/metrics.h"
 #include "classic/model_dir.h"
 #include "commands.h"
 #include "core/error.h"
@@ -45,7 +46,7 @@ int run_predict(const PredictArgs& a) {
   const Mat P = model.mixture->predict(X);
   const bool classify = enc.task == Task::classification;
   std::ostringstream csv;
-  csv << csv_field(enc.target + (classify ? "_predicted" : "_predicted"));
+  csv << csv_field(enc.target + "_predicted");
   if (classify)
     for (const auto& c : enc.classes) csv << "," << csv_field("p_" + c);
   csv << "\n";
@@ -64,19 +65,10 @@ int run_predict(const PredictArgs& a) {
   if (enc.has_target(table)) {
     const Mat Y = enc.encode_targets(table);
     if (classify) {
-      int64_t right = 0;
-      for (int64_t i = 0; i < P.rows(); ++i) {
-        Eigen::Index p, y;
-        P.row(i).maxCoeff(&p);
-        Y.row(i).maxCoeff(&y);
-        right += p == y;
-      }
-      j["accuracy"] = double(right) / double(table.rows);
+      j["accuracy"] = accuracy(P, Y);
     } else {
-      const double mse = (P - Y).squaredNorm() / double(table.rows);
-      const double var = (Y.array() - Y.mean()).square().sum() / double(table.rows);
-      j["mse"] = mse;
-      j["r2"] = var > 0 ? 1.0 - mse / var : 0.0;
+      j["mse"] = mean_squared_error(P, Y);
+      j["r2"] = r_squared(P, Y);
     }
   }
   if (!a.out.empty()) atomic_write_file(a.out, csv.str());
