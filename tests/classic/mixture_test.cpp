@@ -16,6 +16,17 @@
 namespace moe::classic {
 namespace {
 
+// From a random start (seed), `iterations` EM iterations, each checked against the one before.
+void expect_em_never_decreases(Mixture& m, const Mat& X, const Mat& Y, uint64_t seed, int iterations) {
+  m.initialize(X, Y, seed);
+  double last = m.objective(X, Y);
+  for (int it = 0; it < iterations; ++it) {
+    const double now = m.em_iteration(X, Y);
+    EXPECT_GE(now, last - 1e-9 * std::abs(last)) << "seed " << seed << " iteration " << it;
+    last = now;
+  }
+}
+
 TEST(MixtureEM, NeverDecreasesTheObjectiveOnRandomRegressionProblems) {
   for (uint64_t seed = 1; seed <= 6; ++seed) {
     Rng rng(seed);
@@ -26,13 +37,7 @@ TEST(MixtureEM, NeverDecreasesTheObjectiveOnRandomRegressionProblems) {
       Y(i, 0) = std::sin(3 * X(i, 0)) + 0.2 * rng.normal();
     }
     Mixture m(d, 1, {Task::regression, {"linear", "linear", "linear"}, {{"l2", 1e-2}}, 1e-2, seed});
-    m.initialize(X, Y, seed);
-    double last = m.objective(X, Y);
-    for (int it = 0; it < 40; ++it) {
-      const double now = m.em_iteration(X, Y);
-      EXPECT_GE(now, last - 1e-9 * std::abs(last)) << "seed " << seed << " iteration " << it;
-      last = now;
-    }
+    expect_em_never_decreases(m, X, Y, seed, 40);
   }
 }
 
@@ -47,13 +52,7 @@ TEST(MixtureEM, NeverDecreasesTheObjectiveOnRandomClassificationProblems) {
       Y(i, r < 1 ? 0 : (r < 2.5 ? 1 : 2)) = 1;
     }
     Mixture m(d, K, {Task::classification, {"logistic", "logistic", "logistic", "logistic"}, {{"l2", 1e-2}}, 1e-2, seed});
-    m.initialize(X, Y, seed);
-    double last = m.objective(X, Y);
-    for (int it = 0; it < 25; ++it) {
-      const double now = m.em_iteration(X, Y);
-      EXPECT_GE(now, last - 1e-9 * std::abs(last)) << "seed " << seed << " iteration " << it;
-      last = now;
-    }
+    expect_em_never_decreases(m, X, Y, seed, 25);
   }
 }
 
