@@ -114,6 +114,7 @@ std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& 
       gate_ = std::make_unique<SoftmaxExpert>(inputs_, num_experts(), g);
     }
   }
+  if (!best_gate) throw Error("[classic] EM reached no finite likelihood from any start (non-finite inputs or targets?)");
   gate_ = std::move(best_gate);
   experts_ = std::move(best_experts);
   return best_history;

@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <gtest/gtest.h>
 
+#include "../test_util.h"
 #include "core/error.h"
 #include "core/rng.h"
 
@@ -111,6 +113,10 @@ TEST(MixtureEM, BadShapesAndSizesAreClearErrors) {
   Mixture m(2, 1, {Task::regression, {"linear", "linear"}, {}, 1e-4, 1});
   EXPECT_THROW(m.initialize(Mat(5, 3), Mat(5, 1), 1), Error);
   EXPECT_THROW(m.initialize(Mat(0, 2), Mat(0, 1), 1), Error);
+  // Library callers can pass what no CSV would hold: EM then says so instead of keeping nothing.
+  Mat X = Mat::Ones(4, 2), Y = Mat::Ones(4, 1);
+  X(1, 1) = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_NE(test::error_of([&] { m.fit_em(X, Y, {5, 1e-9, 2}); }).find("no finite likelihood"), std::string::npos);
 }
 
 }  // namespace
