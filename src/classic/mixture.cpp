@@ -1,7 +1,7 @@
 #include "classic/mixture.h"
 
 #include <cmath>
-#include <limits>
+#include <map>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -88,9 +88,7 @@ double Mixture::em_iteration(const Mat& X, const Mat& Y) {
 std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& em) {
   if (em.restarts < 1 || em.max_iterations < 1) throw Error("[classic] EM needs at least one start and one iteration");
   std::vector<double> best_history;
-  double best = -std::numeric_limits<double>::infinity();
-  std::unique_ptr<SoftmaxExpert> best_gate;
-  std::vector<std::unique_ptr<Expert>> best_experts;
+  std::map<std::string, Mat> best;  // the parameters of the best start so far
   for (int r = 0; r < em.restarts; ++r) {
     initialize(X, Y, cfg_.seed + uint64_t(r) * 7919);
     std::vector<double> history{objective(X, Y)};
@@ -98,25 +96,13 @@ std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& 
       history.push_back(em_iteration(X, Y));
       if (history.back() - history[history.size() - 2] < em.tolerance * double(X.rows())) break;
     }
-    if (history.back() > best) {
-      best = history.back();
+    if (std::isfinite(history.back()) && (best.empty() || history.back() > best_history.back())) {
       best_history = history;
-      best_gate = std::move(gate_);
-      best_experts = std::move(experts_);
-      experts_.clear();
-      experts_.resize(best_experts.size());
-      gate_ = nullptr;
-    }
-    // the next start builds fresh parameters in initialize()
-    if (!gate_) {
-      SoftmaxExpertConfig g;
-      g.l2 = cfg_.gate_l2;
-      gate_ = std::make_unique<SoftmaxExpert>(inputs_, num_experts(), g);
+      best = parameters();
     }
   }
-  if (!best_gate) throw Error("[classic] EM reached no finite likelihood from any start (non-finite inputs or targets?)");
-  gate_ = std::move(best_gate);
-  experts_ = std::move(best_experts);
+  if (best.empty()) throw Error("[classic] EM reached no finite likelihood from any start (non-finite inputs or targets?)");
+  set_parameters(best);
   return best_history;
 }
 
