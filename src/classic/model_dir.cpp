@@ -1,6 +1,7 @@
 #include "classic/model_dir.h"
 
 #include <filesystem>
+#include <random>
 #include <fstream>
 #include <sstream>
 
@@ -25,7 +26,11 @@ void save_classic_model(const std::string& dir, const ClassicModel& model) {
   }
   size_t k = 0;
   for (const auto& [name, mat] : params) named.emplace_back(name, &tensors[k++]);
-  write_safetensors(dir + "/model.safetensors", named, {{"format", "moe-classic-mixture"}});
+  // One id in both files: a crash between the two writes cannot pair one fit's weights with
+  // another's config unnoticed.
+  std::random_device rd;
+  const std::string fit_id = std::to_string(rd()) + "-" + std::to_string(rd());
+  write_safetensors(dir + "/model.safetensors", named, {{"format", "moe-classic-mixture"}, {"fit_id", fit_id}});
   const MixtureConfig& c = m.config();
   nlohmann::json j = {{"model_type", "classic_mixture"},
                       {"task", c.task == Task::regression ? "regression" : "classification"},
@@ -35,7 +40,8 @@ void save_classic_model(const std::string& dir, const ClassicModel& model) {
                       {"gate_l2", c.gate_l2},
                       {"inputs", m.inputs()},
                       {"outputs", m.outputs()},
-                      {"encoding", model.encoding.to_json()}};
+                      {"encoding", model.encoding.to_json()},
+                      {"fit_id", fit_id}};
   atomic_write_file(dir + "/config.json", j.dump(2) + "\n");
 }
 
@@ -48,6 +54,7 @@ ClassicModel load_classic_model(const std::string& dir) {
   ClassicModel out;
   MixtureConfig c;
   int64_t inputs = 0, outputs = 0;
+  std::string fit_id;
   try {
     const auto j = nlohmann::json::parse(ss.str());
     if (j.value("model_type", std::string()) != "classic_mixture")
@@ -61,6 +68,7 @@ ClassicModel load_classic_model(const std::string& dir) {
     inputs = j.at("inputs").get<int64_t>();
     outputs = j.at("outputs").get<int64_t>();
     out.encoding = TabularEncoding::from_json(j.at("encoding"));
+    fit_id = j.at("fit_id").get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     throw Error("[classic] " + cfg_path + ": " + e.what());
   }
@@ -68,6 +76,9 @@ ClassicModel load_classic_model(const std::string& dir) {
     throw Error("[classic] " + cfg_path + ": the encoding does not match the model's sizes or task");
   out.mixture = std::make_unique<Mixture>(inputs, outputs, c);
   const auto file = SafetensorsFile::open(dir + "/model.safetensors");
+  const auto id = file.metadata().find("fit_id");
+  if (id == file.metadata().end() || id->second != fit_id)
+    throw Error("[classic] " + dir + ": model.safetensors and config.json come from different fits (an interrupted save?)");
   std::map<std::string, Mat> params;
   for (const auto& info : file.tensors()) {
     if (info.shape.size() != 2) throw Error("[classic] " + file.path() + ": tensor '" + info.name + "' is not a matrix");

@@ -1,9 +1,9 @@
 #pragma once
 // A fitted classic mixture as a directory: config.json (the encoding of the data, the experts'
 // kinds and options, the gate) and model.safetensors (every parameter as F32: "gate.coef",
-// "experts.K.coef", "experts.K.variance"). Both written atomically, the weights first, so a crash
-// leaves either the old model or the new one's weights beside the old config, which load refuses
-// by shape or name rather than mixing.
+// "experts.K.coef", "experts.K.variance"). Both written atomically, the weights first; both carry
+// the same fit id, so a crash between the two writes (new weights, old config) is refused at load
+// rather than mixed.
 #include <memory>
 #include <string>
 

@@ -30,6 +30,17 @@ TEST(ClassicModelDir, RoundTripPredictsTheSame) {
   const Mat a = m.mixture->predict(X), b = r.mixture->predict(r.encoding.encode_inputs(t));
   EXPECT_LT((a - b).cwiseAbs().maxCoeff(), 1e-5 * (1 + a.cwiseAbs().maxCoeff()));
 
+  // Weights of another fit beside this config (a save interrupted between its two writes).
+  const std::string other = test::fresh_dir("classic_model_other");
+  save_classic_model(other, m);
+  const auto over = std::filesystem::copy_options::overwrite_existing;
+  std::filesystem::copy_file(dir + "/model.safetensors", other + "/mine.safetensors");
+  std::filesystem::copy_file(other + "/model.safetensors", dir + "/model.safetensors", over);
+  EXPECT_NE(test::error_of([&] { load_classic_model(dir); }).find("come from different fits"), std::string::npos);
+  std::filesystem::copy_file(other + "/mine.safetensors", dir + "/model.safetensors", over);
+  EXPECT_NO_THROW(load_classic_model(dir));
+  std::filesystem::remove_all(other);
+
   // Damage: another model type, a missing tensor, a shape that does not match the config.
   auto cfg = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
   auto write = [&](const nlohmann::json& j) { std::ofstream(dir + "/config.json") << j.dump(); };
