@@ -3,7 +3,9 @@
 #include <map>
 
 #include "classic/linear_expert.h"
+#include "classic/mlp_expert.h"
 #include "classic/softmax_expert.h"
+#include "classic/tree_expert.h"
 #include "core/error.h"
 
 namespace moe::classic {
@@ -14,6 +16,8 @@ std::map<std::string, ExpertFactory>& registry() {
   static std::map<std::string, ExpertFactory> r = {
       {"linear", make_linear_expert},
       {"logistic", make_softmax_expert},
+      {"mlp", make_mlp_expert},
+      {"tree", make_tree_expert},
   };
   return r;
 }
@@ -57,6 +61,10 @@ const Mat& parameter(const std::map<std::string, Mat>& p, const std::string& nam
   if (!it->second.allFinite()) throw Error("[classic] parameter '" + name + "' holds NaN or Inf");
   return it->second;
 }
+
+Vec Expert::flat_parameters() const { throw Error("[classic] expert kind '" + kind() + "' is not differentiable (train with EM)"); }
+void Expert::set_flat_parameters(const Vec&) { flat_parameters(); }
+Vec Expert::flat_gradient(const Mat&, const Mat&, const Vec&) const { return flat_parameters(); }
 
 Mat with_bias(const Mat& X) {
   Mat out(X.rows(), X.cols() + 1);

@@ -39,6 +39,16 @@ class Expert {
   // missing name or a wrong shape).
   virtual std::map<std::string, Mat> parameters() const = 0;
   virtual void set_parameters(const std::map<std::string, Mat>& p) = 0;
+  // [n, m]: log of predict() for classifiers (the mixture's gates use it; kinds with logits override
+  // it to stay finite where a probability underflows).
+  virtual Mat log_predict(const Mat& X) const { return predict(X).array().log(); }
+
+  // Differentiable kinds (needed by backpropagation; EM needs none of this): every parameter in one
+  // vector, and the gradient of sum_i w_i log p(y_i | x_i) - penalty() with respect to it.
+  virtual bool differentiable() const { return false; }
+  virtual Vec flat_parameters() const;
+  virtual void set_flat_parameters(const Vec& theta);
+  virtual Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const;
 };
 
 // p[name], checked to be rows x cols; moe::Error naming what is wrong otherwise.
@@ -49,6 +59,7 @@ struct ExpertSpec {
   int64_t inputs = 0;   // d
   int64_t outputs = 1;  // m
   nlohmann::json options = nlohmann::json::object();  // kind-specific, e.g. {"l2": 1e-3}
+  uint64_t seed = 1;  // for kinds with a random start (an MLP's weights)
 };
 using ExpertFactory = std::function<std::unique_ptr<Expert>(const ExpertSpec&)>;
 

@@ -56,6 +56,31 @@ void LinearExpert::set_parameters(const std::map<std::string, Mat>& p) {
   var_ = v.col(0);
 }
 
+Vec LinearExpert::flat_parameters() const {
+  Vec theta(B_.size() + var_.size());
+  theta.head(B_.size()) = Eigen::Map<const Vec>(B_.data(), B_.size());
+  theta.tail(var_.size()) = var_.array().log();
+  return theta;
+}
+
+void LinearExpert::set_flat_parameters(const Vec& theta) {
+  MOE_ASSERT(theta.size() == B_.size() + var_.size());
+  B_ = Eigen::Map<const Mat>(theta.data(), B_.rows(), B_.cols());
+  var_ = theta.tail(var_.size()).array().exp().max(cfg_.min_variance);
+}
+
+Vec LinearExpert::flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const {
+  const Mat Xb = with_bias(X);
+  const Mat R = Y - Xb * B_;  // [n, m]
+  // d/dB_c = Xb' W r_c / var_c - l2 slopes; d/dlog var_c = sum_i w_i (r_ic^2 / var_c - 1) / 2.
+  Mat G = Xb.transpose() * (w.asDiagonal() * R) * var_.cwiseInverse().asDiagonal();
+  G.bottomRows(G.rows() - 1) -= cfg_.l2 * B_.bottomRows(B_.rows() - 1);
+  Vec theta(B_.size() + var_.size());
+  theta.head(G.size()) = Eigen::Map<const Vec>(G.data(), G.size());
+  for (int64_t c = 0; c < var_.size(); ++c) theta[G.size() + c] = 0.5 * (w.array() * (R.col(c).array().square() / var_[c] - 1)).sum();
+  return theta;
+}
+
 std::unique_ptr<Expert> make_linear_expert(const ExpertSpec& spec) {
   if (spec.task != Task::regression) throw Error("[classic] a 'linear' expert is for regression (use 'logistic' to classify)");
   LinearExpertConfig cfg;

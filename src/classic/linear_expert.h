@@ -21,6 +21,11 @@ class LinearExpert : public Expert {
   double penalty() const override;
   std::map<std::string, Mat> parameters() const override;  // "coef" [d + 1, m], "variance" [m, 1]
   void set_parameters(const std::map<std::string, Mat>& p) override;
+  // theta = [vec(coef) (column-major), log variance per output].
+  bool differentiable() const override { return true; }
+  Vec flat_parameters() const override;
+  void set_flat_parameters(const Vec& theta) override;
+  Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const override;
 
   const Mat& coefficients() const { return B_; }  // [d + 1, m], intercept first
   const Vec& variances() const { return var_; }   // [m]

@@ -32,7 +32,18 @@ Mat logits_of(const Mat& Xb, const Mat& B) {
 }
 }  // namespace
 
-Mat SoftmaxExpert::predict(const Mat& X) const { return log_softmax_rows(logits_of(with_bias(X), B_)).array().exp(); }
+Mat SoftmaxExpert::predict(const Mat& X) const { return log_predict(X).array().exp(); }
+Mat SoftmaxExpert::log_predict(const Mat& X) const { return log_softmax_rows(logits_of(with_bias(X), B_)); }
+
+void SoftmaxExpert::set_flat_parameters(const Vec& theta) {
+  MOE_ASSERT(theta.size() == B_.size());
+  B_ = Eigen::Map<const Mat>(theta.data(), B_.rows(), B_.cols());
+}
+
+Vec SoftmaxExpert::flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const {
+  const Mat G = gradient(X, Y, w);
+  return Eigen::Map<const Vec>(G.data(), G.size());
+}
 
 Vec SoftmaxExpert::log_likelihood(const Mat& X, const Mat& Y) const {
   MOE_ASSERT(Y.cols() == classes_ && Y.rows() == X.rows());

@@ -25,6 +25,12 @@ class SoftmaxExpert : public Expert {
   double penalty() const override;
   std::map<std::string, Mat> parameters() const override { return {{"coef", B_}}; }  // [d + 1, classes - 1]
   void set_parameters(const std::map<std::string, Mat>& p) override;
+  Mat log_predict(const Mat& X) const override;
+  // theta = vec(coef), column-major.
+  bool differentiable() const override { return true; }
+  Vec flat_parameters() const override { return Eigen::Map<const Vec>(B_.data(), B_.size()); }
+  void set_flat_parameters(const Vec& theta) override;
+  Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const override;
 
   // sum_i w_i sum_c Y_ic log p_ic - penalty(): what fit() maximises.
   double objective(const Mat& X, const Mat& Y, const Vec& w) const;
