@@ -36,8 +36,10 @@ void save_classic_model(const std::string& dir, const ClassicModel& model) {
                       {"task", c.task == Task::regression ? "regression" : "classification"},
                       {"experts", c.kinds},
                       {"expert_options", c.expert_options.is_null() ? nlohmann::json::object() : c.expert_options},
-                      {"gate", "linear"},
+                      {"gate", c.gate_kind},
+                      {"gate_options", c.gate_options},
                       {"gate_l2", c.gate_l2},
+                      {"depth", c.depth},
                       {"inputs", m.inputs()},
                       {"outputs", m.outputs()},
                       {"encoding", model.encoding.to_json()},
@@ -65,6 +67,11 @@ ClassicModel load_classic_model(const std::string& dir) {
     c.kinds = j.at("experts").get<std::vector<std::string>>();
     c.expert_options = j.at("expert_options");
     c.gate_l2 = j.at("gate_l2").get<double>();
+    // "linear" is how the first models (one level, softmax gate) named their gate.
+    c.gate_kind = j.value("gate", std::string("logistic"));
+    if (c.gate_kind == "linear") c.gate_kind = "logistic";
+    c.gate_options = j.value("gate_options", nlohmann::json::object());
+    c.depth = j.value("depth", 1);
     inputs = j.at("inputs").get<int64_t>();
     outputs = j.at("outputs").get<int64_t>();
     out.encoding = TabularEncoding::from_json(j.at("encoding"));
@@ -74,7 +81,11 @@ ClassicModel load_classic_model(const std::string& dir) {
   }
   if (inputs != out.encoding.inputs() || outputs != out.encoding.outputs() || out.encoding.task != c.task)
     throw Error("[classic] " + cfg_path + ": the encoding does not match the model's sizes or task");
-  out.mixture = std::make_unique<Mixture>(inputs, outputs, c);
+  try {
+    out.mixture = std::make_unique<Mixture>(inputs, outputs, c);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (in " + cfg_path + ")");
+  }
   const auto file = SafetensorsFile::open(dir + "/model.safetensors");
   const auto id = file.metadata().find("fit_id");
   if (id == file.metadata().end() || id->second != fit_id)

@@ -2,6 +2,7 @@
 // random problems, both tasks), and on a piecewise-linear problem of 4 regions a mixture of 4
 // linear experts finds the regions (Jacobs et al. 1991).
 #include "classic/mixture.h"
+#include "classic/synthetic.h"
 
 #include <algorithm>
 #include <array>
@@ -58,49 +59,13 @@ TEST(MixtureEM, NeverDecreasesTheObjectiveOnRandomClassificationProblems) {
   }
 }
 
-// y = a(x1) x1 + b(x2) x2 + 0.5 + noise on [-1, 1]^2, the slopes set by the signs: four linear
-// pieces, one per quadrant, joined continuously (a jump at a region's edge would put the error of
-// any estimate of that edge, not the mixture's, into the test MSE).
-struct Quadrants {
-  Mat X, Y;
-  std::vector<int> region;
-};
-Quadrants quadrants(int64_t n, double noise, uint64_t seed) {
-  Rng rng(seed);
-  Quadrants q{Mat(n, 2), Mat(n, 1), std::vector<int>(size_t(n))};
-  for (int64_t i = 0; i < n; ++i) {
-    const double a = 2 * rng.uniform() - 1, b = 2 * rng.uniform() - 1;
-    q.X(i, 0) = a, q.X(i, 1) = b;
-    q.Y(i, 0) = (a >= 0 ? 2.0 : -1.0) * a + (b >= 0 ? 1.5 : -2.0) * b + 0.5 + noise * rng.normal();
-    q.region[size_t(i)] = (a >= 0 ? 0 : 1) + (b >= 0 ? 0 : 2);
-  }
-  return q;
-}
-
 TEST(MixtureEM, FourLinearExpertsFindFourRegions) {
   const double noise = 0.1;
-  const auto train = quadrants(2000, noise, 1), test = quadrants(2000, noise, 2);
+  const auto train = quadrant_problem(2000, noise, 1), test = quadrant_problem(2000, noise, 2);
   Mixture m(2, 1, {Task::regression, {"linear", "linear", "linear", "linear"}, {{"l2", 1e-6}}, 1e-6, 3});
   const auto history = m.fit_em(train.X, train.Y, {500, 1e-9, 5});
   for (size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9 * std::abs(history[i - 1]));
-  // Gate accuracy: each true region mapped to the expert the gate prefers most often there.
-  const Mat g = m.gate(test.X);
-  std::array<std::array<int, 4>, 4> counts{};
-  std::vector<int> pick(size_t(test.X.rows()));
-  for (int64_t i = 0; i < g.rows(); ++i) {
-    Eigen::Index k;
-    g.row(i).maxCoeff(&k);
-    pick[size_t(i)] = int(k);
-    ++counts[size_t(test.region[size_t(i)])][size_t(k)];
-  }
-  std::array<int, 4> map{};
-  for (int r = 0; r < 4; ++r) map[size_t(r)] = int(std::max_element(counts[size_t(r)].begin(), counts[size_t(r)].end()) - counts[size_t(r)].begin());
-  std::array<int, 4> sorted = map;
-  std::sort(sorted.begin(), sorted.end());
-  EXPECT_EQ(sorted, (std::array<int, 4>{0, 1, 2, 3})) << "two regions share an expert";
-  int right = 0;
-  for (int64_t i = 0; i < g.rows(); ++i) right += pick[size_t(i)] == map[size_t(test.region[size_t(i)])];
-  const double accuracy = double(right) / double(g.rows());
+  const double accuracy = region_accuracy(m.gate(test.X), test.region);
   RecordProperty("gate_accuracy", std::to_string(accuracy));
   EXPECT_GE(accuracy, 0.95);
   const double mse = (m.predict(test.X) - test.Y).squaredNorm() / double(test.X.rows());
@@ -108,8 +73,65 @@ TEST(MixtureEM, FourLinearExpertsFindFourRegions) {
   EXPECT_LT(mse, 1.10 * noise * noise) << "accuracy " << accuracy << ", " << history.size() - 1 << " EM iterations";
 }
 
+// Jordan & Jacobs (1994): a 2-level tree of gates over 4 linear experts on a problem whose pieces
+// nest (x1 first, then x2 at a different place in each half).
+TEST(MixtureEM, TwoLevelHierarchyFindsNestedRegions) {
+  const double noise = 0.1;
+  const auto train = nested_problem(1500, noise, 11), test = nested_problem(2000, noise, 12);
+  Mixture m(2, 1, {.task = Task::regression, .kinds = {"linear", "linear", "linear", "linear"}, .expert_options = {{"l2", 1e-6}},
+                   .gate_l2 = 1e-6, .seed = 5, .depth = 2});
+  EXPECT_EQ(m.branching(), 2);
+  const auto history = m.fit_em(train.X, train.Y, {400, 1e-9, 4});
+  for (size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9 * std::abs(history[i - 1]));
+  const double accuracy = region_accuracy(m.gate(test.X), test.region);
+  EXPECT_GE(accuracy, 0.95);
+  const double mse = (m.predict(test.X) - test.Y).squaredNorm() / double(test.X.rows());
+  EXPECT_LT(mse, 1.10 * noise * noise) << "accuracy " << accuracy;
+  // The parameters name each of the 3 gates.
+  const auto p = m.parameters();
+  EXPECT_TRUE(p.count("gates.0.coef") && p.count("gates.2.coef") && !p.count("gate.coef"));
+}
+
+// The same monotonicity with heterogeneous experts (linear, tree, MLP) under gates of gates, with
+// the linear softmax gates and with MLP gates.
+TEST(MixtureEM, HierarchyOfMixedExpertsNeverDecreasesTheObjective) {
+  for (const std::string gate : {"logistic", "mlp"}) {
+    Rng rng(77);
+    const int64_t n = 120, d = 2;
+    Mat X(n, d), Y(n, 1);
+    for (int64_t i = 0; i < n; ++i) {
+      X(i, 0) = rng.normal(), X(i, 1) = rng.normal();
+      Y(i, 0) = std::sin(2 * X(i, 0)) * X(i, 1) + 0.2 * rng.normal();
+    }
+    Mixture m(d, 1, {.task = Task::regression, .kinds = {"linear", "tree", "mlp", "linear"}, .expert_options = {{"hidden", 4}, {"max_depth", 3}},
+                     .gate_l2 = 1e-2, .seed = 2, .depth = 2, .gate_kind = gate, .gate_options = {{"hidden", 3}}});
+    expect_em_never_decreases(m, X, Y, 3, 12);
+  }
+}
+
+// Backpropagation (Adam) on the same 4-region problem reaches the regions too.
+TEST(MixtureBackprop, FourLinearExpertsFindFourRegions) {
+  const double noise = 0.1;
+  const auto train = quadrant_problem(1000, noise, 1), test = quadrant_problem(1000, noise, 2);
+  Mixture m(2, 1, {Task::regression, {"linear", "linear", "linear", "linear"}, {{"l2", 1e-6}}, 1e-6, 3});
+  m.fit_backprop(train.X, train.Y, {.epochs = 300, .batch_size = 50, .learning_rate = 0.02, .restarts = 3});
+  EXPECT_GE(region_accuracy(m.gate(test.X), test.region), 0.95);
+  const double mse = (m.predict(test.X) - test.Y).squaredNorm() / double(test.X.rows());
+  EXPECT_LT(mse, 1.2 * noise * noise);
+}
+
+TEST(MixtureBackprop, RefusesExpertsWithoutGradients) {
+  Mixture m(2, 1, {Task::regression, {"linear", "tree"}, {}, 1e-4, 1});
+  EXPECT_FALSE(m.differentiable());
+  const Mat X = Mat::Random(10, 2), Y = Mat::Random(10, 1);
+  EXPECT_NE(test::error_of([&] { m.fit_backprop(X, Y, {}); }).find("expert 1 ('tree') is not differentiable"), std::string::npos);
+}
+
 TEST(MixtureEM, BadShapesAndSizesAreClearErrors) {
-  EXPECT_THROW(Mixture(2, 1, {Task::regression, {"linear"}, {}, 1e-4, 1}), Error);
+  EXPECT_THROW(Mixture(2, 1, {Task::regression, {}, {}, 1e-4, 1}), Error);
+  EXPECT_THROW(Mixture(2, 1, {.task = Task::regression, .kinds = {"linear", "linear", "linear"}, .depth = 2}), Error);  // not b^2
+  EXPECT_THROW(Mixture(2, 1, {.task = Task::regression, .kinds = {"linear"}, .depth = 2}), Error);
+  EXPECT_THROW(Mixture(2, 1, {.task = Task::regression, .kinds = {"linear", "linear"}, .gate_kind = "linear"}), Error);  // not a classifier kind
   Mixture m(2, 1, {Task::regression, {"linear", "linear"}, {}, 1e-4, 1});
   EXPECT_THROW(m.initialize(Mat(5, 3), Mat(5, 1), 1), Error);
   EXPECT_THROW(m.initialize(Mat(0, 2), Mat(0, 1), 1), Error);
