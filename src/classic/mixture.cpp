@@ -140,8 +140,7 @@ double Mixture::em_iteration(const Mat& X, const Mat& Y) {
   return objective(X, Y);
 }
 
-std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& em,
-                                    const std::function<void(int)>& after_iteration) {
+std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& em, const Progress& progress) {
   if (em.restarts < 1 || em.max_iterations < 1) throw Error("[classic] EM needs at least one start and one iteration");
   std::vector<double> best_history;
   std::map<std::string, Mat> best;  // the parameters of the best start so far
@@ -150,7 +149,7 @@ std::vector<double> Mixture::fit_em(const Mat& X, const Mat& Y, const EmConfig& 
     std::vector<double> history{objective(X, Y)};
     for (int it = 0; it < em.max_iterations; ++it) {
       history.push_back(em_iteration(X, Y));
-      if (after_iteration) after_iteration(it + 1);
+      if (progress) progress(r, it + 1, history.back());
       if (history.back() - history[history.size() - 2] < em.tolerance * double(X.rows())) break;
     }
     if (std::isfinite(history.back()) && (best.empty() || history.back() > best_history.back())) {
@@ -215,8 +214,7 @@ Vec Mixture::flat_gradient(const Mat& X, const Mat& Y, double row_scale) const {
   return out;
 }
 
-std::vector<double> Mixture::fit_backprop(const Mat& X, const Mat& Y, const BackpropConfig& bp,
-                                          const std::function<void(int)>& after_epoch) {
+std::vector<double> Mixture::fit_backprop(const Mat& X, const Mat& Y, const BackpropConfig& bp, const Progress& progress) {
   if (bp.restarts < 1 || bp.epochs < 1 || bp.batch_size < 1 || !(bp.learning_rate > 0))
     throw Error("[classic] backpropagation needs epochs, restarts and a batch size >= 1 and a learning rate > 0");
   for (const auto& g : gates_)
@@ -256,7 +254,7 @@ std::vector<double> Mixture::fit_backprop(const Mat& X, const Mat& Y, const Back
         theta = flat_parameters();  // kinds may clamp (variance floors)
       }
       history.push_back(objective(X, Y));
-      if (after_epoch) after_epoch(epoch + 1);
+      if (progress) progress(r, epoch + 1, history.back());
       if (std::isfinite(history.back()) && history.back() > run_best + bp.tolerance * double(n)) {
         run_best = history.back(), run_best_theta = theta, stale = 0;
       } else if (++stale >= 10) {

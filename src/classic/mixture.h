@@ -11,6 +11,7 @@
 // log-likelihood never goes down (a generalised EM). Or by backpropagation (Adam on mini-batches)
 // when every expert and gate is differentiable: the gradient of the log-likelihood is the M-step
 // objective's gradient at the current posteriors.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,13 +61,12 @@ class Mixture {
   // One E-step and M-step; returns the objective after it.
   double em_iteration(const Mat& X, const Mat& Y);
   // initialize + EM to convergence, restarts times; keeps the best. Returns the objective after every
-  // iteration of the kept run. after_iteration (optional) sees the model after each iteration.
-  std::vector<double> fit_em(const Mat& X, const Mat& Y, const EmConfig& em,
-                             const std::function<void(int iteration)>& after_iteration = {});
+  // iteration of the kept run. progress (optional) is told each (start, iteration, objective).
+  using Progress = std::function<void(int start, int iteration, double objective)>;
+  std::vector<double> fit_em(const Mat& X, const Mat& Y, const EmConfig& em, const Progress& progress = {});
   // initialize + Adam; the objective after every epoch of the kept run. moe::Error naming a kind
   // that is not differentiable.
-  std::vector<double> fit_backprop(const Mat& X, const Mat& Y, const BackpropConfig& bp,
-                                   const std::function<void(int epoch)>& after_epoch = {});
+  std::vector<double> fit_backprop(const Mat& X, const Mat& Y, const BackpropConfig& bp, const Progress& progress = {});
 
   // Backpropagation's view: every gate's then every expert's flat parameters, and the gradient of
   // objective() over the rows given with each row's log-likelihood weighted by row_scale.
@@ -85,6 +85,7 @@ class Mixture {
   int64_t outputs() const { return outputs_; }
   int64_t num_experts() const { return int64_t(experts_.size()); }
   int64_t branching() const { return branching_; }
+  int64_t num_gates() const { return int64_t(gates_.size()); }
   const Expert& expert(int64_t k) const { return *experts_[size_t(k)]; }
 
  private:

@@ -46,6 +46,18 @@ mse = sum((float(p[0]) - t) ** 2 for p, t in zip(rows[1:], truth)) / 500
 assert abs(mse - j["mse"]) < 1e-6 * max(1, j["mse"]) + 1e-9, (mse, j)
 PY
 
+# Heterogeneous experts under two levels of MLP gates (EM), and a backprop-trained mixture.
+"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:2,tree:2 --depth 2 --gate mlp --hidden 4 --restarts 1 --iterations 40 \
+  --out "$WORK/hme" >"$WORK/hme.out" 2>"$WORK/hme.err" || { cat "$WORK/hme.err"; fail "moe fit (hme)"; }
+grep -q "4 experts (linear:2,tree:2) under 3 gate(s) of depth 2" "$WORK/hme.err" || fail "hme fit: $(head -1 "$WORK/hme.err")"
+"$MOE" predict --model "$WORK/hme" --data "$WORK/test.csv" --json 2>/dev/null | tail -1 >"$WORK/hme.json" || fail "moe predict (hme)"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["rows"] == 500 and j["r2"] > 0.9, j' "$WORK/hme.json" || fail "hme: $(cat "$WORK/hme.json")"
+"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:4 --method backprop --iterations 150 --learning-rate 0.02 --batch-size 50 \
+  --out "$WORK/bp" --json >"$WORK/bp.out" 2>"$WORK/bp.err" || { cat "$WORK/bp.err"; fail "moe fit (backprop)"; }
+tail -1 "$WORK/bp.out" | grep -q '"epochs":' || fail "backprop fit: $(tail -1 "$WORK/bp.out")"
+"$MOE" predict --model "$WORK/bp" --data "$WORK/test.csv" --json 2>/dev/null | tail -1 >"$WORK/bp.json" || fail "moe predict (backprop)"
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["r2"] > 0.95, j' "$WORK/bp.json" || fail "backprop: $(cat "$WORK/bp.json")"
+
 "$MOE" fit --data "$WORK/c-train.csv" --target "label, quoted" --experts logistic:2 --out "$WORK/cls" >/dev/null 2>&1 || fail "moe fit (classification)"
 "$MOE" predict --model "$WORK/cls" --data "$WORK/c-test.csv" --json >"$WORK/c-pred.out" 2>/dev/null || fail "moe predict (classification)"
 python3 - "$WORK/c-pred.out" <<'PY'
@@ -68,11 +80,12 @@ expect_error "ragged.csv:3: a row of 2 fields under a header of 3" "$MOE" fit --
 expect_error "text.csv:3: column 'x1' is numeric (from its first row) but holds 'four'" "$MOE" fit --data "$WORK/text.csv" --target y --out "$WORK/o2"
 expect_error "empty.csv: the file is empty" "$MOE" fit --data "$WORK/empty.csv" --target y --out "$WORK/o3"
 expect_error "no column 'z' (columns: x1, x2, y)" "$MOE" fit --data "$WORK/train.csv" --target z --out "$WORK/o4"
-expect_error "unknown kind 'forest' (known: linear, logistic)" "$MOE" fit --data "$WORK/train.csv" --target y --experts forest:2 --out "$WORK/o5"
+expect_error "unknown kind 'forest' (known: linear, logistic, mlp, tree)" "$MOE" fit --data "$WORK/train.csv" --target y --experts forest:2 --out "$WORK/o5"
 expect_error "a 'logistic' expert is for classification" "$MOE" fit --data "$WORK/train.csv" --target y --experts logistic:2 --out "$WORK/o6"
-expect_error "method backprop: only em is implemented so far" "$MOE" fit --data "$WORK/train.csv" --target y --method backprop --out "$WORK/o7"
-expect_error "depth 2: hierarchical mixtures are not implemented yet" "$MOE" fit --data "$WORK/train.csv" --target y --depth 2 --out "$WORK/o8"
-for o in o1 o2 o3 o4 o5 o6 o7 o8; do [ ! -e "$WORK/$o" ] || fail "a failed fit wrote $o"; done
+expect_error "the tree kind has no gradient" "$MOE" fit --data "$WORK/train.csv" --target y --experts linear:2,tree:2 --method backprop --out "$WORK/o7"
+expect_error "3 experts cannot fill a tree of gates of depth 2" "$MOE" fit --data "$WORK/train.csv" --target y --experts linear:3 --depth 2 --out "$WORK/o8"
+expect_error "gate forest: linear or mlp" "$MOE" fit --data "$WORK/train.csv" --target y --gate forest --out "$WORK/o9"
+for o in o1 o2 o3 o4 o5 o6 o7 o8 o9; do [ ! -e "$WORK/$o" ] || fail "a failed fit wrote $o"; done
 expect_error "already holds a model (pass --overwrite" "$MOE" fit --data "$WORK/train.csv" --target y --out "$WORK/reg"
 printf 'x1,y\n1,2\n' >"$WORK/narrow.csv"
 expect_error "no column 'x2' (columns: x1, y)" "$MOE" predict --model "$WORK/reg" --data "$WORK/narrow.csv" --out "$WORK/p2.csv"

@@ -1,5 +1,5 @@
-// moe fit: a classic mixture of experts on a CSV table (src/classic/), trained by EM, saved as a
-// directory that moe predict reads.
+// moe fit: a classic mixture of experts on a CSV table (src/classic/), trained by EM or
+// backpropagation, saved as a directory that moe predict reads.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -16,8 +16,9 @@ namespace moe::cli {
 namespace {
 struct FitArgs {
   std::string data, target, task, experts = "linear:4", gate = "linear", method = "em", out;
-  int depth = 1, iterations = 200, restarts = 3;
-  double l2 = 1e-4, gate_l2 = 1e-4;
+  int depth = 1, iterations = 200, restarts = 3, hidden = 16, max_depth = 5;
+  int64_t batch_size = 64;
+  double l2 = 1e-4, gate_l2 = 1e-4, learning_rate = 0.01;
   uint64_t seed = 1;
   bool json = false, overwrite = false;
 };
@@ -43,15 +44,17 @@ std::vector<std::string> expert_list(const std::string& spec) {
     if (kind.empty() || count < 1 || count > 1024) throw Error("--experts: '" + part + "' is not KIND:COUNT with 1 <= COUNT <= 1024");
     for (int i = 0; i < count; ++i) kinds.push_back(kind);
   }
-  if (kinds.size() < 2) throw Error("--experts: a mixture needs at least 2 experts (e.g. linear:4)");
+  if (kinds.empty()) throw Error("--experts: no experts (e.g. linear:4)");
   return kinds;
 }
 
 int run_fit(const FitArgs& a) {
   using namespace classic;
-  if (a.method != "em") throw Error("--method " + a.method + ": only em is implemented so far (backprop is not)");
-  if (a.gate != "linear") throw Error("--gate " + a.gate + ": only a linear (softmax) gate is implemented so far");
-  if (a.depth != 1) throw Error("--depth " + std::to_string(a.depth) + ": hierarchical mixtures are not implemented yet (depth 1 only)");
+  if (a.method != "em" && a.method != "backprop") throw Error("--method " + a.method + ": em or backprop");
+  if (a.gate != "linear" && a.gate != "mlp") throw Error("--gate " + a.gate + ": linear or mlp");
+  if (a.depth < 1 || a.depth > 16) throw Error("--depth must be in [1, 16]");
+  if (a.hidden < 1 || a.max_depth < 0 || a.batch_size < 1 || !(a.learning_rate > 0))
+    throw Error("--hidden and --batch-size must be >= 1, --max-depth >= 0 and --learning-rate > 0");
   if (a.iterations < 1 || a.restarts < 1) throw Error("--iterations and --restarts must be at least 1");
   if (!(a.l2 >= 0) || !(a.gate_l2 >= 0)) throw Error("--l2 and --gate-l2 must be >= 0");
   if (std::filesystem::exists(a.out + "/config.json") && !a.overwrite)
@@ -72,20 +75,31 @@ int run_fit(const FitArgs& a) {
   ClassicModel model;
   model.encoding = TabularEncoding::fit(table, a.target, task);
   const Mat X = model.encoding.encode_inputs(table), Y = model.encoding.encode_targets(table);
-  MixtureConfig mc{task, kinds, {{"l2", a.l2}}, a.gate_l2, a.seed};
+  MixtureConfig mc{task, kinds, {{"l2", a.l2}, {"hidden", a.hidden}, {"max_depth", a.max_depth}}, a.gate_l2, a.seed, a.depth,
+                   a.gate == "linear" ? "logistic" : "mlp", {{"hidden", a.hidden}}};
   model.mixture = std::make_unique<Mixture>(model.encoding.inputs(), model.encoding.outputs(), mc);
-  std::fprintf(stderr, "fit: %lld rows, %lld inputs, %zu experts (%s), %s, EM with %d start(s)\n", (long long)table.rows,
-               (long long)model.encoding.inputs(), kinds.size(), a.experts.c_str(),
-               task == Task::regression ? "regression" : "classification", a.restarts);
-  const auto history = model.mixture->fit_em(X, Y, {a.iterations, 1e-7, a.restarts});
+  const bool em = a.method == "em";
+  if (!em && !model.mixture->differentiable())
+    throw Error("--method backprop: the tree kind has no gradient (use --method em, or differentiable kinds: linear, logistic, mlp)");
+  std::fprintf(stderr, "fit: %lld rows, %lld inputs, %zu experts (%s) under %lld gate(s) of depth %d, %s, %s with %d start(s)\n",
+               (long long)table.rows, (long long)model.encoding.inputs(), kinds.size(), a.experts.c_str(),
+               (long long)model.mixture->num_gates(),
+               a.depth, task == Task::regression ? "regression" : "classification", em ? "EM" : "backprop (Adam)", a.restarts);
+  // Progress every 10 iterations (and the last): long fits show they are moving.
+  const double rows = double(table.rows);
+  auto progress = [&](int start, int it, double objective) {
+    if (it % 10 == 0) std::fprintf(stderr, "  start %d, %s %d: objective %.6f per row\n", start + 1, em ? "iteration" : "epoch", it, objective / rows);
+  };
+  const auto history = em ? model.mixture->fit_em(X, Y, {a.iterations, 1e-7, a.restarts}, progress)
+                          : model.mixture->fit_backprop(X, Y, {a.iterations, a.batch_size, a.learning_rate, 1e-7, a.restarts}, progress);
   const Mat P = model.mixture->predict(X);
-  nlohmann::json j = {{"rows", table.rows}, {"em_iterations", int64_t(history.size()) - 1},
+  nlohmann::json j = {{"rows", table.rows}, {em ? "em_iterations" : "epochs", int64_t(history.size()) - 1},
                       {"log_likelihood_per_row", model.mixture->log_likelihood(X, Y) / double(table.rows)}};
   if (task == Task::regression) j["train_mse"] = mean_squared_error(P, Y);
   else j["train_accuracy"] = accuracy(P, Y);
   save_classic_model(a.out, model);
-  std::printf("fitted in %lld EM iterations: log-likelihood %.4f per row, %s %.6g; saved to %s\n",
-              (long long)(history.size() - 1), j["log_likelihood_per_row"].get<double>(),
+  std::printf("fitted in %lld %s: log-likelihood %.4f per row, %s %.6g; saved to %s\n",
+              (long long)(history.size() - 1), em ? "EM iterations" : "epochs", j["log_likelihood_per_row"].get<double>(),
               task == Task::regression ? "training MSE" : "training accuracy",
               task == Task::regression ? j["train_mse"].get<double>() : j["train_accuracy"].get<double>(), a.out.c_str());
   if (a.json) std::printf("%s\n", j.dump().c_str());
@@ -95,19 +109,23 @@ int run_fit(const FitArgs& a) {
 
 Runner add_fit(CLI::App& app) {
   auto a = std::make_shared<FitArgs>();
-  CLI::App* c = app.add_subcommand("fit", "fit a classic mixture of experts to a CSV table (EM)");
+  CLI::App* c = app.add_subcommand("fit", "fit a classic mixture of experts to a CSV table (EM or backprop)");
   c->add_option("--data", a->data, "training CSV (header row)")->required();
   c->add_option("--target", a->target, "the column to predict")->required();
   c->add_option("--out", a->out, "model directory to write")->required();
   c->add_option("--task", a->task, "regression or classification (default: from the target's type)");
-  c->add_option("--experts", a->experts, "KIND:COUNT,... (kinds: linear, logistic)")->capture_default_str();
-  c->add_option("--gate", a->gate, "the gate: linear")->capture_default_str();
-  c->add_option("--depth", a->depth, "levels of gates (1)")->capture_default_str();
-  c->add_option("--method", a->method, "training method: em")->capture_default_str();
-  c->add_option("--iterations", a->iterations, "most EM iterations per start")->capture_default_str();
+  c->add_option("--experts", a->experts, "KIND:COUNT,... (kinds: linear, logistic, tree, mlp; may differ)")->capture_default_str();
+  c->add_option("--gate", a->gate, "the gates: linear (softmax) or mlp")->capture_default_str();
+  c->add_option("--depth", a->depth, "levels of gates (HME when > 1; experts must number b^depth)")->capture_default_str();
+  c->add_option("--method", a->method, "training: em, or backprop (Adam; every kind differentiable)")->capture_default_str();
+  c->add_option("--iterations", a->iterations, "most EM iterations or epochs per start")->capture_default_str();
   c->add_option("--restarts", a->restarts, "random starts (the best is kept)")->capture_default_str();
-  c->add_option("--l2", a->l2, "ridge on the experts' slopes")->capture_default_str();
-  c->add_option("--gate-l2", a->gate_l2, "ridge on the gate's slopes")->capture_default_str();
+  c->add_option("--l2", a->l2, "ridge on the experts' weights")->capture_default_str();
+  c->add_option("--gate-l2", a->gate_l2, "ridge on the gates' weights")->capture_default_str();
+  c->add_option("--hidden", a->hidden, "hidden units of mlp experts and gates")->capture_default_str();
+  c->add_option("--max-depth", a->max_depth, "depth limit of tree experts")->capture_default_str();
+  c->add_option("--batch-size", a->batch_size, "backprop: rows per step")->capture_default_str();
+  c->add_option("--learning-rate", a->learning_rate, "backprop: Adam's step size")->capture_default_str();
   c->add_option("--seed", a->seed, "seed of the random starts")->capture_default_str();
   c->add_flag("--overwrite", a->overwrite, "replace a model already in --out");
   c->add_flag("--json", a->json, "end with one JSON line");
