@@ -11,5 +11,5 @@ $SUDO apt-get install -y --no-install-recommends \
   libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev libopendht-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
   clang libclang-rt-14-dev libfuzzer-14-dev libomp-dev \
-  python3 python3-torch python3-numpy libopenblas0-pthread \
+  python3 python3-torch python3-numpy python3-sklearn libopenblas0-pthread \
   fortunes fortunes-de fortunes-es fortunes-it fortunes-br

@@ -215,8 +215,8 @@ Vec Mixture::flat_gradient(const Mat& X, const Mat& Y, double row_scale) const {
 }
 
 std::vector<double> Mixture::fit_backprop(const Mat& X, const Mat& Y, const BackpropConfig& bp, const Progress& progress) {
-  if (bp.restarts < 1 || bp.epochs < 1 || bp.batch_size < 1 || !(bp.learning_rate > 0))
-    throw Error("[classic] backpropagation needs epochs, restarts and a batch size >= 1 and a learning rate > 0");
+  if (bp.restarts < 1 || bp.epochs < 1 || bp.batch_size < 1 || bp.patience < 1 || !(bp.learning_rate > 0))
+    throw Error("[classic] backpropagation needs epochs, restarts, patience and a batch size >= 1 and a learning rate > 0");
   for (const auto& g : gates_)
     if (!g->differentiable()) throw Error("[classic] the gate kind '" + cfg_.gate_kind + "' is not differentiable: train with EM");
   for (size_t k = 0; k < experts_.size(); ++k)
@@ -257,8 +257,8 @@ std::vector<double> Mixture::fit_backprop(const Mat& X, const Mat& Y, const Back
       if (progress) progress(r, epoch + 1, history.back());
       if (std::isfinite(history.back()) && history.back() > run_best + bp.tolerance * double(n)) {
         run_best = history.back(), run_best_theta = theta, stale = 0;
-      } else if (++stale >= 10) {
-        break;  // ten epochs without a gain: converged (or diverging)
+      } else if (++stale >= bp.patience) {
+        break;  // no gain for a while: converged (or diverging)
       }
     }
     set_flat_parameters(run_best_theta);

@@ -41,7 +41,8 @@ struct BackpropConfig {
   int epochs = 200;
   int64_t batch_size = 64;
   double learning_rate = 0.01;  // Adam
-  double tolerance = 1e-7;      // stop when an epoch gains less than this per sample
+  double tolerance = 1e-7;      // an epoch must gain this much per sample to count as progress
+  int patience = 10;            // stop after this many epochs without progress
   int restarts = 1;
 };
 

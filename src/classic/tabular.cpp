@@ -27,6 +27,13 @@ TabularEncoding TabularEncoding::fit(const CsvTable& table, const std::string& t
     for (int64_t i = 0; i < table.rows; ++i) labels.insert(label_of(y, i));
     if (labels.size() < 2) throw Error("[classic] target column '" + target + "' has a single class");
     e.classes.assign(labels.begin(), labels.end());
+  } else {
+    double sum = 0, sq = 0;
+    for (double v : y.values) sum += v;
+    e.target_mean = table.rows ? sum / double(table.rows) : 0.0;
+    for (double v : y.values) sq += (v - e.target_mean) * (v - e.target_mean);
+    const double var = table.rows ? sq / double(table.rows) : 0.0;
+    e.target_scale = var > 0 ? std::sqrt(var) : 1.0;
   }
   for (const auto& c : table.columns) {
     if (c.name == target) continue;
@@ -91,7 +98,7 @@ Mat TabularEncoding::encode_targets(const CsvTable& table) const {
   if (task == Task::regression) {
     if (!y.numeric) throw Error("[classic] target column '" + target + "' holds text, where training had numbers");
     Mat Y(table.rows, 1);
-    for (int64_t i = 0; i < table.rows; ++i) Y(i, 0) = y.values[size_t(i)];
+    for (int64_t i = 0; i < table.rows; ++i) Y(i, 0) = (y.values[size_t(i)] - target_mean) / target_scale;
     return Y;
   }
   Mat Y = Mat::Zero(table.rows, outputs());
@@ -114,7 +121,13 @@ nlohmann::json TabularEncoding::to_json() const {
   }
   nlohmann::json j = {{"target", target}, {"task", task == Task::regression ? "regression" : "classification"}, {"features", fs}};
   if (task == Task::classification) j["classes"] = classes;
+  else j["target_mean"] = target_mean, j["target_scale"] = target_scale;
   return j;
+}
+
+Mat TabularEncoding::decode_predictions(const Mat& P) const {
+  if (task == Task::classification) return P;
+  return (P.array() * target_scale + target_mean).matrix();
 }
 
 TabularEncoding TabularEncoding::from_json(const nlohmann::json& j) {
@@ -125,6 +138,11 @@ TabularEncoding TabularEncoding::from_json(const nlohmann::json& j) {
     if (task != "regression" && task != "classification") throw Error("[classic] encoding: unknown task '" + task + "'");
     e.task = task == "regression" ? Task::regression : Task::classification;
     if (e.task == Task::classification) e.classes = j.at("classes").get<std::vector<std::string>>();
+    // Models written before targets were standardised have neither key.
+    e.target_mean = j.value("target_mean", 0.0);
+    e.target_scale = j.value("target_scale", 1.0);
+    if (!std::isfinite(e.target_mean) || !(e.target_scale > 0) || !std::isfinite(e.target_scale))
+      throw Error("[classic] encoding: the target has a bad mean or scale");
     for (const auto& fj : j.at("features")) {
       Feature f;
       f.column = fj.at("column").get<std::string>();

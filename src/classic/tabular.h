@@ -24,6 +24,9 @@ struct TabularEncoding {
   std::string target;
   Task task = Task::regression;
   std::vector<std::string> classes;  // classification: the target's labels, sorted
+  // Regression: the target is standardised too (experts with weight penalties and learned variances,
+  // such as the MLP, fit badly on targets in the hundreds); predictions are mapped back.
+  double target_mean = 0, target_scale = 1;
 
   // Learns the encoding from training data. task: classification when the target column is
   // categorical or when asked; regression needs a numeric target.
@@ -33,8 +36,11 @@ struct TabularEncoding {
   // X [rows, inputs()]. Every feature column must be present with its training type; a category
   // not seen in training encodes as all zeros. moe::Error names a missing or mistyped column.
   Mat encode_inputs(const CsvTable& table) const;
-  // Y [rows, outputs()]: moe::Error names a class not seen in training.
+  // Y [rows, outputs()]: the standardised value, or one-hot classes; moe::Error names a class not
+  // seen in training.
   Mat encode_targets(const CsvTable& table) const;
+  // Predictions in the model's units [rows, outputs()] back in the table's (regression: the value).
+  Mat decode_predictions(const Mat& P) const;
   bool has_target(const CsvTable& table) const;
 
   nlohmann::json to_json() const;

@@ -66,6 +66,25 @@ lines = open(sys.argv[1]).read().strip().splitlines()
 j = json.loads(lines[-1])
 assert j["rows"] == 200 and j["accuracy"] > 0.9, j   # XOR of shape and height: one logistic expert alone cannot
 PY
+# Pictures: the gate partition of the 4-region model (SVG read back by Python's XML parser: four
+# experts' colours in the grid) and the classifier's confusion matrix (its cells add up to the rows).
+"$MOE" predict --model "$WORK/reg" --data "$WORK/test.csv" --gate-plot "$WORK/gate.svg" --json >/dev/null 2>&1 || fail "predict --gate-plot"
+"$MOE" predict --model "$WORK/cls" --data "$WORK/c-test.csv" --confusion "$WORK/conf.svg" --json >/dev/null 2>&1 || fail "predict --confusion"
+python3 - "$WORK" <<'PY' || fail "the SVG pictures"
+import re, sys, xml.etree.ElementTree as ET
+w, ns = sys.argv[1], "{http://www.w3.org/2000/svg}"
+root = ET.parse(w + "/gate.svg").getroot()
+grid = [g for g in root.iter(ns + "g") if g.get("shape-rendering") == "crispEdges"][0]
+assert len({r.get("fill") for r in grid.iter(ns + "rect")}) == 4, "not 4 experts' colours"
+assert len(list(root.iter(ns + "circle"))) == 500
+root = ET.parse(w + "/conf.svg").getroot()
+cells = [int(t.text) for t in root.iter(ns + "text") if t.text and re.fullmatch(r"[0-9]+", t.text)]
+assert len(cells) == 4 and sum(cells) == 200, cells
+PY
+expect_error "confusion: $WORK/reg is a regression model" "$MOE" predict --model "$WORK/reg" --data "$WORK/test.csv" --confusion "$WORK/c2.svg"
+expect_error "needs a model with exactly two numeric input columns" "$MOE" predict --model "$WORK/cls" --data "$WORK/c-test.csv" --gate-plot "$WORK/g2.svg" --out "$WORK/p3.csv"
+[ ! -e "$WORK/c2.svg" ] && [ ! -e "$WORK/g2.svg" ] && [ ! -e "$WORK/p3.csv" ] || fail "a refused picture wrote a file"
+
 # Predictions without the target column: no metrics, the predicted class and its probabilities.
 cut -d, -f1,2 "$WORK/c-test.csv" >"$WORK/c-x.csv"
 "$MOE" predict --model "$WORK/cls" --data "$WORK/c-x.csv" >"$WORK/c-x.out" 2>/dev/null || fail "predict without the target"

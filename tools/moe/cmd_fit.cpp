@@ -1,6 +1,7 @@
 // moe fit: a classic mixture of experts on a CSV table (src/classic/), trained by EM or
 // backpropagation, saved as a directory that moe predict reads.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -91,12 +92,15 @@ int run_fit(const FitArgs& a) {
     if (it % 10 == 0) std::fprintf(stderr, "  start %d, %s %d: objective %.6f per row\n", start + 1, em ? "iteration" : "epoch", it, objective / rows);
   };
   const auto history = em ? model.mixture->fit_em(X, Y, {a.iterations, 1e-7, a.restarts}, progress)
-                          : model.mixture->fit_backprop(X, Y, {a.iterations, a.batch_size, a.learning_rate, 1e-7, a.restarts}, progress);
-  const Mat P = model.mixture->predict(X);
+                          : model.mixture->fit_backprop(X, Y, {a.iterations, a.batch_size, a.learning_rate, 1e-7, 10, a.restarts}, progress);
+  // Scores in the table's units (regression targets are standardised inside the model).
+  const Mat P = model.encoding.decode_predictions(model.mixture->predict(X)), Yt = model.encoding.decode_predictions(Y);
   nlohmann::json j = {{"rows", table.rows}, {em ? "em_iterations" : "epochs", int64_t(history.size()) - 1},
-                      {"log_likelihood_per_row", model.mixture->log_likelihood(X, Y) / double(table.rows)}};
-  if (task == Task::regression) j["train_mse"] = mean_squared_error(P, Y);
-  else j["train_accuracy"] = accuracy(P, Y);
+                      // per row, as a density of the table's values (the standardisation's Jacobian removed)
+                      {"log_likelihood_per_row", model.mixture->log_likelihood(X, Y) / double(table.rows) -
+                                                     (task == Task::regression ? std::log(model.encoding.target_scale) : 0.0)}};
+  if (task == Task::regression) j["train_mse"] = mean_squared_error(P, Yt);
+  else j["train_accuracy"] = accuracy(P, Yt);
   save_classic_model(a.out, model);
   std::printf("fitted in %lld %s: log-likelihood %.4f per row, %s %.6g; saved to %s\n",
               (long long)(history.size() - 1), em ? "EM iterations" : "epochs", j["log_likelihood_per_row"].get<double>(),

@@ -5,6 +5,7 @@
 
 #include "classic/metrics.h"
 #include "classic/model_dir.h"
+#include "classic/plots.h"
 #include "commands.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -14,7 +15,7 @@ namespace moe::cli {
 
 namespace {
 struct PredictArgs {
-  std::string model, data, out;
+  std::string model, data, out, gate_plot, confusion;
   bool json = false;
 };
 
@@ -43,7 +44,7 @@ int run_predict(const PredictArgs& a) {
     }
   }();
   const Mat X = enc.encode_inputs(table);
-  const Mat P = model.mixture->predict(X);
+  const Mat P = enc.decode_predictions(model.mixture->predict(X));
   const bool classify = enc.task == Task::classification;
   std::ostringstream csv;
   csv << csv_field(enc.target + "_predicted");
@@ -63,7 +64,7 @@ int run_predict(const PredictArgs& a) {
   }
   nlohmann::json j = {{"rows", table.rows}};
   if (enc.has_target(table)) {
-    const Mat Y = enc.encode_targets(table);
+    const Mat Y = enc.decode_predictions(enc.encode_targets(table));
     if (classify) {
       j["accuracy"] = accuracy(P, Y);
     } else {
@@ -71,6 +72,23 @@ int run_predict(const PredictArgs& a) {
       j["r2"] = r_squared(P, Y);
     }
   }
+  // Pictures are made before anything is written, so a model they do not fit writes nothing.
+  std::string gate_svg, confusion_svg_text;
+  if (!a.gate_plot.empty()) {
+    PartitionPlot plot;
+    plot.points.resize(table.rows, 2);
+    for (int c = 0; c < 2 && enc.features.size() == 2; ++c)
+      if (enc.features[size_t(c)].numeric)
+        for (int64_t i = 0; i < table.rows; ++i) plot.points(i, c) = table.column(enc.features[size_t(c)].column).values[size_t(i)];
+    gate_svg = gate_partition_svg(*model.mixture, enc, plot);
+  }
+  if (!a.confusion.empty()) {
+    if (!classify) throw Error("--confusion: " + a.model + " is a regression model (a confusion matrix needs classes)");
+    if (!enc.has_target(table)) throw Error("--confusion: " + a.data + " has no column '" + enc.target + "' to compare with");
+    confusion_svg_text = confusion_svg(enc.classes, confusion_counts(P, enc.encode_targets(table)));
+  }
+  if (!gate_svg.empty()) atomic_write_file(a.gate_plot, gate_svg);
+  if (!confusion_svg_text.empty()) atomic_write_file(a.confusion, confusion_svg_text);
   if (!a.out.empty()) atomic_write_file(a.out, csv.str());
   else if (!a.json) std::fputs(csv.str().c_str(), stdout);
   if (j.contains("accuracy")) std::fprintf(stderr, "%s: %lld rows, accuracy %.4f\n", a.data.c_str(), (long long)table.rows, j["accuracy"].get<double>());
@@ -87,6 +105,8 @@ Runner add_predict(CLI::App& app) {
   c->add_option("--model", a->model, "model directory (moe fit --out)")->required();
   c->add_option("--data", a->data, "CSV with the model's input columns (and the target, for metrics)")->required();
   c->add_option("--out", a->out, "write the predictions here (CSV) instead of standard output");
+  c->add_option("--gate-plot", a->gate_plot, "SVG of how the gates divide the inputs (models with two numeric inputs)");
+  c->add_option("--confusion", a->confusion, "SVG confusion matrix (classifiers; needs the target column)");
   c->add_flag("--json", a->json, "end with one JSON line: rows and accuracy, or mse and r2");
   return [a] { return run_predict(*a); };
 }
