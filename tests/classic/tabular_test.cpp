@@ -2,6 +2,8 @@
 // saved model keeps, and clear errors for data that does not match the training data.
 #include "classic/tabular.h"
 
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "../test_util.h"
@@ -27,7 +29,13 @@ TEST(Tabular, StandardisesNumbersAndOneHotsCategories) {
   EXPECT_EQ(X.row(0).segment(1, 3), Eigen::RowVector3d(0, 0, 1));  // red
   EXPECT_EQ(X.row(3).segment(1, 3), Eigen::RowVector3d(0, 1, 0));  // green
   EXPECT_EQ(X.row(1).segment(4, 3), Eigen::RowVector3d(0, 1, 0));  // kind b
-  EXPECT_EQ(e.encode_targets(t).col(0), Eigen::Vector4d(10, 20, 30, 40));
+  // The target standardised too (mean 25, population sd sqrt(125)), and mapped back exactly.
+  const Mat Y = e.encode_targets(t);
+  EXPECT_LT((Y.col(0) - (Eigen::Vector4d(10, 20, 30, 40).array() - 25).matrix() / std::sqrt(125.0)).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_LT((e.decode_predictions(Y).col(0) - Eigen::Vector4d(10, 20, 30, 40)).cwiseAbs().maxCoeff(), 1e-12);
+  const TabularEncoding back = TabularEncoding::from_json(e.to_json());
+  EXPECT_EQ(back.target_mean, e.target_mean);
+  EXPECT_EQ(back.target_scale, e.target_scale);
   // New data: an unseen category is all zeros; the JSON round trip encodes the same.
   const CsvTable n = parse_csv("kind,colour,size\nz,red,3\n", "new.csv");
   const auto e2 = TabularEncoding::from_json(nlohmann::json::parse(e.to_json().dump()));
