@@ -63,7 +63,7 @@ TEST(MixtureEM, FourLinearExpertsFindFourRegions) {
   const double noise = 0.1;
   const auto train = quadrant_problem(2000, noise, 1), test = quadrant_problem(2000, noise, 2);
   Mixture m(2, 1, {Task::regression, {"linear", "linear", "linear", "linear"}, {{"l2", 1e-6}}, 1e-6, 3});
-  const auto history = m.fit_em(train.X, train.Y, {500, 1e-9, 5});
+  const auto history = m.fit_em(train.X, train.Y, {200, 1e-7, 3});
   for (size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9 * std::abs(history[i - 1]));
   const double accuracy = region_accuracy(m.gate(test.X), test.region);
   RecordProperty("gate_accuracy", std::to_string(accuracy));
@@ -81,7 +81,7 @@ TEST(MixtureEM, TwoLevelHierarchyFindsNestedRegions) {
   Mixture m(2, 1, {.task = Task::regression, .kinds = {"linear", "linear", "linear", "linear"}, .expert_options = {{"l2", 1e-6}},
                    .gate_l2 = 1e-6, .seed = 5, .depth = 2});
   EXPECT_EQ(m.branching(), 2);
-  const auto history = m.fit_em(train.X, train.Y, {400, 1e-9, 4});
+  const auto history = m.fit_em(train.X, train.Y, {200, 1e-7, 4});
   for (size_t i = 1; i < history.size(); ++i) EXPECT_GE(history[i], history[i - 1] - 1e-9 * std::abs(history[i - 1]));
   const double accuracy = region_accuracy(m.gate(test.X), test.region);
   EXPECT_GE(accuracy, 0.95);
