@@ -1,0 +1,352 @@
+// The synthetic experiment of the MMoE paper (Ma et al., KDD 2018, section 4; scripts/mmoe_experiment.sh):
+// two regression tasks whose label correlation is controlled, and MMoE, OMoE and a shared-bottom
+// model of about the same parameter count trained on each. The paper's finding: MMoE does best,
+// and its lead grows as the tasks become less related.
+//
+// Data, for every seed (one draw shared by every correlation and model, so they are compared on the
+// same data): u1, u2 orthonormal in R^d (d = 100); w1 = c u1, w2 = c (p u1 + sqrt(1 - p^2) u2), c = 1;
+// x ~ N(0, I); y_t = w_t'x + sum_{i=1..m} sin(alpha_i w_t'x + beta_i) + eps, m = 10, alpha_i, beta_i
+// ~ N(0, 1) shared by the tasks, eps ~ N(0, 0.01) (variance 0.01).
+//
+// Protocol (the same for every model): Adam for --epochs epochs at each learning rate of --lrs;
+// after every epoch the loss on a validation set (drawn like the training set, never the test set)
+// is scored and the best parameters kept; the learning rate with the best validation loss wins, and
+// only its test loss is reported. Loss = sum over the two tasks of the mean squared error (the
+// noise alone gives 0.02).
+//
+// Usage: mmoe_synthetic [--seeds 5] [--first-seed 1] [--epochs 100] [--train 10000] [--valid 2000] [--test 2000]
+//          [--batch 128] [--lrs 0.003,0.01,0.03] [--correlations 1,0.9,0.5,0] [--jobs 2]
+//          [--experts 8] [--expert-hidden 16] [--outputs 8] [--tower-hidden 8] [--out FILE.csv]
+//          [--trials FILE.csv]
+// Writes one CSV row per (correlation, model, seed) and prints a summary table.
+#include <Eigen/Core>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "classic/multitask.h"
+#include "core/error.h"
+#include "core/rng.h"
+
+using namespace moe::classic;
+
+namespace {
+
+struct Args {
+  int seeds = 5, first_seed = 1, epochs = 100, jobs = 2;
+  int64_t train = 10000, valid = 2000, test = 2000, batch = 128;
+  int64_t experts = 8, expert_hidden = 16, outputs = 8, tower_hidden = 8;
+  std::vector<double> lrs = {3e-3, 1e-2, 3e-2};
+  std::vector<double> correlations = {1.0, 0.9, 0.5, 0.0};
+  std::string out = "out/mmoe_synthetic.csv";
+  std::string trials;  // optional CSV: every learning rate's validation result (no test loss)
+};
+
+std::vector<double> numbers(const std::string& flag, const std::string& list) {
+  std::vector<double> v;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    char* end = nullptr;
+    const double x = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0') throw moe::Error("[mmoe_synthetic] " + flag + ": '" + item + "' is not a number");
+    v.push_back(x);
+  }
+  if (v.empty()) throw moe::Error("[mmoe_synthetic] " + flag + " needs at least one value");
+  return v;
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    const std::string f = argv[i];
+    if (i + 1 >= argc) throw moe::Error("[mmoe_synthetic] " + f + " needs a value");
+    const std::string v = argv[++i];
+    if (f == "--seeds") a.seeds = std::stoi(v);
+    else if (f == "--first-seed") a.first_seed = std::stoi(v);
+    else if (f == "--epochs") a.epochs = std::stoi(v);
+    else if (f == "--jobs") a.jobs = std::stoi(v);
+    else if (f == "--train") a.train = std::stoll(v);
+    else if (f == "--valid") a.valid = std::stoll(v);
+    else if (f == "--test") a.test = std::stoll(v);
+    else if (f == "--batch") a.batch = std::stoll(v);
+    else if (f == "--experts") a.experts = std::stoll(v);
+    else if (f == "--expert-hidden") a.expert_hidden = std::stoll(v);
+    else if (f == "--outputs") a.outputs = std::stoll(v);
+    else if (f == "--tower-hidden") a.tower_hidden = std::stoll(v);
+    else if (f == "--lrs") a.lrs = numbers(f, v);
+    else if (f == "--correlations") a.correlations = numbers(f, v);
+    else if (f == "--out") a.out = v;
+    else if (f == "--trials") a.trials = v;
+    else throw moe::Error("[mmoe_synthetic] unknown flag " + f);
+  }
+  if (a.seeds < 1 || a.epochs < 1 || a.jobs < 1 || a.train < 1 || a.valid < 1 || a.test < 1 || a.batch < 1)
+    throw moe::Error("[mmoe_synthetic] --seeds, --epochs, --jobs, --train, --valid, --test, --batch must be positive");
+  for (double p : a.correlations)
+    if (!(p >= -1 && p <= 1)) throw moe::Error("[mmoe_synthetic] a correlation must lie in [-1, 1]");
+  for (double lr : a.lrs)
+    if (!(lr > 0)) throw moe::Error("[mmoe_synthetic] a learning rate must be positive");
+  return a;
+}
+
+constexpr int64_t kD = 100, kM = 10;
+
+// What a seed fixes of the data: the directions and the sinusoids.
+struct Generator {
+  Vec u1, u2, alpha, beta;
+  explicit Generator(uint64_t seed) {
+    moe::Rng rng(seed);
+    auto normal = [&](int64_t n) {
+      Vec v(n);
+      for (auto& x : v) x = rng.normal();
+      return v;
+    };
+    u1 = normal(kD).normalized();
+    u2 = normal(kD);
+    u2 = (u2 - u2.dot(u1) * u1).normalized();  // Gram-Schmidt
+    alpha = normal(kM), beta = normal(kM);
+  }
+  // n samples [n, d] and their two labels [n, 2] at correlation p. X and the noise come from
+  // `stream` alone, so every correlation sees the same inputs.
+  void sample(int64_t n, double p, uint64_t stream, Mat& X, Mat& Y) const {
+    moe::Rng rng(stream);
+    const double c = 1.0;
+    const Vec w1 = c * u1, w2 = c * (p * u1 + std::sqrt(std::max(0.0, 1 - p * p)) * u2);
+    X.resize(n, kD), Y.resize(n, 2);
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < kD; ++j) X(i, j) = rng.normal();
+      const double s[2] = {X.row(i).dot(w1), X.row(i).dot(w2)};
+      for (int t = 0; t < 2; ++t) {
+        double y = s[t];
+        for (int64_t k = 0; k < kM; ++k) y += std::sin(alpha[k] * s[t] + beta[k]);
+        Y(i, t) = y + 0.1 * rng.normal();  // eps ~ N(0, 0.01): standard deviation 0.1
+      }
+    }
+  }
+};
+
+struct Run {
+  double correlation = 0;
+  Architecture model = Architecture::mmoe;
+  int seed = 0;
+  int64_t parameters = 0;
+  double test_loss = 0, test_mse1 = 0, test_mse2 = 0, valid_loss = 0, train_loss = 0, lr = 0;
+  int best_epoch = 0;
+  std::vector<std::string> trials = {};  // CSV rows: lr, valid_loss, best_epoch, train_loss at it, last train loss
+};
+
+MultiTaskConfig model_config(const Args& a, Architecture arch, int64_t bottom_hidden, uint64_t seed) {
+  MultiTaskConfig c;
+  c.architecture = arch;
+  c.inputs = kD, c.tasks = 2, c.experts = a.experts, c.expert_hidden = a.expert_hidden;
+  c.bottom_hidden = bottom_hidden, c.outputs = a.outputs, c.tower_hidden = a.tower_hidden, c.seed = seed;
+  return c;
+}
+
+// The shared bottom's hidden size whose parameter count is closest to MMoE's.
+int64_t matching_bottom(const Args& a) {
+  const int64_t target = MultiTaskModel(model_config(a, Architecture::mmoe, 1, 1)).parameter_count();
+  int64_t best = 1;
+  auto gap = [&](int64_t h) {
+    return std::abs(MultiTaskModel(model_config(a, Architecture::shared_bottom, h, 1)).parameter_count() - target);
+  };
+  for (int64_t h = 2; h <= 100000 && gap(h) <= gap(h - 1); ++h) best = h;
+  return best;
+}
+
+void train_one(const Args& a, int64_t bottom_hidden, const Mat& X, const Mat& Y, const Mat& Xv, const Mat& Yv,
+               const Mat& Xt, const Mat& Yt, Run& r) {
+  const uint64_t init = moe::mix_seed(uint64_t(r.seed), 3), order = moe::mix_seed(uint64_t(r.seed), 4);
+  r.valid_loss = INFINITY;
+  r.test_loss = r.test_mse1 = r.test_mse2 = NAN;  // stays so if every learning rate diverged
+  for (double lr : a.lrs) {
+    MultiTaskModel m(model_config(a, r.model, bottom_hidden, init));
+    r.parameters = m.parameter_count();
+    double best = INFINITY, best_train = 0;
+    int best_epoch = -1;
+    std::map<std::string, Mat> kept = m.parameters();
+    TrainConfig tc;
+    tc.learning_rate = lr, tc.batch_size = a.batch, tc.epochs = a.epochs, tc.seed = order;
+    tc.on_epoch = [&](int e, double train_loss) {
+      const double v = m.loss(Xv, Yv);
+      if (v < best) best = v, best_epoch = e, best_train = train_loss, kept = m.parameters();
+    };
+    const auto history = m.train(X, Y, tc);
+    r.trials.push_back(std::to_string(lr) + ',' + std::to_string(best) + ',' + std::to_string(best_epoch + 1) + ',' +
+                       std::to_string(best_train) + ',' + std::to_string(history.back()));
+    if (best < r.valid_loss) {
+      m.set_parameters(kept);
+      const Mat err = m.forward(Xt) - Yt;
+      r.valid_loss = best, r.train_loss = best_train, r.best_epoch = best_epoch + 1, r.lr = lr;
+      r.test_mse1 = err.col(0).squaredNorm() / double(Xt.rows());
+      r.test_mse2 = err.col(1).squaredNorm() / double(Xt.rows());
+      r.test_loss = r.test_mse1 + r.test_mse2;
+    }
+  }
+}
+
+struct Stats {
+  double mean = 0, sd = 0;
+};
+Stats stats(const std::vector<double>& v) {
+  Stats s;
+  for (double x : v) s.mean += x / double(v.size());
+  if (v.size() > 1) {
+    for (double x : v) s.sd += (x - s.mean) * (x - s.mean);
+    s.sd = std::sqrt(s.sd / double(v.size() - 1));
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args a = parse(argc, argv);
+  Eigen::setNbThreads(1);  // small products: one run per thread (--jobs) uses the cores better
+  const auto t0 = std::chrono::steady_clock::now();
+  const Architecture models[] = {Architecture::mmoe, Architecture::omoe, Architecture::shared_bottom};
+  const int64_t bottom_hidden = matching_bottom(a);
+
+  std::vector<Run> runs;
+  for (double p : a.correlations)
+    for (Architecture m : models)
+      for (int s = a.first_seed; s < a.first_seed + a.seeds; ++s) runs.push_back({.correlation = p, .model = m, .seed = s});
+
+  std::printf("MMoE synthetic (Ma et al. 2018, sec. 4): d=%lld, train %lld, valid %lld, test %lld, %d epochs, batch %lld, lrs",
+              (long long)kD, (long long)a.train, (long long)a.valid, (long long)a.test, a.epochs, (long long)a.batch);
+  for (double lr : a.lrs) std::printf(" %g", lr);
+  std::printf(", %d seeds, %d jobs\n", a.seeds, a.jobs);
+  for (Architecture m : models) {
+    const MultiTaskModel model(model_config(a, m, bottom_hidden, 1));
+    std::printf("  %-13s %6lld parameters", architecture_name(m).c_str(), (long long)model.parameter_count());
+    if (m == Architecture::shared_bottom)
+      std::printf(" (bottom %lld -> %lld ReLU -> %lld)", (long long)kD, (long long)bottom_hidden, (long long)a.outputs);
+    else
+      std::printf(" (%lld experts %lld -> %lld ReLU -> %lld, %s)", (long long)a.experts, (long long)kD,
+                  (long long)a.expert_hidden, (long long)a.outputs, m == Architecture::mmoe ? "a gate per task" : "one gate");
+    std::printf("; towers %lld -> %lld ReLU -> 1\n", (long long)a.outputs, (long long)a.tower_hidden);
+  }
+  std::fflush(stdout);
+
+  // Data once per (seed, correlation), built before the runs so that threads only read it.
+  struct Split {
+    Mat X, Y, Xv, Yv, Xt, Yt;
+  };
+  std::map<std::pair<int, double>, Split> data;
+  for (int s = a.first_seed; s < a.first_seed + a.seeds; ++s) {
+    const Generator g(moe::mix_seed(uint64_t(s), 1));
+    for (double p : a.correlations) {
+      Split& d = data[{s, p}];
+      g.sample(a.train, p, moe::mix_seed(uint64_t(s), 10), d.X, d.Y);
+      g.sample(a.valid, p, moe::mix_seed(uint64_t(s), 11), d.Xv, d.Yv);
+      g.sample(a.test, p, moe::mix_seed(uint64_t(s), 12), d.Xt, d.Yt);
+    }
+  }
+
+  std::atomic<size_t> next{0}, done{0};
+  std::vector<std::string> errors(runs.size());
+  auto worker = [&] {
+    for (size_t i; (i = next++) < runs.size();) {
+      try {
+        const Split& d = data.at({runs[i].seed, runs[i].correlation});
+        train_one(a, bottom_hidden, d.X, d.Y, d.Xv, d.Yv, d.Xt, d.Yt, runs[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+      const size_t k = ++done;
+      std::fprintf(stderr, "\r  %zu / %zu runs", k, runs.size());
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int j = 0; j < a.jobs; ++j) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  std::fprintf(stderr, "\n");
+  for (const auto& e : errors)
+    if (!e.empty()) throw moe::Error(e);
+
+  if (const auto dir = std::filesystem::path(a.out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
+  std::ofstream csv(a.out);
+  if (!csv) throw moe::Error("[mmoe_synthetic] cannot write " + a.out);
+  csv << "correlation,model,seed,parameters,test_loss,test_mse_task1,test_mse_task2,valid_loss,train_loss,lr,best_epoch\n";
+  csv.precision(6);
+  for (const auto& r : runs)
+    csv << r.correlation << ',' << architecture_name(r.model) << ',' << r.seed << ',' << r.parameters << ',' << r.test_loss
+        << ',' << r.test_mse1 << ',' << r.test_mse2 << ',' << r.valid_loss << ',' << r.train_loss << ',' << r.lr << ','
+        << r.best_epoch << '\n';
+  if (!csv.flush()) throw moe::Error("[mmoe_synthetic] cannot write " + a.out);
+
+  if (!a.trials.empty()) {
+    std::ofstream t(a.trials);
+    t << "correlation,model,seed,lr,valid_loss,best_epoch,train_loss_at_best,last_train_loss\n";
+    for (const auto& r : runs)
+      for (const auto& row : r.trials) t << r.correlation << ',' << architecture_name(r.model) << ',' << r.seed << ',' << row << '\n';
+    if (!t.flush()) throw moe::Error("[mmoe_synthetic] cannot write " + a.trials);
+  }
+
+  // Summary: test loss per (correlation, model) over seeds; then the paired gaps to MMoE (the same
+  // data and seeds), their standard error, and how many seeds MMoE won.
+  auto losses = [&](double p, Architecture m) {
+    std::vector<double> v;
+    for (const auto& r : runs)
+      if (r.correlation == p && r.model == m) v.push_back(r.test_loss);
+    return v;
+  };
+  std::printf("\ntest loss (sum of the two tasks' MSE; noise floor 0.02), mean +- sd over %d seeds\n", a.seeds);
+  std::printf("%-11s %-17s %-17s %-17s\n", "correlation", "mmoe", "omoe", "shared_bottom");
+  for (double p : a.correlations) {
+    std::printf("%-11g", p);
+    for (Architecture m : models) {
+      const Stats s = stats(losses(p, m));
+      std::printf(" %7.4f +- %-6.4f", s.mean, s.sd);
+    }
+    std::printf("\n");
+  }
+  std::printf("\ngap to MMoE (paired by seed: mean +- standard error, seeds MMoE won)\n");
+  std::printf("%-11s %-28s %-28s\n", "correlation", "omoe - mmoe", "shared_bottom - mmoe");
+  for (double p : a.correlations) {
+    std::printf("%-11g", p);
+    const auto mm = losses(p, Architecture::mmoe);
+    for (Architecture m : {Architecture::omoe, Architecture::shared_bottom}) {
+      const auto other = losses(p, m);
+      std::vector<double> diff;
+      int wins = 0;
+      for (size_t i = 0; i < mm.size(); ++i) diff.push_back(other[i] - mm[i]), wins += other[i] > mm[i];
+      const Stats s = stats(diff);
+      std::printf(" %+8.4f +- %-6.4f (%d/%zu)   ", s.mean, s.sd / std::sqrt(double(diff.size())), wins, diff.size());
+    }
+    std::printf("\n");
+  }
+  // Fit, apart from generalisation: the training loss at the kept epoch (averaged over its batches).
+  std::printf("\ntraining loss at the kept epoch, mean over seeds\n%-11s %-9s %-9s %-13s\n", "correlation", "mmoe", "omoe",
+              "shared_bottom");
+  for (double p : a.correlations) {
+    std::printf("%-11g", p);
+    for (Architecture m : models) {
+      std::vector<double> v;
+      for (const auto& r : runs)
+        if (r.correlation == p && r.model == m) v.push_back(r.train_loss);
+      std::printf(" %-9.4f", stats(v).mean);
+    }
+    std::printf("\n");
+  }
+  std::map<double, int> chosen;
+  for (const auto& r : runs) ++chosen[r.lr];
+  std::printf("\nlearning rates chosen on validation:");
+  for (const auto& [lr, count] : chosen) std::printf(" %g x%d", lr, count);
+  std::printf("\nwrote %s in %.0f s\n", a.out.c_str(),
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "mmoe_synthetic: %s\n", e.what());
+  return 1;
+}
