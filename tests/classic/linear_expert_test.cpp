@@ -116,7 +116,7 @@ TEST(LinearExpert, RegistryMakesItAndRefusesClassification) {
     make_expert("forest", ExpertSpec{Task::regression, 3, 1, {}});
     FAIL();
   } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("unknown expert kind 'forest' (known: linear, logistic)"), std::string::npos) << err.what();
+    EXPECT_NE(std::string(err.what()).find("unknown expert kind 'forest' (known: linear, logistic, mlp, tree)"), std::string::npos) << err.what();
   }
 }
 
