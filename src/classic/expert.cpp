@@ -1,5 +1,6 @@
 #include "classic/expert.h"
 
+#include <cmath>
 #include <map>
 
 #include "classic/linear_expert.h"
@@ -50,6 +51,14 @@ double numeric_option(const ExpertSpec& spec, const std::string& kind, const std
   if (it == spec.options.end()) return fallback;
   if (!it->is_number()) throw Error("[classic] option '" + key + "' of expert '" + kind + "' must be a number");
   return it->get<double>();
+}
+
+int64_t integer_option(const ExpertSpec& spec, const std::string& kind, const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
+  const double v = numeric_option(spec, kind, key, double(fallback));
+  if (!(v >= double(lo) && v <= double(hi)) || v != std::floor(v))
+    throw Error("[classic] option '" + key + "' of expert '" + kind + "' must be a whole number in [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "]");
+  return int64_t(v);
 }
 
 const Mat& parameter(const std::map<std::string, Mat>& p, const std::string& name, int64_t rows, int64_t cols) {

@@ -72,6 +72,9 @@ std::vector<std::string> expert_kinds();
 // A numeric option of spec.options (a JSON object or null), or fallback; moe::Error naming the kind
 // and the key when it is not a number or options is not an object.
 double numeric_option(const ExpertSpec& spec, const std::string& kind, const std::string& key, double fallback);
+// The same for a whole number in [lo, hi] (converting an out-of-range double is undefined, so it is
+// checked first); moe::Error naming the kind, the key and the range otherwise.
+int64_t integer_option(const ExpertSpec& spec, const std::string& kind, const std::string& key, int64_t fallback, int64_t lo, int64_t hi);
 
 // X with a leading column of ones: [n, d + 1].
 Mat with_bias(const Mat& X);

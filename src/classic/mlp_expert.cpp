@@ -154,9 +154,9 @@ void MlpExpert::set_parameters(const std::map<std::string, Mat>& p) {
 
 std::unique_ptr<Expert> make_mlp_expert(const ExpertSpec& spec) {
   MlpExpertConfig cfg;
-  cfg.hidden = int64_t(numeric_option(spec, "mlp", "hidden", double(cfg.hidden)));
+  cfg.hidden = integer_option(spec, "mlp", "hidden", cfg.hidden, 1, 4096);
   cfg.l2 = numeric_option(spec, "mlp", "l2", cfg.l2);
-  cfg.fit_iterations = int(numeric_option(spec, "mlp", "fit_iterations", cfg.fit_iterations));
+  cfg.fit_iterations = int(integer_option(spec, "mlp", "fit_iterations", cfg.fit_iterations, 1, 100000));
   cfg.min_variance = numeric_option(spec, "mlp", "min_variance", cfg.min_variance);
   return std::make_unique<MlpExpert>(spec.task, spec.inputs, spec.outputs, cfg, spec.seed);
 }

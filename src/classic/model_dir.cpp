@@ -71,9 +71,15 @@ ClassicModel load_classic_model(const std::string& dir) {
     c.gate_kind = j.value("gate", std::string("logistic"));
     if (c.gate_kind == "linear") c.gate_kind = "logistic";
     c.gate_options = j.value("gate_options", nlohmann::json::object());
-    c.depth = j.value("depth", 1);
-    inputs = j.at("inputs").get<int64_t>();
-    outputs = j.at("outputs").get<int64_t>();
+    // Whole numbers checked before conversion (an out-of-range double to int is undefined).
+    auto whole = [&](const nlohmann::json& v, const char* key, int64_t lo, int64_t hi) {
+      if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > hi)
+        throw Error("[classic] " + cfg_path + ": '" + key + "' must be a whole number in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+      return v.get<int64_t>();
+    };
+    c.depth = int(whole(j.value("depth", nlohmann::json(1)), "depth", 1, 16));
+    inputs = whole(j.at("inputs"), "inputs", 1, int64_t(1) << 24);
+    outputs = whole(j.at("outputs"), "outputs", 1, int64_t(1) << 24);
     out.encoding = TabularEncoding::from_json(j.at("encoding"));
     fit_id = j.at("fit_id").get<std::string>();
   } catch (const nlohmann::json::exception& e) {

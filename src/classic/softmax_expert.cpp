@@ -143,7 +143,7 @@ std::unique_ptr<Expert> make_softmax_expert(const ExpertSpec& spec) {
   if (spec.task != Task::classification) throw Error("[classic] a 'logistic' expert is for classification (use 'linear' for regression)");
   SoftmaxExpertConfig cfg;
   cfg.l2 = numeric_option(spec, "logistic", "l2", cfg.l2);
-  cfg.max_newton_steps = int(numeric_option(spec, "logistic", "max_newton_steps", cfg.max_newton_steps));
+  cfg.max_newton_steps = int(integer_option(spec, "logistic", "max_newton_steps", cfg.max_newton_steps, 1, 1000));
   return std::make_unique<SoftmaxExpert>(spec.inputs, std::max<int64_t>(spec.outputs, 2), cfg);
 }
 

@@ -228,7 +228,7 @@ void TreeExpert::set_parameters(const std::map<std::string, Mat>& p) {
 
 std::unique_ptr<Expert> make_tree_expert(const ExpertSpec& spec) {
   TreeExpertConfig cfg;
-  cfg.max_depth = int(numeric_option(spec, "tree", "max_depth", cfg.max_depth));
+  cfg.max_depth = int(integer_option(spec, "tree", "max_depth", cfg.max_depth, 0, 30));
   cfg.min_leaf_weight = numeric_option(spec, "tree", "min_leaf_weight", cfg.min_leaf_weight);
   cfg.prior = numeric_option(spec, "tree", "prior", cfg.prior);
   cfg.min_variance = numeric_option(spec, "tree", "min_variance", cfg.min_variance);
