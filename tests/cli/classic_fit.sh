@@ -47,12 +47,12 @@ assert abs(mse - j["mse"]) < 1e-6 * max(1, j["mse"]) + 1e-9, (mse, j)
 PY
 
 # Heterogeneous experts under two levels of MLP gates (EM), and a backprop-trained mixture.
-"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:2,tree:2 --depth 2 --gate mlp --hidden 4 --restarts 1 --iterations 40 \
+"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:2,tree:2 --depth 2 --gate mlp --hidden 4 --restarts 1 --iterations 20 \
   --out "$WORK/hme" >"$WORK/hme.out" 2>"$WORK/hme.err" || { cat "$WORK/hme.err"; fail "moe fit (hme)"; }
 grep -q "4 experts (linear:2,tree:2) under 3 gate(s) of depth 2" "$WORK/hme.err" || fail "hme fit: $(head -1 "$WORK/hme.err")"
 "$MOE" predict --model "$WORK/hme" --data "$WORK/test.csv" --json 2>/dev/null | tail -1 >"$WORK/hme.json" || fail "moe predict (hme)"
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["rows"] == 500 and j["r2"] > 0.9, j' "$WORK/hme.json" || fail "hme: $(cat "$WORK/hme.json")"
-"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:4 --method backprop --iterations 150 --learning-rate 0.02 --batch-size 50 \
+"$MOE" fit --data "$WORK/train.csv" --target y --experts linear:4 --method backprop --iterations 80 --learning-rate 0.03 --batch-size 50 \
   --out "$WORK/bp" --json >"$WORK/bp.out" 2>"$WORK/bp.err" || { cat "$WORK/bp.err"; fail "moe fit (backprop)"; }
 tail -1 "$WORK/bp.out" | grep -q '"epochs":' || fail "backprop fit: $(tail -1 "$WORK/bp.out")"
 "$MOE" predict --model "$WORK/bp" --data "$WORK/test.csv" --json 2>/dev/null | tail -1 >"$WORK/bp.json" || fail "moe predict (backprop)"
