@@ -22,7 +22,7 @@ static_assert(std::endian::native == std::endian::little, "safetensors IO assume
 
 // ordered_json keeps the header's key order, so tensors() lists tensors as the file does and the
 // writer lists them in the order it was given.
-using json = nlohmann::ordered_json;
+using ojson = nlohmann::ordered_json;
 
 size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
@@ -109,7 +109,7 @@ std::string offsets_str(uint64_t b, uint64_t e) {
 }
 
 // A short description of a JSON value for messages; never recurses into containers.
-std::string describe(const json& v) {
+std::string describe(const ojson& v) {
   if (v.is_number() || v.is_boolean() || v.is_null()) return v.dump();
   if (v.is_string()) return v.get_ref<const std::string&>().size() <= 40 ? v.dump() : "a long string";
   return std::string("an ") + (v.is_array() ? "array" : "object");
@@ -203,15 +203,15 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     bad(path, "header JSON nests more than " + std::to_string(kMaxDepth) + " levels deep");
   std::set<std::string> seen;
   std::string duplicate;
-  json j;
+  ojson j;
   try {
-    j = json::parse(header, [&](int depth, json::parse_event_t ev, json& parsed) {
-      if (ev == json::parse_event_t::key && depth == 1 && parsed.is_string() &&
+    j = ojson::parse(header, [&](int depth, ojson::parse_event_t ev, ojson& parsed) {
+      if (ev == ojson::parse_event_t::key && depth == 1 && parsed.is_string() &&
           !seen.insert(parsed.get<std::string>()).second && duplicate.empty())
         duplicate = parsed.get<std::string>();
       return true;
     });
-  } catch (const json::exception& e) {
+  } catch (const ojson::exception& e) {
     bad(path, std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!j.is_object()) bad(path, std::string("header is not a JSON object but ") + describe(j));
@@ -219,7 +219,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& name = it.key();
-    const json& v = it.value();
+    const ojson& v = it.value();
     if (name == "__metadata__") {
       if (!v.is_object()) bad(path, "__metadata__ is not an object of strings");
       for (auto m = v.begin(); m != v.end(); ++m) {
@@ -231,14 +231,14 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
     }
     const std::string where = "tensor '" + name + "'";
     if (!v.is_object()) bad(path, where + " is not a JSON object but " + describe(v));
-    auto field = [&](const char* key) -> const json& {
+    auto field = [&](const char* key) -> const ojson& {
       const auto fi = v.find(key);
       if (fi == v.end()) bad(path, where + " has no \"" + key + "\"");
       return *fi;
     };
-    const json& jdtype = field("dtype");
-    const json& jshape = field("shape");
-    const json& joffsets = field("data_offsets");
+    const ojson& jdtype = field("dtype");
+    const ojson& jshape = field("shape");
+    const ojson& joffsets = field("data_offsets");
 
     TensorInfo ti;
     ti.name = name;
@@ -250,7 +250,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
 
     if (!jshape.is_array()) bad(path, where + " has a shape that is not an array but " + describe(jshape));
     uint64_t numel = 1;
-    for (const json& d : jshape) {
+    for (const ojson& d : jshape) {
       if (d.is_number_integer() && !d.is_number_unsigned() && d.get<int64_t>() < 0)
         bad(path, where + " has negative dimension " + d.dump() + " in its shape");
       if (!d.is_number_unsigned())
@@ -341,7 +341,7 @@ Tensor SafetensorsFile::read(const std::string& name) const {
 
 void write_safetensors_as(const std::string& path, const NamedTensors& tensors, DType dtype,
                           const std::map<std::string, std::string>& metadata) {
-  json h = json::object();
+  ojson h = ojson::object();
   uint64_t off = 0;
   const uint64_t es = dtype_size(dtype);
   std::set<std::string> names;
@@ -350,22 +350,22 @@ void write_safetensors_as(const std::string& path, const NamedTensors& tensors, 
     if (name == "__metadata__") bad(path, "'__metadata__' cannot be used as a tensor name");
     if (!names.insert(name).second) bad(path, "duplicate tensor name '" + name + "'");
     const uint64_t bytes = uint64_t(t->numel()) * es;
-    json entry = json::object();
+    ojson entry = ojson::object();
     entry["dtype"] = dtype_name(dtype);
     entry["shape"] = t->shape();
-    entry["data_offsets"] = json::array({off, off + bytes});
+    entry["data_offsets"] = ojson::array({off, off + bytes});
     h[name] = std::move(entry);
     off += bytes;
   }
   if (!metadata.empty()) {
-    json m = json::object();
+    ojson m = ojson::object();
     for (const auto& [k, v] : metadata) m[k] = v;
     h["__metadata__"] = std::move(m);
   }
   std::string hs;
   try {
     hs = h.dump();
-  } catch (const json::exception& e) {
+  } catch (const ojson::exception& e) {
     bad(path, std::string("a tensor name or metadata string is not valid UTF-8 (") + e.what() + ")");
   }
   hs.append((8 - hs.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned

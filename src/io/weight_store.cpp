@@ -15,7 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kIndex = "model.safetensors.index.json";
 constexpr const char* kSingle = "model.safetensors";
 
 bool is_file(const fs::path& p) {
@@ -35,7 +34,7 @@ WeightStore WeightStore::open(const std::string& dir) {
   // removes the previous shards. A reader that read the old index may find those shards gone;
   // the index then names the new ones: read it again. Shards once opened stay readable after
   // their removal, so what is read is one save's whole set, never a mix.
-  const fs::path index = fs::path(dir) / kIndex;
+  const fs::path index = fs::path(dir) / kShardIndexFile;
   auto index_text = [&] {
     try {
       return path_exists(index) ? read_file(index.string()) : std::string();
@@ -57,37 +56,37 @@ WeightStore WeightStore::open_once(const std::string& dir) {
   WeightStore ws;
   ws.dir_ = dir;
   const auto bad = [&](const std::string& msg) -> Error { return Error("[checkpoint] " + dir + ": " + msg); };
-  const fs::path index = fs::path(dir) / kIndex;
+  const fs::path index = fs::path(dir) / kShardIndexFile;
 
   if (path_exists(index)) {
     std::string text;
     try {
       text = read_file(index.string());
     } catch (const Error& e) {
-      throw bad(std::string("cannot read ") + kIndex + " (" + e.what() + ")");
+      throw bad(std::string("cannot read ") + kShardIndexFile + " (" + e.what() + ")");
     }
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      throw bad(std::string(kIndex) + " is not valid JSON (" + e.what() + ")");
+      throw bad(std::string(kShardIndexFile) + " is not valid JSON (" + e.what() + ")");
     }
-    if (!j.is_object()) throw bad(std::string(kIndex) + " is not a JSON object");
+    if (!j.is_object()) throw bad(std::string(kShardIndexFile) + " is not a JSON object");
     const auto wm = j.find("weight_map");
-    if (wm == j.end() || !wm->is_object()) throw bad(std::string(kIndex) + " has no \"weight_map\" object");
-    if (wm->empty()) throw bad(std::string(kIndex) + " has an empty \"weight_map\"");
+    if (wm == j.end() || !wm->is_object()) throw bad(std::string(kShardIndexFile) + " has no \"weight_map\" object");
+    if (wm->empty()) throw bad(std::string(kShardIndexFile) + " has an empty \"weight_map\"");
 
     // Validate the map and collect the distinct shards, then open them in file-name order.
     std::set<std::string> shards;
     for (auto it = wm->begin(); it != wm->end(); ++it) {
       if (!it.value().is_string())
-        throw bad(std::string(kIndex) + ": the weight_map entry for tensor '" + it.key() + "' is not a file name");
+        throw bad(std::string(kShardIndexFile) + ": the weight_map entry for tensor '" + it.key() + "' is not a file name");
       const std::string& shard = it.value().get_ref<const std::string&>();
       if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos)
-        throw bad(std::string(kIndex) + ": shard name '" + shard + "' for tensor '" + it.key() +
+        throw bad(std::string(kShardIndexFile) + ": shard name '" + shard + "' for tensor '" + it.key() +
                   "' must be a file in the checkpoint directory");
       if (shards.insert(shard).second && !is_file(fs::path(dir) / shard))
-        throw bad(std::string(kIndex) + ": shard '" + shard + "' (listed for tensor '" + it.key() + "') " +
+        throw bad(std::string(kShardIndexFile) + ": shard '" + shard + "' (listed for tensor '" + it.key() + "') " +
                   (path_exists(fs::path(dir) / shard) ? "is not a regular file" : "does not exist"));
     }
     std::map<std::string, size_t> shard_index;
@@ -99,7 +98,7 @@ WeightStore WeightStore::open_once(const std::string& dir) {
       const std::string& shard = it.value().get_ref<const std::string&>();
       const size_t fi = shard_index.at(shard);
       if (!ws.files_[fi].has(it.key()))
-        throw bad("tensor '" + it.key() + "' is listed in " + kIndex + " under '" + shard +
+        throw bad("tensor '" + it.key() + "' is listed in " + kShardIndexFile + " under '" + shard +
                   "' but that shard has no such tensor");
       ws.where_[it.key()] = fi;
     }

@@ -11,6 +11,9 @@
 
 namespace moe {
 
+// The index of a sharded checkpoint; its presence is the commit point of a sharded save.
+inline constexpr const char* kShardIndexFile = "model.safetensors.index.json";
+
 class WeightStore {
  public:
   // Safe against a save in progress: it yields the previous complete checkpoint or the new one.

@@ -14,7 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr const char* kIndex = "model.safetensors.index.json";
 
 bool is_shard_file(const std::string& n) {
   return n.rfind("model-", 0) == 0 && n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0;
@@ -25,7 +24,7 @@ void remove_stale(const std::string& dir, const std::set<std::string>& keep, boo
   std::error_code ec;
   for (auto& e : fs::directory_iterator(dir, ec)) {
     const std::string n = e.path().filename().string();
-    const bool ours = is_shard_file(n) || n == "model.safetensors" || (!keep_index && n == kIndex);
+    const bool ours = is_shard_file(n) || n == "model.safetensors" || (!keep_index && n == kShardIndexFile);
     if (ours && !keep.count(n)) fs::remove(e.path(), ec);
   }
 }
@@ -84,7 +83,7 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
     int64_t total = 0;  // bytes: every expert shard holds as many as this rank's
     for (auto& [n, t] : rest) wm[n] = shard_name(0), total += t->numel() * int64_t(sizeof(float));
     for (auto& [n, t] : mine) total += R * t->numel() * int64_t(sizeof(float));
-    std::set<std::string> keep = {kIndex};
+    std::set<std::string> keep = {kShardIndexFile};
     for (int i = 0; i <= R; ++i) keep.insert(shard_name(i));
     const std::string text(all.begin(), all.end());
     size_t pos = 0;
@@ -96,7 +95,7 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
       }
     const nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", wm}};
     atomic_write_file(dir + "/config.json", model.config().to_json().dump(2) + "\n");
-    atomic_write_file(dir + "/" + kIndex, index.dump(2) + "\n");  // the commit point
+    atomic_write_file(dir + "/" + kShardIndexFile, index.dump(2) + "\n");  // the commit point
     remove_stale(dir, keep, /*keep_index=*/true);
   }
   L.world.barrier();

@@ -21,9 +21,9 @@ void flush_bytes(std::string& bytes, std::vector<std::string>& out, bool hold, D
   bytes.clear();
 }
 
-class ByteLevel : public Decoder {
+class ByteLevelDecoder : public Decoder {
  public:
-  ByteLevel(const JsonNode& j, const TokenSet* added) : added_(added) {
+  ByteLevelDecoder(const JsonNode& j, const TokenSet* added) : added_(added) {
     j.only_keys({"type", "add_prefix_space", "trim_offsets", "use_regex"});  // none changes decoding
   }
   void apply(std::vector<std::string>& tokens, DecodeSpan& span, bool&) const override {
@@ -88,9 +88,9 @@ class Fuse : public Decoder {
   void describe(DecoderTraits& t) const override { t.fused = true; }
 };
 
-class Replace : public Decoder {
+class ReplaceDecoder : public Decoder {
  public:
-  explicit Replace(const JsonNode& j) {
+  explicit ReplaceDecoder(const JsonNode& j) {
     j.only_keys({"type", "pattern", "content"});
     pattern_ = pattern_from_json(j.at("pattern"));
     if (j.at("pattern").json().contains("String")) literal_size_ = j.at("pattern").at("String").str().size();
@@ -135,9 +135,9 @@ class Replace : public Decoder {
   std::string content_;
 };
 
-class Strip : public Decoder {
+class StripDecoder : public Decoder {
  public:
-  explicit Strip(const JsonNode& j) {
+  explicit StripDecoder(const JsonNode& j) {
     j.only_keys({"type", "content", "start", "stop"});
     const std::string c = j.at("content").str();
     // The reference compares UTF-16 code units with content: only a one-unit content can match.
@@ -179,9 +179,9 @@ class Strip : public Decoder {
   size_t start_ = 0, stop_ = 0;
 };
 
-class Sequence : public Decoder {
+class SequenceDecoder : public Decoder {
  public:
-  explicit Sequence(const JsonNode& j) : where_(j.where()) {
+  explicit SequenceDecoder(const JsonNode& j) : where_(j.where()) {
     j.only_keys({"type", "decoders"});
     const JsonNode list = j.at("decoders");
     for (size_t i = 0; i < list.size(); ++i) {
@@ -226,12 +226,12 @@ std::unique_ptr<Decoder> Decoder::from_json(const JsonNode& j, const TokenSet* a
   if (j.is_null()) return nullptr;
   const JsonNode type = j.at("type");
   const std::string t = type.str();
-  if (t == "ByteLevel") return std::make_unique<ByteLevel>(j, added);
+  if (t == "ByteLevel") return std::make_unique<ByteLevelDecoder>(j, added);
   if (t == "ByteFallback") return std::make_unique<ByteFallback>(j);
   if (t == "Fuse") return std::make_unique<Fuse>(j);
-  if (t == "Replace") return std::make_unique<Replace>(j);
-  if (t == "Strip") return std::make_unique<Strip>(j);
-  if (t == "Sequence") return std::make_unique<Sequence>(j);
+  if (t == "Replace") return std::make_unique<ReplaceDecoder>(j);
+  if (t == "Strip") return std::make_unique<StripDecoder>(j);
+  if (t == "Sequence") return std::make_unique<SequenceDecoder>(j);
   type.fail("decoder type '" + t + "' is not supported (supported: ByteLevel, ByteFallback, Fuse, Replace, Strip, Sequence)");
 }
 

