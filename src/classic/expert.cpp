@@ -72,6 +72,7 @@ const Mat& parameter(const std::map<std::string, Mat>& p, const std::string& nam
 }
 
 Vec Expert::flat_parameters() const { throw Error("[classic] expert kind '" + kind() + "' is not differentiable (train with EM)"); }
+int64_t Expert::flat_size() const { return flat_parameters().size(); }
 void Expert::set_flat_parameters(const Vec&) { flat_parameters(); }
 Vec Expert::flat_gradient(const Mat&, const Mat&, const Vec&) const { return flat_parameters(); }
 

@@ -47,6 +47,7 @@ class Expert {
   // vector, and the gradient of sum_i w_i log p(y_i | x_i) - penalty() with respect to it.
   virtual bool differentiable() const { return false; }
   virtual Vec flat_parameters() const;
+  virtual int64_t flat_size() const;  // flat_parameters().size(), without the copy
   virtual void set_flat_parameters(const Vec& theta);
   virtual Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const;
 };

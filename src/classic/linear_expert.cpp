@@ -64,7 +64,7 @@ Vec LinearExpert::flat_parameters() const {
 }
 
 void LinearExpert::set_flat_parameters(const Vec& theta) {
-  MOE_ASSERT(theta.size() == B_.size() + var_.size());
+  MOE_ASSERT(theta.size() == flat_size());
   B_ = Eigen::Map<const Mat>(theta.data(), B_.rows(), B_.cols());
   var_ = theta.tail(var_.size()).array().exp().max(cfg_.min_variance);
 }

@@ -24,6 +24,7 @@ class LinearExpert : public Expert {
   // theta = [vec(coef) (column-major), log variance per output].
   bool differentiable() const override { return true; }
   Vec flat_parameters() const override;
+  int64_t flat_size() const override { return B_.size() + var_.size(); }
   void set_flat_parameters(const Vec& theta) override;
   Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const override;
 

@@ -184,7 +184,7 @@ Vec Mixture::flat_parameters() const {
 void Mixture::set_flat_parameters(const Vec& theta) {
   int64_t o = 0;
   auto take = [&](Expert& x) {
-    const int64_t n = x.flat_parameters().size();
+    const int64_t n = x.flat_size();
     if (o + n > theta.size()) throw Error("[classic] flat parameters too short for the mixture");
     x.set_flat_parameters(theta.segment(o, n));
     o += n;

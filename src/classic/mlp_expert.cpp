@@ -104,8 +104,12 @@ Vec MlpExpert::flat_parameters() const {
   return pack(task_ == Task::regression ? &logvar : nullptr, W1_, b1_, W2_, b2_);
 }
 
+int64_t MlpExpert::flat_size() const {
+  return W1_.size() + b1_.size() + W2_.size() + b2_.size() + (task_ == Task::regression ? var_.size() : 0);
+}
+
 void MlpExpert::set_flat_parameters(const Vec& t) {
-  MOE_ASSERT(t.size() == flat_parameters().size());
+  MOE_ASSERT(t.size() == flat_size());
   int64_t o = 0;
   W1_ = Eigen::Map<const Mat>(t.data() + o, W1_.rows(), W1_.cols()), o += W1_.size();
   b1_ = t.segment(o, b1_.size()), o += b1_.size();

@@ -29,6 +29,7 @@ class MlpExpert : public Expert {
   // theta = [vec(w1), b1, vec(w2), b2, log variance (regression)], column-major.
   bool differentiable() const override { return true; }
   Vec flat_parameters() const override;
+  int64_t flat_size() const override;
   void set_flat_parameters(const Vec& theta) override;
   Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const override;
 

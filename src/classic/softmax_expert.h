@@ -29,6 +29,7 @@ class SoftmaxExpert : public Expert {
   // theta = vec(coef), column-major.
   bool differentiable() const override { return true; }
   Vec flat_parameters() const override { return Eigen::Map<const Vec>(B_.data(), B_.size()); }
+  int64_t flat_size() const override { return B_.size(); }
   void set_flat_parameters(const Vec& theta) override;
   Vec flat_gradient(const Mat& X, const Mat& Y, const Vec& w) const override;
 

@@ -66,6 +66,7 @@ TEST(ClassicGradients, EachExpertKindMatchesFiniteDifferences) {
     // Away from the start: fit once so every parameter (variances too) is nontrivial.
     e->fit(p.X, p.Y, p.w);
     const Vec theta = e->flat_parameters();
+    ASSERT_EQ(e->flat_size(), theta.size()) << c.kind;
     const double err = fd_error(
         theta, e->flat_gradient(p.X, p.Y, p.w), [&] { return p.w.dot(e->log_likelihood(p.X, p.Y)) - e->penalty(); },
         [&](const Vec& t) { e->set_flat_parameters(t); });

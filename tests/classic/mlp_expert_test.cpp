@@ -10,6 +10,7 @@
 #include "classic/linear_expert.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "weighted_data.h"
 
 namespace moe::classic {
 namespace {
@@ -17,23 +18,10 @@ namespace {
 double objective(const Expert& e, const Mat& X, const Mat& Y, const Vec& w) { return w.dot(e.log_likelihood(X, Y)) - e.penalty(); }
 
 TEST(MlpExpert, IntegerWeightsActAsRepeatedSamples) {
-  Rng rng(2);
-  const int64_t n = 30, d = 2;
-  Mat X(n, d), Y(n, 1);
-  Vec w(n);
-  int64_t total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    X(i, 0) = rng.normal(), X(i, 1) = rng.normal();
-    Y(i, 0) = std::tanh(X(i, 0) - X(i, 1)) + 0.1 * rng.normal();
-    w[i] = double(rng.next_u64() % 3);
-    total += int64_t(w[i]);
-  }
-  Mat Xr(total, d), Yr(total, 1);
-  for (int64_t i = 0, r = 0; i < n; ++i)
-    for (int k = 0; k < int(w[i]); ++k, ++r) Xr.row(r) = X.row(i), Yr.row(r) = Y.row(i);
-  MlpExpert a(Task::regression, d, 1, {.hidden = 4}, 7), b(Task::regression, d, 1, {.hidden = 4}, 7);
-  a.fit(X, Y, w);
-  b.fit(Xr, Yr, Vec::Ones(total));
+  const test::RepeatedRows r = test::repeated_rows(2, 30, [](double a, double b) { return std::tanh(a - b); });
+  MlpExpert a(Task::regression, 2, 1, {.hidden = 4}, 7), b(Task::regression, 2, 1, {.hidden = 4}, 7);
+  a.fit(r.X, r.Y, r.w);
+  b.fit(r.Xr, r.Yr, Vec::Ones(r.Xr.rows()));
   EXPECT_LT((a.flat_parameters() - b.flat_parameters()).cwiseAbs().maxCoeff(), 1e-6);
 }
 

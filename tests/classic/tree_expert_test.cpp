@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "weighted_data.h"
 
 namespace moe::classic {
 namespace {
@@ -119,26 +120,13 @@ TEST(TreeExpert, ClassificationStumpMatchesBruteForceAndSmoothsLeaves) {
 }
 
 TEST(TreeExpert, IntegerWeightsActAsRepeatedSamples) {
-  Rng rng(4);
-  const int64_t n = 25, d = 2;
-  Mat X(n, d), Y(n, 1);
-  Vec w(n);
-  int64_t total = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    X(i, 0) = rng.normal(), X(i, 1) = rng.normal();
-    Y(i, 0) = X(i, 0) * X(i, 1) + 0.1 * rng.normal();
-    w[i] = double(rng.next_u64() % 3);  // 0, 1 or 2
-    total += int64_t(w[i]);
-  }
-  Mat Xr(total, d), Yr(total, 1);
-  for (int64_t i = 0, r = 0; i < n; ++i)
-    for (int k = 0; k < int(w[i]); ++k, ++r) Xr.row(r) = X.row(i), Yr.row(r) = Y.row(i);
-  TreeExpert a(Task::regression, d, 1, {.max_depth = 3, .min_leaf_weight = 2});
-  TreeExpert b(Task::regression, d, 1, {.max_depth = 3, .min_leaf_weight = 2});
-  a.fit(X, Y, w);
-  b.fit(Xr, Yr, Vec::Ones(total));
+  const test::RepeatedRows r = test::repeated_rows(4, 25, [](double a, double b) { return a * b; });
+  TreeExpert a(Task::regression, 2, 1, {.max_depth = 3, .min_leaf_weight = 2});
+  TreeExpert b(Task::regression, 2, 1, {.max_depth = 3, .min_leaf_weight = 2});
+  a.fit(r.X, r.Y, r.w);
+  b.fit(r.Xr, r.Yr, Vec::Ones(r.Xr.rows()));
   EXPECT_GT(a.num_leaves(), 2);
-  EXPECT_LT((a.predict(X) - b.predict(X)).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_LT((a.predict(r.X) - b.predict(r.X)).cwiseAbs().maxCoeff(), 1e-12);
 }
 
 TEST(TreeExpert, RefitOnNewWeightsNeverLowersTheWeightedObjective) {
