@@ -15,7 +15,8 @@
 namespace moe::kernels {
 
 // Each (batch, head) is a pair of GEMMs on strided views of q/k/v (no copies), in blocks of query
-// rows: the block [i0, i1) only needs keys [0, i1), which halves the work of a long sequence.
+// rows: with the causal mask the block [i0, i1) only needs keys [0, i1), which halves the work of a
+// long sequence; without it every block takes all T keys.
 // Parallel over (b, head) in the forward and over (b, kv head) in the backward, where a kv head's
 // query heads run one after another inside the loop, so that dk/dv accumulate without races and in
 // a fixed order. GEMMs inside the parallel region run single-threaded (nested parallelism is off);
@@ -36,7 +37,7 @@ int max_threads() {
 }  // namespace
 
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
-                       int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D) {
+                       int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, bool causal) {
   MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0);
   const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
   const float scale = 1.0f / std::sqrt(float(D));
@@ -50,16 +51,17 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
     float* oh = out + b * T * qs + h * D;      // [T, D], row stride qs
     float* P = probs + u * T * T;              // [T, T]
     for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
-      const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0;
-      // S[i0:i1, 0:i1] = Q[i0:i1] K[0:i1]^T / sqrt(D)
-      gemm(false, true, m, i1, D, scale, qh + i0 * qs, qs, kg, ks, 0.0f, P + i0 * T, T);
+      const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0, keys = causal ? i1 : T;
+      // S[i0:i1, 0:keys] = Q[i0:i1] K[0:keys]^T / sqrt(D)
+      gemm(false, true, m, keys, D, scale, qh + i0 * qs, qs, kg, ks, 0.0f, P + i0 * T, T);
       for (int64_t i = i0; i < i1; ++i) {
         float* row = P + i * T;
-        softmax_forward(row, row, 1, i + 1);  // causal: keys 0..i
-        std::fill(row + i + 1, row + T, 0.0f);
+        const int64_t seen = causal ? i + 1 : T;  // causal: keys 0..i
+        softmax_forward(row, row, 1, seen);
+        std::fill(row + seen, row + T, 0.0f);
       }
-      // O[i0:i1] = P[i0:i1, 0:i1] V[0:i1]
-      gemm(false, false, m, D, i1, 1.0f, P + i0 * T, T, vg, ks, 0.0f, oh + i0 * qs, qs);
+      // O[i0:i1] = P[i0:i1, 0:keys] V[0:keys]
+      gemm(false, false, m, D, keys, 1.0f, P + i0 * T, T, vg, ks, 0.0f, oh + i0 * qs, qs);
     }
   }
 }
@@ -70,14 +72,14 @@ void attention_forward(float* out, float* probs, const float* q, const float* k,
 // dK and dV summed over the query heads of each kv head.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
                         const float* q, const float* k, const float* v, int64_t B, int64_t T,
-                        int64_t Hq, int64_t Hkv, int64_t D) {
+                        int64_t Hq, int64_t Hkv, int64_t D, bool causal) {
   MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0);
   const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D;
   const float scale = 1.0f / std::sqrt(float(D));
   const int64_t units = B * Hkv;
 #pragma omp parallel if (units > 1 && units >= max_threads())
   {
-    std::vector<float> dS(std::min(T, kRowBlock) * T);  // [m, i1] of the current block
+    std::vector<float> dS(std::min(T, kRowBlock) * T);  // [m, keys] of the current block
 #pragma omp for schedule(static)
     for (int64_t u = 0; u < units; ++u) {
       const int64_t b = u / Hkv, g = u % Hkv;
@@ -95,26 +97,27 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
         const float* qh = q + b * T * qs + h * D;
         float* dqh = dq + b * T * qs + h * D;
         for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
-          const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0;
-          const float* Pb = P + i0 * T;  // rows i0..i1, keys 0..i1 (row stride T)
-          // dV[0:i1] += P[i0:i1, 0:i1]^T dO[i0:i1]
-          gemm(true, false, i1, D, m, 1.0f, Pb, T, dO + i0 * qs, qs, 1.0f, dvg, ks);
-          // dP[i0:i1, 0:i1] = dO[i0:i1] V[0:i1]^T, then dS in place
-          gemm(false, true, m, i1, D, 1.0f, dO + i0 * qs, qs, vg, ks, 0.0f, dS.data(), i1);
+          const int64_t i1 = std::min(T, i0 + kRowBlock), m = i1 - i0, keys = causal ? i1 : T;
+          const float* Pb = P + i0 * T;  // rows i0..i1, keys 0..keys (row stride T)
+          // dV[0:keys] += P[i0:i1, 0:keys]^T dO[i0:i1]
+          gemm(true, false, keys, D, m, 1.0f, Pb, T, dO + i0 * qs, qs, 1.0f, dvg, ks);
+          // dP[i0:i1, 0:keys] = dO[i0:i1] V[0:keys]^T, then dS in place
+          gemm(false, true, m, keys, D, 1.0f, dO + i0 * qs, qs, vg, ks, 0.0f, dS.data(), keys);
           for (int64_t i = i0; i < i1; ++i) {
-            float* row = dS.data() + (i - i0) * i1;
+            float* row = dS.data() + (i - i0) * keys;
             const float* p = P + i * T;
+            const int64_t seen = causal ? i + 1 : T;
             float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-            for (int64_t j = 0; j <= i; ++j) s += row[j] * p[j];
+            for (int64_t j = 0; j < seen; ++j) s += row[j] * p[j];
 #pragma omp simd
-            for (int64_t j = 0; j <= i; ++j) row[j] = p[j] * (row[j] - s);
-            std::fill(row + i + 1, row + i1, 0.0f);
+            for (int64_t j = 0; j < seen; ++j) row[j] = p[j] * (row[j] - s);
+            std::fill(row + seen, row + keys, 0.0f);
           }
-          // dQ[i0:i1] = dS K[0:i1] / sqrt(D)
-          gemm(false, false, m, D, i1, scale, dS.data(), i1, kg, ks, 0.0f, dqh + i0 * qs, qs);
-          // dK[0:i1] += dS^T Q[i0:i1] / sqrt(D)
-          gemm(true, false, i1, D, m, scale, dS.data(), i1, qh + i0 * qs, qs, 1.0f, dkg, ks);
+          // dQ[i0:i1] = dS K[0:keys] / sqrt(D)
+          gemm(false, false, m, D, keys, scale, dS.data(), keys, kg, ks, 0.0f, dqh + i0 * qs, qs);
+          // dK[0:keys] += dS^T Q[i0:i1] / sqrt(D)
+          gemm(true, false, keys, D, m, scale, dS.data(), keys, qh + i0 * qs, qs, 1.0f, dkg, ks);
         }
       }
     }

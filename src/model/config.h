@@ -48,6 +48,7 @@ struct ModelConfig {
   int shared_expert_intermediate_size = 0;  // 0: n_shared_experts * intermediate_size
   // Qwen2-MoE (set from its config keys; not extension keys of mixtral):
   bool qkv_bias = false;             // q_proj/k_proj/v_proj have biases
+  bool causal = true;                // not a config key: false for encoders (vision/vision_config.h)
   bool shared_expert_gate = false;   // the shared expert's output is scaled by sigmoid(x w_s)
   int dense_intermediate_size = 0;   // width of the dense layers (mlp_only_layers); "intermediate_size" in Qwen2-MoE
   int decoder_sparse_step = 1;       // every step-th layer is sparse

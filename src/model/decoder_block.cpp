@@ -14,7 +14,7 @@ namespace {
 AttentionConfig attn_config(const ModelConfig& c) {
   return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
           .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta,
-          .qkv_bias = c.qkv_bias};
+          .qkv_bias = c.qkv_bias, .causal = c.causal};
 }
 }  // namespace
 

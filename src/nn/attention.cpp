@@ -69,7 +69,7 @@ void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(k_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   kernels::attention_forward(att_.data(), probs_.data(), q_.data(), k_.data(), v_.data(), B, T,
-                             c_.n_heads, c_.n_kv_heads, D);
+                             c_.n_heads, c_.n_kv_heads, D, c_.causal);
   kernels::linear_forward(y, att_.data(), o_proj.w.data(), n, qd, d);
 }
 
@@ -83,7 +83,7 @@ void Attention::backward(float* dx, const float* dy) {
   kernels::linear_backward_input(datt_.data(), dy, o_proj.w.data(), n, qd, d);
   kernels::linear_backward_weight(o_proj.g.data(), dy, att_.data(), n, qd, d);
   kernels::attention_backward(dq_.data(), dk_.data(), dv_.data(), datt_.data(), probs_.data(),
-                              q_.data(), k_.data(), v_.data(), B_, T_, c_.n_heads, c_.n_kv_heads, D);
+                              q_.data(), k_.data(), v_.data(), B_, T_, c_.n_heads, c_.n_kv_heads, D, c_.causal);
   kernels::rope_backward(dq_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_backward(dk_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   bias_grad(q_bias.get(), dq_.data(), n);

@@ -1,5 +1,5 @@
 #pragma once
-// Causal grouped-query self-attention with rotary embeddings (rotate-half), Mixtral layout:
+// Causal (or, for encoders, bidirectional) grouped-query self-attention with rotary embeddings (rotate-half), Mixtral layout:
 // q_proj [Hq*D, d], k_proj/v_proj [Hkv*D, d], o_proj [d, Hq*D], no biases.
 #include <memory>
 #include <string>
@@ -16,6 +16,7 @@ struct AttentionConfig {
   int head_dim = 0;
   float rope_theta = 10000.0f;
   bool qkv_bias = false;  // Qwen2: q_proj/k_proj/v_proj carry biases
+  bool causal = true;     // false: bidirectional (an encoder over image patches; no KV cache)
 };
 
 class Attention {

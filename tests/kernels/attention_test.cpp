@@ -1,4 +1,4 @@
-// Causal grouped-query attention against naive double-precision references (forward and
+// Grouped-query attention (causal, and bidirectional for encoders) against naive double-precision references (forward and
 // backward), central finite differences, causality, GQA, the decode kernel against the full one,
 // and determinism.
 #include "kernels/attention.h"
@@ -44,8 +44,8 @@ struct Ref {
   std::vector<double> out, probs, dq, dk, dv;
 };
 
-// Naive causal GQA in double: forward, and the backward of loss = sum(out * dout).
-Ref attention_ref(const Shape& s, const Inputs& in, const std::vector<float>* dout) {
+// Naive GQA in double (causal, or bidirectional): forward, and the backward of loss = sum(out * dout).
+Ref attention_ref(const Shape& s, const Inputs& in, const std::vector<float>* dout, bool causal = true) {
   const auto [B, T, Hq, Hkv, D] = s;
   const int64_t G = Hq / Hkv;
   const double scale = 1.0 / std::sqrt(double(D));
@@ -60,33 +60,35 @@ Ref attention_ref(const Shape& s, const Inputs& in, const std::vector<float>* do
       const int64_t g = h / G;
       double* P = &r.probs[(b * Hq + h) * T * T];
       for (int64_t i = 0; i < T; ++i) {
+        const int64_t lim = causal ? i + 1 : T;
         double mx = -std::numeric_limits<double>::infinity(), z = 0;
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = 0; j < lim; ++j) {
           double a = 0;
           for (int64_t d = 0; d < D; ++d) a += Q(b, i, h, d) * K(b, j, g, d);
           P[i * T + j] = a * scale;
           mx = std::max(mx, P[i * T + j]);
         }
-        for (int64_t j = 0; j <= i; ++j) z += P[i * T + j] = std::exp(P[i * T + j] - mx);
-        for (int64_t j = 0; j <= i; ++j) P[i * T + j] /= z;
+        for (int64_t j = 0; j < lim; ++j) z += P[i * T + j] = std::exp(P[i * T + j] - mx);
+        for (int64_t j = 0; j < lim; ++j) P[i * T + j] /= z;
         for (int64_t d = 0; d < D; ++d) {
           double acc = 0;
-          for (int64_t j = 0; j <= i; ++j) acc += P[i * T + j] * V(b, j, g, d);
+          for (int64_t j = 0; j < lim; ++j) acc += P[i * T + j] * V(b, j, g, d);
           r.out[((b * T + i) * Hq + h) * D + d] = acc;
         }
       }
       if (!dout) continue;
       auto dO = [&](int64_t t, int64_t d) { return double((*dout)[((b * T + t) * Hq + h) * D + d]); };
       for (int64_t i = 0; i < T; ++i) {
-        std::vector<double> dS(i + 1);
+        const int64_t lim = causal ? i + 1 : T;
+        std::vector<double> dS(lim);
         double rowsum = 0;
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = 0; j < lim; ++j) {
           double dp = 0;
           for (int64_t d = 0; d < D; ++d) dp += dO(i, d) * V(b, j, g, d);
           dS[j] = dp;
           rowsum += dp * P[i * T + j];
         }
-        for (int64_t j = 0; j <= i; ++j) {
+        for (int64_t j = 0; j < lim; ++j) {
           dS[j] = P[i * T + j] * (dS[j] - rowsum);
           for (int64_t d = 0; d < D; ++d) {
             r.dq[((b * T + i) * Hq + h) * D + d] += dS[j] * K(b, j, g, d) * scale;
@@ -213,6 +215,34 @@ TEST(Attention, BackwardMatchesReference) {
     for (int64_t i = 0; i < s.nkv(); ++i) {
       ASSERT_NEAR(dk[i], ref.dk[i], 2e-5 * (1 + std::abs(ref.dk[i]))) << "T=" << s.T << " dk " << i;
       ASSERT_NEAR(dv[i], ref.dv[i], 2e-5 * (1 + std::abs(ref.dv[i]))) << "T=" << s.T << " dv " << i;
+    }
+  }
+}
+
+// Without the mask (encoders): every row is a softmax over all T keys; forward and backward
+// against the double reference at the tolerances above.
+TEST(Attention, BidirectionalMatchesReference) {
+  Rng rng(86);
+  for (const Shape& s : kShapes) {
+    const Inputs in = random_inputs(s, rng);
+    std::vector<float> dout(s.nq()), out(s.nq()), probs(s.np(), std::numeric_limits<float>::quiet_NaN());
+    test::fill_normal(dout.data(), s.nq(), rng);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> dq(s.nq(), nan), dk(s.nkv(), nan), dv(s.nkv(), nan);
+    attention_forward(out.data(), probs.data(), in.q.data(), in.k.data(), in.v.data(), s.B, s.T, s.Hq, s.Hkv, s.D, false);
+    attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), probs.data(), in.q.data(), in.k.data(),
+                       in.v.data(), s.B, s.T, s.Hq, s.Hkv, s.D, false);
+    const Ref ref = attention_ref(s, in, &dout, false);
+    for (int64_t i = 0; i < s.nq(); ++i) ASSERT_NEAR(out[i], ref.out[i], 1e-5) << "T=" << s.T << " out " << i;
+    for (int64_t i = 0; i < s.np(); ++i) ASSERT_NEAR(probs[i], ref.probs[i], 1e-6) << "T=" << s.T << " probs " << i;
+    for (int64_t i = 0; i < s.nq(); ++i)
+      ASSERT_NEAR(dq[i], ref.dq[i], 2e-5 * (1 + std::abs(ref.dq[i]))) << "T=" << s.T << " dq " << i;
+    for (int64_t i = 0; i < s.nkv(); ++i) {
+      ASSERT_NEAR(dk[i], ref.dk[i], 2e-5 * (1 + std::abs(ref.dk[i]))) << "T=" << s.T << " dk " << i;
+      ASSERT_NEAR(dv[i], ref.dv[i], 2e-5 * (1 + std::abs(ref.dv[i]))) << "T=" << s.T << " dv " << i;
+    }
+    if (s.T > 1) {  // a future key does matter
+      ASSERT_GT(probs[1], 0.0f);
     }
   }
 }
