@@ -13,7 +13,7 @@ namespace moe {
 struct LossResult {
   double nll_sum = 0;     // sum of token NLL over counted positions (nats)
   int64_t count = 0;      // counted (predicted) positions
-  double aux_objective = 0;  // weighted router losses (coefficients applied, mean over layers)
+  double aux_objective = 0;  // weighted router losses (coefficients applied, summed over the MoE layers)
   double aux_loss = 0;    // mean over MoE layers of the balancing loss (unweighted)
   double z_loss = 0;      // mean over MoE layers of the z-loss (unweighted)
   double mean_nll() const { return count ? nll_sum / double(count) : 0.0; }

@@ -10,6 +10,7 @@
 #include "classic/model_dir.h"
 #include "commands.h"
 #include "core/error.h"
+#include "vision_commands.h"
 #include "io/csv.h"
 
 namespace moe::cli {
@@ -22,6 +23,7 @@ struct FitArgs {
   double l2 = 1e-4, gate_l2 = 1e-4, learning_rate = 0.01;
   uint64_t seed = 1;
   bool json = false, overwrite = false;
+  VisionFitArgs vision;  // --model-config / --dataset: an image classifier instead
 };
 
 // "linear:4,tree:2" -> {"linear", "linear", "linear", "linear", "tree", "tree"}
@@ -51,6 +53,7 @@ std::vector<std::string> expert_list(const std::string& spec) {
 
 int run_fit(const FitArgs& a) {
   using namespace classic;
+  if (a.data.empty() || a.target.empty()) throw Error("--data TRAIN.csv and --target COLUMN are required (or --model-config for images)");
   if (a.method != "em" && a.method != "backprop") throw Error("--method " + a.method + ": em or backprop");
   if (a.gate != "linear" && a.gate != "mlp") throw Error("--gate " + a.gate + ": linear or mlp");
   if (a.depth < 1 || a.depth > 16) throw Error("--depth must be in [1, 16]");
@@ -114,8 +117,8 @@ int run_fit(const FitArgs& a) {
 Runner add_fit(CLI::App& app) {
   auto a = std::make_shared<FitArgs>();
   CLI::App* c = app.add_subcommand("fit", "fit a classic mixture of experts to a CSV table (EM or backprop)");
-  c->add_option("--data", a->data, "training CSV (header row)")->required();
-  c->add_option("--target", a->target, "the column to predict")->required();
+  c->add_option("--data", a->data, "training CSV (header row), or IDX images with --model-config");
+  c->add_option("--target", a->target, "the column to predict");
   c->add_option("--out", a->out, "model directory to write")->required();
   c->add_option("--task", a->task, "regression or classification (default: from the target's type)");
   c->add_option("--experts", a->experts, "KIND:COUNT,... (kinds: linear, logistic, tree, mlp; may differ)")->capture_default_str();
@@ -133,7 +136,28 @@ Runner add_fit(CLI::App& app) {
   c->add_option("--seed", a->seed, "seed of the random starts")->capture_default_str();
   c->add_flag("--overwrite", a->overwrite, "replace a model already in --out");
   c->add_flag("--json", a->json, "end with one JSON line");
-  return [a] { return run_fit(*a); };
+  // The vision MoE (docs/classic.md, "A vision MoE").
+  VisionFitArgs& img = a->vision;
+  c->add_option("--model-config", img.model_config, "images: the classifier's config.json (configs/vit-moe-fashion.json)");
+  c->add_option("--dataset", img.dataset, "images: fashion-mnist (Debian's dataset-fashion-mnist; train and test splits)");
+  c->add_option("--labels", img.labels, "images: IDX labels for --data");
+  c->add_option("--test-data", img.test_data, "images: IDX test images, scored after every epoch");
+  c->add_option("--test-labels", img.test_labels, "images: IDX test labels");
+  c->add_option("--epochs", img.epochs, "images: passes over the training set")->capture_default_str();
+  c->add_option("--time-limit", img.time_limit, "images: stop after the epoch that passes this many seconds (0: none)");
+  c->add_option("--warmup", img.warmup, "images: learning-rate warm-up steps")->capture_default_str();
+  c->add_option("--max-shift", img.max_shift, "images: random shifts of up to this many pixels")->capture_default_str();
+  c->add_flag("--no-flip", img.no_flip, "images: no random left-right mirroring");
+  return [a, c] {
+    if (a->vision.model_config.empty() && a->vision.dataset.empty()) return run_fit(*a);
+    VisionFitArgs v = a->vision;
+    v.data = a->data, v.out = a->out, v.seed = a->seed, v.json = a->json, v.overwrite = a->overwrite;
+    if (c->count("--batch-size")) v.batch_size = a->batch_size;
+    if (c->count("--learning-rate")) v.learning_rate = a->learning_rate;
+    if (!a->target.empty() || c->count("--experts") || c->count("--method"))
+      throw Error("--target, --experts and --method are for CSV tables, not an image classifier");
+    return run_fit_vision(v);
+  };
 }
 
 }  // namespace moe::cli

@@ -10,12 +10,13 @@
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "io/csv.h"
+#include "vision_commands.h"
 
 namespace moe::cli {
 
 namespace {
 struct PredictArgs {
-  std::string model, data, out, gate_plot, confusion;
+  std::string model, data, out, gate_plot, confusion, labels, dataset;
   bool json = false;
 };
 
@@ -29,6 +30,12 @@ std::string csv_field(const std::string& s) {
 
 int run_predict(const PredictArgs& a) {
   using namespace classic;
+  if (is_vision_model(a.model)) {
+    if (!a.gate_plot.empty()) throw Error("--gate-plot is for classic mixtures on two numeric inputs, not an image classifier");
+    return run_predict_vision({a.model, a.dataset, a.data, a.labels, a.out, a.confusion, a.json});
+  }
+  if (!a.labels.empty() || !a.dataset.empty()) throw Error("--labels and --dataset are for image classifiers; " + a.model + " is a classic mixture");
+  if (a.data.empty()) throw Error("--data TEST.csv is required");
   const ClassicModel model = load_classic_model(a.model);
   const TabularEncoding& enc = model.encoding;
   CsvOptions opts;
@@ -101,9 +108,11 @@ int run_predict(const PredictArgs& a) {
 
 Runner add_predict(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
-  CLI::App* c = app.add_subcommand("predict", "apply a model written by moe fit to a CSV table");
+  CLI::App* c = app.add_subcommand("predict", "apply a model written by moe fit to a CSV table (or to images)");
   c->add_option("--model", a->model, "model directory (moe fit --out)")->required();
-  c->add_option("--data", a->data, "CSV with the model's input columns (and the target, for metrics)")->required();
+  c->add_option("--data", a->data, "CSV with the model's input columns (and the target, for metrics); IDX images for an image classifier");
+  c->add_option("--labels", a->labels, "image classifiers: IDX labels for --data (for accuracy)");
+  c->add_option("--dataset", a->dataset, "image classifiers: fashion-mnist (its test split)");
   c->add_option("--out", a->out, "write the predictions here (CSV) instead of standard output");
   c->add_option("--gate-plot", a->gate_plot, "SVG of how the gates divide the inputs (models with two numeric inputs)");
   c->add_option("--confusion", a->confusion, "SVG confusion matrix (classifiers; needs the target column)");

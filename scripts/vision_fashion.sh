@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The vision MoE on Fashion-MNIST (Debian's dataset-fashion-mnist) against its dense twin at the same
+# active FLOPs: configs/vit-moe-fashion.json (8 experts of width 128, top-2 per patch) and
+# configs/vit-dense-fashion.json (one MLP of width 256), the same everything else. Both train at
+# once, one thread each, for EPOCHS epochs or until TIME_LIMIT seconds have passed (checked after
+# each epoch), and are scored on the 10,000 test images after every epoch (metrics.jsonl in each
+# model directory). Prints one line per model: epochs, seconds, test accuracy.
+#   BUILD_DIR   build folder with tools/moe/moe (default build)
+#   EPOCHS      (default 34: ~50 minutes for both on 2 cores)
+#   TIME_LIMIT  seconds (default 3300: under one hour of training, with the last epoch)
+#   OUT         where the two model directories go (default out/vision)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+EPOCHS=${EPOCHS:-34}
+TIME_LIMIT=${TIME_LIMIT:-3300}
+OUT=${OUT:-out/vision}
+MOE=$BUILD_DIR/tools/moe/moe
+[ -x "$MOE" ] || { echo "build first: bash scripts/build.sh" >&2; exit 1; }
+mkdir -p "$OUT"
+lscpu | grep -E "^Model name|^CPU\(s\)" | sed 's/^/# /'
+for m in moe dense; do
+  OMP_NUM_THREADS=1 "$MOE" fit --model-config "configs/vit-$m-fashion.json" --dataset fashion-mnist --out "$OUT/$m" \
+    --epochs "$EPOCHS" --time-limit "$TIME_LIMIT" --overwrite --json >"$OUT/$m.out" 2>"$OUT/$m.log" &
+done
+wait
+for m in moe dense; do
+  python3 - "$m" "$OUT/$m.out" <<'PY'
+import json, sys
+j = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])
+print("%-6s epochs %d, %.0f s, %d parameters (%d active), test accuracy %.4f, test loss %.4f"
+      % (sys.argv[1], j["epochs"], j["seconds"], j["parameters"], j["active_parameters"], j["test_accuracy"], j["test_loss"]))
+PY
+done

@@ -1,0 +1,78 @@
+// moe fit --model-config VIT.json (--dataset fashion-mnist | --data IMAGES.idx --labels LABELS.idx):
+// the vision MoE classifier (src/vision/), trained with its test set scored after every epoch,
+// saved (config.json + model.safetensors) after every epoch so that a killed run keeps its last one.
+#include <cstdio>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "vision_commands.h"
+#include "io/atomic_file.h"
+#include "vision/train_classifier.h"
+
+namespace moe::cli {
+
+int run_fit_vision(const VisionFitArgs& a) {
+  using namespace vision;
+  if (a.model_config.empty()) throw Error("--model-config VIT.json is required for an image classifier (configs/vit-moe-fashion.json)");
+  if (a.dataset.empty() == a.data.empty()) throw Error("give either --dataset fashion-mnist or --data IMAGES.idx --labels LABELS.idx");
+  if (!a.data.empty() && a.labels.empty()) throw Error("--data IMAGES.idx needs --labels LABELS.idx");
+  if (a.test_data.empty() != a.test_labels.empty()) throw Error("--test-data and --test-labels go together");
+  if (!a.dataset.empty() && a.dataset != "fashion-mnist") throw Error("--dataset " + a.dataset + ": the one known data set is fashion-mnist");
+  if (a.epochs < 1 || a.batch_size < 1 || !(a.learning_rate > 0) || a.time_limit < 0)
+    throw Error("--epochs and --batch-size must be >= 1, --learning-rate > 0 and --time-limit >= 0");
+  if (std::filesystem::exists(a.out + "/config.json") && !a.overwrite)
+    throw Error(a.out + " already holds a model (pass --overwrite to replace it)");
+  const VisionConfig cfg = VisionConfig::load(a.model_config);
+  ImageSet train, test;
+  if (!a.dataset.empty()) {
+    train = load_fashion_mnist("train");
+    test = load_fashion_mnist("test");
+  } else {
+    train = load_image_set(a.data, a.labels);
+    if (!a.test_data.empty()) test = load_image_set(a.test_data, a.test_labels);
+  }
+  check_images(cfg, train, "training");
+  if (test.n) check_images(cfg, test, "test");
+  VisionTransformer model(cfg);
+  model.init_weights(a.seed);
+  int64_t params = 0, active = 0;
+  for (Param* p : model.params()) params += p->w.numel();
+  active = params;
+  if (cfg.blocks.is_moe()) {
+    const int64_t d = cfg.blocks.hidden_size, f = cfg.blocks.intermediate_size, E = cfg.blocks.num_local_experts;
+    active -= int64_t(cfg.blocks.num_hidden_layers) * (E - cfg.blocks.num_experts_per_tok) * 3 * d * f;
+  }
+  const Normalisation norm = pixel_statistics(train);
+  std::fprintf(stderr, "fit: %lld training images (%lldx%lld), %lld test images, %s, %lld parameters (%lld active per patch), %d epochs\n",
+               (long long)train.n, (long long)train.rows, (long long)train.cols, (long long)test.n,
+               cfg.blocks.is_moe() ? "MoE MLP blocks" : "dense MLP blocks", (long long)params, (long long)active, a.epochs);
+  ClassifierTrainConfig tc;
+  tc.epochs = a.epochs, tc.batch_size = a.batch_size, tc.lr = float(a.learning_rate), tc.seed = a.seed;
+  tc.max_shift = a.max_shift, tc.flip = !a.no_flip, tc.time_limit_s = a.time_limit, tc.warmup_steps = a.warmup;
+  std::filesystem::create_directories(a.out);
+  std::string log;
+  auto progress = [&](const EpochReport& r) {
+    std::fprintf(stderr, "  epoch %d (%lld steps, %.0f s): train loss %.4f accuracy %.4f, test loss %.4f accuracy %.4f\n", r.epoch,
+                 (long long)r.steps, r.seconds, r.train_loss, r.train_accuracy, r.test_loss, r.test_accuracy);
+    log += nlohmann::json{{"epoch", r.epoch}, {"steps", r.steps}, {"seconds", r.seconds}, {"train_loss", r.train_loss},
+                          {"train_accuracy", r.train_accuracy}, {"test_loss", r.test_loss}, {"test_accuracy", r.test_accuracy}}
+               .dump() + "\n";
+    save_classifier(a.out, model, norm);
+    atomic_write_file(a.out + "/metrics.jsonl", log);
+  };
+  const auto hist = train_classifier(model, train, test, tc, norm, progress);
+  const EpochReport& last = hist.back();
+  std::printf("trained %d epochs in %.0f s: test accuracy %.4f (loss %.4f); saved to %s\n", last.epoch, last.seconds,
+              last.test_accuracy, last.test_loss, a.out.c_str());
+  if (a.json)
+    std::printf("%s\n", nlohmann::json{{"epochs", last.epoch}, {"seconds", last.seconds}, {"train_accuracy", last.train_accuracy},
+                                       {"test_rows", test.n}, {"test_accuracy", last.test_accuracy}, {"test_loss", last.test_loss},
+                                       {"parameters", params}, {"active_parameters", active}}
+                            .dump()
+                            .c_str());
+  return 0;
+}
+
+}  // namespace moe::cli
