@@ -86,4 +86,11 @@ expect_error "already holds a model" "$MOE" fit "${FIT[@]}" --out "$WORK/m"
 for d in x1 x2 x3 x4 x5 x6 x7; do [ ! -e "$WORK/$d" ] || fail "$d was written despite the error"; done
 expect_error "needs the true labels" "$MOE" predict --model "$WORK/m" --data "$WORK/test-images.idx" --confusion "$WORK/c.svg"
 expect_error "vit.json: not an IDX file" "$MOE" predict --model "$WORK/m" --data "$WORK/vit.json"
+# One writer per model directory: a directory whose lock is held is refused.
+mkdir -p "$WORK/busy"
+flock "$WORK/busy/.moe.lock" sleep 30 &
+holder=$!
+for _ in $(seq 50); do flock -n "$WORK/busy/.moe.lock" true 2>/dev/null || break; sleep 0.1; done
+expect_error "is in use by another moe fit" "$MOE" fit "${FIT[@]}" --out "$WORK/busy"
+kill "$holder" 2>/dev/null || true
 echo "vision_fit: all checks passed"

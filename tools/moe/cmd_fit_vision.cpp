@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "vision_commands.h"
 #include "io/atomic_file.h"
+#include "io/dir_lock.h"
 #include "vision/train_classifier.h"
 
 namespace moe::cli {
@@ -35,6 +36,8 @@ int run_fit_vision(const VisionFitArgs& a) {
   }
   check_images(cfg, train, "training");
   if (test.n) check_images(cfg, test, "test");
+  std::filesystem::create_directories(a.out);
+  const DirLock lock(a.out, "moe fit");  // the model is rewritten every epoch: one writer at a time
   VisionTransformer model(cfg);
   model.init_weights(a.seed);
   int64_t params = 0, active = 0;
@@ -51,7 +54,6 @@ int run_fit_vision(const VisionFitArgs& a) {
   ClassifierTrainConfig tc;
   tc.epochs = a.epochs, tc.batch_size = a.batch_size, tc.lr = float(a.learning_rate), tc.seed = a.seed;
   tc.max_shift = a.max_shift, tc.flip = !a.no_flip, tc.time_limit_s = a.time_limit, tc.warmup_steps = a.warmup;
-  std::filesystem::create_directories(a.out);
   std::string log;
   auto progress = [&](const EpochReport& r) {
     std::fprintf(stderr, "  epoch %d (%lld steps, %.0f s): train loss %.4f accuracy %.4f, test loss %.4f accuracy %.4f\n", r.epoch,
