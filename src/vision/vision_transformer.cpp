@@ -102,14 +102,14 @@ ClassifyResult VisionTransformer::forward(const float* patches, const int32_t* l
 void VisionTransformer::backward() {
   const int64_t N = cfg_.num_patches(), B = B_, n = B * N, d = cfg_.blocks.hidden_size, K = cfg_.num_labels, pd = cfg_.patch_dim();
   const float scale = count_ ? 1.0f / float(count_) : 0.0f;
-  Tensor dlogits({B, K});
-  kernels::cross_entropy_backward(dlogits.data(), logits_.data(), labels_.data(), B, K, scale);
+  float* dlogits = logits_.data();  // in place: the logits are not needed after this
+  kernels::cross_entropy_backward(dlogits, logits_.data(), labels_.data(), B, K, scale);
   // logits = pooled W_h^T + b_h
-  kernels::linear_backward_weight(head.g.data(), dlogits.data(), pooled_.data(), B, d, K);
+  kernels::linear_backward_weight(head.g.data(), dlogits, pooled_.data(), B, d, K);
   for (int64_t b = 0; b < B; ++b)
     for (int64_t k = 0; k < K; ++k) head_bias.g[k] += dlogits[b * K + k];
   dpooled_.resize({B, d});
-  kernels::linear_backward_input(dpooled_.data(), dlogits.data(), head.w.data(), B, d, K);
+  kernels::linear_backward_input(dpooled_.data(), dlogits, head.w.data(), B, d, K);
   // pooled = mean over the patches
   dprev_.resize({n, d});
   dcur_.resize({n, d});

@@ -41,7 +41,8 @@ class VisionTransformer {
   void after_step();                 // routers' bias updates
 
   // patches: [B, N, P*P*C] (normalised pixels, see patchify); labels: [B], -1 not counted (may be
-  // null: no loss). Keeps what backward() needs. logits(): [B, labels].
+  // null: no loss). Keeps what backward() needs. logits(): [B, labels], until backward() overwrites
+  // them with their gradient.
   ClassifyResult forward(const float* patches, const int32_t* labels, int64_t B);
   // Gradients of mean NLL + the routers' losses of the last forward, accumulated into every Param::g.
   void backward();

@@ -149,7 +149,11 @@ Runner add_fit(CLI::App& app) {
   c->add_option("--max-shift", img.max_shift, "images: random shifts of up to this many pixels")->capture_default_str();
   c->add_flag("--no-flip", img.no_flip, "images: no random left-right mirroring");
   return [a, c] {
-    if (a->vision.model_config.empty() && a->vision.dataset.empty()) return run_fit(*a);
+    if (a->vision.model_config.empty() && a->vision.dataset.empty()) {
+      for (const char* flag : {"--labels", "--test-data", "--test-labels", "--epochs", "--time-limit", "--warmup", "--max-shift", "--no-flip"})
+        if (c->count(flag)) throw Error(std::string(flag) + " is for image classifiers (with --model-config), not CSV tables");
+      return run_fit(*a);
+    }
     VisionFitArgs v = a->vision;
     v.data = a->data, v.out = a->out, v.seed = a->seed, v.json = a->json, v.overwrite = a->overwrite;
     if (c->count("--batch-size")) v.batch_size = a->batch_size;

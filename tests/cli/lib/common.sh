@@ -9,7 +9,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_error() {  # expect_error PATTERN CMD...
   local pat=$1; shift
   if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "succeeded: $*"; fi
-  grep -q "$pat" "$WORK/err" || { cat "$WORK/err"; fail "expected '$pat' for: $*"; }
+  grep -q -e "$pat" "$WORK/err" || { cat "$WORK/err"; fail "expected '$pat' for: $*"; }
   [ "$(wc -l <"$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "more than one line of error for: $*"; }
 }
 # A small multilingual-ish corpus made on the fly.
