@@ -1,5 +1,6 @@
 #include "vision/image_set.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
@@ -7,19 +8,25 @@
 
 namespace moe::vision {
 
-ImageSet load_image_set(const std::string& images, const std::string& labels) {
-  const IdxArray im = read_idx(images);
-  const IdxArray lb = read_idx(labels);
+ImageSet load_images(const std::string& images) {
+  IdxArray im = read_idx(images);
   if (im.shape.size() != 3 && im.shape.size() != 4)
     throw Error("[idx] " + images + ": images must have 3 dimensions [n, rows, cols] or 4 [n, rows, cols, channels], not " +
                 std::to_string(im.shape.size()));
-  if (lb.shape.size() != 1) throw Error("[idx] " + labels + ": labels must have 1 dimension, not " + std::to_string(lb.shape.size()));
-  if (im.shape[0] != lb.shape[0])
-    throw Error("[idx] " + images + " holds " + std::to_string(im.shape[0]) + " images but " + labels + " " +
-                std::to_string(lb.shape[0]) + " labels");
   ImageSet s;
   s.n = im.shape[0], s.rows = im.shape[1], s.cols = im.shape[2], s.channels = im.shape.size() == 4 ? im.shape[3] : 1;
-  s.pixels = im.data;
+  s.pixels = std::move(im.data);
+  s.labels.assign(size_t(s.n), -1);
+  return s;
+}
+
+ImageSet load_image_set(const std::string& images, const std::string& labels) {
+  ImageSet s = load_images(images);
+  const IdxArray lb = read_idx(labels);
+  if (lb.shape.size() != 1) throw Error("[idx] " + labels + ": labels must have 1 dimension, not " + std::to_string(lb.shape.size()));
+  if (s.n != lb.shape[0])
+    throw Error("[idx] " + images + " holds " + std::to_string(s.n) + " images but " + labels + " " +
+                std::to_string(lb.shape[0]) + " labels");
   s.labels.assign(lb.data.begin(), lb.data.end());
   for (int32_t l : s.labels) s.num_labels = std::max(s.num_labels, l + 1);
   return s;

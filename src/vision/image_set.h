@@ -18,6 +18,8 @@ struct ImageSet {
 
 // moe::Error("[idx] <file>: ...") on a bad file, and naming both files when they disagree.
 ImageSet load_image_set(const std::string& images, const std::string& labels);
+// Images alone (labels all -1: not counted by the evaluation).
+ImageSet load_images(const std::string& images);
 
 // Where dataset-fashion-mnist installs its files.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";

@@ -84,6 +84,7 @@ expect_error "needs --labels" "$MOE" fit --model-config "$WORK/vit.json" --data 
 expect_error "are for CSV tables" "$MOE" fit "${FIT[@]}" --target y --out "$WORK/x7"
 expect_error "--epochs is for image classifiers" "$MOE" fit --data "$WORK/vit.json" --target y --epochs 3 --out "$WORK/x8"
 expect_error "already holds a model" "$MOE" fit "${FIT[@]}" --out "$WORK/m"
+grep -q "8804 parameters (5732 active per patch)" "$WORK/fit.err" || { cat "$WORK/fit.err"; fail "parameter counts"; }
 for d in x1 x2 x3 x4 x5 x6 x7 x8; do [ ! -e "$WORK/$d" ] || fail "$d was written despite the error"; done
 expect_error "needs the true labels" "$MOE" predict --model "$WORK/m" --data "$WORK/test-images.idx" --confusion "$WORK/c.svg"
 expect_error "vit.json: not an IDX file" "$MOE" predict --model "$WORK/m" --data "$WORK/vit.json"

@@ -113,22 +113,23 @@ TEST(VisionTransformer, PatchifyShiftsAndMirrors) {
 }
 
 TEST(VisionConfig, RejectsBadSizes) {
-  auto err = [](json j) { return test::error_of([&] { VisionConfig::from_json(j, "v.json"); }); };
-  json j = tiny_json("mixtral");
-  j["patch_size"] = 3;
-  EXPECT_NE(err(j).find("image_size 8 is not a multiple of patch_size 3"), std::string::npos) << err(j);
-  j = tiny_json("mixtral");
-  j["num_labels"] = 0;
-  EXPECT_NE(err(j).find("'num_labels' must be a positive whole number"), std::string::npos) << err(j);
-  j = tiny_json("mixtral");
-  j["vocab_size"] = 4;
-  EXPECT_NE(err(j).find("'vocab_size' means nothing"), std::string::npos) << err(j);
-  j = tiny_json("mixtral");
-  j["max_position_embeddings"] = 3;
-  EXPECT_NE(err(j).find("below the 4 patches"), std::string::npos) << err(j);
-  j = tiny_json("mixtral");
-  j["image_size"] = 2.5;
-  EXPECT_NE(err(j).find("'image_size' must be a positive whole number"), std::string::npos) << err(j);
+  const struct {
+    const char* key;
+    json value;
+    const char* says;
+  } cases[] = {
+      {"patch_size", 3, "image_size 8 is not a multiple of patch_size 3"},
+      {"num_labels", 0, "'num_labels' must be a positive whole number"},
+      {"vocab_size", 4, "'vocab_size' means nothing"},
+      {"max_position_embeddings", 3, "below the 4 patches"},
+      {"image_size", 2.5, "'image_size' must be a positive whole number"},
+  };
+  for (const auto& c : cases) {
+    json j = tiny_json("mixtral");
+    j[c.key] = c.value;
+    const std::string err = test::error_of([&] { VisionConfig::from_json(j, "v.json"); });
+    EXPECT_NE(err.find(c.says), std::string::npos) << c.key << ": " << err;
+  }
 }
 
 // 8x8 images, one bright 4x4 quadrant (the label) on noise: learnable in a few epochs. The model

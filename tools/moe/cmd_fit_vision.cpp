@@ -40,13 +40,10 @@ int run_fit_vision(const VisionFitArgs& a) {
   const DirLock lock(a.out, "moe fit");  // the model is rewritten every epoch: one writer at a time
   VisionTransformer model(cfg);
   model.init_weights(a.seed);
-  int64_t params = 0, active = 0;
+  int64_t params = 0;
   for (Param* p : model.params()) params += p->w.numel();
-  active = params;
-  if (cfg.blocks.is_moe()) {
-    const int64_t d = cfg.blocks.hidden_size, f = cfg.blocks.intermediate_size, E = cfg.blocks.num_local_experts;
-    active -= int64_t(cfg.blocks.num_hidden_layers) * (E - cfg.blocks.num_experts_per_tok) * 3 * d * f;
-  }
+  // The experts a patch does not reach: the blocks' config counts them (its embedding terms cancel).
+  const int64_t active = params - (cfg.blocks.total_params() - cfg.blocks.active_params());
   const Normalisation norm = pixel_statistics(train);
   std::fprintf(stderr, "fit: %lld training images (%lldx%lld), %lld test images, %s, %lld parameters (%lld active per patch), %d epochs\n",
                (long long)train.n, (long long)train.rows, (long long)train.cols, (long long)test.n,

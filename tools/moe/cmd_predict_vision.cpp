@@ -10,7 +10,6 @@
 #include "classic/plots.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
-#include "io/idx.h"
 #include "vision/train_classifier.h"
 #include "vision_commands.h"
 
@@ -38,11 +37,7 @@ int run_predict_vision(const VisionPredictArgs& a) {
   } else if (!a.labels.empty()) {
     s = load_image_set(a.data, a.labels);
   } else {
-    const IdxArray im = read_idx(a.data);
-    if (im.shape.size() != 3 && im.shape.size() != 4) throw Error("[idx] " + a.data + ": images must have 3 or 4 dimensions");
-    s.n = im.shape[0], s.rows = im.shape[1], s.cols = im.shape[2], s.channels = im.shape.size() == 4 ? im.shape[3] : 1;
-    s.pixels = im.data;
-    s.labels.assign(size_t(s.n), -1);
+    s = load_images(a.data);
   }
   const bool labelled = !a.dataset.empty() || !a.labels.empty();
   if (!a.confusion.empty() && !labelled) throw Error("--confusion needs the true labels (--labels or --dataset)");
