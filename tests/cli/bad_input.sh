@@ -5,10 +5,8 @@ make_text "$WORK/text.txt"
 
 expect_error() {  # expect_error PATTERN -- command...
   local pattern=$1; shift 2
-  set +e
-  "$@" >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  set -e
+  local rc=0
+  "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
   [ $rc -ne 0 ] || fail "exit 0 for: $*"
   local lines
   lines=$(wc -l <"$WORK/err")

@@ -39,10 +39,12 @@ sleep 7
 # A fresh client may need a re-announcement (3 s) to see row 0's records, stored on the dead server
 # until then: ask again until it calls experts (until then every token is counted below k_min).
 for _ in 1 2 3 4 5 6; do
-  "$MOE" eval --model "$WORK/run" --data "$WORK/text.txt" --context 32 "${CLIENT[@]}" --json 2>/dev/null | tail -1 >"$WORK/e.json"
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_below_k_min"] > 0)' "$WORK/e.json" && break
+  try_json_line "$WORK/e.json" "$MOE" eval --model "$WORK/run" --data "$WORK/text.txt" --context 32 "${CLIENT[@]}" --json \
+    && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_calls"] == 0 or j["remote_below_k_min"] > 0)' "$WORK/e.json" \
+    && break
   sleep 1
 done
+json_ok "$WORK/e.json"
 python3 - "$WORK/e.json" <<'PY'
 import json, math, sys
 j = json.load(open(sys.argv[1]))
@@ -69,16 +71,16 @@ for _ in $(seq 20); do
     "$WORK/status.json" 2>/dev/null && break
   sleep 0.5
 done
-"$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json 2>/dev/null | tail -1 >"$WORK/l.json"
+json_line "$WORK/l.json" "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json
 for _ in 1 2 3 4 5 6; do
-  "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json --remote-experts "$BOOT2" \
-    --k-min 2 --forward-timeout 20 2>/dev/null | tail -1 >"$WORK/r.json"
   # ... and until it matched: a client whose lookups saw part of the grid for a while routes
   # those tokens to other experts without any failure to show for it.
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=json.load(open(sys.argv[2])); sys.exit(j["remote_calls"] == 0 or j["remote_failures"] + j["remote_below_k_min"] > 0 or abs(j["loss"] - l["loss"]) > 1e-5 * l["loss"])' \
+  try_json_line "$WORK/r.json" "$MOE" eval --model "$WORK/local" --data "$WORK/text.txt" --context 32 --json \
+    --remote-experts "$BOOT2" --k-min 2 --forward-timeout 20 && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); l=json.load(open(sys.argv[2])); sys.exit(j["remote_calls"] == 0 or j["remote_failures"] + j["remote_below_k_min"] > 0 or abs(j["loss"] - l["loss"]) > 1e-5 * l["loss"])' \
     "$WORK/r.json" "$WORK/l.json" && break
   sleep 1
 done
+json_ok "$WORK/r.json"
 python3 - "$WORK/l.json" "$WORK/r.json" <<'PY'
 import json, sys
 l, r = (json.load(open(p)) for p in sys.argv[1:3])

@@ -12,11 +12,9 @@ if [ "$(id -u)" != 0 ] || ! mount -t tmpfs -o size=1m moe-test "$MNT" 2>/dev/nul
 fi
 trap 'umount "$MNT" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 make_text "$WORK/text.txt"
-set +e
+rc=0
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-moe.json" --data "$WORK/text.txt" --out "$MNT/run" \
-  --steps 5 --batch-size 2 --eval-every 0 --save-every 1 --threads 1 >"$WORK/out" 2>"$WORK/err"
-rc=$?
-set -e
+  --steps 5 --batch-size 2 --eval-every 0 --save-every 1 --threads 1 >"$WORK/out" 2>"$WORK/err" || rc=$?
 [ $rc -ne 0 ] || fail "training onto a full disk exited 0"
 [ "$(grep -c "error" "$WORK/err")" -eq 1 ] || { cat "$WORK/err"; fail "expected one error line"; }
 grep -q "^moe: error: .*No space left on device" "$WORK/err" || { cat "$WORK/err"; fail "the error does not say the disk is full"; }

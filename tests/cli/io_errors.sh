@@ -13,13 +13,11 @@ step_of() { "$MOE" info --model "$1" --json | tail -n 1 | python3 -c 'import jso
 # inject NAME CALL MATCH SKIP EXPECTED_STEP PATTERN
 inject() {
   local name=$1 call=$2 match=$3 skip=$4 want=$5 pattern=$6 rc
-  set +e
+  rc=0
   # verify_asan_link_order=0: under AddressSanitizer the preloaded library comes before its runtime.
   LD_PRELOAD="$FAULTS" MOE_FAULT_CALL=$call MOE_FAULT_MATCH=$match MOE_FAULT_SKIP=$skip \
     ASAN_OPTIONS="${ASAN_OPTIONS:-}:verify_asan_link_order=0" \
-    "$MOE" "${TRAIN[@]}" --out "$WORK/$name" >/dev/null 2>"$WORK/$name.err"
-  rc=$?
-  set -e
+    "$MOE" "${TRAIN[@]}" --out "$WORK/$name" >/dev/null 2>"$WORK/$name.err" || rc=$?
   [ $rc -ne 0 ] || fail "$name: training exited 0"
   [ "$(grep -c "error" "$WORK/$name.err")" -eq 1 ] || { cat "$WORK/$name.err"; fail "$name: expected one error line"; }
   grep -q "^moe: error: .*$pattern" "$WORK/$name.err" || { cat "$WORK/$name.err"; fail "$name: the error lacks '$pattern'"; }
