@@ -35,13 +35,14 @@ for _ in $(seq 20); do
   python3 -c 'import json,sys; sys.exit(len(json.load(open(sys.argv[1]))["experts"]) < 24)' "$WORK/status.json" 2>/dev/null && break
   sleep 0.5
 done
-# A client that sees only two replicas of an expert cannot decide between them: ask again until it
-# saw all three everywhere.
-for _ in 1 2 3 4 5 6; do
+# A client that sees only two replicas of an expert cannot decide between them, and one that sees a
+# single replica has nothing to compare (that call goes unchecked, and may be the liar's): ask again
+# until it saw all three everywhere and checked every call.
+for _ in 1 2 3 4 5 6 7 8; do
   rm -f "$WORK/evidence.jsonl"
   "$MOE" "${EVAL[@]}" --trusted-keys "$WORK/keys.txt" --compare-replicas 1 --evidence-log "$WORK/evidence.jsonl" 2>"$WORK/eval.err" | tail -1 >"$WORK/checked.json" \
     || { cat "$WORK/eval.err"; fail "eval with replica comparison"; }
-  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_replica_undecided"] > 0 or j["remote_replica_lies"] == 0)' "$WORK/checked.json" \
+  python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); sys.exit(j["remote_replica_undecided"] > 0 or j["remote_replica_lies"] == 0 or j["remote_replica_checks"] < j["remote_calls"])' "$WORK/checked.json" \
     && python3 -c "$COMPLETE" "$WORK/checked.json" && break
   sleep 1
 done
@@ -52,7 +53,7 @@ import json, sys
 h, c = (json.load(open(p)) for p in sys.argv[1:3])
 ev = [json.loads(l) for l in open(sys.argv[3])]
 liar = sys.argv[4]
-assert c["remote_replica_checks"] > 0 and c["remote_replica_lies"] > 0, c
+assert c["remote_replica_checks"] == c["remote_calls"] > 0 and c["remote_replica_lies"] > 0, c
 for j in (h, c):  # no expert routed around, no failed call (else the losses differ by design)
     assert j["remote_unavailable"] == 0 and j["remote_below_k_min"] == 0, j
 lies = [e for e in ev if e["verdict"] == "lie"]
