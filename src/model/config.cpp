@@ -181,8 +181,9 @@ void ModelConfig::validate(const std::string& src) const {
   positive("num_attention_heads", num_attention_heads);
   positive("num_key_value_heads", num_key_value_heads);
   positive("max_position_embeddings", max_position_embeddings);
-  if (vocab_size != 256)
-    throw Error("[config] " + src + ": vocab_size must be 256 (byte-level tokens), got " + std::to_string(vocab_size));
+  // Below 256 a byte could not be a token (a model without tokenizer.json reads bytes).
+  if (vocab_size < 256)
+    throw Error("[config] " + src + ": vocab_size must be at least 256 (the byte tokens), got " + std::to_string(vocab_size));
   if (head_dim == 0 && hidden_size % num_attention_heads != 0)
     throw Error("[config] " + src + ": hidden_size " + std::to_string(hidden_size) +
                 " is not divisible by num_attention_heads " + std::to_string(num_attention_heads));

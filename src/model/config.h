@@ -14,7 +14,7 @@ struct ModelConfig {
   // "mixtral" (MoE FFN), "mistral" (dense SwiGLU FFN) or "qwen2_moe" (Qwen2-MoE: softmax top-k,
   // a sigmoid-gated shared expert, q/k/v biases, optional dense layers; its own key and tensor names)
   std::string model_type = "mixtral";
-  int vocab_size = 256;                // byte-level: token id = byte value
+  int vocab_size = 256;                // >= 256; without a tokenizer.json token id = byte value
   int hidden_size = 128;
   int intermediate_size = 256;
   int num_hidden_layers = 4;

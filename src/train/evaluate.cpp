@@ -10,7 +10,11 @@ namespace moe {
 double EvalResult::loss() const { return tokens ? nll_sum / double(tokens) : 0.0; }
 double EvalResult::perplexity() const { return std::exp(loss()); }
 
-EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalConfig& cfg,
+namespace {
+// token(i): the i-th of n_all tokens (a byte widened, or an id), read in place rather than copied:
+// a byte-level text stays one byte per token.
+template <class TokenAt>
+EvalResult evaluate_impl(DecoderLM& model, int64_t n_all, TokenAt token, const EvalConfig& cfg,
                          const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t T = cfg.context > 0 ? cfg.context : model.config().max_position_embeddings;
   if (T < 2) throw Error("[eval] context must be at least 2 tokens, got " + std::to_string(T));
@@ -18,7 +22,7 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
     throw Error("[eval] a context of " + std::to_string(T) + " exceeds the model's max_position_embeddings (" +
                 std::to_string(model.config().max_position_embeddings) + ")");
   if (cfg.batch < 1) throw Error("[eval] batch must be positive");
-  const int64_t n = cfg.max_tokens > 0 ? std::min<int64_t>(cfg.max_tokens, text.size()) : int64_t(text.size());
+  const int64_t n = cfg.max_tokens > 0 ? std::min<int64_t>(cfg.max_tokens, n_all) : n_all;
   const auto windows = eval_windows(n, T);
   EvalResult r;
   // The PEER layers count into r.peer_usage for this call only, however it ends.
@@ -44,8 +48,8 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
     for (int64_t b = 0; b < B; ++b) {
       const int64_t s = windows[i + b].first;
       for (int64_t t = 0; t < len; ++t) {
-        tokens[b * len + t] = uint8_t(text[s + t]);
-        targets[b * len + t] = t + 1 < len ? int32_t(uint8_t(text[s + t + 1])) : -1;
+        tokens[b * len + t] = token(s + t);
+        targets[b * len + t] = t + 1 < len ? token(s + t + 1) : -1;
       }
     }
     LossResult lr = model.forward(tokens.data(), targets.data(), B, len);
@@ -62,6 +66,22 @@ EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalCo
     if (progress) progress(int64_t(i), int64_t(windows.size()));
   }
   return r;
+}
+
+}  // namespace
+
+EvalResult evaluate_text(DecoderLM& model, const std::string& text, const EvalConfig& cfg,
+                         const std::function<void(int64_t, int64_t)>& progress) {
+  return evaluate_impl(model, int64_t(text.size()), [&](int64_t i) { return int32_t(uint8_t(text[i])); }, cfg, progress);
+}
+
+EvalResult evaluate_tokens(DecoderLM& model, std::span<const int32_t> ids, const EvalConfig& cfg,
+                           const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t V = model.config().vocab_size;
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= V)
+      throw Error("[eval] token " + std::to_string(i) + " has id " + std::to_string(ids[i]) + ", outside the model's vocab_size " + std::to_string(V));
+  return evaluate_impl(model, int64_t(ids.size()), [&](int64_t i) { return ids[i]; }, cfg, progress);
 }
 
 }  // namespace moe

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "../test_util.h"
 #include "infer/sampler.h"
 
 namespace moe {
@@ -92,6 +93,47 @@ TEST(Generator, GreedyPastTheWindowMatchesFreshFullForwards) {
     }
   }
   EXPECT_GE(slides, 3);
+}
+
+// Token ids of a 300-token vocabulary (a tokenizer's): greedy ids are the fresh full forward's
+// argmax, ids beyond 255 come out, and a prompt outside the vocabulary or empty is an error.
+TEST(Generator, TokenIdsBeyondTheByteRange) {
+  ModelConfig c = tiny();
+  c.vocab_size = 300;
+  DecoderLM m(c);
+  m.init_weights(8, 0.3f);
+  Generator g(m);
+  std::vector<int32_t> ctx = {280, 290, 3, 299};
+  const std::vector<int32_t> out = g.generate(ctx, {.max_tokens = 12, .sampler = {.temperature = 0}});
+  ASSERT_EQ(out.size(), 12u);
+  for (int32_t id : out) {
+    std::vector<int32_t> tgt(ctx.size(), -1);
+    m.forward(ctx.data(), tgt.data(), 1, int64_t(ctx.size()));
+    const float* last = m.logits().data() + (ctx.size() - 1) * 300;
+    EXPECT_GE(last[id], *std::max_element(last, last + 300) - 1e-4f);
+    ctx.push_back(id);
+  }
+  // Sampled at temperature 1, some of 200 ids are above 255 (44 of the 300 ids are).
+  const std::vector<int32_t> sampled = g.generate(std::vector<int32_t>{7}, {.max_tokens = 200, .sampler = {.temperature = 1}, .seed = 3});
+  EXPECT_TRUE(std::any_of(sampled.begin(), sampled.end(), [](int32_t id) { return id >= 256; }));
+  EXPECT_TRUE(std::all_of(sampled.begin(), sampled.end(), [](int32_t id) { return id >= 0 && id < 300; }));
+  EXPECT_NE(test::error_of([&] { g.generate(std::vector<int32_t>{1, 300}, {.max_tokens = 1}); }).find("prompt token id 300 is outside the model's vocab_size 300"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { g.generate(std::vector<int32_t>{}, {.max_tokens = 1}); }).find("the prompt has no tokens"), std::string::npos);
+}
+
+// Generation ends right after a stop id (an end-of-text token), which it returns.
+TEST(Generator, StopsAfterAStopId) {
+  DecoderLM m(tiny());
+  m.init_weights(9, 0.3f);
+  Generator g(m);
+  const std::vector<int32_t> prompt = {'a', 'b'};
+  const std::vector<int32_t> free = g.generate(prompt, {.max_tokens = 10, .sampler = {.temperature = 0}});
+  ASSERT_EQ(free.size(), 10u);
+  const size_t first = size_t(std::find(free.begin(), free.end(), free[4]) - free.begin());  // <= 4
+  const std::vector<int32_t> stopped =
+      g.generate(prompt, {.max_tokens = 10, .sampler = {.temperature = 0}, .stop_ids = {free[4], 1000}});
+  EXPECT_EQ(stopped, std::vector<int32_t>(free.begin(), free.begin() + first + 1));
 }
 
 TEST(Generator, ExpertChoiceModelsRefuseToGenerate) {

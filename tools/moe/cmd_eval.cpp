@@ -1,4 +1,5 @@
-// moe eval: mean next-byte NLL of a checkpoint on a text file (the evaluation contract of README).
+// moe eval: mean next-token NLL of a checkpoint on a text file (the evaluation contract of README):
+// the tokens are the ids of the model's tokenizer.json, or the bytes for a byte-level model.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include "parallel.h"
 #include "remote.h"
 #include "terminal.h"
+#include "text/model_tokenizer.h"
 #include "train/evaluate.h"
 
 namespace moe::cli {
@@ -32,30 +34,53 @@ int run_eval(const EvalArgs& a) {
   if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
   auto model = load_pretrained(a.model, nullptr, layout);
   model->set_data_group(dist::Communicator());
+  const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   const std::string text = read_file(a.data);
-  if (text.size() < 2) throw Error("[eval] " + a.data + ": needs at least 2 bytes to predict anything, has " + std::to_string(text.size()));
+  // The tokenizer's ids of the whole file (with its special tokens, e.g. a leading BOS), or the bytes.
+  std::vector<int32_t> ids;
+  if (tokens.tokenizer) {
+    try {
+      ids = tokens.tokenizer->encode(text);
+    } catch (const Error& e) {
+      throw Error("[eval] " + a.data + ": " + e.what());
+    }
+  }
+  const int64_t n = tokens.tokenizer ? int64_t(ids.size()) : int64_t(text.size());
+  if (n < 2)
+    throw Error("[eval] " + a.data + ": needs at least 2 " + (tokens.tokenizer ? "tokens" : "bytes") +
+                " to predict anything, has " + std::to_string(n) +
+                (tokens.tokenizer ? " under " + tokens.tokenizer->name() : std::string()));
   EvalConfig ec{.context = a.context, .batch = a.batch};
   ProgressLine progress;
   const auto t0 = std::chrono::steady_clock::now();
-  EvalResult r = evaluate_text(*model, text, ec, [&](int64_t done, int64_t total) {
+  auto on_progress = [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     progress.update("eval: window " + std::to_string(done) + "/" + std::to_string(total) + " | ETA " +
                     format_duration(s / double(done) * double(total - done)));
-  });
+  };
+  EvalResult r = tokens.tokenizer ? evaluate_tokens(*model, ids, ec, on_progress) : evaluate_text(*model, text, ec, on_progress);
   progress.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t ctx = a.context > 0 ? a.context : model->config().max_position_embeddings;
-  std::printf("%s: %lld predicted tokens, context %lld, loss %.6f nats/token (%.4f bits/byte), perplexity %.4f, %.0f tokens/s\n",
-              a.data.c_str(), (long long)r.tokens, (long long)ctx, r.loss(), r.loss() / std::log(2.0),
-              r.perplexity(), double(text.size()) / secs);
+  // Per byte only when a token is a byte; a tokenizer's tokens span several bytes each.
+  const std::string unit = tokens.tokenizer ? "bits/token" : "bits/byte";
+  std::printf("%s: %lld predicted tokens, context %lld, loss %.6f nats/token (%.4f %s), perplexity %.4f, %.0f tokens/s\n",
+              a.data.c_str(), (long long)r.tokens, (long long)ctx, r.loss(), r.loss() / std::log(2.0), unit.c_str(),
+              r.perplexity(), double(n) / secs);
   nlohmann::json calls;
   if (swarm) {
     calls = swarm->take_step_metrics();
     std::printf("remote experts: %s\n", swarm->summary(calls).c_str());
   }
   if (a.json) {
-    nlohmann::json j = {{"tokens", r.tokens}, {"loss", r.loss()}, {"perplexity", r.perplexity()},
-                        {"bits_per_byte", r.loss() / std::log(2.0)}, {"context", ctx}, {"file", a.data}};
+    nlohmann::json j = {{"tokens", r.tokens}, {"loss", r.loss()}, {"perplexity", r.perplexity()}, {"context", ctx}, {"file", a.data}};
+    if (tokens.tokenizer) {
+      j["bits_per_token"] = r.loss() / std::log(2.0);
+      j["tokenizer"] = tokens.tokenizer->name();
+      j["ids"] = ids.size();
+    } else {
+      j["bits_per_byte"] = r.loss() / std::log(2.0);
+    }
     if (swarm) j.update(calls);
     std::printf("%s\n", j.dump().c_str());
   }
@@ -65,7 +90,7 @@ int run_eval(const EvalArgs& a) {
 
 Runner add_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  CLI::App* c = app.add_subcommand("eval", "evaluate a checkpoint's next-byte loss on a text file");
+  CLI::App* c = app.add_subcommand("eval", "evaluate a checkpoint's next-token loss on a text file");
   c->add_option("--model", a->model, "checkpoint directory (config.json + model.safetensors)")->required();
   c->add_option("--data", a->data, "text file")->required()->check(CLI::ExistingFile);
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
