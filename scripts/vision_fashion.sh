@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # The vision MoE on Fashion-MNIST (Debian's dataset-fashion-mnist) against its dense twin at the same
 # active FLOPs: configs/vit-moe-fashion.json (8 experts of width 128, top-2 per patch) and
-# configs/vit-dense-fashion.json (one MLP of width 256), the same everything else. Both train at
-# once, one thread each, for EPOCHS epochs or until TIME_LIMIT seconds have passed (checked after
-# each epoch), and are scored on the 10,000 test images after every epoch (metrics.jsonl in each
-# model directory). Prints one line per model: epochs, seconds, test accuracy.
+# configs/vit-dense-fashion.json (one MLP of width 256), the same everything else. By default both
+# train at once, one thread each; SEQUENTIAL=1 trains them one after the other on all cores. Each
+# runs EPOCHS epochs or until TIME_LIMIT seconds have passed (checked after each epoch) and is
+# scored on the 10,000 test images after every epoch (metrics.jsonl in each model directory).
+# Prints one line per model: epochs, seconds, test accuracy.
 #   BUILD_DIR   build folder with tools/moe/moe (default build)
-#   EPOCHS      (default 34: ~50 minutes for both on 2 cores)
-#   TIME_LIMIT  seconds (default 3300: under one hour of training, with the last epoch)
-#   OUT         where the two model directories go (default out/vision)
+#   MODELS      which of the two (default "moe dense")
+#   SEQUENTIAL  1: one model at a time with all cores (default 0: both at once, one thread each)
+#   EPOCHS      (default 34: ~50 minutes for both at once on 2 cores; one model alone on 2 cores
+#               does ~60 in the same time)
+#   TIME_LIMIT  seconds per model (default 3300: under one hour of training, with the last epoch)
+#   OUT         where the model directories go (default out/vision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -19,12 +23,17 @@ MOE=$BUILD_DIR/tools/moe/moe
 [ -x "$MOE" ] || { echo "build first: bash scripts/build.sh" >&2; exit 1; }
 mkdir -p "$OUT"
 lscpu | grep -E "^Model name|^CPU\(s\)" | sed 's/^/# /'
-for m in moe dense; do
-  OMP_NUM_THREADS=1 "$MOE" fit --model-config "configs/vit-$m-fashion.json" --dataset fashion-mnist --out "$OUT/$m" \
-    --epochs "$EPOCHS" --time-limit "$TIME_LIMIT" --overwrite --json >"$OUT/$m.out" 2>"$OUT/$m.log" &
+MODELS=${MODELS:-moe dense}
+SEQUENTIAL=${SEQUENTIAL:-0}
+fit() {  # fit MODEL THREADS
+  OMP_NUM_THREADS=$2 "$MOE" fit --model-config "configs/vit-$1-fashion.json" --dataset fashion-mnist --out "$OUT/$1" \
+    --epochs "$EPOCHS" --time-limit "$TIME_LIMIT" --overwrite --json >"$OUT/$1.out" 2>"$OUT/$1.log"
+}
+for m in $MODELS; do
+  if [ "$SEQUENTIAL" = 1 ]; then fit "$m" "$(nproc)"; else fit "$m" 1 & fi
 done
 wait
-for m in moe dense; do
+for m in $MODELS; do
   python3 - "$m" "$OUT/$m.out" <<'PY'
 import json, sys
 j = json.loads(open(sys.argv[2]).read().strip().splitlines()[-1])

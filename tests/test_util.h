@@ -13,9 +13,26 @@
 #include "core/error.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "model/config.h"
 #include <gtest/gtest.h>
 
 namespace moe::test {
+
+// A tiny MoE decoder for tests that need some model: 2 layers, d 16, 4 heads (2 key/value heads),
+// 4 experts of width 24, top-2, 32 positions.
+inline ModelConfig tiny_moe_config(int vocab_size = 256) {
+  ModelConfig c;
+  c.vocab_size = vocab_size;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.max_position_embeddings = 32;
+  c.num_local_experts = 4;
+  c.num_experts_per_tok = 2;
+  return c;
+}
 
 inline void fill_normal(float* p, int64_t n, Rng& rng, float std = 1.0f) {
   for (int64_t i = 0; i < n; ++i) p[i] = float(rng.normal() * std);

@@ -18,18 +18,7 @@ namespace fs = std::filesystem;
 
 std::string ckpt_dir(const std::string& name) { return test::fresh_dir("ckpt_" + name); }
 
-ModelConfig tiny() {
-  ModelConfig c;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  return c;
-}
+ModelConfig tiny() { return test::tiny_moe_config(); }
 
 TEST(Checkpoint, RoundTripIsBitExact) {
   const std::string dir = ckpt_dir("rt");

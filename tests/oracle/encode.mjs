@@ -9,11 +9,8 @@
 //   directory holding tokenizer.json (and optionally tokenizer_config.json).
 //   --lines: encode each line of each file (split on "\n", a "\r" stays) instead of whole files.
 import fs from "node:fs";
-import path from "node:path";
-import { createRequire } from "node:module";
-import { TokenizerLoader } from "@lenml/tokenizers";
+import { loadTokenizer } from "./load.mjs";
 
-const require = createRequire(import.meta.url);
 const args = process.argv.slice(2);
 const name = args.shift();
 const lines = args[0] === "--lines" && args.shift() !== undefined;
@@ -21,16 +18,7 @@ if (!name || args.length === 0) {
   console.error("usage: node encode.mjs TOKENIZER [--lines] FILE...");
   process.exit(2);
 }
-// The C++ side reads the same tokenizer.json file, so load that file rather than the bundle.
-const dir = fs.existsSync(path.join(name, "tokenizer.json"))
-  ? name
-  : path.dirname(require.resolve(`@lenml/tokenizer-${name}/models/tokenizer.json`));
-const readJson = (f) => JSON.parse(fs.readFileSync(f, "utf8"));
-const configPath = path.join(dir, "tokenizer_config.json");
-const tokenizer = TokenizerLoader.fromPreTrained({
-  tokenizerJSON: readJson(path.join(dir, "tokenizer.json")),
-  tokenizerConfig: fs.existsSync(configPath) ? readJson(configPath) : {},
-});
+const tokenizer = loadTokenizer(name);
 
 const out = [];
 const emit = (record) => {

@@ -11,22 +11,9 @@
 namespace moe {
 namespace {
 
-ModelConfig tiny(int vocab) {
-  ModelConfig c;
-  c.vocab_size = vocab;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  return c;
-}
 
 TEST(Evaluate, BytesAndTheirIdsGiveTheSameResult) {
-  DecoderLM m(tiny(256));
+  DecoderLM m(test::tiny_moe_config(256));
   m.init_weights(5, 0.3f);
   Rng rng(2);
   std::string text(100, '\0');
@@ -44,7 +31,7 @@ TEST(Evaluate, BytesAndTheirIdsGiveTheSameResult) {
 // Ids of a 300-token vocabulary, windows of 8 in batches of 2 (the last window shorter), against
 // one forward per window; max_tokens counts ids.
 TEST(Evaluate, TokenIdsMatchAWindowByWindowForward) {
-  DecoderLM m(tiny(300));
+  DecoderLM m(test::tiny_moe_config(300));
   m.init_weights(7, 0.3f);
   Rng rng(3);
   std::vector<int32_t> ids(45);
@@ -68,7 +55,7 @@ TEST(Evaluate, TokenIdsMatchAWindowByWindowForward) {
 }
 
 TEST(Evaluate, IdsOutsideTheVocabularyAreErrors) {
-  DecoderLM m(tiny(300));
+  DecoderLM m(test::tiny_moe_config(300));
   m.init_weights(1, 0.3f);
   const std::vector<int32_t> high = {1, 2, 3, 4, 5, 300, 6}, negative = {1, -2, 3};
   EXPECT_NE(test::error_of([&] { evaluate_tokens(m, high, {.context = 4}); }).find("token 5 has id 300, outside the model's vocab_size 300"),
