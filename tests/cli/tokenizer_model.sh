@@ -75,6 +75,10 @@ print(f"{name}: generated {len(g['ids'])} ids; the streamed text is the referenc
 PY
 done
 
+# What still reads bytes refuses such a model (moe train refuses its config: tests/cli/bad_input.sh).
+expect_error "moe experts reads bytes" "$MOE" experts --model "$WORK/llama2" --data "$WORK/small.txt"
+expect_error "moe grow evaluates on bytes" "$MOE" grow --model "$WORK/llama2" --data "$WORK/small.txt" --peer-num-experts 64 --out "$WORK/grown"
+
 # eos ends a generation: make the model's greedy first token the end-of-text token.
 M=$WORK/llama2
 json_line "$WORK/g1.json" "$MOE" generate --model "$M" --prompt "$PROMPT" --max-tokens 3 --temperature 0 --ignore-eos --json
