@@ -75,6 +75,9 @@ print(f"{name}: generated {len(g['ids'])} ids; the streamed text is the referenc
 PY
 done
 
+# A prompt that is not UTF-8: one error line, nothing on stdout.
+expect_error "UTF-8" "$MOE" generate --model "$WORK/llama2" --prompt "$(printf 'caf\xe9')"
+[ ! -s "$WORK/out" ] || fail "a failed generation printed: $(cat "$WORK/out")"
 # What still reads bytes refuses such a model (moe train refuses its config: tests/cli/bad_input.sh).
 expect_error "moe experts reads bytes" "$MOE" experts --model "$WORK/llama2" --data "$WORK/small.txt"
 expect_error "moe grow evaluates on bytes" "$MOE" grow --model "$WORK/llama2" --data "$WORK/small.txt" --peer-num-experts 64 --out "$WORK/grown"

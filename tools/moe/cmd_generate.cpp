@@ -49,12 +49,13 @@ int run_generate(const GenArgs& a) {
     std::fwrite(s.data(), 1, s.size(), stdout);
     std::fflush(stdout);
   };
+  // Encoded before anything is printed: a prompt that is not UTF-8 is an error with empty stdout.
+  std::vector<int32_t> prompt, out;
+  if (tokens.tokenizer) prompt = tokens.tokenizer->encode(a.prompt);
   std::fwrite(a.prompt.data(), 1, a.prompt.size(), stdout);
   std::fflush(stdout);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int32_t> prompt, out;
   if (tokens.tokenizer) {
-    prompt = tokens.tokenizer->encode(a.prompt);
     text::StreamingDecoder dec(*tokens.tokenizer, /*skip_special_tokens=*/true);
     // The prompt goes through the decoder unprinted: a continuation decodes as it does after the
     // prompt (a SentencePiece word keeps its leading space), not as the start of a text.
