@@ -12,13 +12,8 @@ namespace moe {
 namespace {
 
 ModelConfig tiny(bool moe) {
-  ModelConfig c;
+  ModelConfig c = test::tiny_moe_config();
   c.model_type = moe ? "mixtral" : "mistral";
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
   c.max_position_embeddings = 16;
   c.num_local_experts = moe ? 4 : 0;
   c.num_experts_per_tok = moe ? 2 : 0;

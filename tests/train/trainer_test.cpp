@@ -16,15 +16,9 @@ namespace {
 namespace fs = std::filesystem;
 
 ModelConfig tiny() {
-  ModelConfig c;
+  ModelConfig c = test::tiny_moe_config();
   c.hidden_size = 32;
   c.intermediate_size = 48;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.max_position_embeddings = 32;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
   c.router_z_loss_coef = 0.001f;
   return c;
 }
