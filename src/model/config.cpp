@@ -170,6 +170,12 @@ ModelConfig ModelConfig::load(const std::string& path) {
   return from_json(j, path);
 }
 
+void ModelConfig::require_bytes(const std::string& who, const std::string& what) const {
+  if (vocab_size != 256)
+    throw Error("[" + who + "] " + what + ": vocab_size " + std::to_string(vocab_size) + ": moe " + who +
+                " reads bytes (token id = byte value), so it needs vocab_size 256; models with a tokenizer.json are not supported yet");
+}
+
 void ModelConfig::validate(const std::string& src) const {
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) throw Error("[config] " + src + ": '" + key + "' must be positive, got " + std::to_string(v));

@@ -86,6 +86,9 @@ struct ModelConfig {
   static ModelConfig load(const std::string& path);
   nlohmann::json to_json() const;
   void validate(const std::string& source) const;
+  // For the commands that read bytes (token id = byte value): throws moe::Error "[who] what:
+  // vocab_size V: <who> reads bytes ..." unless vocab_size is 256.
+  void require_bytes(const std::string& who, const std::string& what) const;
 
   // Parameter counts: all parameters, and those a token touches (k of the E experts).
   int64_t total_params() const;

@@ -58,9 +58,7 @@ Trainer::Trainer(const TrainConfig& cfg, std::unique_ptr<DecoderLM> model, const
     : cfg_(cfg), model_(std::move(model)), corpus_(corpus) {
   cfg_.check();
   // Checked here, before a run prints or writes anything, rather than at the first batch.
-  if (const int V = model_->config().vocab_size; V != 256)
-    throw Error("[train] the model's vocab_size is " + std::to_string(V) +
-                ": moe train reads bytes (token id = byte value), so it needs vocab_size 256; training on a tokenizer's ids is not supported yet");
+  model_->config().require_bytes("train", "the model");
   const int64_t T = context(), P = model_->config().max_position_embeddings;
   if (T > P)
     throw Error("[train] --context " + std::to_string(T) + " exceeds the model's max_position_embeddings (" +

@@ -80,7 +80,7 @@ expect_error "UTF-8" "$MOE" generate --model "$WORK/llama2" --prompt "$(printf '
 [ ! -s "$WORK/out" ] || fail "a failed generation printed: $(cat "$WORK/out")"
 # What still reads bytes refuses such a model (moe train refuses its config: tests/cli/bad_input.sh).
 expect_error "moe experts reads bytes" "$MOE" experts --model "$WORK/llama2" --data "$WORK/small.txt"
-expect_error "moe grow evaluates on bytes" "$MOE" grow --model "$WORK/llama2" --data "$WORK/small.txt" --peer-num-experts 64 --out "$WORK/grown"
+expect_error "moe grow reads bytes" "$MOE" grow --model "$WORK/llama2" --data "$WORK/small.txt" --peer-num-experts 64 --out "$WORK/grown"
 
 # eos ends a generation: make the model's greedy first token the end-of-text token.
 M=$WORK/llama2

@@ -27,9 +27,7 @@ struct ExpertsArgs {
 int run_experts(const ExpertsArgs& a) {
   set_num_threads(a.threads);
   auto model = load_pretrained(a.model);
-  if (const int V = model->config().vocab_size; V != 256)
-    throw Error("[experts] " + a.model + ": vocab_size " + std::to_string(V) +
-                ": moe experts reads bytes (token id = byte value); models with a tokenizer.json are not supported yet");
+  model->config().require_bytes("experts", a.model);
   const std::vector<int> peer_layers = model->peer_layers();
   const std::vector<int> routed = model->routed_layers();
   if (routed.empty() && peer_layers.empty()) throw Error("[experts] " + a.model + " is a dense model: it has no experts");

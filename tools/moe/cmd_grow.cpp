@@ -37,9 +37,7 @@ int run_grow(const GrowArgs& a) {
     throw Error("[grow] " + a.out + " already holds a checkpoint; pass --overwrite to replace it");
   if (fs::exists(a.out) && fs::equivalent(a.out, a.model)) throw Error("[grow] --out must differ from --model");
   auto model = load_pretrained(a.model);
-  if (const int V = model->config().vocab_size; V != 256)
-    throw Error("[grow] " + a.model + ": vocab_size " + std::to_string(V) +
-                ": moe grow evaluates on bytes (token id = byte value); models with a tokenizer.json are not supported yet");
+  model->config().require_bytes("grow", a.model);
   const int64_t before_n = model->config().peer_num_experts;
   const std::string text = read_file(data);
   if (text.size() < 2) throw Error("[grow] " + data + ": needs at least 2 bytes");
