@@ -1,9 +1,10 @@
 #include "model/config.h"
 
-#include <set>
+#include <algorithm>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
+#include "model/arch/architecture.h"
 #include "model/router_registry.h"
 #include "model/unimplemented_keys.h"
 #include "moe/expert_grid.h"
@@ -14,147 +15,63 @@ namespace {
 
 using nlohmann::json;
 
-template <class T>
-void get_num(const json& j, const char* key, T& out, const std::string& src, bool required) {
-  if (!j.contains(key) || j[key].is_null()) {
-    if (required) throw Error("[config] " + src + ": missing required key '" + key + "'");
-    return;
-  }
-  const json& v = j[key];
-  if constexpr (std::is_same_v<T, bool>) {
-    if (!v.is_boolean()) throw Error("[config] " + src + ": key '" + key + "' must be true or false, got " + v.dump());
-    out = v.get<bool>();
-  } else if constexpr (std::is_integral_v<T>) {
-    if (!v.is_number_integer()) throw Error("[config] " + src + ": key '" + key + "' must be an integer, got " + v.dump());
-    out = v.get<T>();
-  } else {
-    if (!v.is_number()) throw Error("[config] " + src + ": key '" + key + "' must be a number, got " + v.dump());
-    out = v.get<T>();
-  }
-}
+// Keys every architecture has (read by from_json), and the PEER extension keys (docs/checkpoints.md).
+const std::vector<std::string> kCommonKeys = {
+    "model_type", "architectures", "hidden_act", "vocab_size", "hidden_size", "intermediate_size",
+    "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+    "rms_norm_eps", "rope_theta", "tie_word_embeddings"};
+const std::vector<std::string> kPeerKeys = {
+    "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
+    "peer_batch_norm", "peer_activation", "peer_score", "peer_key_lr_scale"};
 
-const std::set<std::string> kKnown = {
-    "model_type", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-    "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
-    "rms_norm_eps", "rope_theta", "tie_word_embeddings", "num_local_experts",
-    "num_experts_per_tok", "norm_topk_prob", "router_aux_loss_coef", "router_z_loss_coef",
-    "architectures", "hidden_act", "router", "router_seq_aux_loss_coef", "router_importance_loss_coef", "router_load_loss_coef", "capacity_factor", "eval_capacity_factor",
-    "routed_scaling_factor", "bias_update_speed", "expert_choice_capacity", "expert_grid", "grid_beam_size", "n_shared_experts",
-    "shared_expert_intermediate_size", "num_experts", "moe_intermediate_size", "decoder_sparse_step",
-    "mlp_only_layers", "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
-    "peer_batch_norm", "peer_activation", "peer_score", "peer_key_lr_scale", "dense_intermediate_size"};
-
-void get_string(const json& j, const char* key, std::string& out, const std::string& src) {
-  if (!j.contains(key) || j[key].is_null()) return;
-  if (!j[key].is_string()) throw Error("[config] " + src + ": key '" + key + "' must be a string, got " + j[key].dump());
-  out = j[key].get<std::string>();
-}
-
-void get_int_list(const json& j, const char* key, std::vector<int>& out, const std::string& src) {
-  if (!j.contains(key) || j[key].is_null()) return;
-  if (!j[key].is_array()) throw Error("[config] " + src + ": '" + key + "' must be a list of layer indices");
-  out.clear();
-  for (const auto& v : j[key]) {
-    if (!v.is_number_integer()) throw Error("[config] " + src + ": '" + key + "' must hold integers, got " + v.dump());
-    out.push_back(v.get<int>());
-  }
+bool interpreted(const std::string& key) {
+  for (const auto* keys : {&kCommonKeys, &kPeerKeys, &all_architecture_keys()})
+    if (std::find(keys->begin(), keys->end(), key) != keys->end()) return true;
+  return false;
 }
 
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   if (!j.is_object()) throw Error("[config] " + src + ": expected a JSON object");
+  const ConfigReader r(j, src);
   ModelConfig c;
   if (!j.contains("model_type") || !j["model_type"].is_string())
-    throw Error("[config] " + src + ": missing \"model_type\" (expected \"mixtral\", \"mistral\" or \"qwen2_moe\")");
+    r.fail("missing \"model_type\" (supported: " + architecture_names() + ")");
   c.model_type = j["model_type"].get<std::string>();
-  if (c.model_type != "mixtral" && c.model_type != "mistral" && c.model_type != "qwen2_moe")
-    throw Error("[config] " + src + ": unsupported model_type '" + c.model_type +
-                "' (supported: mixtral, mistral, qwen2_moe)");
-  get_num(j, "vocab_size", c.vocab_size, src, true);
-  get_num(j, "hidden_size", c.hidden_size, src, true);
-  get_num(j, "intermediate_size", c.intermediate_size, src, true);
-  get_num(j, "num_hidden_layers", c.num_hidden_layers, src, true);
-  get_num(j, "num_attention_heads", c.num_attention_heads, src, true);
+  const Architecture& arch = architecture_of(c, src);
+  r.num("vocab_size", c.vocab_size, true);
+  r.num("hidden_size", c.hidden_size, true);
+  r.num("intermediate_size", c.intermediate_size, true);
+  r.num("num_hidden_layers", c.num_hidden_layers, true);
+  r.num("num_attention_heads", c.num_attention_heads, true);
   c.num_key_value_heads = c.num_attention_heads;
-  get_num(j, "num_key_value_heads", c.num_key_value_heads, src, false);
-  get_num(j, "head_dim", c.head_dim, src, false);
-  get_num(j, "max_position_embeddings", c.max_position_embeddings, src, false);
-  get_num(j, "rms_norm_eps", c.rms_norm_eps, src, false);
-  get_num(j, "rope_theta", c.rope_theta, src, false);
-  get_num(j, "tie_word_embeddings", c.tie_word_embeddings, src, false);
+  r.num("num_key_value_heads", c.num_key_value_heads);
+  r.num("head_dim", c.head_dim);
+  r.num("max_position_embeddings", c.max_position_embeddings);
+  r.num("rms_norm_eps", c.rms_norm_eps);
+  r.num("rope_theta", c.rope_theta);
+  r.num("tie_word_embeddings", c.tie_word_embeddings);
   c.dense_intermediate_size = c.intermediate_size;
-  if (c.is_qwen2_moe()) {
-    // Qwen2-MoE's names: num_experts, moe_intermediate_size (experts), intermediate_size (dense layers).
-    get_num(j, "num_experts", c.num_local_experts, src, true);
-    get_num(j, "moe_intermediate_size", c.intermediate_size, src, true);
-    get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
-    c.n_shared_experts = c.shared_expert_intermediate_size > 0 ? 1 : 0;
-    c.shared_expert_gate = true;
-    c.qkv_bias = true;
-    get_num(j, "decoder_sparse_step", c.decoder_sparse_step, src, false);
-    get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
-  }
-  if (c.is_moe()) {
-    if (!c.is_qwen2_moe()) get_num(j, "num_local_experts", c.num_local_experts, src, true);
-    get_num(j, "num_experts_per_tok", c.num_experts_per_tok, src, true);
-    c.norm_topk_prob = c.is_qwen2_moe() ? false : c.num_experts_per_tok > 1;
-    get_num(j, "norm_topk_prob", c.norm_topk_prob, src, false);
-    get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
-    get_num(j, "router_z_loss_coef", c.router_z_loss_coef, src, false);
-    if (j.contains("router")) {
-      if (!j["router"].is_string()) throw Error("[config] " + src + ": key 'router' must be a string");
-      c.router = j["router"].get<std::string>();
-    }
-    if (c.router == "switch") {
-      c.norm_topk_prob = false;
-      c.capacity_factor = 1.25f;
-      c.eval_capacity_factor = 2.0f;
-    }
-    if (c.router == "sigmoid_bias") c.router_aux_loss_coef = 0.0f;  // balanced by the bias instead
-    get_num(j, "router_aux_loss_coef", c.router_aux_loss_coef, src, false);
-    get_num(j, "router_seq_aux_loss_coef", c.router_seq_aux_loss_coef, src, false);
-    get_num(j, "router_importance_loss_coef", c.router_importance_loss_coef, src, false);
-    get_num(j, "router_load_loss_coef", c.router_load_loss_coef, src, false);
-    get_num(j, "routed_scaling_factor", c.routed_scaling_factor, src, false);
-    get_num(j, "bias_update_speed", c.bias_update_speed, src, false);
-    get_num(j, "expert_choice_capacity", c.expert_choice_capacity, src, false);
-    get_int_list(j, "expert_grid", c.expert_grid, src);
-    get_num(j, "grid_beam_size", c.grid_beam_size, src, false);
-    if (!c.is_qwen2_moe()) {
-      // Extension keys: dense layers inside a mixtral model, and their width.
-      get_int_list(j, "mlp_only_layers", c.mlp_only_layers, src);
-      get_num(j, "dense_intermediate_size", c.dense_intermediate_size, src, false);
-      get_num(j, "n_shared_experts", c.n_shared_experts, src, false);
-      get_num(j, "shared_expert_intermediate_size", c.shared_expert_intermediate_size, src, false);
-    }
-    get_num(j, "capacity_factor", c.capacity_factor, src, false);
-    get_num(j, "eval_capacity_factor", c.eval_capacity_factor, src, false);
-    if (c.router == "switch" && j.contains("norm_topk_prob") && c.norm_topk_prob != (j["norm_topk_prob"] == true))
-      throw Error("[config] " + src + ": router \"switch\" does not renormalise (norm_topk_prob must be false)");
-  } else {
-    c.num_local_experts = 0;
-    c.num_experts_per_tok = 0;
-    c.router_aux_loss_coef = 0;
-  }
-  get_string(j, "ffn_type", c.ffn_type, src);
+  arch.read(r, c);
+  r.str("ffn_type", c.ffn_type);
   if (c.ffn_type == "peer") {
-    get_num(j, "peer_num_experts", c.peer_num_experts, src, false);
-    get_num(j, "peer_heads", c.peer_heads, src, false);
-    get_num(j, "peer_top_k", c.peer_top_k, src, false);
-    get_num(j, "peer_key_dim", c.peer_key_dim, src, false);
-    get_num(j, "peer_batch_norm", c.peer_batch_norm, src, false);
-    get_string(j, "peer_activation", c.peer_activation, src);
-    get_string(j, "peer_score", c.peer_score, src);
-    get_num(j, "peer_key_lr_scale", c.peer_key_lr_scale, src, false);
+    r.num("peer_num_experts", c.peer_num_experts);
+    r.num("peer_heads", c.peer_heads);
+    r.num("peer_top_k", c.peer_top_k);
+    r.num("peer_key_dim", c.peer_key_dim);
+    r.num("peer_batch_norm", c.peer_batch_norm);
+    r.str("peer_activation", c.peer_activation);
+    r.str("peer_score", c.peer_score);
+    r.num("peer_key_lr_scale", c.peer_key_lr_scale);
     c.peer_layers = {c.num_hidden_layers / 2};
-    get_int_list(j, "peer_layers", c.peer_layers, src);
+    r.int_list("peer_layers", c.peer_layers);
   }
   reject_unimplemented_keys(j, src);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (!kKnown.count(it.key())) c.extra[it.key()] = it.value();
+    if (!interpreted(it.key())) c.extra[it.key()] = it.value();
   c.validate(src);
   return c;
 }
@@ -177,6 +94,7 @@ void ModelConfig::require_bytes(const std::string& who, const std::string& what)
 }
 
 void ModelConfig::validate(const std::string& src) const {
+  const Architecture& arch = architecture_of(*this, src);
   auto positive = [&](const char* key, int64_t v) {
     if (v <= 0) throw Error("[config] " + src + ": '" + key + "' must be positive, got " + std::to_string(v));
   };
@@ -214,6 +132,7 @@ void ModelConfig::validate(const std::string& src) const {
       throw Error("[config] " + src + ": peer_score must be \"softmax\" or \"sigmoid\", got '" + peer_score + "'");
     peer_config().validate("[config] " + src + ": ");
   }
+  arch.validate(*this, src);  // first: an architecture's own rules name it ("qwen2_moe routes with ...")
   if (is_moe()) {
     positive("num_local_experts", num_local_experts);
     positive("num_experts_per_tok", num_experts_per_tok);
@@ -222,23 +141,12 @@ void ModelConfig::validate(const std::string& src) const {
                   " exceeds num_local_experts " + std::to_string(num_local_experts));
     if (!find_router(router))
       throw Error("[config] " + src + ": unknown router '" + router + "' (supported: " + router_names() + ")");
-    if (router == "grid") {
-      if (expert_grid.empty())
-        throw Error("[config] " + src + ": router \"grid\" needs expert_grid, the grid's dimensions (e.g. [4, 4])");
-      GridShape{expert_grid}.check(num_local_experts, "[config] " + src + ": expert_grid");
-      if (grid_beam_size < 0) throw Error("[config] " + src + ": grid_beam_size must be >= 0 (0: num_experts_per_tok)");
-    } else if (!expert_grid.empty()) {
-      throw Error("[config] " + src + ": expert_grid is only for router \"grid\", not '" + router + "'");
-    }
-    if (router == "noisy_topk" && num_experts_per_tok >= num_local_experts)
-      throw Error("[config] " + src + ": router \"noisy_topk\" needs num_experts_per_tok < num_local_experts");
+    find_router(router)->validate(*this, src);
     if (router_importance_loss_coef < 0 || router_load_loss_coef < 0)
       throw Error("[config] " + src + ": router loss coefficients must be >= 0");
     if (!(routed_scaling_factor > 0)) throw Error("[config] " + src + ": routed_scaling_factor must be positive");
     if (bias_update_speed < 0) throw Error("[config] " + src + ": bias_update_speed must be >= 0");
     if (!(expert_choice_capacity > 0)) throw Error("[config] " + src + ": expert_choice_capacity must be positive");
-    if (is_qwen2_moe() && router != "topk_softmax")
-      throw Error("[config] " + src + ": qwen2_moe routes with softmax top-k; the router key is not supported");
     if (decoder_sparse_step < 1) throw Error("[config] " + src + ": decoder_sparse_step must be >= 1");
     if (!mlp_only_layers.empty()) positive("dense_intermediate_size", dense_intermediate_size);
     for (int l : mlp_only_layers)
@@ -247,11 +155,6 @@ void ModelConfig::validate(const std::string& src) const {
                     std::to_string(num_hidden_layers) + ")");
     if (n_shared_experts < 0 || shared_expert_intermediate_size < 0)
       throw Error("[config] " + src + ": n_shared_experts and shared_expert_intermediate_size must be >= 0");
-    if (router == "switch" && num_experts_per_tok != 1)
-      throw Error("[config] " + src + ": router \"switch\" routes each token to one expert; num_experts_per_tok must be 1, got " +
-                  std::to_string(num_experts_per_tok));
-    if (router == "switch" && norm_topk_prob)
-      throw Error("[config] " + src + ": router \"switch\" does not renormalise (norm_topk_prob must be false)");
     if (capacity_factor < 0 || eval_capacity_factor < 0)
       throw Error("[config] " + src + ": capacity factors must be >= 0 (0 means dropless)");
     if (router_aux_loss_coef < 0 || router_z_loss_coef < 0 || router_seq_aux_loss_coef < 0)
@@ -260,9 +163,10 @@ void ModelConfig::validate(const std::string& src) const {
 }
 
 nlohmann::json ModelConfig::to_json() const {
+  const Architecture& arch = architecture_of(*this);
   json j = extra;
   j["model_type"] = model_type;
-  j["architectures"] = json::array({is_qwen2_moe() ? "Qwen2MoeForCausalLM" : is_moe() ? "MixtralForCausalLM" : "MistralForCausalLM"});
+  j["architectures"] = json::array({arch.hf_class()});
   j["hidden_act"] = "silu";
   j["vocab_size"] = vocab_size;
   j["hidden_size"] = hidden_size;
@@ -275,52 +179,7 @@ nlohmann::json ModelConfig::to_json() const {
   j["rms_norm_eps"] = rms_norm_eps;
   j["rope_theta"] = rope_theta;
   j["tie_word_embeddings"] = tie_word_embeddings;
-  if (is_qwen2_moe()) {
-    j["num_experts"] = num_local_experts;
-    j["moe_intermediate_size"] = intermediate_size;
-    j["intermediate_size"] = dense_intermediate_size;
-    j["shared_expert_intermediate_size"] = shared_ffn();
-    j["num_experts_per_tok"] = num_experts_per_tok;
-    j["norm_topk_prob"] = norm_topk_prob;
-    j["decoder_sparse_step"] = decoder_sparse_step;
-    j["mlp_only_layers"] = mlp_only_layers;
-    j["router_aux_loss_coef"] = router_aux_loss_coef;
-    if (router_z_loss_coef > 0) j["router_z_loss_coef"] = router_z_loss_coef;
-    if (router_seq_aux_loss_coef > 0) j["router_seq_aux_loss_coef"] = router_seq_aux_loss_coef;
-    if (capacity_factor > 0) j["capacity_factor"] = capacity_factor;
-    if (eval_capacity_factor > 0) j["eval_capacity_factor"] = eval_capacity_factor;
-  } else if (is_moe()) {
-    j["num_local_experts"] = num_local_experts;
-    j["num_experts_per_tok"] = num_experts_per_tok;
-    j["norm_topk_prob"] = norm_topk_prob;
-    j["router_aux_loss_coef"] = router_aux_loss_coef;
-    j["router_z_loss_coef"] = router_z_loss_coef;
-    if (router != "topk_softmax") j["router"] = router;
-    if (router_seq_aux_loss_coef > 0) j["router_seq_aux_loss_coef"] = router_seq_aux_loss_coef;
-    if (capacity_factor > 0 || router != "topk_softmax") j["capacity_factor"] = capacity_factor;
-    if (router == "sigmoid_bias") {
-      j["routed_scaling_factor"] = routed_scaling_factor;
-      j["bias_update_speed"] = bias_update_speed;
-    }
-    if (router == "expert_choice") j["expert_choice_capacity"] = expert_choice_capacity;
-    if (router == "grid") {
-      j["expert_grid"] = expert_grid;
-      j["grid_beam_size"] = grid_beam_size;
-    }
-    if (router == "noisy_topk") {
-      j["router_importance_loss_coef"] = router_importance_loss_coef;
-      j["router_load_loss_coef"] = router_load_loss_coef;
-    }
-    if (!mlp_only_layers.empty()) {
-      j["mlp_only_layers"] = mlp_only_layers;
-      j["dense_intermediate_size"] = dense_intermediate_size;
-    }
-    if (n_shared_experts > 0) {
-      j["n_shared_experts"] = n_shared_experts;
-      j["shared_expert_intermediate_size"] = shared_ffn();
-    }
-    if (eval_capacity_factor > 0 || router != "topk_softmax") j["eval_capacity_factor"] = eval_capacity_factor;
-  }
+  arch.write(*this, j);
   if (ffn_type == "peer") {
     j["ffn_type"] = ffn_type;
     j["peer_num_experts"] = peer_num_experts;
@@ -356,15 +215,19 @@ bool ModelConfig::sparse_layer(int i) const {
   return (i + 1) % decoder_sparse_step == 0;
 }
 
-std::string ModelConfig::ffn_prefix(int i) const {
-  if (peer_layer(i)) return "model.layers." + std::to_string(i) + ".peer";
-  return "model.layers." + std::to_string(i) + (model_type == "mixtral" && sparse_layer(i) ? ".block_sparse_moe" : ".mlp");
+std::string ModelConfig::ffn_prefix(int i) const { return architecture_of(*this).ffn_prefix(*this, i); }
+
+bool ModelConfig::is_moe() const {
+  const Architecture* a = find_architecture(model_type);
+  return a && a->has_experts();
 }
 
 int64_t ModelConfig::total_params() const {
   const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
   const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2 +
-                       (qkv_bias ? hd * (num_attention_heads + 2 * num_key_value_heads) : 0);
+                       (qkv_bias ? hd * (num_attention_heads + 2 * num_key_value_heads) : 0) +
+                       (qk_norm == QKNorm::per_head ? 2 * hd : 0) +
+                       (qk_norm == QKNorm::whole ? hd * (num_attention_heads + num_key_value_heads) : 0);
   const RouterKind* rk = find_router(router);
   const int64_t sparse = num_local_experts * 3 * d * f + (rk ? rk->params(*this) : 0) + 3 * d * int64_t(shared_ffn()) +
                          (shared_expert_gate && shared_ffn() > 0 ? d : 0);

@@ -1,18 +1,19 @@
 #pragma once
-// The model configuration: a Hugging Face-style config.json (Mixtral keys; "mistral" for the dense
-// twin). Unknown keys are kept so a config read and written back loses nothing.
+// The model configuration: a Hugging Face-style config.json. The common keys are read here, each
+// architecture's own keys by its file in model/arch/ ("model_type" picks it). Unknown keys are kept
+// so a config read and written back loses nothing.
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "moe/peer_config.h"
+#include "nn/attention.h"
 
 namespace moe {
 
 struct ModelConfig {
-  // "mixtral" (MoE FFN), "mistral" (dense SwiGLU FFN) or "qwen2_moe" (Qwen2-MoE: softmax top-k,
-  // a sigmoid-gated shared expert, q/k/v biases, optional dense layers; its own key and tensor names)
+  // A registered architecture (model/arch/registry.cpp): "mixtral", "mistral" (dense), "qwen2_moe"
   std::string model_type = "mixtral";
   int vocab_size = 256;                // >= 256; without a tokenizer.json token id = byte value
   int hidden_size = 128;
@@ -25,7 +26,7 @@ struct ModelConfig {
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   bool tie_word_embeddings = false;
-  // MoE (mixtral only)
+  // Routed experts (architectures with experts)
   int num_local_experts = 8;
   int num_experts_per_tok = 2;
   bool norm_topk_prob = true;        // default: true for k >= 2, false for k == 1 (Switch)
@@ -46,8 +47,9 @@ struct ModelConfig {
   int grid_beam_size = 0;                // grid: prefixes kept per dimension by the beam search; 0: k
   int n_shared_experts = 0;              // always-on experts (DeepSeekMoE), as one SwiGLU
   int shared_expert_intermediate_size = 0;  // 0: n_shared_experts * intermediate_size
-  // Qwen2-MoE (set from its config keys; not extension keys of mixtral):
+  // Set by the architecture (Qwen2-MoE's, from its own keys):
   bool qkv_bias = false;             // q_proj/k_proj/v_proj have biases
+  QKNorm qk_norm = QKNorm::none;     // RMSNorm of q and k before RoPE (Qwen3: per head; OLMoE: whole)
   bool causal = true;                // not a config key: false for encoders (vision/vision_config.h)
   bool shared_expert_gate = false;   // the shared expert's output is scaled by sigmoid(x w_s)
   int dense_intermediate_size = 0;   // width of the dense layers (mlp_only_layers); "intermediate_size" in Qwen2-MoE
@@ -67,13 +69,12 @@ struct ModelConfig {
   float peer_key_lr_scale = 0.01f;       // see PEERConfig::key_lr_scale
   nlohmann::json extra = nlohmann::json::object();  // keys we do not interpret, written back as read
 
-  bool is_moe() const { return model_type == "mixtral" || model_type == "qwen2_moe"; }
-  bool is_qwen2_moe() const { return model_type == "qwen2_moe"; }
+  bool is_moe() const;  // the architecture has routed experts (model/arch/)
   // Whether layer i has the sparse MoE FFN (else a PEER layer or a dense SwiGLU MLP).
   bool sparse_layer(int i) const;
   bool peer_layer(int i) const;
   PEERConfig peer_config() const;
-  // Tensor-name prefix of layer i's FFN: ".block_sparse_moe" (Mixtral) or ".mlp".
+  // Tensor-name prefix of layer i's FFN, e.g. "model.layers.3.block_sparse_moe" (the architecture's).
   std::string ffn_prefix(int i) const;
   int kv_heads() const { return num_key_value_heads; }
   int hdim() const { return head_dim > 0 ? head_dim : hidden_size / num_attention_heads; }

@@ -30,31 +30,25 @@ ParamList DecoderLM::params() {
 }
 
 void DecoderLM::set_learning_rate(float lr) {
-  for (auto& l : layers)
-    if (l->moe) l->moe->bank().set_learning_rate(lr);
+  for (auto& l : layers) l->ffn->set_learning_rate(lr);
 }
 
 void DecoderLM::set_training(bool training) {
-  for (auto& l : layers) {
-    if (l->moe) l->moe->router().set_training(training);
-    if (l->peer) l->peer->router.set_training(training);
-  }
+  for (auto& l : layers) l->ffn->set_training(training);
 }
 
 void DecoderLM::set_data_group(const dist::Communicator& group) {
   data_group_ = group;
-  for (auto& l : layers)
-    if (l->moe) l->moe->router().set_data_group(group);
+  for (auto& l : layers) l->ffn->set_data_group(group);
 }
 
 void DecoderLM::after_step() {
-  for (auto& l : layers)
-    if (l->moe) l->moe->router().after_step();
+  for (auto& l : layers) l->ffn->after_step();
 }
 
 bool DecoderLM::causal() const {
   for (auto& l : layers)
-    if (l->moe && !l->moe->router().causal()) return false;
+    if (!l->ffn->causal()) return false;
   return true;
 }
 
@@ -84,11 +78,11 @@ void DecoderLM::init_weights(uint64_t seed, float std) {
     if (p->sharded && (i + 1 == ps.size() || !ps[i + 1]->sharded)) skip(skip_after);
   }
   for (auto& l : layers)
-    if (l->peer) {
+    if (PEERLayer* peer = l->peer()) {
       // Replaces the normal draw above: std-0.02 sub-keys trained to a higher loss (2.3900 vs 2.3691
       // in a 300-step 1024^2 run, docs/checkpoints.md).
-      l->peer->router.init_sub_keys(rng);
-      l->peer->router.reset_running_stats();
+      peer->router.init_sub_keys(rng);
+      peer->router.reset_running_stats();
     }
 }
 
@@ -126,11 +120,12 @@ LossResult DecoderLM::forward(const int32_t* tokens, const int32_t* targets, int
   count_ = r.count;
   int n_moe = 0;
   for (auto& layer : layers) {
-    if (!layer->moe) continue;
+    r.aux_objective += layer->ffn->aux_objective();
+    const MoELayer* moe = layer->moe();
+    if (!moe) continue;
     ++n_moe;
-    r.aux_objective += layer->moe->router().aux_objective();
-    r.aux_loss += layer->moe->plan().stats.aux_loss;
-    r.z_loss += layer->moe->plan().stats.z_loss;
+    r.aux_loss += moe->plan().stats.aux_loss;
+    r.z_loss += moe->plan().stats.z_loss;
   }
   if (n_moe) r.aux_loss /= n_moe, r.z_loss /= n_moe;
   return r;
@@ -182,21 +177,21 @@ void DecoderLM::forward_cached(float* logits, const int32_t* tokens, int64_t n,
 std::vector<const RoutingPlan*> DecoderLM::routing() const {
   std::vector<const RoutingPlan*> out;
   for (auto& l : layers)
-    if (l->moe) out.push_back(&l->moe->plan());
+    if (const MoELayer* moe = l->moe()) out.push_back(&moe->plan());
   return out;
 }
 
 std::vector<int> DecoderLM::routed_layers() const {
   std::vector<int> out;
   for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i]->moe) out.push_back(int(i));
+    if (layers[i]->moe()) out.push_back(int(i));
   return out;
 }
 
 std::vector<int> DecoderLM::peer_layers() const {
   std::vector<int> out;
   for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i]->peer) out.push_back(int(i));
+    if (layers[i]->peer()) out.push_back(int(i));
   return out;
 }
 

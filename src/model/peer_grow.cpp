@@ -55,12 +55,12 @@ std::unique_ptr<DecoderLM> grow_peer(DecoderLM& model, const PEERGrowConfig& cfg
   Rng rng(mix_seed(cfg.seed, 0x67726f77));  // "grow"
   const int64_t s = old_c.peer_config().n_sub(), s2 = c.peer_config().n_sub();
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    DecoderBlock& nb = *grown->layers[l];
-    if (!nb.peer) continue;
-    PEERLayer& op = *model.layers[l]->peer;
-    grow_keys(nb.peer->router.sub_keys.w, op.router.sub_keys.w, rng, cfg.new_key_scale);
-    grow_table(nb.peer->bank.down.w, op.bank.down.w, s, s2, &rng);
-    grow_table(nb.peer->bank.up.w, op.bank.up.w, s, s2, nullptr);
+    PEERLayer* np = grown->layers[l]->peer();
+    if (!np) continue;
+    PEERLayer& op = *model.layers[l]->peer();
+    grow_keys(np->router.sub_keys.w, op.router.sub_keys.w, rng, cfg.new_key_scale);
+    grow_table(np->bank.down.w, op.bank.down.w, s, s2, &rng);
+    grow_table(np->bank.up.w, op.bank.up.w, s, s2, nullptr);
   }
   for (Param* p : grown->params()) {
     if (p->name.find(".peer.sub_keys") != std::string::npos || p->name.find(".peer.experts.") != std::string::npos) continue;

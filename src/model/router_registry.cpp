@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "core/error.h"
+#include "moe/expert_grid.h"
 #include "moe/router_expert_choice.h"
 #include "moe/router_grid.h"
 #include "moe/router_noisy_topk.h"
@@ -58,18 +60,69 @@ std::unique_ptr<Router> make_grid(const ModelConfig& c, const std::string& name,
 
 int64_t gate_params(const ModelConfig& c) { return int64_t(c.num_local_experts) * c.hidden_size; }
 
+[[noreturn]] void bad(const std::string& src, const std::string& what) { throw Error("[config] " + src + ": " + what); }
+
+// Every router but grid: no grid keys.
+void no_grid(const ModelConfig& c, const std::string& src) {
+  if (!c.expert_grid.empty()) bad(src, "expert_grid is only for router \"grid\", not '" + c.router + "'");
+}
+
+void no_defaults(ModelConfig&) {}
+void no_keys(const ModelConfig&, nlohmann::json&) {}
+
 const std::vector<RouterKind>& kinds() {
   static const std::vector<RouterKind> k = {
-      {"topk_softmax", make_topk, gate_params},
-      {"switch", make_topk, gate_params},
-      {"noisy_topk", make_noisy, [](const ModelConfig& c) { return 2 * gate_params(c); }},  // + noise weights
-      {"sigmoid_bias", make_sigmoid_bias, [](const ModelConfig& c) { return gate_params(c) + c.num_local_experts; }},
-      {"expert_choice", make_expert_choice, gate_params},
+      {"topk_softmax", make_topk, gate_params, no_defaults, no_keys, no_grid},
+      {"switch", make_topk, gate_params,
+       [](ModelConfig& c) {
+         c.norm_topk_prob = false;
+         c.capacity_factor = 1.25f;
+         c.eval_capacity_factor = 2.0f;
+       },
+       no_keys,
+       [](const ModelConfig& c, const std::string& src) {
+         no_grid(c, src);
+         if (c.num_experts_per_tok != 1)
+           bad(src, "router \"switch\" routes each token to one expert; num_experts_per_tok must be 1, got " +
+                        std::to_string(c.num_experts_per_tok));
+         if (c.norm_topk_prob) bad(src, "router \"switch\" does not renormalise (norm_topk_prob must be false)");
+       }},
+      {"noisy_topk", make_noisy, [](const ModelConfig& c) { return 2 * gate_params(c); },  // + noise weights
+       no_defaults,
+       [](const ModelConfig& c, nlohmann::json& j) {
+         j["router_importance_loss_coef"] = c.router_importance_loss_coef;
+         j["router_load_loss_coef"] = c.router_load_loss_coef;
+       },
+       [](const ModelConfig& c, const std::string& src) {
+         no_grid(c, src);
+         if (c.num_experts_per_tok >= c.num_local_experts)
+           bad(src, "router \"noisy_topk\" needs num_experts_per_tok < num_local_experts");
+       }},
+      {"sigmoid_bias", make_sigmoid_bias, [](const ModelConfig& c) { return gate_params(c) + c.num_local_experts; },
+       [](ModelConfig& c) { c.router_aux_loss_coef = 0.0f; },  // balanced by the bias instead
+       [](const ModelConfig& c, nlohmann::json& j) {
+         j["routed_scaling_factor"] = c.routed_scaling_factor;
+         j["bias_update_speed"] = c.bias_update_speed;
+       },
+       no_grid},
+      {"expert_choice", make_expert_choice, gate_params, no_defaults,
+       [](const ModelConfig& c, nlohmann::json& j) { j["expert_choice_capacity"] = c.expert_choice_capacity; },
+       no_grid},
       {"grid", make_grid,
        [](const ModelConfig& c) {
          int64_t rows = 0;
          for (int g : c.expert_grid) rows += g;
          return rows * c.hidden_size;
+       },
+       no_defaults,
+       [](const ModelConfig& c, nlohmann::json& j) {
+         j["expert_grid"] = c.expert_grid;
+         j["grid_beam_size"] = c.grid_beam_size;
+       },
+       [](const ModelConfig& c, const std::string& src) {
+         if (c.expert_grid.empty()) bad(src, "router \"grid\" needs expert_grid, the grid's dimensions (e.g. [4, 4])");
+         GridShape{c.expert_grid}.check(c.num_local_experts, "[config] " + src + ": expert_grid");
+         if (c.grid_beam_size < 0) bad(src, "grid_beam_size must be >= 0 (0: num_experts_per_tok)");
        }},
   };
   return k;

@@ -20,9 +20,11 @@ struct Rule {
 
 const std::vector<Rule>& rules() {
   static const std::vector<Rule> r = {
-      // Mistral-style local attention. A window that covers every position changes nothing.
-      {{"sliding_window", "null, or >= max_position_embeddings"},
+      // Mistral-style local attention. A window that covers every position changes nothing, nor
+      // does one the Qwen families switch off (use_sliding_window false).
+      {{"sliding_window", "null, >= max_position_embeddings, or with use_sliding_window false"},
        [](const json& v, const json& c) {
+         if (c.contains("use_sliding_window") && is_false(c["use_sliding_window"])) return true;
          return is_null_or(v, [&](const json& w) {
            return w.is_number_integer() && c.contains("max_position_embeddings") &&
                   c["max_position_embeddings"].is_number_integer() &&
@@ -51,7 +53,8 @@ const std::vector<Rule>& rules() {
       {{"hidden_dropout", "0"}, [](const json& v, const json&) { return is_null_or(v, [](const json& x) { return is_number(x, 0); }); }},
       // Llama's tensor-parallel emulation of pretraining, which changes rounding and results.
       {{"pretraining_tp", "1"}, [](const json& v, const json&) { return is_null_or(v, [](const json& x) { return is_number(x, 1); }); }},
-      // Per-head q/k normalisation (OLMoE, Qwen3).
+      // Switches for q/k normalisation in other families (Cohere, StableLM); Qwen3-MoE's and
+      // OLMoE's norms are part of their architectures (model/arch/).
       {{"qk_layernorm", "false"}, [](const json& v, const json&) { return is_null_or(v, is_false); }},
       {{"use_qk_norm", "false"}, [](const json& v, const json&) { return is_null_or(v, is_false); }},
       // Logit soft-capping (Gemma 2, Grok).

@@ -6,6 +6,7 @@
 
 #include "moe/expert_bank_peer.h"
 #include "moe/router_peer.h"
+#include "nn/ffn.h"
 
 namespace moe {
 
@@ -24,7 +25,7 @@ struct PEERUsage {
   void merge(const PEERUsage& o);     // adds o's counts
 };
 
-class PEERLayer {
+class PEERLayer final : public FFN {
  public:
   PEERLayer(const std::string& prefix, const PEERConfig& cfg);
   PEERRouter router;
@@ -32,9 +33,12 @@ class PEERLayer {
 
   // x, y: [n, d]; x must stay alive until backward.
   void forward(float* y, const float* x, int64_t n);
+  void forward(float* y, const float* x, int64_t n, int64_t) override { forward(y, x, n); }
   // dx: [n, d] assigned (experts + router).
-  void backward(float* dx, const float* dy);
-  void params(ParamList& out);
+  void backward(float* dx, const float* dy) override;
+  void params(ParamList& out) override;
+  void set_training(bool training) override { router.set_training(training); }
+  PEERLayer* peer() override { return this; }
   const RoutingPlan& plan() const { return plan_; }
   const PEERConfig& config() const { return router.config(); }
 

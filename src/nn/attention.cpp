@@ -19,11 +19,17 @@ Attention::Attention(const std::string& p, const AttentionConfig& c)
     k_bias = std::make_unique<Param>(p + ".k_proj.bias", Shape{int64_t(c.n_kv_heads) * c.head_dim}, false);
     v_bias = std::make_unique<Param>(p + ".v_proj.bias", Shape{int64_t(c.n_kv_heads) * c.head_dim}, false);
   }
+  if (c.qk_norm != QKNorm::none) {
+    const bool head = c.qk_norm == QKNorm::per_head;
+    q_norm = std::make_unique<RMSNorm>(p + ".q_norm.weight", head ? c.head_dim : c.n_heads * c.head_dim, c.norm_eps);
+    k_norm = std::make_unique<RMSNorm>(p + ".k_norm.weight", head ? c.head_dim : c.n_kv_heads * c.head_dim, c.norm_eps);
+  }
 }
 
 void Attention::params(ParamList& out) {
   out.insert(out.end(), {&q_proj, &k_proj, &v_proj, &o_proj});
   if (q_bias) out.insert(out.end(), {q_bias.get(), k_bias.get(), v_bias.get()});
+  if (q_norm) out.insert(out.end(), {&q_norm->weight, &k_norm->weight});
 }
 
 namespace {
@@ -65,7 +71,15 @@ void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
   probs_.resize({B, c_.n_heads, T, T});
   positions_.resize(n);
   for (int64_t i = 0; i < n; ++i) positions_[i] = int32_t(i % T);
-  project_qkv(q_.data(), k_.data(), v_.data(), x, n);
+  if (q_norm) {
+    q_raw_.resize({n, qd});
+    k_raw_.resize({n, kvd});
+    project_qkv(q_raw_.data(), k_raw_.data(), v_.data(), x, n);
+    q_norm->forward(q_.data(), q_raw_.data(), norm_rows(n, c_.n_heads));
+    k_norm->forward(k_.data(), k_raw_.data(), norm_rows(n, c_.n_kv_heads));
+  } else {
+    project_qkv(q_.data(), k_.data(), v_.data(), x, n);
+  }
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(k_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   kernels::attention_forward(att_.data(), probs_.data(), q_.data(), k_.data(), v_.data(), B, T,
@@ -86,6 +100,14 @@ void Attention::backward(float* dx, const float* dy) {
                               q_.data(), k_.data(), v_.data(), B_, T_, c_.n_heads, c_.n_kv_heads, D, c_.causal);
   kernels::rope_backward(dq_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_backward(dk_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
+  if (q_norm) {
+    // dq_, dk_ are the gradients of the normed q, k: through the norms to the projections (the
+    // forward's q_, k_ serve as scratch; they are not needed any more).
+    q_norm->backward(q_.data(), dq_.data());
+    k_norm->backward(k_.data(), dk_.data());
+    std::swap(q_, dq_);
+    std::swap(k_, dk_);
+  }
   bias_grad(q_bias.get(), dq_.data(), n);
   bias_grad(k_bias.get(), dk_.data(), n);
   bias_grad(v_bias.get(), dv_.data(), n);
@@ -114,6 +136,10 @@ void Attention::forward_cached(float* y, const float* x, int64_t n, LayerKVCache
   float* kc = cache.k.data() + cache.len * kvd;
   float* vc = cache.v.data() + cache.len * kvd;
   project_qkv(q_.data(), kc, vc, x, n);
+  if (q_norm) {  // in place: each row is read before it is written
+    q_norm->apply(q_.data(), q_.data(), norm_rows(n, c_.n_heads));
+    k_norm->apply(kc, kc, norm_rows(n, c_.n_kv_heads));
+  }
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(kc, positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   if (cache.len == 0 && n > 1) {

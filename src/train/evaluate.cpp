@@ -30,11 +30,11 @@ EvalResult evaluate_impl(DecoderLM& model, int64_t n_all, TokenAt token, const E
     DecoderLM& m;
     std::vector<int> layers;
     ~Detach() {
-      for (int l : layers) m.layers[l]->peer->set_usage(nullptr);
+      for (int l : layers) m.layers[l]->peer()->set_usage(nullptr);
     }
   } attached{model, cfg.peer_usage ? model.peer_layers() : std::vector<int>{}};
   r.peer_usage.resize(attached.layers.size());
-  for (size_t p = 0; p < attached.layers.size(); ++p) model.layers[attached.layers[p]]->peer->set_usage(&r.peer_usage[p]);
+  for (size_t p = 0; p < attached.layers.size(); ++p) model.layers[attached.layers[p]]->peer()->set_usage(&r.peer_usage[p]);
   std::vector<int32_t> tokens, targets;
   size_t i = 0;
   while (i < windows.size()) {

@@ -44,13 +44,11 @@ void VisionTransformer::zero_grad() {
 }
 
 void VisionTransformer::set_training(bool training) {
-  for (auto& l : layers)
-    if (l->moe) l->moe->router().set_training(training);
+  for (auto& l : layers) l->ffn->set_training(training);
 }
 
 void VisionTransformer::after_step() {
-  for (auto& l : layers)
-    if (l->moe) l->moe->router().after_step();
+  for (auto& l : layers) l->ffn->after_step();
 }
 
 ClassifyResult VisionTransformer::forward(const float* patches, const int32_t* labels, int64_t B) {
@@ -94,8 +92,7 @@ ClassifyResult VisionTransformer::forward(const float* patches, const int32_t* l
     }
   }
   count_ = r.count;
-  for (auto& l : layers)
-    if (l->moe) r.aux_objective += l->moe->router().aux_objective();
+  for (auto& l : layers) r.aux_objective += l->ffn->aux_objective();
   return r;
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# An independent PyTorch implementation of the Mixtral architecture (tests/reference) agrees with
-# `moe eval` to a relative 1e-4 on (a) a checkpoint trained by `moe train`, MoE and dense, and
-# (b) checkpoints written by PyTorch in bf16 (two shards) and f16.
+# An independent PyTorch implementation of each architecture (tests/reference) agrees with
+# `moe eval` to a relative 1e-4 on (a) checkpoints trained by `moe train` (Mixtral, Mistral,
+# Qwen2-MoE, Qwen3-MoE, OLMoE) and (b) checkpoints written by PyTorch in f32, bf16 (shards) and f16.
 source "$(dirname "$0")/lib/common.sh"
 REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
 make_text "$WORK/text.txt"
@@ -21,10 +21,25 @@ assert rel < 1e-4, rel
 PY
 }
 
+# Every logit of the first window (`moe eval --logits`) against the float64 forward: the largest
+# difference relative to the largest reference logit below 1e-4, and the same argmax everywhere.
+compare_logits() {  # compare_logits MODEL_DIR
+  "$MOE" eval --model "$1" --data "$WORK/eval.txt" --logits "$WORK/logits.safetensors" >/dev/null
+  $REF compare-logits --model "$1" --data "$WORK/eval.txt" --logits "$WORK/logits.safetensors" | tail -n 1 >"$WORK/logits.json"
+  python3 - "$WORK/logits.json" "$1" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2].rsplit('/', 1)[-1]}: {j['positions']} x {j['vocab']} logits, max difference {j['max_abs']:.2e} "
+      f"= {j['relative']:.1e} of the largest, argmax equal at {j['argmax_agree']}/{j['positions']}")
+assert j["relative"] < 1e-4 and j["argmax_agree"] == j["positions"], j
+PY
+}
+
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-moe.json" --data "$WORK/text.txt" --out "$WORK/moe" \
   --steps 30 --batch-size 8 --lr 1e-2 --eval-every 0 2>/dev/null
 compare "$WORK/moe"
 compare "$WORK/moe" --context 20
+compare_logits "$WORK/moe"
 # The generated text itself, byte by byte, against full forwards of the reference (within the
 # 32-position window): greedy is the argmax, and sampling with --top-k 3 stays in the top 3.
 gen_check() {  # gen_check K ARGS...: moe generate ARGS, then the reference's greedy-check at top-k K
@@ -44,6 +59,7 @@ gen_check 3 --temperature 1 --top-k 3 --seed 5
 "$MOE" train --model-config "$SRC/tests/cli/data/tiny-dense.json" --data "$WORK/text.txt" --out "$WORK/dense" \
   --steps 10 --batch-size 8 --eval-every 0 2>/dev/null
 compare "$WORK/dense"
+compare_logits "$WORK/dense"
 $REF make-checkpoint --out "$WORK/bf16" --config "$SRC/tests/cli/data/tiny-moe.json" --seed 1 --dtype bf16 --shards 2
 [ -f "$WORK/bf16/model.safetensors.index.json" ] || fail "reference wrote no shard index"
 compare "$WORK/bf16"
@@ -57,5 +73,19 @@ compare "$WORK/f16"
 compare "$WORK/qwen"
 $REF make-checkpoint --out "$WORK/qwen-ref" --config "$SRC/tests/cli/data/tiny-qwen2-moe.json" --seed 3 --dtype bf16 --shards 3
 compare "$WORK/qwen-ref"
+compare_logits "$WORK/qwen-ref"
+# Qwen3-MoE (per-head q/k RMSNorm, an explicit head_dim of twice hidden_size / heads, a dense layer)
+# and OLMoE (q/k RMSNorm over the whole projections, every layer sparse): written by the reference
+# in f32 and bf16 with their published names, and trained here (the q/k norms' backward).
+for arch in qwen3-moe olmoe; do
+  $REF make-checkpoint --out "$WORK/$arch-f32" --config "$SRC/tests/cli/data/tiny-$arch.json" --seed 5
+  compare "$WORK/$arch-f32"
+  compare_logits "$WORK/$arch-f32"
+  $REF make-checkpoint --out "$WORK/$arch-bf16" --config "$SRC/tests/cli/data/tiny-$arch.json" --seed 6 --dtype bf16 --shards 2
+  compare "$WORK/$arch-bf16" --context 20
+  "$MOE" train --model-config "$SRC/tests/cli/data/tiny-$arch.json" --data "$WORK/text.txt" --out "$WORK/$arch" \
+    --steps 10 --batch-size 8 --lr 1e-2 --eval-every 0 2>/dev/null
+  compare "$WORK/$arch"
+done
 "$MOE" generate --model "$WORK/bf16" --prompt "abc" --max-tokens 10 >/dev/null 2>&1 || fail "generate on a bf16 sharded checkpoint"
 echo "reference agreement passed"

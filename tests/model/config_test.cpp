@@ -278,6 +278,11 @@ TEST(ModelConfig, UnimplementedComputationKeysAreRefusedByName) {
   nlohmann::json j = base();
   j["sliding_window"] = 64;  // covers every position (max_position_embeddings 64): no effect
   EXPECT_EQ(error_of(j), "(no error)");
+  j["sliding_window"] = 16;  // switched off (Qwen configs carry a window they do not use)
+  j["use_sliding_window"] = false;
+  EXPECT_EQ(error_of(j), "(no error)");
+  j["use_sliding_window"] = true;
+  EXPECT_NE(error_of(j).find("'sliding_window' = 16"), std::string::npos) << error_of(j);
 }
 
 }  // namespace

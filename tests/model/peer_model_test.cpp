@@ -87,7 +87,7 @@ TEST(PEERModel, TrainsThroughRowSparseAdam) {
   const double last = loss_on(m, t, 4, 16);
   EXPECT_LT(last, first - 1.0) << first << " -> " << last;
   // The PEER tables moved only in retrieved rows.
-  const Param& up = m.layers[1]->peer->bank.up;
+  const Param& up = m.layers[1]->peer()->bank.up;
   EXPECT_TRUE(up.row_sparse);
   EXPECT_FALSE(up.rows.empty());
 }
@@ -130,8 +130,8 @@ TEST(PEERModel, GrowKeepsExpertsAndLoss) {
   }
   auto g = grow_peer(m, {.n_experts = 1024, .seed = 1});
   EXPECT_EQ(g->config().peer_num_experts, 1024);
-  const PEERLayer& a = *m.layers[1]->peer;
-  const PEERLayer& b = *g->layers[1]->peer;
+  const PEERLayer& a = *m.layers[1]->peer();
+  const PEERLayer& b = *g->layers[1]->peer();
   // expert (i, j): row i*16 + j before, i*32 + j after; new neurons output nothing
   for (int64_t i : {0, 7, 15})
     for (int64_t j : {0, 3, 15})

@@ -63,6 +63,44 @@ TEST(AttentionLayer, CachedForwardMatchesFullForward) {
   for (int64_t i = 0; i < T * 8; ++i) EXPECT_NEAR(y[i], yc[i], 1e-5);
 }
 
+// q/k RMSNorm before the rotation, per head (Qwen3; head_dim 6, not d / heads) and over the whole
+// projection (OLMoE).
+TEST(AttentionLayer, GradientsWithQKNorm) {
+  for (QKNorm kind : {QKNorm::per_head, QKNorm::whole}) {
+    SCOPED_TRACE(kind == QKNorm::per_head ? "per head" : "whole");
+    Attention a("attn", {.d_model = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 6, .rope_theta = 10000.0f,
+                         .qk_norm = kind, .norm_eps = 1e-6f});
+    ASSERT_TRUE(a.q_norm && a.k_norm);
+    EXPECT_EQ(a.q_norm->weight.w.numel(), kind == QKNorm::per_head ? 6 : 24);
+    EXPECT_EQ(a.k_norm->weight.w.numel(), kind == QKNorm::per_head ? 6 : 12);
+    EXPECT_EQ(a.q_norm->weight.name, "attn.q_norm.weight");
+    ParamList ps;
+    a.params(ps);
+    EXPECT_EQ(ps.size(), 6u);
+    check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 7);
+  }
+}
+
+TEST(AttentionLayer, CachedForwardWithQKNormMatchesFullForward) {
+  for (QKNorm kind : {QKNorm::per_head, QKNorm::whole}) {
+    Attention a("attn", {.d_model = 8, .n_heads = 2, .n_kv_heads = 1, .head_dim = 6, .rope_theta = 100.0f,
+                         .qk_norm = kind});
+    Rng rng(5);
+    ParamList ps;
+    a.params(ps);
+    for (Param* p : ps) test::fill_normal(p->w, rng, 0.5f);
+    const int64_t T = 7;
+    Tensor x({T, 8}), y({T, 8}), yc({T, 8});
+    test::fill_normal(x, rng);
+    a.forward(y.data(), x.data(), 1, T);
+    LayerKVCache cache;
+    a.init_cache(cache, T);
+    a.forward_cached(yc.data(), x.data(), 3, cache);
+    for (int64_t t = 3; t < T; ++t) a.forward_cached(yc.data() + t * 8, x.data() + t * 8, 1, cache);
+    for (int64_t i = 0; i < T * 8; ++i) EXPECT_NEAR(y[i], yc[i], 1e-5) << (kind == QKNorm::per_head ? "per head " : "whole ") << i;
+  }
+}
+
 TEST(DenseFFN, Gradients) {
   DenseFFN f("mlp", 8, 12);
   ParamList ps;

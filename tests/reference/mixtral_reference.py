@@ -17,6 +17,10 @@ Usage:
       activations under ~512 MB). The last output line is one JSON object
       {"tokens": N, "loss": L, "perplexity": exp(L)} with N the number of predicted positions.
 
+  mixtral_reference.py compare-logits --model DIR --data FILE --logits LOGITS.safetensors [--context T]
+      The float64 logits of the file's first window against LOGITS.safetensors ("logits" [T, V],
+      as `moe eval --logits` writes them); prints {"max_abs", "scale", "relative", "argmax_agree"}.
+
   mixtral_reference.py make-checkpoint --out DIR --config CONFIG.json --seed S
                             [--dtype f32|bf16|f16] [--shards N]
       Writes DIR/config.json (a byte copy of CONFIG.json) and random weights with the exact
@@ -40,6 +44,12 @@ Model (per layer, working dtype float64 by default):
   FFN of a dense layer (Mistral; used when num_local_experts is absent or 1 and the layer has
   mlp.gate_proj/up_proj/down_proj): down(silu(gate x) * up x).
   Then model.norm and lm_head (or embed_tokens when tie_word_embeddings and no lm_head.weight).
+  The layouts with routed experts under mlp. (Qwen2-MoE, Qwen3-MoE, OLMoE; mlp.gate.weight):
+  experts mlp.experts.{e}.gate_proj / up_proj / down_proj, norm_topk_prob false unless the
+  config says true; Qwen2-MoE adds q/k/v biases and a shared expert scaled by
+  sigmoid(x mlp.shared_expert_gate^T). When self_attn.q_norm.weight exists, q and k pass through
+  RMSNorm (rms_norm_eps) before RoPE: over each head with [head_dim] weights (Qwen3-MoE), or over
+  the whole projection with [H * head_dim] and [H_kv * head_dim] weights (OLMoE).
 
 Auxiliary router losses, as this project (moe) defines them -- per MoE layer l with T tokens
 (all tokens of the batch), E experts and top-k:
@@ -222,9 +232,21 @@ def attention(x, W, p, cfg):
         y = x @ W[p + name + ".weight"].T
         return y + W[p + name + ".bias"] if p + name + ".bias" in W else y
 
-    q = proj("q_proj").view(B, T, H, D).transpose(1, 2)
-    k = proj("k_proj").view(B, T, Hkv, D).transpose(1, 2)
-    v = proj("v_proj").view(B, T, Hkv, D).transpose(1, 2)
+    q, k, v = proj("q_proj"), proj("k_proj"), proj("v_proj")
+    eps = float(cfg.get("rms_norm_eps", 1e-6))
+    if p + "q_norm.weight" in W and W[p + "q_norm.weight"].numel() == H * D and H > 1:
+        # OLMoE: RMSNorm over the whole q and k projections, before splitting into heads
+        q = rms_norm(q, W[p + "q_norm.weight"], eps)
+        k = rms_norm(k, W[p + "k_norm.weight"], eps)
+    q = q.view(B, T, H, D)
+    k = k.view(B, T, Hkv, D)
+    if p + "q_norm.weight" in W and W[p + "q_norm.weight"].numel() == D:
+        # Qwen3-MoE: RMSNorm of each head's q and k (weights [head_dim])
+        q = rms_norm(q, W[p + "q_norm.weight"], eps)
+        k = rms_norm(k, W[p + "k_norm.weight"], eps)
+    q = q.transpose(1, 2)
+    k = k.transpose(1, 2)
+    v = v.view(B, T, Hkv, D).transpose(1, 2)
     cos, sin = rope_cos_sin(T, D, float(cfg.get("rope_theta", 10000.0)), x.dtype)
     q = q * cos + rotate_half(q) * sin
     k = k * cos + rotate_half(k) * sin
@@ -408,6 +430,32 @@ def cmd_eval(args):
     print(json.dumps({"tokens": count, "loss": loss, "perplexity": math.exp(loss)}))
 
 
+def cmd_compare_logits(args):
+    """The float64 logits of the first window of --data (its first T bytes, T = --context or
+    max_position_embeddings) against --logits, a safetensors file with the tensor "logits" [T, V]
+    (moe eval --logits). Prints one JSON line: max_abs (largest absolute difference), scale (largest
+    absolute reference logit), relative = max_abs / scale, and argmax_agree (positions whose top
+    logit is the reference's top one, or within 1e-6 * scale of it)."""
+    cfg, W = load_checkpoint(args.model)
+    W = {n: w.to(torch.float64) for n, w in W.items()}
+    with open(args.data, "rb") as f:
+        data = f.read()
+    T = min(args.context or cfg["max_position_embeddings"], len(data))
+    ours = read_safetensors(args.logits, ["logits"])[0]["logits"].to(torch.float64)
+    with torch.no_grad():
+        ref, _ = forward(cfg, W, torch.tensor([list(data[:T])], dtype=torch.int64))
+    ref = ref[0]
+    if tuple(ours.shape) != tuple(ref.shape):
+        raise SystemExit(f"{args.logits}: logits {tuple(ours.shape)}, the reference has {tuple(ref.shape)}")
+    max_abs = float((ours - ref).abs().max())
+    scale = float(ref.abs().max())
+    # the reference's logit at our argmax within 1e-6 of the scale of its own maximum (near-ties)
+    at_ours = ref.gather(-1, ours.argmax(-1, keepdim=True)).squeeze(-1)
+    agree = int((at_ours >= ref.max(-1).values - 1e-6 * scale).sum())
+    print(json.dumps({"positions": T, "vocab": ref.shape[-1], "max_abs": max_abs, "scale": scale,
+                      "relative": max_abs / scale, "argmax_agree": agree}))
+
+
 def cmd_greedy_check(args):
     """Is each byte of --text after its first --prompt-bytes among the --top-k largest float64
     logits of a full forward over the bytes before it (the last max_position_embeddings of them)?
@@ -442,8 +490,8 @@ def param_shapes(cfg):
     E = cfg.get("num_local_experts") or 0
     moe = cfg.get("model_type") == "mixtral" or E > 1
     out = [("model.embed_tokens.weight", (V, d))]
-    if cfg.get("model_type") == "qwen2_moe":
-        return out + qwen2_moe_shapes(cfg, d, V, H, Hkv, D)
+    if cfg.get("model_type") in ("qwen2_moe", "qwen3_moe", "olmoe"):
+        return out + mlp_family_shapes(cfg, d, V, H, Hkv, D)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         out += [(p + "input_layernorm.weight", (d,)),
@@ -466,22 +514,36 @@ def param_shapes(cfg):
     return out
 
 
-def qwen2_moe_shapes(cfg, d, V, H, Hkv, D):
-    """Qwen2-MoE names: q/k/v biases; sparse layers mlp.gate, mlp.experts.{e}.{gate,up,down}_proj,
-    mlp.shared_expert.*, mlp.shared_expert_gate; dense layers (mlp_only_layers, decoder_sparse_step)
-    mlp.{gate,up,down}_proj of width intermediate_size."""
-    E, Fe, Fd = cfg["num_experts"], cfg["moe_intermediate_size"], cfg["intermediate_size"]
-    Fs = cfg.get("shared_expert_intermediate_size") or 0
+def mlp_family_shapes(cfg, d, V, H, Hkv, D):
+    """The layouts whose routed experts live under mlp.: sparse layers mlp.gate,
+    mlp.experts.{e}.{gate,up,down}_proj; dense layers (mlp_only_layers, decoder_sparse_step)
+    mlp.{gate,up,down}_proj of width intermediate_size.
+      qwen2_moe: q/k/v biases, mlp.shared_expert.* and mlp.shared_expert_gate, experts of width
+                 moe_intermediate_size;
+      qwen3_moe: self_attn.q_norm / k_norm of [head_dim], experts of width moe_intermediate_size;
+      olmoe:     self_attn.q_norm [H * head_dim] / k_norm [H_kv * head_dim], experts of width
+                 intermediate_size, every layer sparse."""
+    mt = cfg["model_type"]
+    E = cfg["num_experts"]
+    Fe = cfg["intermediate_size"] if mt == "olmoe" else cfg["moe_intermediate_size"]
+    Fd = cfg["intermediate_size"]
+    Fs = (cfg.get("shared_expert_intermediate_size") or 0) if mt == "qwen2_moe" else 0
     step, only = cfg.get("decoder_sparse_step", 1), cfg.get("mlp_only_layers") or []
+    bias = mt == "qwen2_moe"
     out = []
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        out += [(p + "input_layernorm.weight", (d,)),
-                (p + "self_attn.q_proj.weight", (H * D, d)), (p + "self_attn.q_proj.bias", (H * D,)),
-                (p + "self_attn.k_proj.weight", (Hkv * D, d)), (p + "self_attn.k_proj.bias", (Hkv * D,)),
-                (p + "self_attn.v_proj.weight", (Hkv * D, d)), (p + "self_attn.v_proj.bias", (Hkv * D,)),
-                (p + "self_attn.o_proj.weight", (d, H * D)),
-                (p + "post_attention_layernorm.weight", (d,))]
+        out.append((p + "input_layernorm.weight", (d,)))
+        for name, rows in (("q_proj", H * D), ("k_proj", Hkv * D), ("v_proj", Hkv * D)):
+            out.append((p + f"self_attn.{name}.weight", (rows, d)))
+            if bias:
+                out.append((p + f"self_attn.{name}.bias", (rows,)))
+        out.append((p + "self_attn.o_proj.weight", (d, H * D)))
+        if mt == "qwen3_moe":
+            out += [(p + "self_attn.q_norm.weight", (D,)), (p + "self_attn.k_norm.weight", (D,))]
+        elif mt == "olmoe":
+            out += [(p + "self_attn.q_norm.weight", (H * D,)), (p + "self_attn.k_norm.weight", (Hkv * D,))]
+        out.append((p + "post_attention_layernorm.weight", (d,)))
         if i not in only and E > 0 and (i + 1) % step == 0:
             out.append((p + "mlp.gate.weight", (E, d)))
             for e in range(E):
@@ -562,6 +624,11 @@ def main(argv=None):
     g.add_argument("--prompt-bytes", type=int, required=True)
     g.add_argument("--top-k", type=int, default=1, help="the bytes were chosen among the k best (1: greedy)")
     g.add_argument("--tie", type=float, default=1e-4, help="relative gap to the k-th logit still counted as agreeing")
+    c = sub.add_parser("compare-logits", help="a window's logits from another implementation against float64")
+    c.add_argument("--model", required=True, help="checkpoint directory")
+    c.add_argument("--data", required=True, help="text file (its bytes are the tokens)")
+    c.add_argument("--logits", required=True, help="safetensors file with the tensor logits [T, V]")
+    c.add_argument("--context", type=int, default=0, help="T (default max_position_embeddings)")
     m = sub.add_parser("make-checkpoint", help="random weights with the Hugging Face names")
     m.add_argument("--out", required=True)
     m.add_argument("--config", required=True)
@@ -570,7 +637,8 @@ def main(argv=None):
     m.add_argument("--shards", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(getattr(args, "threads", 0) or min(4, os.cpu_count() or 1))
-    {"eval": cmd_eval, "greedy-check": cmd_greedy_check, "make-checkpoint": cmd_make_checkpoint}[args.cmd](args)
+    {"eval": cmd_eval, "greedy-check": cmd_greedy_check, "compare-logits": cmd_compare_logits,
+     "make-checkpoint": cmd_make_checkpoint}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ void check_grads(const json& j) {
   auto routes = [&] {
     std::vector<int32_t> all;
     for (auto& l : m.layers)
-      if (l->moe) all.insert(all.end(), l->moe->plan().expert.begin(), l->moe->plan().expert.end());
+      if (const MoELayer* moe = l->moe()) all.insert(all.end(), moe->plan().expert.begin(), moe->plan().expert.end());
     return all;
   };
   auto loss = [&] {

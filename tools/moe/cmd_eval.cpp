@@ -1,5 +1,6 @@
 // moe eval: mean next-token NLL of a checkpoint on a text file (the evaluation contract of README):
 // the tokens are the ids of the model's tokenizer.json, or the bytes for a byte-level model.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -7,6 +8,7 @@
 #include "commands.h"
 #include "core/threading.h"
 #include "io/atomic_file.h"
+#include "io/safetensors.h"
 #include "model/checkpoint.h"
 #include "parallel.h"
 #include "remote.h"
@@ -19,6 +21,7 @@ namespace moe::cli {
 namespace {
 struct EvalArgs {
   std::string model, data;
+  std::string logits;  // safetensors file for the first window's logits
   int64_t context = 0, batch = 16;
   int threads = 0;
   int expert_parallel = 0;
@@ -60,6 +63,15 @@ int run_eval(const EvalArgs& a) {
   };
   EvalResult r = tokens.tokenizer ? evaluate_tokens(*model, ids, ec, on_progress) : evaluate_text(*model, text, ec, on_progress);
   progress.finish();
+  if (!a.logits.empty()) {
+    // The first window's logits [T, V] (positions 0..T-1 of the file's tokens), for comparison
+    // with other implementations.
+    const int64_t T = std::min<int64_t>(a.context > 0 ? a.context : model->config().max_position_embeddings, n);
+    std::vector<int32_t> window(static_cast<size_t>(T)), none(static_cast<size_t>(T), -1);
+    for (int64_t t = 0; t < T; ++t) window[t] = tokens.tokenizer ? ids[t] : int32_t(uint8_t(text[t]));
+    model->forward(window.data(), none.data(), 1, T);
+    write_safetensors(a.logits, {{"logits", &model->logits()}}, {{"tokens", std::to_string(T)}});
+  }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t ctx = a.context > 0 ? a.context : model->config().max_position_embeddings;
   // Per byte only when a token is a byte; a tokenizer's tokens span several bytes each.
@@ -98,6 +110,7 @@ Runner add_eval(CLI::App& app) {
   c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
   c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
+  c->add_option("--logits", a->logits, "also write the first window's logits [T, V] (float32 tensor \"logits\") to this safetensors file");
   add_remote_options(c, a->remote);
   add_replica_check_options(c, a->remote);
   return [a] { return run_eval(*a); };
