@@ -8,6 +8,7 @@
 #include <map>
 
 #include "model/decoder_lm.h"
+#include "../test_util.h"
 
 namespace moe {
 namespace {
@@ -141,15 +142,6 @@ TEST(Architecture, PeerLayersReplaceTheArchitecturesFFN) {
   EXPECT_EQ(m.peer_layers(), std::vector<int>{2});
 }
 
-std::string error_of(const nlohmann::json& j) {
-  try {
-    ModelConfig::from_json(j, "cfg.json");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 TEST(Architecture, KeysThatChangeTheComputationAreErrorsNamingThem) {
   auto without = [](nlohmann::json j, const char* key) {
     j.erase(key);
@@ -169,7 +161,10 @@ TEST(Architecture, KeysThatChangeTheComputationAreErrorsNamingThem) {
       {with(ol, "num_experts", "8"), "cfg.json: key 'num_experts' must be an integer, got \"8\""},
       {with(q3, "use_qk_norm", true), "'use_qk_norm' = true changes the computation"},
   };
-  for (const auto& [j, want] : cases) EXPECT_NE(error_of(j).find(want), std::string::npos) << error_of(j) << "\nwanted: " << want;
+  for (const auto& [j, want] : cases) {
+    const std::string e = test::error_of([&] { ModelConfig::from_json(j, "cfg.json"); });
+    EXPECT_NE(e.find(want), std::string::npos) << e << "\nwanted: " << want;
+  }
 }
 
 }  // namespace

@@ -28,18 +28,11 @@ class Olmoe final : public Architecture {
     read_routing_keys(r, c, /*norm_topk_prob_default=*/false);
   }
   void write(const ModelConfig& c, nlohmann::json& j) const override {
-    j["num_experts"] = c.num_local_experts;
-    j["num_experts_per_tok"] = c.num_experts_per_tok;
-    j["norm_topk_prob"] = c.norm_topk_prob;
-    j["router_aux_loss_coef"] = c.router_aux_loss_coef;
+    write_hf_routing_keys(c, j);
     j["clip_qkv"] = nullptr;
-    if (c.router_z_loss_coef > 0) j["router_z_loss_coef"] = c.router_z_loss_coef;
-    if (c.capacity_factor > 0) j["capacity_factor"] = c.capacity_factor;
-    if (c.eval_capacity_factor > 0) j["eval_capacity_factor"] = c.eval_capacity_factor;
   }
   void validate(const ModelConfig& c, const std::string& src) const override {
-    if (c.router != "topk_softmax")
-      throw Error("[config] " + src + ": olmoe routes with softmax top-k; the router key is not supported");
+    require_topk_softmax(c, src);
     if (!c.mlp_only_layers.empty() || c.decoder_sparse_step != 1 || c.n_shared_experts > 0)
       throw Error("[config] " + src + ": olmoe has routed experts in every layer and no shared experts");
   }

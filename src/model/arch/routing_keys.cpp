@@ -1,5 +1,6 @@
 #include "model/arch/routing_keys.h"
 
+#include "core/error.h"
 #include "model/router_registry.h"
 
 namespace moe {
@@ -33,6 +34,22 @@ void read_routing_keys(const ConfigReader& r, ModelConfig& c, std::optional<bool
   r.num("grid_beam_size", c.grid_beam_size);
   r.num("capacity_factor", c.capacity_factor);
   r.num("eval_capacity_factor", c.eval_capacity_factor);
+}
+
+void require_topk_softmax(const ModelConfig& c, const std::string& src) {
+  if (c.router != "topk_softmax")
+    throw Error("[config] " + src + ": " + c.model_type + " routes with softmax top-k; the router key is not supported");
+}
+
+void write_hf_routing_keys(const ModelConfig& c, nlohmann::json& j) {
+  j["num_experts"] = c.num_local_experts;
+  j["num_experts_per_tok"] = c.num_experts_per_tok;
+  j["norm_topk_prob"] = c.norm_topk_prob;
+  j["router_aux_loss_coef"] = c.router_aux_loss_coef;
+  if (c.router_z_loss_coef > 0) j["router_z_loss_coef"] = c.router_z_loss_coef;
+  if (c.router_seq_aux_loss_coef > 0) j["router_seq_aux_loss_coef"] = c.router_seq_aux_loss_coef;
+  if (c.capacity_factor > 0) j["capacity_factor"] = c.capacity_factor;
+  if (c.eval_capacity_factor > 0) j["eval_capacity_factor"] = c.eval_capacity_factor;
 }
 
 }  // namespace moe

@@ -15,5 +15,10 @@ namespace moe {
 // k >= 2, not for k = 1 (Switch).
 void read_routing_keys(const ConfigReader& r, ModelConfig& c, std::optional<bool> norm_topk_prob_default);
 const std::vector<std::string>& routing_keys();
+// The routing keys of the Hugging Face families that name their experts num_experts (Qwen2-MoE,
+// Qwen3-MoE, OLMoE): experts per token, renormalisation, balancing coefficients, capacities.
+void write_hf_routing_keys(const ModelConfig& c, nlohmann::json& j);
+// Those families route with softmax top-k only: any other "router" is an error naming the family.
+void require_topk_softmax(const ModelConfig& c, const std::string& src);
 
 }  // namespace moe
