@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # The vision MoE on Fashion-MNIST (Debian's dataset-fashion-mnist) against its dense twin at the same
 # active FLOPs: configs/vit-moe-fashion.json (8 experts of width 128, top-2 per patch) and
-# configs/vit-dense-fashion.json (one MLP of width 256), the same everything else. By default both
-# train at once, one thread each; SEQUENTIAL=1 trains them one after the other on all cores. Each
-# runs EPOCHS epochs or until TIME_LIMIT seconds have passed (checked after each epoch) and is
+# configs/vit-dense-fashion.json (one MLP of width 256), the same everything else. By default they
+# train one after the other, each on all cores; SEQUENTIAL=0 trains both at once, one thread each.
+# Each runs EPOCHS epochs or until TIME_LIMIT seconds have passed (checked after each epoch) and is
 # scored on the 10,000 test images after every epoch (metrics.jsonl in each model directory).
 # Prints one line per model: epochs, seconds, test accuracy.
 #   BUILD_DIR   build folder with tools/moe/moe (default build)
 #   MODELS      which of the two (default "moe dense")
-#   SEQUENTIAL  1: one model at a time with all cores (default 0: both at once, one thread each)
-#   EPOCHS      (default 34: ~50 minutes for both at once on 2 cores; one model alone on 2 cores
-#               does ~60 in the same time)
+#   SEQUENTIAL  1 (default): one model at a time with all cores; 0: both at once, one thread each
+#   EPOCHS      (default 60: ~51 minutes per model alone on 2 quiet cores, ~100 minutes for both)
 #   TIME_LIMIT  seconds per model (default 3300: under one hour of training, with the last epoch)
 #   OUT         where the model directories go (default out/vision)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
-EPOCHS=${EPOCHS:-34}
+EPOCHS=${EPOCHS:-60}
 TIME_LIMIT=${TIME_LIMIT:-3300}
 OUT=${OUT:-out/vision}
 MOE=$BUILD_DIR/tools/moe/moe
@@ -24,7 +23,7 @@ MOE=$BUILD_DIR/tools/moe/moe
 mkdir -p "$OUT"
 lscpu | grep -E "^Model name|^CPU\(s\)" | sed 's/^/# /'
 MODELS=${MODELS:-moe dense}
-SEQUENTIAL=${SEQUENTIAL:-0}
+SEQUENTIAL=${SEQUENTIAL:-1}
 fit() {  # fit MODEL THREADS
   OMP_NUM_THREADS=$2 "$MOE" fit --model-config "configs/vit-$1-fashion.json" --dataset fashion-mnist --out "$OUT/$1" \
     --epochs "$EPOCHS" --time-limit "$TIME_LIMIT" --overwrite --json >"$OUT/$1.out" 2>"$OUT/$1.log"
