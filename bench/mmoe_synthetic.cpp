@@ -14,7 +14,7 @@
 // only its test loss is reported. Loss = sum over the two tasks of the mean squared error (the
 // noise alone gives 0.02).
 //
-// Usage: mmoe_synthetic [--seeds 5] [--first-seed 1] [--epochs 100] [--train 10000] [--valid 2000] [--test 2000]
+// Usage: mmoe_synthetic [--seeds 10] [--first-seed 1] [--epochs 10] [--train 100000] [--valid 5000] [--test 5000]
 //          [--batch 128] [--lrs 0.003,0.01,0.03] [--correlations 1,0.9,0.5,0] [--jobs 2]
 //          [--experts 8] [--expert-hidden 16] [--outputs 8] [--tower-hidden 8] [--out FILE.csv]
 //          [--trials FILE.csv]
@@ -44,8 +44,8 @@ using namespace moe::classic;
 namespace {
 
 struct Args {
-  int seeds = 5, first_seed = 1, epochs = 100, jobs = 2;
-  int64_t train = 10000, valid = 2000, test = 2000, batch = 128;
+  int seeds = 10, first_seed = 1, epochs = 10, jobs = 2;
+  int64_t train = 100000, valid = 5000, test = 5000, batch = 128;
   int64_t experts = 8, expert_hidden = 16, outputs = 8, tower_hidden = 8;
   std::vector<double> lrs = {3e-3, 1e-2, 3e-2};
   std::vector<double> correlations = {1.0, 0.9, 0.5, 0.0};
