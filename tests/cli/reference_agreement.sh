@@ -43,10 +43,10 @@ compare_logits "$WORK/moe"
 # The generated text itself, byte by byte, against full forwards of the reference (within the
 # 32-position window): greedy is the argmax, and sampling with --top-k 3 stays in the top 3.
 gen_check() {  # gen_check K ARGS...: moe generate ARGS, then the reference's greedy-check at top-k K
-  local k=$1; shift
-  "$MOE" generate --model "$WORK/moe" --prompt "the quick" --max-tokens 22 "$@" 2>/dev/null | head -c -1 >"$WORK/gen.txt"
+  local k=$1 model=${GEN_MODEL:-$WORK/moe}; shift
+  "$MOE" generate --model "$model" --prompt "the quick" --max-tokens 22 "$@" 2>/dev/null | head -c -1 >"$WORK/gen.txt"
   [ "$(head -c 9 "$WORK/gen.txt")" = "the quick" ] || fail "the prompt is not echoed"
-  $REF greedy-check --model "$WORK/moe" --text "$WORK/gen.txt" --prompt-bytes 9 --top-k "$k" | tail -n 1 >"$WORK/gen.json"
+  $REF greedy-check --model "$model" --text "$WORK/gen.txt" --prompt-bytes 9 --top-k "$k" | tail -n 1 >"$WORK/gen.json"
   python3 - "$WORK/gen.json" "$k" "$WORK/gen.txt" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -86,6 +86,7 @@ for arch in qwen3-moe olmoe; do
   "$MOE" train --model-config "$SRC/tests/cli/data/tiny-$arch.json" --data "$WORK/text.txt" --out "$WORK/$arch" \
     --steps 10 --batch-size 8 --lr 1e-2 --eval-every 0 2>/dev/null
   compare "$WORK/$arch"
+  GEN_MODEL=$WORK/$arch gen_check 1 --temperature 0  # the KV-cached decode with q/k norms
 done
 "$MOE" generate --model "$WORK/bf16" --prompt "abc" --max-tokens 10 >/dev/null 2>&1 || fail "generate on a bf16 sharded checkpoint"
 echo "reference agreement passed"

@@ -1,4 +1,4 @@
-// The whole decoder (Mixtral MoE and dense Mistral) against finite differences of its objective
+// The whole decoder (every architecture) against finite differences of its objective
 // (mean NLL + weighted router losses), for sampled entries of every parameter.
 #include "model/decoder_lm.h"
 
@@ -97,6 +97,25 @@ TEST(DecoderLM, Qwen2MoeGradientsAndNames) {
   EXPECT_EQ(c.to_json()["intermediate_size"], 20);
   EXPECT_EQ(ModelConfig::from_json(c.to_json(), "x").to_json(), c.to_json());
   check_model_grads(true, false, "", 0, &c);
+}
+
+// Qwen3-MoE (per-head q/k norms, head_dim 8 != hidden / heads, a dense layer) and OLMoE (q/k norms
+// over the whole projections, every layer routed): the whole model against finite differences.
+TEST(DecoderLM, Qwen3MoeAndOlmoeGradients) {
+  const nlohmann::json common = {{"vocab_size", 256}, {"hidden_size", 16}, {"intermediate_size", 20},
+                                 {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                                 {"num_experts", 4}, {"num_experts_per_tok", 2}, {"max_position_embeddings", 16},
+                                 {"router_aux_loss_coef", 0.5}};
+  nlohmann::json q3 = common, ol = common;
+  q3.update({{"model_type", "qwen3_moe"}, {"moe_intermediate_size", 12}, {"head_dim", 8}, {"mlp_only_layers", {1}},
+             {"norm_topk_prob", true}});
+  ol.update({{"model_type", "olmoe"}});
+  for (const auto& j : {q3, ol}) {
+    SCOPED_TRACE(j["model_type"].get<std::string>());
+    const ModelConfig c = ModelConfig::from_json(j, "test");
+    ASSERT_NE(c.qk_norm, QKNorm::none);
+    check_model_grads(true, false, "", 0, &c);
+  }
 }
 
 TEST(DecoderLM, GridRouterGradientsMatchFiniteDifferences) {
