@@ -24,8 +24,9 @@ const std::vector<std::string> kPeerKeys = {
     "ffn_type", "peer_num_experts", "peer_heads", "peer_top_k", "peer_key_dim", "peer_layers",
     "peer_batch_norm", "peer_activation", "peer_score", "peer_key_lr_scale"};
 
-bool interpreted(const std::string& key) {
-  for (const auto* keys : {&kCommonKeys, &kPeerKeys, &all_architecture_keys()})
+// Keys this architecture reads; any other (another family's included) is kept and written back.
+bool interpreted(const std::string& key, const std::vector<std::string>& arch_keys) {
+  for (const auto* keys : {&kCommonKeys, &kPeerKeys, &arch_keys})
     if (std::find(keys->begin(), keys->end(), key) != keys->end()) return true;
   return false;
 }
@@ -70,8 +71,9 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
   reject_unimplemented_keys(j, src);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
+  const std::vector<std::string> arch_keys = arch.keys();
   for (auto it = j.begin(); it != j.end(); ++it)
-    if (!interpreted(it.key())) c.extra[it.key()] = it.value();
+    if (!interpreted(it.key(), arch_keys)) c.extra[it.key()] = it.value();
   c.validate(src);
   return c;
 }

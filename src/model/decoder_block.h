@@ -37,7 +37,7 @@ class DecoderBlock {
  private:
   int64_t n_ = 0;
   int d_;
-  Tensor a_, h_, b_, tmp_;  // [n, d]: normed input, after attention, normed h, scratch
+  Tensor a_, h_, b_;        // [n, d]: normed input, after attention, normed h
   Tensor dtmp_, dh_;         // [n, d]
 };
 

@@ -79,6 +79,12 @@ TEST(Architecture, EveryConfigSurvivesWriteAndRead) {
     // Nothing the architecture reads is mistaken for an unknown key.
     for (const auto& key : find_architecture(n)->keys()) EXPECT_FALSE(c.extra.contains(key)) << n << " " << key;
   }
+  // A key another architecture reads is not this one's: kept and written back, not dropped.
+  nlohmann::json j = example("mistral");
+  j["num_experts_per_tok"] = 2;
+  const ModelConfig dense = ModelConfig::from_json(j, "mistral");
+  EXPECT_EQ(dense.num_experts_per_tok, 0);
+  EXPECT_EQ(dense.to_json()["num_experts_per_tok"], 2);
 }
 
 TEST(Architecture, LayersGetTheFFNAndNamesOfTheirArchitecture) {

@@ -30,8 +30,8 @@ class Architecture {
   virtual std::string hf_class() const = 0;  // config.json "architectures": e.g. "MixtralForCausalLM"
   virtual bool has_experts() const = 0;      // routed-expert layers (else a dense model)
 
-  // config.json keys read beyond the common ones (ModelConfig::from_json), so that they are not
-  // kept as unknown keys.
+  // config.json keys read beyond the common ones (ModelConfig::from_json); every other key is kept
+  // as unknown and written back unchanged.
   virtual std::vector<std::string> keys() const = 0;
   // Sets c's fields from this architecture's keys; the common ones are already read.
   virtual void read(const ConfigReader& r, ModelConfig& c) const = 0;
@@ -56,8 +56,6 @@ class Architecture {
 const Architecture* find_architecture(const std::string& model_type);  // nullptr: unknown
 // The architecture of c; throws moe::Error "[config] src: unsupported model_type ..." when unknown.
 const Architecture& architecture_of(const ModelConfig& c, const std::string& src = "config");
-std::string architecture_names();  // "mixtral, mistral, qwen2_moe"
-// Every architecture's keys (config.cpp keeps any other key as unknown).
-const std::vector<std::string>& all_architecture_keys();
+std::string architecture_names();  // "mixtral, mistral, qwen2_moe, ..."
 
 }  // namespace moe

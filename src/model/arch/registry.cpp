@@ -1,7 +1,5 @@
 // The architectures config.json's "model_type" can name. Adding one: its file in this folder, which
 // defines <name>_architecture(), and its line below.
-#include <algorithm>
-
 #include "model/arch/architecture.h"
 
 namespace moe {
@@ -39,17 +37,6 @@ std::string architecture_names() {
   std::string s;
   for (const Architecture* a : registry()) s += (s.empty() ? "" : ", ") + a->model_type();
   return s;
-}
-
-const std::vector<std::string>& all_architecture_keys() {
-  static const std::vector<std::string> keys = [] {
-    std::vector<std::string> k;
-    for (const Architecture* a : registry())
-      for (const std::string& key : a->keys())
-        if (std::find(k.begin(), k.end(), key) == k.end()) k.push_back(key);
-    return k;
-  }();
-  return keys;
 }
 
 }  // namespace moe
