@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent PyTorch reference of the Hugging Face Mixtral / Mistral decoder, the oracle of
 moe's golden tests. Written from the published semantics of transformers' MixtralForCausalLM and
-MistralForCausalLM, not from moe's C++ code. Needs only /usr/bin/python3 with Debian's python3-torch
+MistralForCausalLM (and of the other families described below: Qwen2-MoE, Qwen3-MoE, OLMoE,
+DeepSeek-V2, DeepSeek-V3), not from moe's C++ code. Needs only /usr/bin/python3 with Debian's python3-torch
 and python3-numpy (no transformers, no safetensors package): the safetensors reader and writer
 are here in plain Python.
 
@@ -24,7 +25,9 @@ Usage:
   mixtral_reference.py make-checkpoint --out DIR --config CONFIG.json --seed S
                             [--dtype f32|bf16|f16] [--shards N]
       Writes DIR/config.json (a byte copy of CONFIG.json) and random weights with the exact
-      Hugging Face tensor names: every matrix N(0, 0.1^2), every norm weight 1 + 0.1 N(0, 1).
+      Hugging Face tensor names: every matrix N(0, 0.1^2), every norm weight 1 + 0.1 N(0, 1)
+      (DeepSeek-V3's mlp.gate.e_score_correction_bias: N(0, 0.1^2), always stored F32, as in the
+      published checkpoints, whatever --dtype says).
       One DIR/model.safetensors, or N shards model-0000i-of-0000N.safetensors plus
       model.safetensors.index.json {"metadata": {"total_size": bytes}, "weight_map": {name: file}}.
 
@@ -50,6 +53,70 @@ Model (per layer, working dtype float64 by default):
   sigmoid(x mlp.shared_expert_gate^T). When self_attn.q_norm.weight exists, q and k pass through
   RMSNorm (rms_norm_eps) before RoPE: over each head with [head_dim] weights (Qwen3-MoE), or over
   the whole projection with [H * head_dim] and [H_kv * head_dim] weights (OLMoE).
+
+DeepSeek-V2 / DeepSeek-V3 (model_type deepseek_v2 / deepseek_v3), written from DeepSeek's modelling
+code (modeling_deepseek.py shipped with deepseek-ai/DeepSeek-V2 and DeepSeek-V3) and checked against
+transformers' deepseek_v2 / deepseek_v3. H = num_attention_heads, n = qk_nope_head_dim,
+r = qk_rope_head_dim, v = v_head_dim, c = kv_lora_rank. Per layer (model.layers.i.) the same
+residual structure as above (input_layernorm, self_attn, post_attention_layernorm, mlp), with:
+  Multi-head latent attention (self_attn.; no biases unless attention_bias, which adds biases to
+  q_a_proj, kv_a_proj_with_mqa and o_proj only):
+    q = q_proj(x) [H*(n+r), d] when q_lora_rank is null, else
+        q_b_proj(RMSNorm(q_a_proj(x), q_a_layernorm)) with q_a_proj [q_lora_rank, d],
+        q_a_layernorm [q_lora_rank], q_b_proj [H*(n+r), q_lora_rank];
+      per head q = [q_nope (n) | q_pe (r)].
+    kv_a_proj_with_mqa [c + r, d]: x -> [latent (c) | k_pe (r)]; k_pe is one key shared by all heads.
+    kv_b_proj [H*(n+v), c] applied to RMSNorm(latent, kv_a_layernorm [c]); per head [k_nope (n) | value (v)].
+    The two latent norms use eps 1e-6 (the modelling code builds them without eps, so the RMSNorm
+    default, not rms_norm_eps; the two are equal in the published and the tiny configs).
+    RoPE on q_pe and k_pe only, DeepSeek's convention: a vector [x0, x1, ..., x_{r-1}] is first
+    de-interleaved to [x0, x2, ..., x_{r-2}, x1, x3, ..., x_{r-1}] and then rotated with rotate_half
+    and cos/sin = cat(freqs, freqs) (equivalently: the pairs (x_{2i}, x_{2i+1}) rotated by
+    position * inv_freq_i, the result in de-interleaved order -- the same for q and k, so the
+    scores equal the interleaved complex rotation's).
+    query = cat(q_nope, rope(q_pe)), key = cat(k_nope, rope(k_pe)); causal softmax of
+    query . key * softmax_scale; output o_proj [d, H*v] of the per-head attention-weighted values.
+    rope_scaling null: inv_freq_i = 1 / rope_theta^(2i / r), cos/sin as rope_cos_sin above.
+    rope_scaling {"type" (or "rope_type"): "yarn", factor f, original_max_position_embeddings L
+    (default 4096), beta_fast (32), beta_slow (1), mscale (1), mscale_all_dim (0)}:
+      freq_extra_i = 1 / theta^(2i/r), freq_inter_i = freq_extra_i / f (i < r/2);
+      corr(b) = r * ln(L / (2 pi b)) / (2 ln theta); low = max(floor(corr(beta_fast)), 0),
+      high = min(ceil(corr(beta_slow)), r - 1) (high += 0.001 if equal);
+      ramp_i = clamp((i - low) / (high - low), 0, 1);
+      inv_freq_i = freq_inter_i * ramp_i + freq_extra_i * (1 - ramp_i);
+      cos/sin = cos/sin(position * inv_freq) * get_mscale(f, mscale) / get_mscale(f, mscale_all_dim),
+      get_mscale(f, m) = 1 if f <= 1 else 0.1 m ln f + 1; all of it in float32 as the modelling
+      code does, then cast to the working dtype. Other rope_scaling types are refused.
+    softmax_scale = (n + r)^-0.5, times get_mscale(f, mscale_all_dim)^2 when rope_scaling is set
+    and mscale_all_dim is non-zero.
+  FFN: layer i is MoE iff n_routed_experts is not null and i >= first_k_dense_replace (default 0)
+  and i % moe_layer_freq (default 1) == 0; otherwise the dense SwiGLU mlp.gate_proj / up_proj /
+  down_proj of width intermediate_size.
+  DeepSeekMoE (mlp.): logits = x gate^T (mlp.gate.weight [E, d], E = n_routed_experts);
+    scores = softmax(logits) (scoring_func "softmax") or sigmoid(logits) ("sigmoid"); k =
+    num_experts_per_tok; the E experts form n_group groups of E / n_group consecutive experts.
+    topk_method "greedy" (also DeepSeek-V2's spelling "gready"): the top-k of scores, weights = scores.
+    "group_limited_greedy": group score = the group's largest score; the topk_group best groups are
+      kept, the other experts' scores set to 0.0; the top-k of those, weights = those (masked) scores.
+    "noaux_tc": choice = scores + mlp.gate.e_score_correction_bias [E]; group score = sum of the
+      group's two largest choice values; the topk_group best groups kept, the other experts' choice
+      values set to 0.0 (not -inf: a negative choice value can lose to a masked expert); the
+      top-k of the masked choice values select the experts, weights = their unbiased scores.
+    Normalisation, with s = routed_scaling_factor:
+      deepseek_v2: if k > 1 and norm_topk_prob: w /= (sum w + 1e-20), else w *= s (never both);
+      deepseek_v3: if k > 1 and norm_topk_prob: w /= (sum w + 1e-20); then always w *= s.
+    y = sum over the k chosen experts of w * down(silu(gate x) * up x) with
+    mlp.experts.{e}.gate_proj / up_proj [moe_intermediate_size, d], down_proj [d, moe_intermediate_size],
+    plus (when n_shared_experts is set) the unscaled, ungated shared SwiGLU mlp.shared_experts.gate_proj /
+    up_proj / down_proj of width moe_intermediate_size * n_shared_experts.
+  Everything in the working dtype but the cos/sin tables (the modelling code runs the router in
+  float32 and its norms upcast to float32; in float64 this reference keeps float64 throughout, as
+  for the other families). The multi-token-prediction layers of DeepSeek-V3
+  (num_nextn_predict_layers, stored as model.layers.{num_hidden_layers}...) are not part of the
+  Hugging Face forward and are ignored. The router list returned by forward() holds each MoE
+  layer's logits and top-k indices, so the router losses below are moe's softmax-based ones
+  whatever scoring_func says (they are not DeepSeek's sequence-wise auxiliary loss); `eval`
+  reports the plain mean NLL.
 
 Auxiliary router losses, as this project (moe) defines them -- per MoE layer l with T tokens
 (all tokens of the batch), E experts and top-k:
@@ -145,14 +212,16 @@ def _to_bf16_bits(a32):
     return r
 
 
-def write_safetensors(path, tensors, dtype="f32", metadata=None):
-    """Writes {name: tensor} in insertion order as F32 (default), F16 or BF16. The header is padded
-    with spaces to a multiple of 8 bytes. Returns the size of the data section in bytes."""
-    dt = _WRITE_DTYPES[dtype]
+def write_safetensors(path, tensors, dtype="f32", metadata=None, keep_f32=()):
+    """Writes {name: tensor} in insertion order as F32 (default), F16 or BF16; the tensors named in
+    keep_f32 always as F32. The header is padded with spaces to a multiple of 8 bytes. Returns the
+    size of the data section in bytes."""
+    chosen = _WRITE_DTYPES[dtype]
     header, blobs, off = {}, [], 0
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     for name, t in tensors.items():
+        dt = "F32" if name in keep_f32 else chosen
         a = t.detach().to(torch.float64).contiguous().numpy().astype(np.float32)
         if dt == "F32":
             b = a.astype("<f4").tobytes()
@@ -310,6 +379,8 @@ def layer_is_moe(cfg, W, i):
 def forward(cfg, W, tokens):
     """tokens LongTensor [B, T] -> (logits [B, T, V], router list of (logits [B*T, E], topi [B*T, k]))
     for each MoE layer. W: {name: tensor} in the working dtype (may require grad)."""
+    if is_deepseek(cfg):
+        return deepseek_forward(cfg, W, tokens)
     eps = float(cfg.get("rms_norm_eps", 1e-6))
     B, T = tokens.shape
     x = W["model.embed_tokens.weight"][tokens]
@@ -363,6 +434,269 @@ def losses(cfg, logits, tokens, router):
     z = torch.stack([z for _, z in per]).mean()
     obj = nll + cfg.get("router_aux_loss_coef", 0.0) * aux + cfg.get("router_z_loss_coef", 0.0) * z
     return nll, aux, z, obj
+
+
+# ------------------------------------------------------------------------------------------------
+# DeepSeek-V2 / DeepSeek-V3 (model_type deepseek_v2 / deepseek_v3): multi-head latent attention
+# (MLA) with YaRN RoPE on a shared rotary key, DeepSeekMoE with grouped routing and shared experts.
+# See the module docstring for the specification.
+
+DEEPSEEK_TYPES = ("deepseek_v2", "deepseek_v3")
+# The latent norms q_a_layernorm / kv_a_layernorm are built without an eps in the modelling code,
+# so they use the RMSNorm default, not rms_norm_eps.
+DEEPSEEK_LATENT_NORM_EPS = 1e-6
+
+
+def is_deepseek(cfg):
+    return cfg.get("model_type") in DEEPSEEK_TYPES
+
+
+def yarn_get_mscale(scale, mscale):
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def yarn_correction_range(beta_fast, beta_slow, dim, base, original_max):
+    """The [low, high] dimension-pair range of the YaRN ramp, clamped to [0, dim - 1]."""
+    def corr(rotations):  # the dimension whose wavelength makes `rotations` turns over original_max
+        return dim * math.log(original_max / (rotations * 2 * math.pi)) / (2 * math.log(base))
+    return max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), dim - 1)
+
+
+def deepseek_rope_scaling(cfg):
+    """The YaRN parameters, or None for plain RoPE."""
+    rs = cfg.get("rope_scaling")
+    if not rs:
+        return None
+    kind = rs.get("type", rs.get("rope_type"))
+    if kind != "yarn":
+        raise NotImplementedError(f"{cfg['model_type']}: rope_scaling type {kind!r} (only yarn or null)")
+    return {"factor": float(rs["factor"]),
+            "original_max_position_embeddings": rs.get("original_max_position_embeddings", 4096),
+            "beta_fast": rs.get("beta_fast", 32), "beta_slow": rs.get("beta_slow", 1),
+            "mscale": rs.get("mscale", 1), "mscale_all_dim": rs.get("mscale_all_dim", 0)}
+
+
+def yarn_inv_freq(D, theta, factor, beta_fast, beta_slow, original_max):
+    """float32 [D/2]: 1/theta^(2i/D) (extrapolation) and the same / factor (interpolation) blended by
+    a linear ramp over the pairs between the correction range's bounds."""
+    exponent = torch.arange(0, D, 2, dtype=torch.float32) / D
+    freq_extra = 1.0 / (theta ** exponent)
+    freq_inter = 1.0 / (factor * theta ** exponent)
+    low, high = yarn_correction_range(beta_fast, beta_slow, D, theta, original_max)
+    if low == high:
+        high += 0.001
+    ramp = torch.clamp((torch.arange(D // 2, dtype=torch.float32) - low) / (high - low), 0, 1)
+    extra_weight = 1.0 - ramp
+    return freq_inter * (1 - extra_weight) + freq_extra * extra_weight
+
+
+def deepseek_rope_cos_sin(cfg, T, dtype):
+    """cos, sin [T, qk_rope_head_dim] in float32 as the modelling code builds its cache (YaRN: times
+    yarn_get_mscale(factor, mscale) / yarn_get_mscale(factor, mscale_all_dim)), then cast to dtype."""
+    D = cfg["qk_rope_head_dim"]
+    theta = float(cfg.get("rope_theta", 10000.0))
+    y = deepseek_rope_scaling(cfg)
+    if y is None:
+        return rope_cos_sin(T, D, theta, dtype)
+    inv_freq = yarn_inv_freq(D, theta, y["factor"], y["beta_fast"], y["beta_slow"],
+                             y["original_max_position_embeddings"])
+    freqs = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    m = float(yarn_get_mscale(y["factor"], y["mscale"]) / yarn_get_mscale(y["factor"], y["mscale_all_dim"]))
+    return (emb.cos() * m).to(dtype), (emb.sin() * m).to(dtype)
+
+
+def deepseek_softmax_scale(cfg):
+    """(qk_nope_head_dim + qk_rope_head_dim)^-0.5, times yarn_get_mscale(factor, mscale_all_dim)^2
+    when rope_scaling sets a non-zero mscale_all_dim."""
+    scale = (cfg["qk_nope_head_dim"] + cfg["qk_rope_head_dim"]) ** -0.5
+    y = deepseek_rope_scaling(cfg)
+    if y is not None and y["mscale_all_dim"]:
+        m = yarn_get_mscale(y["factor"], y["mscale_all_dim"])
+        scale = scale * m * m
+    return scale
+
+
+def rope_deinterleaved(x, cos, sin):
+    """DeepSeek's RoPE on x [..., T, D]: the pairs (x[2i], x[2i+1]) are first de-interleaved to
+    [x0, x2, ..., x1, x3, ...], then rotated with rotate_half; the result stays in that order."""
+    D = x.shape[-1]
+    x = x.unflatten(-1, (D // 2, 2)).transpose(-1, -2).flatten(-2)
+    return x * cos + rotate_half(x) * sin
+
+
+def _linear(x, W, name):
+    y = x @ W[name + ".weight"].T
+    return y + W[name + ".bias"] if name + ".bias" in W else y
+
+
+def mla_attention(x, W, p, cfg):
+    """Multi-head latent attention, x [B, T, d] (already normalised) -> [B, T, d]; p is the
+    'model.layers.i.self_attn.' prefix."""
+    B, T, _ = x.shape
+    H = cfg["num_attention_heads"]
+    nope, rope, vd, R = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"]
+    if p + "q_proj.weight" in W:  # q_lora_rank null
+        q = x @ W[p + "q_proj.weight"].T
+    else:
+        q = rms_norm(_linear(x, W, p + "q_a_proj"), W[p + "q_a_layernorm.weight"], DEEPSEEK_LATENT_NORM_EPS)
+        q = q @ W[p + "q_b_proj.weight"].T
+    q_nope, q_pe = q.view(B, T, H, nope + rope).transpose(1, 2).split([nope, rope], dim=-1)
+    latent, k_pe = _linear(x, W, p + "kv_a_proj_with_mqa").split([R, rope], dim=-1)
+    kv = rms_norm(latent, W[p + "kv_a_layernorm.weight"], DEEPSEEK_LATENT_NORM_EPS) @ W[p + "kv_b_proj.weight"].T
+    k_nope, v = kv.view(B, T, H, nope + vd).transpose(1, 2).split([nope, vd], dim=-1)
+    cos, sin = deepseek_rope_cos_sin(cfg, T, x.dtype)
+    q_pe = rope_deinterleaved(q_pe, cos, sin)
+    k_pe = rope_deinterleaved(k_pe.unsqueeze(1), cos, sin)  # [B, 1, T, rope]: one key shared by all heads
+    q = torch.cat((q_nope, q_pe), dim=-1)
+    k = torch.cat((k_nope, k_pe.expand(B, H, T, rope)), dim=-1)
+    s = (q @ k.transpose(-1, -2)) * deepseek_softmax_scale(cfg)
+    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    s = s.masked_fill(causal, float("-inf"))
+    a = torch.softmax(s, dim=-1) @ v
+    return _linear(a.transpose(1, 2).reshape(B, T, H * vd), W, p + "o_proj")
+
+
+def deepseek_layer_is_moe(cfg, i):
+    return (cfg.get("n_routed_experts") is not None and i >= cfg.get("first_k_dense_replace", 0)
+            and i % cfg.get("moe_layer_freq", 1) == 0)
+
+
+def deepseek_route(logits, cfg, bias=None):
+    """The DeepSeek router on logits [N, E] -> (expert indices [N, k], weights [N, k])."""
+    N, E = logits.shape
+    k = cfg["num_experts_per_tok"]
+    scoring, method = cfg["scoring_func"], cfg["topk_method"]
+    if scoring == "softmax":
+        scores = torch.softmax(logits, dim=-1)
+    elif scoring == "sigmoid":
+        scores = torch.sigmoid(logits)
+    else:
+        raise NotImplementedError(f"scoring_func {scoring!r}")
+
+    G = cfg.get("n_group") or 1
+
+    def keep_best_groups(choice, group_scores):  # experts outside the topk_group best groups -> 0.0
+        best = torch.topk(group_scores, cfg["topk_group"], dim=-1).indices
+        mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter(1, best, True)
+        return choice.masked_fill(~mask.repeat_interleave(E // G, dim=1), 0.0)
+
+    if method in ("greedy", "gready"):  # "gready": DeepSeek-V2's modelling code spells it so
+        topv, topi = torch.topk(scores, k, dim=-1)
+    elif method == "group_limited_greedy":
+        masked = keep_best_groups(scores, scores.view(N, G, E // G).max(dim=-1).values)
+        topv, topi = torch.topk(masked, k, dim=-1)
+    elif method == "noaux_tc":
+        choice = scores + bias
+        group_scores = choice.view(N, G, E // G).topk(2, dim=-1).values.sum(dim=-1)
+        topi = torch.topk(keep_best_groups(choice, group_scores), k, dim=-1).indices
+        topv = scores.gather(1, topi)
+    else:
+        raise NotImplementedError(f"topk_method {method!r}")
+    normalise = k > 1 and cfg["norm_topk_prob"]
+    if normalise:
+        topv = topv / (topv.sum(dim=-1, keepdim=True) + 1e-20)
+    if cfg["model_type"] == "deepseek_v3" or not normalise:  # V2 scales only when not normalising
+        topv = topv * cfg["routed_scaling_factor"]
+    return topi, topv
+
+
+def deepseek_moe(h, W, q, cfg):
+    """DeepSeekMoE on tokens h [N, d]; q is the 'model.layers.i.mlp.' prefix. Returns (y [N, d],
+    router logits [N, E], top-k indices [N, k])."""
+    gate_w = W[q + "gate.weight"]
+    E = gate_w.shape[0]
+    logits = h @ gate_w.T
+    topi, topv = deepseek_route(logits, cfg, W.get(q + "gate.e_score_correction_bias"))
+    y = torch.zeros_like(h)
+    for e in range(E):
+        rows, slot = torch.where(topi == e)
+        if rows.numel() == 0:
+            continue
+        p = f"{q}experts.{e}."
+        out = swiglu(h[rows], W[p + "gate_proj.weight"], W[p + "up_proj.weight"], W[p + "down_proj.weight"])
+        y = y.index_add(0, rows, out * topv[rows, slot].unsqueeze(-1))
+    s = q + "shared_experts."
+    if s + "gate_proj.weight" in W:
+        y = y + swiglu(h, W[s + "gate_proj.weight"], W[s + "up_proj.weight"], W[s + "down_proj.weight"])
+    return y, logits, topi
+
+
+def deepseek_forward(cfg, W, tokens):
+    """forward() for model_type deepseek_v2 / deepseek_v3."""
+    eps = float(cfg.get("rms_norm_eps", 1e-6))
+    B, T = tokens.shape
+    x = W["model.embed_tokens.weight"][tokens]
+    d = x.shape[-1]
+    router = []
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        x = x + mla_attention(rms_norm(x, W[p + "input_layernorm.weight"], eps), W, p + "self_attn.", cfg)
+        hn = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
+        if deepseek_layer_is_moe(cfg, i):
+            y, logits, topi = deepseek_moe(hn.reshape(-1, d), W, p + "mlp.", cfg)
+            router.append((logits, topi))
+            x = x + y.view(B, T, d)
+        else:
+            x = x + swiglu(hn, W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"],
+                           W[p + "mlp.down_proj.weight"])
+    x = rms_norm(x, W["model.norm.weight"], eps)
+    head = W.get("lm_head.weight")
+    if head is None:
+        if not cfg.get("tie_word_embeddings", False):
+            raise KeyError("lm_head.weight is missing and tie_word_embeddings is not true")
+        head = W["model.embed_tokens.weight"]
+    return x @ head.T, router
+
+
+def deepseek_shapes(cfg):
+    """[(name, shape)] of a DeepSeek-V2 / V3 checkpoint (the multi-token-prediction layers of
+    num_nextn_predict_layers are not part of the Hugging Face model and are not written)."""
+    d, V = cfg["hidden_size"], cfg["vocab_size"]
+    H = cfg["num_attention_heads"]
+    nope, rope, vd = cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"]
+    R, Rq = cfg["kv_lora_rank"], cfg.get("q_lora_rank")
+    bias = bool(cfg.get("attention_bias", False))
+    E = cfg.get("n_routed_experts") or 0
+    Fd, Fe = cfg["intermediate_size"], cfg.get("moe_intermediate_size")
+    Fs = (Fe or 0) * (cfg.get("n_shared_experts") or 0)
+    out = [("model.embed_tokens.weight", (V, d))]
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        a = p + "self_attn."
+        out.append((p + "input_layernorm.weight", (d,)))
+        if Rq is None:
+            out.append((a + "q_proj.weight", (H * (nope + rope), d)))
+        else:
+            out.append((a + "q_a_proj.weight", (Rq, d)))
+            if bias:
+                out.append((a + "q_a_proj.bias", (Rq,)))
+            out += [(a + "q_a_layernorm.weight", (Rq,)), (a + "q_b_proj.weight", (H * (nope + rope), Rq))]
+        out.append((a + "kv_a_proj_with_mqa.weight", (R + rope, d)))
+        if bias:
+            out.append((a + "kv_a_proj_with_mqa.bias", (R + rope,)))
+        out += [(a + "kv_a_layernorm.weight", (R,)), (a + "kv_b_proj.weight", (H * (nope + vd), R)),
+                (a + "o_proj.weight", (d, H * vd))]
+        if bias:
+            out.append((a + "o_proj.bias", (d,)))
+        out.append((p + "post_attention_layernorm.weight", (d,)))
+        if deepseek_layer_is_moe(cfg, i):
+            out.append((p + "mlp.gate.weight", (E, d)))
+            if cfg.get("topk_method") == "noaux_tc":
+                out.append((p + "mlp.gate.e_score_correction_bias", (E,)))
+            for e in range(E):
+                q = f"{p}mlp.experts.{e}."
+                out += [(q + "gate_proj.weight", (Fe, d)), (q + "up_proj.weight", (Fe, d)), (q + "down_proj.weight", (d, Fe))]
+            if Fs:
+                q = p + "mlp.shared_experts."
+                out += [(q + "gate_proj.weight", (Fs, d)), (q + "up_proj.weight", (Fs, d)), (q + "down_proj.weight", (d, Fs))]
+        else:
+            out += [(p + "mlp.gate_proj.weight", (Fd, d)), (p + "mlp.up_proj.weight", (Fd, d)),
+                    (p + "mlp.down_proj.weight", (d, Fd))]
+    out.append(("model.norm.weight", (d,)))
+    if not cfg.get("tie_word_embeddings", False):
+        out.append(("lm_head.weight", (V, d)))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,6 +817,8 @@ def cmd_greedy_check(args):
 def param_shapes(cfg):
     """[(Hugging Face name, shape)] in a fixed order; MoE layers for model_type mixtral or
     num_local_experts > 1, dense mlp.* otherwise."""
+    if is_deepseek(cfg):
+        return deepseek_shapes(cfg)
     d, F, V = cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"]
     H = cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
@@ -573,11 +909,14 @@ def random_weights(cfg, seed, std=0.1):
 
 
 def write_checkpoint(out, W, dtype="f32", shards=1):
+    """The tensors in W in the chosen dtype, except DeepSeek-V3's e_score_correction_bias, which stays
+    F32 as in the published checkpoints."""
     os.makedirs(out, exist_ok=True)
     names = list(W)
+    keep_f32 = {n for n in names if n.endswith(".e_score_correction_bias")}
     shards = max(1, min(shards, len(names)))
     if shards == 1:
-        write_safetensors(os.path.join(out, "model.safetensors"), W, dtype, {"format": "pt"})
+        write_safetensors(os.path.join(out, "model.safetensors"), W, dtype, {"format": "pt"}, keep_f32)
         return
     # contiguous groups of (almost) equal tensor counts, in name order of param_shapes
     per, extra = divmod(len(names), shards)
@@ -589,7 +928,8 @@ def write_checkpoint(out, W, dtype="f32", shards=1):
     wm, total = {}, 0
     for s, group in enumerate(groups):
         fname = f"model-{s + 1:05d}-of-{len(groups):05d}.safetensors"
-        total += write_safetensors(os.path.join(out, fname), {n: W[n] for n in group}, dtype, {"format": "pt"})
+        total += write_safetensors(os.path.join(out, fname), {n: W[n] for n in group}, dtype, {"format": "pt"},
+                                   keep_f32)
         wm.update({n: fname for n in group})
     with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": total}, "weight_map": wm}, f, indent=2)
