@@ -1,5 +1,5 @@
 #pragma once
-// Next-token sampling from logits: greedy (temperature 0), temperature, and top-k.
+// Next-token sampling from logits: greedy (temperature 0), temperature, top-k and top-p (nucleus).
 #include <cstdint>
 
 #include "core/rng.h"
@@ -9,6 +9,8 @@ namespace moe {
 struct SamplerConfig {
   float temperature = 0.8f;  // 0: greedy (argmax)
   int top_k = 0;             // 0: all tokens
+  float top_p = 1.0f;        // 1: all; else the fewest most likely tokens (after top-k) whose
+                             // probability reaches top_p
 };
 
 // logits: [V]. Deterministic given the rng state.

@@ -150,5 +150,20 @@ TEST(Sampler, GreedyTopKAndErrors) {
   EXPECT_THROW(sample_token(logits, 4, {.temperature = -1}, rng), Error);
 }
 
+TEST(Sampler, TopPKeepsTheFewestTokensReachingP) {
+  // Probabilities at temperature 1: about 0.64, 0.24, 0.09, 0.03 for ids 2, 0, 3, 1.
+  const float logits[] = {1.0f, -1.0f, 2.0f, 0.0f};
+  Rng rng(3);
+  std::vector<int> seen(4, 0);
+  for (int i = 0; i < 400; ++i) ++seen[size_t(sample_token(logits, 4, {.temperature = 1.0f, .top_p = 0.8f}, rng))];
+  EXPECT_GT(seen[2], 0);
+  EXPECT_GT(seen[0], 0);
+  EXPECT_EQ(seen[1] + seen[3], 0);  // 0.64 + 0.24 >= 0.8: ids 3 and 1 are out
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(sample_token(logits, 4, {.temperature = 1.0f, .top_p = 0.5f}, rng), 2);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(sample_token(logits, 4, {.temperature = 1.0f, .top_k = 3, .top_p = 0.1f}, rng), 2);
+  EXPECT_THROW(sample_token(logits, 4, {.temperature = 1.0f, .top_p = 0.0f}, rng), Error);
+  EXPECT_THROW(sample_token(logits, 4, {.temperature = 1.0f, .top_p = 1.5f}, rng), Error);
+}
+
 }  // namespace
 }  // namespace moe
