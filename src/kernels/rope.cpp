@@ -13,13 +13,10 @@ namespace {
 // (PyTorch's vectorised powf is 1-ulp, glibc's nearly correctly rounded: for a few (i, D, theta)
 // inv_freq differs in the last bit, which moves the angle by at most one float ulp.)
 // sign = -1 rotates by -angle: the inverse, hence the backward.
-void rotate(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t D, float theta,
-            float sign) {
+// scale multiplies cos and sin (YaRN's attention factor).
+void rotate(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t D, const float* inv,
+            float sign, float scale) {
   const int64_t half = D / 2;
-  std::vector<float> inv_freq(half);
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(D));
-  const float* inv = inv_freq.data();
 #pragma omp parallel if (n_tok > 1 && n_tok * n_heads * D >= (1 << 15))
   {
     std::vector<float> cs(half), sn(half);
@@ -28,8 +25,8 @@ void rotate(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_
       const float p = float(pos[t]);
       for (int64_t i = 0; i < half; ++i) {
         const float ang = p * inv[i];
-        cs[i] = std::cos(ang);
-        sn[i] = sign * std::sin(ang);
+        cs[i] = std::cos(ang) * scale;
+        sn[i] = sign * std::sin(ang) * scale;
       }
       for (int64_t h = 0; h < n_heads; ++h) {
         float* lo = x + (t * n_heads + h) * D;
@@ -47,14 +44,31 @@ void rotate(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_
 
 }  // namespace
 
+std::vector<float> rope_inv_freq(int64_t head_dim, float theta) {
+  std::vector<float> inv_freq(head_dim / 2);
+  for (int64_t i = 0; i < head_dim / 2; ++i)
+    inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(head_dim));
+  return inv_freq;
+}
+
 void rope_forward(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
                   float theta) {
-  rotate(x, pos, n_tok, n_heads, head_dim, theta, 1.0f);
+  rotate(x, pos, n_tok, n_heads, head_dim, rope_inv_freq(head_dim, theta).data(), 1.0f, 1.0f);
 }
 
 void rope_backward(float* dx, const int32_t* pos, int64_t n_tok, int64_t n_heads,
                    int64_t head_dim, float theta) {
-  rotate(dx, pos, n_tok, n_heads, head_dim, theta, -1.0f);
+  rotate(dx, pos, n_tok, n_heads, head_dim, rope_inv_freq(head_dim, theta).data(), -1.0f, 1.0f);
+}
+
+void rope_forward_freq(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                       const float* inv_freq, float scale) {
+  rotate(x, pos, n_tok, n_heads, head_dim, inv_freq, 1.0f, scale);
+}
+
+void rope_backward_freq(float* dx, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                        const float* inv_freq, float scale) {
+  rotate(dx, pos, n_tok, n_heads, head_dim, inv_freq, -1.0f, scale);
 }
 
 }  // namespace moe::kernels

@@ -3,6 +3,7 @@
 // Raw row-major float buffers; outputs first; activation gradients are assigned, parameter
 // gradients accumulate (+=).
 #include <cstdint>
+#include <vector>
 
 namespace moe::kernels {
 
@@ -15,5 +16,13 @@ void rope_forward(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, 
                   float theta);
 void rope_backward(float* dx, const int32_t* pos, int64_t n_tok, int64_t n_heads,
                    int64_t head_dim, float theta);
+// inv_freq_i = 1 / theta^(2i/head_dim) in float32, as above: [head_dim / 2].
+std::vector<float> rope_inv_freq(int64_t head_dim, float theta);
+// The same rotation with given frequencies (e.g. YaRN's, nn/rope_scaling.h), cos and sin both
+// multiplied by scale; the backward multiplies by scale and rotates by -angle.
+void rope_forward_freq(float* x, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                       const float* inv_freq, float scale = 1.0f);
+void rope_backward_freq(float* dx, const int32_t* pos, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                        const float* inv_freq, float scale = 1.0f);
 
 }  // namespace moe::kernels

@@ -68,10 +68,10 @@ ModelConfig ModelConfig::from_json(const json& j, const std::string& src) {
     c.peer_layers = {c.num_hidden_layers / 2};
     r.int_list("peer_layers", c.peer_layers);
   }
-  reject_unimplemented_keys(j, src);
+  const std::vector<std::string> arch_keys = arch.keys();
+  reject_unimplemented_keys(j, src, arch_keys);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
     throw Error("[config] " + src + ": hidden_act " + j["hidden_act"].dump() + " is not supported (only \"silu\")");
-  const std::vector<std::string> arch_keys = arch.keys();
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!interpreted(it.key(), arch_keys)) c.extra[it.key()] = it.value();
   c.validate(src);
@@ -214,6 +214,7 @@ bool ModelConfig::sparse_layer(int i) const {
   if (!is_moe() || peer_layer(i)) return false;
   for (int l : mlp_only_layers)
     if (l == i) return false;
+  if (i < first_k_dense_replace || i % moe_layer_freq != 0) return false;
   return (i + 1) % decoder_sparse_step == 0;
 }
 
@@ -224,12 +225,20 @@ bool ModelConfig::is_moe() const {
   return a && a->has_experts();
 }
 
+int64_t ModelConfig::attention_params() const {
+  const int64_t d = hidden_size, hd = hdim(), H = num_attention_heads;
+  if (kv_lora_rank > 0) {  // latent attention
+    const int64_t Dq = qk_nope_head_dim + qk_rope_head_dim, rq = q_lora_rank, rkv = kv_lora_rank;
+    const int64_t q = rq > 0 ? rq * d + rq + H * Dq * rq : H * Dq * d;
+    return q + (rkv + qk_rope_head_dim) * d + rkv + H * (qk_nope_head_dim + v_head_dim) * rkv + d * H * v_head_dim;
+  }
+  return d * hd * H * 2 + d * hd * num_key_value_heads * 2 + (qkv_bias ? hd * (H + 2 * num_key_value_heads) : 0) +
+         (qk_norm == QKNorm::per_head ? 2 * hd : 0) + (qk_norm == QKNorm::whole ? hd * (H + num_key_value_heads) : 0);
+}
+
 int64_t ModelConfig::total_params() const {
-  const int64_t d = hidden_size, hd = hdim(), f = intermediate_size;
-  const int64_t attn = d * hd * num_attention_heads * 2 + d * hd * num_key_value_heads * 2 +
-                       (qkv_bias ? hd * (num_attention_heads + 2 * num_key_value_heads) : 0) +
-                       (qk_norm == QKNorm::per_head ? 2 * hd : 0) +
-                       (qk_norm == QKNorm::whole ? hd * (num_attention_heads + num_key_value_heads) : 0);
+  const int64_t d = hidden_size, f = intermediate_size;
+  const int64_t attn = attention_params();
   const RouterKind* rk = find_router(router);
   const int64_t sparse = num_local_experts * 3 * d * f + (rk ? rk->params(*this) : 0) + 3 * d * int64_t(shared_ffn()) +
                          (shared_expert_gate && shared_ffn() > 0 ? d : 0);

@@ -9,6 +9,7 @@
 
 #include "moe/peer_config.h"
 #include "nn/attention.h"
+#include "nn/rope_scaling.h"
 
 namespace moe {
 
@@ -54,6 +55,21 @@ struct ModelConfig {
   bool shared_expert_gate = false;   // the shared expert's output is scaled by sigmoid(x w_s)
   int dense_intermediate_size = 0;   // width of the dense layers (mlp_only_layers); "intermediate_size" in Qwen2-MoE
   int decoder_sparse_step = 1;       // every step-th layer is sparse
+  int first_k_dense_replace = 0;     // DeepSeek: layers below this are dense ...
+  int moe_layer_freq = 1;            // ... and so is every layer i with i % moe_layer_freq != 0
+  // DeepSeek's gate (router "deepseek", moe/router_deepseek.h)
+  std::string scoring_func = "softmax";  // | "sigmoid"
+  std::string topk_method = "greedy";    // | "group_limited_greedy" | "noaux_tc"
+  int n_group = 1;                       // experts in n_group equal groups ...
+  int topk_group = 1;                    // ... of which the best topk_group are eligible
+  bool scale_normalized_weights = true;  // routed_scaling_factor also after renormalising (V3), or only without (V2)
+  // DeepSeek's multi-head latent attention (nn/mla_attention.h), when kv_lora_rank > 0
+  int q_lora_rank = 0;
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  RopeScaling rope_scaling;          // "rope_scaling": YaRN (architectures that read it)
   std::vector<int> mlp_only_layers;  // layers with a dense MLP
   // PEER (extension keys, docs/checkpoints.md): "ffn_type": "peer" makes the FFN of each layer in
   // peer_layers (default: the middle layer) a PEER layer; the other layers keep the model's FFN.
@@ -93,6 +109,7 @@ struct ModelConfig {
 
   // Parameter counts: all parameters, and those a token touches (k of the E experts).
   int64_t total_params() const;
+  int64_t attention_params() const;  // of one layer
   int64_t active_params() const;
 };
 

@@ -4,26 +4,19 @@
 
 namespace moe {
 
-namespace {
-AttentionConfig attn_config(const ModelConfig& c) {
-  return {.d_model = c.hidden_size, .n_heads = c.num_attention_heads,
-          .n_kv_heads = c.num_key_value_heads, .head_dim = c.hdim(), .rope_theta = c.rope_theta,
-          .qkv_bias = c.qkv_bias, .causal = c.causal, .qk_norm = c.qk_norm, .norm_eps = c.rms_norm_eps};
-}
-}  // namespace
-
 DecoderBlock::DecoderBlock(const ModelConfig& c, int i, const dist::ParallelLayout& layout)
     : input_layernorm("model.layers." + std::to_string(i) + ".input_layernorm.weight", c.hidden_size, c.rms_norm_eps),
       post_attention_layernorm("model.layers." + std::to_string(i) + ".post_attention_layernorm.weight",
                                c.hidden_size, c.rms_norm_eps),
-      self_attn("model.layers." + std::to_string(i) + ".self_attn", attn_config(c)),
       d_(c.hidden_size) {
-  ffn = architecture_of(c).make_ffn(c, i, layout);
+  const Architecture& arch = architecture_of(c);
+  self_attn = arch.make_attention(c, i);
+  ffn = arch.make_ffn(c, i, layout);
 }
 
 void DecoderBlock::params(ParamList& out) {
   out.push_back(&input_layernorm.weight);
-  self_attn.params(out);
+  self_attn->params(out);
   out.push_back(&post_attention_layernorm.weight);
   ffn->params(out);
 }
@@ -35,7 +28,7 @@ void DecoderBlock::forward(float* out, const float* x, int64_t B, int64_t T) {
   h_.resize({n, d_});
   b_.resize({n, d_});
   input_layernorm.forward(a_.data(), x, n);
-  self_attn.forward(h_.data(), a_.data(), B, T);
+  self_attn->forward(h_.data(), a_.data(), B, T);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.forward(b_.data(), h_.data(), n);
   ffn->forward(out, b_.data(), n, T);
@@ -51,7 +44,7 @@ void DecoderBlock::backward(float* dx, const float* dout) {
   post_attention_layernorm.backward(dh_.data(), dtmp_.data());
   for (int64_t i = 0; i < m; ++i) dh_[i] += dout[i];
   // h = x + attn(norm1(x))
-  self_attn.backward(dtmp_.data(), dh_.data());
+  self_attn->backward(dtmp_.data(), dh_.data());
   input_layernorm.backward(dx, dtmp_.data());
   for (int64_t i = 0; i < m; ++i) dx[i] += dh_[i];
 }
@@ -62,7 +55,7 @@ void DecoderBlock::forward_cached(float* out, const float* x, int64_t n, LayerKV
   h_.resize({n, d_});
   b_.resize({n, d_});
   input_layernorm.apply(a_.data(), x, n);
-  self_attn.forward_cached(h_.data(), a_.data(), n, cache);
+  self_attn->forward_cached(h_.data(), a_.data(), n, cache);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.apply(b_.data(), h_.data(), n);
   ffn->forward(out, b_.data(), n, n);

@@ -9,7 +9,7 @@
 #include "model/config.h"
 #include "moe/moe_layer.h"
 #include "moe/peer_layer.h"
-#include "nn/attention.h"
+#include "nn/self_attention.h"
 #include "nn/ffn.h"
 #include "nn/rmsnorm.h"
 
@@ -20,7 +20,7 @@ class DecoderBlock {
   // With layout.expert_parallel R > 1, a MoE layer holds only this rank's E / R experts.
   DecoderBlock(const ModelConfig& c, int layer, const dist::ParallelLayout& layout);
   RMSNorm input_layernorm, post_attention_layernorm;
-  Attention self_attn;
+  std::unique_ptr<SelfAttention> self_attn;  // the architecture's: grouped-query or latent
   std::unique_ptr<FFN> ffn;  // tensors under config.ffn_prefix(i)
   // The routed experts or the PEER layer of ffn; nullptr when it is of another kind.
   MoELayer* moe() const { return ffn->routed(); }

@@ -152,7 +152,7 @@ void DecoderLM::backward() {
 
 void DecoderLM::init_cache(std::vector<LayerKVCache>& caches, int64_t capacity) const {
   caches.resize(layers.size());
-  for (size_t l = 0; l < layers.size(); ++l) layers[l]->self_attn.init_cache(caches[l], capacity);
+  for (size_t l = 0; l < layers.size(); ++l) layers[l]->self_attn->init_cache(caches[l], capacity);
 }
 
 void DecoderLM::forward_cached(float* logits, const int32_t* tokens, int64_t n,

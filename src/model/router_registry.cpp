@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "moe/expert_grid.h"
+#include "moe/router_deepseek.h"
 #include "moe/router_expert_choice.h"
 #include "moe/router_grid.h"
 #include "moe/router_noisy_topk.h"
@@ -43,6 +44,21 @@ std::unique_ptr<Router> make_sigmoid_bias(const ModelConfig& c, const std::strin
                                     .bias_update_speed = c.bias_update_speed,
                                     .aux_coef = per_layer(c, c.router_aux_loss_coef),
                                     .seq_aux_coef = per_layer(c, c.router_seq_aux_loss_coef)});
+}
+
+std::unique_ptr<Router> make_deepseek(const ModelConfig& c, const std::string& name, int) {
+  using M = DeepSeekRouterConfig::Method;
+  const M method = c.topk_method == "noaux_tc" ? M::noaux_tc
+                   : c.topk_method == "group_limited_greedy" ? M::group_limited_greedy
+                                                             : M::greedy;
+  return std::make_unique<DeepSeekRouter>(
+      name, DeepSeekRouterConfig{.d_model = c.hidden_size, .n_expert = c.num_local_experts, .k = c.num_experts_per_tok,
+                                 .sigmoid = c.scoring_func == "sigmoid", .method = method, .n_group = c.n_group,
+                                 .topk_group = c.topk_group, .norm_topk_prob = c.norm_topk_prob,
+                                 .routed_scaling_factor = c.routed_scaling_factor,
+                                 .scale_normalized = c.scale_normalized_weights,
+                                 .aux_coef = per_layer(c, c.router_aux_loss_coef),
+                                 .bias_update_speed = c.bias_update_speed});
 }
 
 std::unique_ptr<Router> make_expert_choice(const ModelConfig& c, const std::string& name, int) {
@@ -105,6 +121,15 @@ const std::vector<RouterKind>& kinds() {
          j["bias_update_speed"] = c.bias_update_speed;
        },
        no_grid},
+      // DeepSeek's gate: its keys are the DeepSeek architectures' (model/arch/deepseek.cpp).
+      {"deepseek", make_deepseek,
+       [](const ModelConfig& c) { return gate_params(c) + (c.topk_method == "noaux_tc" ? c.num_local_experts : 0); },
+       no_defaults, no_keys,
+       [](const ModelConfig& c, const std::string& src) {
+         no_grid(c, src);
+         if (c.model_type.rfind("deepseek", 0) != 0)
+           bad(src, "router \"deepseek\" is DeepSeek's gate: it needs model_type deepseek_v2 or deepseek_v3");
+       }},
       {"expert_choice", make_expert_choice, gate_params, no_defaults,
        [](const ModelConfig& c, nlohmann::json& j) { j["expert_choice_capacity"] = c.expert_choice_capacity; },
        no_grid},

@@ -1,5 +1,6 @@
 #include "model/unimplemented_keys.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "core/error.h"
@@ -77,9 +78,10 @@ const std::vector<UnimplementedKey>& unimplemented_keys() {
   return keys;
 }
 
-void reject_unimplemented_keys(const json& j, const std::string& src) {
+void reject_unimplemented_keys(const json& j, const std::string& src, const std::vector<std::string>& arch_keys) {
   for (const auto& r : rules()) {
     if (!j.contains(r.key.key) || r.neutral(j[r.key.key], j)) continue;
+    if (std::find(arch_keys.begin(), arch_keys.end(), r.key.key) != arch_keys.end()) continue;
     throw Error("[config] " + src + ": '" + r.key.key + "' = " + j[r.key.key].dump() +
                 " changes the computation and is not implemented (supported: " + r.key.neutral + ")");
   }

@@ -17,7 +17,9 @@ struct UnimplementedKey {
 // The keys checked, for documentation and tests.
 const std::vector<UnimplementedKey>& unimplemented_keys();
 
-// moe::Error naming the first key of config j (from src) set to a value moe cannot honour.
-void reject_unimplemented_keys(const nlohmann::json& j, const std::string& src);
+// moe::Error naming the first key of config j (from src) set to a value moe cannot honour. Keys the
+// config's architecture reads itself (arch_keys, e.g. DeepSeek's rope_scaling) are its to check.
+void reject_unimplemented_keys(const nlohmann::json& j, const std::string& src,
+                               const std::vector<std::string>& arch_keys = {});
 
 }  // namespace moe

@@ -8,6 +8,7 @@
 #include "nn/kv_cache.h"
 #include "nn/param.h"
 #include "nn/rmsnorm.h"
+#include "nn/self_attention.h"
 
 namespace moe {
 
@@ -27,25 +28,19 @@ struct AttentionConfig {
   float norm_eps = 1e-6f;         // of the q/k norms
 };
 
-class Attention {
+class Attention final : public SelfAttention {
  public:
   Attention(const std::string& prefix, const AttentionConfig& cfg);  // prefix: "model.layers.0.self_attn"
   Param q_proj, k_proj, v_proj, o_proj;
   std::unique_ptr<Param> q_bias, k_bias, v_bias;  // [Hq*D], [Hkv*D], [Hkv*D] when qkv_bias
   std::unique_ptr<RMSNorm> q_norm, k_norm;         // when qk_norm != none
 
-  void params(ParamList& out);
-
-  // Training forward over B sequences of T tokens, positions 0..T-1 each.
-  // x: [B*T, d] (must stay alive until backward), y: [B*T, d] assigned.
-  void forward(float* y, const float* x, int64_t B, int64_t T);
-  // dx: [B*T, d] assigned; parameter gradients accumulate.
-  void backward(float* dx, const float* dy);
-
-  // Inference: n new tokens at positions cache.len .. cache.len+n-1, appended to the cache.
-  // x, y: [n, d]. The cache must have room (the caller manages the window).
-  void forward_cached(float* y, const float* x, int64_t n, LayerKVCache& cache);
-  void init_cache(LayerKVCache& cache, int64_t capacity) const;
+  // See SelfAttention.
+  void params(ParamList& out) override;
+  void forward(float* y, const float* x, int64_t B, int64_t T) override;
+  void backward(float* dx, const float* dy) override;
+  void forward_cached(float* y, const float* x, int64_t n, LayerKVCache& cache) override;
+  void init_cache(LayerKVCache& cache, int64_t capacity) const override;
 
  private:
   void project_qkv(float* q, float* k, float* v, const float* x, int64_t n) const;

@@ -76,8 +76,11 @@ compare "$WORK/qwen-ref"
 compare_logits "$WORK/qwen-ref"
 # Qwen3-MoE (per-head q/k RMSNorm, an explicit head_dim of twice hidden_size / heads, a dense layer)
 # and OLMoE (q/k RMSNorm over the whole projections, every layer sparse): written by the reference
-# in f32 and bf16 with their published names, and trained here (the q/k norms' backward).
-for arch in qwen3-moe olmoe; do
+# in f32 and bf16 with their published names, and trained here (the q/k norms' backward) ...
+# ... and DeepSeek-V2 (latent attention without the q low rank, YaRN, a group-limited softmax gate
+# with V2's scaling, two shared experts, a dense first layer) and DeepSeek-V3 (the q low rank, the
+# noaux_tc sigmoid gate with its correction bias, V3's scaling), the same way.
+for arch in qwen3-moe olmoe deepseek-v2 deepseek-v3; do
   $REF make-checkpoint --out "$WORK/$arch-f32" --config "$SRC/tests/cli/data/tiny-$arch.json" --seed 5
   compare "$WORK/$arch-f32"
   compare_logits "$WORK/$arch-f32"
@@ -86,7 +89,7 @@ for arch in qwen3-moe olmoe; do
   "$MOE" train --model-config "$SRC/tests/cli/data/tiny-$arch.json" --data "$WORK/text.txt" --out "$WORK/$arch" \
     --steps 10 --batch-size 8 --lr 1e-2 --eval-every 0 2>/dev/null
   compare "$WORK/$arch"
-  GEN_MODEL=$WORK/$arch gen_check 1 --temperature 0  # the KV-cached decode with q/k norms
+  GEN_MODEL=$WORK/$arch gen_check 1 --temperature 0  # the KV-cached decode (q/k norms, latent attention)
 done
 "$MOE" generate --model "$WORK/bf16" --prompt "abc" --max-tokens 10 >/dev/null 2>&1 || fail "generate on a bf16 sharded checkpoint"
 echo "reference agreement passed"

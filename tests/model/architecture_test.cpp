@@ -33,6 +33,18 @@ nlohmann::json example(const std::string& type) {
     j["mlp_only_layers"] = {1}, j["norm_topk_prob"] = true;
   } else if (type == "olmoe") {
     j["num_experts"] = 4, j["num_experts_per_tok"] = 2, j["clip_qkv"] = nullptr;
+  } else if (type == "deepseek_v2") {  // layer 0 dense (first_k_dense_replace)
+    j.update({{"n_routed_experts", 4}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 12},
+              {"n_shared_experts", 2}, {"first_k_dense_replace", 1}, {"topk_method", "group_limited_greedy"},
+              {"n_group", 2}, {"topk_group", 1}, {"q_lora_rank", nullptr}, {"kv_lora_rank", 6},
+              {"qk_nope_head_dim", 4}, {"qk_rope_head_dim", 2}, {"v_head_dim", 5}, {"aux_loss_alpha", 0.001}});
+  } else if (type == "deepseek_v3") {  // layer 1 dense (moe_layer_freq 2)
+    j.update({{"n_routed_experts", 4}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 12},
+              {"first_k_dense_replace", 0}, {"moe_layer_freq", 2}, {"n_group", 2}, {"topk_group", 1},
+              {"q_lora_rank", 6}, {"kv_lora_rank", 6}, {"qk_nope_head_dim", 4}, {"qk_rope_head_dim", 2},
+              {"v_head_dim", 5}, {"num_nextn_predict_layers", 1},
+              {"rope_scaling", {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 8},
+                                {"mscale", 1.0}, {"mscale_all_dim", 1.0}}}});
   }
   return j;
 }
@@ -53,7 +65,8 @@ std::vector<std::string> registered() {
 
 TEST(Architecture, RegistryFindsEveryNameAndRejectsOthers) {
   const auto names = registered();
-  EXPECT_EQ(names, (std::vector<std::string>{"mixtral", "mistral", "qwen2_moe", "qwen3_moe", "olmoe"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"mixtral", "mistral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2",
+                                             "deepseek_v3"}));
   for (const auto& n : names) {
     ASSERT_NE(find_architecture(n), nullptr) << n;
     EXPECT_EQ(find_architecture(n)->model_type(), n);
@@ -65,7 +78,8 @@ TEST(Architecture, RegistryFindsEveryNameAndRejectsOthers) {
     architecture_of(c, "cfg.json");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cfg.json: unsupported model_type 'olmo' (supported: mixtral, mistral, qwen2_moe, qwen3_moe, olmoe)"),
+    EXPECT_NE(std::string(e.what()).find("cfg.json: unsupported model_type 'olmo' (supported: mixtral, mistral, qwen2_moe, qwen3_moe, olmoe, "
+                                      "deepseek_v2, deepseek_v3)"),
               std::string::npos) << e.what();
   }
 }
@@ -106,6 +120,11 @@ TEST(Architecture, LayersGetTheFFNAndNamesOfTheirArchitecture) {
       // q/k norms over the whole projection: [heads * head_dim]; every layer routed
       {"olmoe", {0, 1, 2}, "model.layers.0.mlp", "model.layers.1.mlp.experts.3.gate_proj.weight", "",
        "model.layers.0.self_attn.q_norm.weight", 16},
+      // latent attention (no q_norm); the dense layer's name in dense1
+      {"deepseek_v2", {1, 2}, "model.layers.0.mlp", "model.layers.1.mlp.experts.3.gate_proj.weight",
+       "model.layers.0.mlp.gate_proj.weight", ""},
+      {"deepseek_v3", {0, 2}, "model.layers.0.mlp", "model.layers.2.mlp.experts.3.gate_proj.weight",
+       "model.layers.1.mlp.gate_proj.weight", ""},
   };
   ASSERT_EQ(want.size(), registered().size());
   for (const Want& w : want) {
@@ -135,6 +154,41 @@ TEST(Architecture, LayersGetTheFFNAndNamesOfTheirArchitecture) {
   }
 }
 
+// DeepSeek's published names and shapes: the latent attention's tensors, shared experts of width
+// n_shared_experts * moe_intermediate_size, the V3 gate's correction bias.
+TEST(Architecture, DeepSeekTensorNamesAndShapes) {
+  for (const char* type : {"deepseek_v2", "deepseek_v3"}) {
+    SCOPED_TRACE(type);
+    const bool v3 = std::string(type) == "deepseek_v3";
+    const ModelConfig c = ModelConfig::from_json(example(type), type);
+    DecoderLM m(c);
+    std::map<std::string, Shape> got;
+    for (Param* p : m.params()) got[p->name] = p->w.shape();
+    const std::string a = "model.layers.2.self_attn.", f = "model.layers.2.mlp.";
+    if (v3) {
+      EXPECT_EQ(got.at(a + "q_a_proj.weight"), (Shape{6, 16}));
+      EXPECT_EQ(got.at(a + "q_a_layernorm.weight"), (Shape{6}));
+      EXPECT_EQ(got.at(a + "q_b_proj.weight"), (Shape{4 * 6, 6}));
+      EXPECT_EQ(got.count(a + "q_proj.weight"), 0u);
+      EXPECT_EQ(got.at(f + "gate.e_score_correction_bias"), (Shape{4}));
+      EXPECT_EQ(got.at(f + "shared_experts.gate_proj.weight"), (Shape{12, 16}));  // 1 shared (V3's default)
+    } else {
+      EXPECT_EQ(got.at(a + "q_proj.weight"), (Shape{4 * 6, 16}));
+      EXPECT_EQ(got.count(f + "gate.e_score_correction_bias"), 0u);
+      EXPECT_EQ(got.at(f + "shared_experts.gate_proj.weight"), (Shape{24, 16}));  // 2 x 12
+    }
+    EXPECT_EQ(got.at(a + "kv_a_proj_with_mqa.weight"), (Shape{6 + 2, 16}));
+    EXPECT_EQ(got.at(a + "kv_a_layernorm.weight"), (Shape{6}));
+    EXPECT_EQ(got.at(a + "kv_b_proj.weight"), (Shape{4 * (4 + 5), 6}));
+    EXPECT_EQ(got.at(a + "o_proj.weight"), (Shape{16, 4 * 5}));
+    EXPECT_EQ(got.at(f + "experts.3.down_proj.weight"), (Shape{16, 12}));
+    // Training-only and multi-token-prediction keys are kept and written back.
+    if (v3) EXPECT_EQ(c.to_json()["num_nextn_predict_layers"], 1);
+    else EXPECT_EQ(c.to_json()["aux_loss_alpha"], 0.001);
+    EXPECT_EQ(c.router, "deepseek");
+  }
+}
+
 TEST(Architecture, PeerLayersReplaceTheArchitecturesFFN) {
   nlohmann::json j = example("mixtral");
   j["ffn_type"] = "peer", j["peer_layers"] = {2}, j["peer_num_experts"] = 16, j["peer_heads"] = 2;
@@ -157,7 +211,7 @@ TEST(Architecture, KeysThatChangeTheComputationAreErrorsNamingThem) {
     j[key] = v;
     return j;
   };
-  const auto q3 = example("qwen3_moe"), ol = example("olmoe");
+  const auto q3 = example("qwen3_moe"), ol = example("olmoe"), ds = example("deepseek_v2");
   const std::vector<std::pair<nlohmann::json, std::string>> cases = {
       {without(q3, "head_dim"), "cfg.json: missing required key 'head_dim'"},
       {without(q3, "num_experts"), "cfg.json: missing required key 'num_experts'"},
@@ -165,6 +219,18 @@ TEST(Architecture, KeysThatChangeTheComputationAreErrorsNamingThem) {
       {with(ol, "clip_qkv", 8.0), "cfg.json: 'clip_qkv' = 8.0 changes the computation and is not implemented"},
       {with(ol, "router", "noisy_topk"), "olmoe routes with softmax top-k"},
       {with(ol, "num_experts", "8"), "cfg.json: key 'num_experts' must be an integer, got \"8\""},
+      {without(ds, "kv_lora_rank"), "cfg.json: missing required key 'kv_lora_rank'"},
+      {without(ds, "q_lora_rank"), "cfg.json: missing required key 'q_lora_rank' (null: a plain q_proj)"},
+      {with(ds, "topk_method", "random"), "cfg.json: topk_method 'random' is not implemented"},
+      {with(ds, "scoring_func", "softplus"), "cfg.json: scoring_func 'softplus' is not implemented"},
+      {with(ds, "n_group", 3), "cfg.json: n_group 3 must divide n_routed_experts 4"},
+      {with(ds, "rope_scaling", {{"type", "dynamic"}, {"factor", 2.0}}),
+       "cfg.json: rope_scaling type \"dynamic\" is not implemented (supported: \"yarn\")"},
+      {with(ds, "router", "topk_softmax"), "cfg.json: deepseek_v2 routes with DeepSeek's gate"},
+      {with(ds, "attention_bias", true), "cfg.json: 'attention_bias' = true changes the computation and is not implemented"},
+      {with(example("mixtral"), "router", "deepseek"), "cfg.json: router \"deepseek\" is DeepSeek's gate"},
+      {with(example("mixtral"), "rope_scaling", {{"type", "yarn"}, {"factor", 2.0}}),
+       "cfg.json: 'rope_scaling' = {\"factor\":2.0,\"type\":\"yarn\"} changes the computation and is not implemented"},
       {with(q3, "use_qk_norm", true), "'use_qk_norm' = true changes the computation"},
   };
   for (const auto& [j, want] : cases) {

@@ -104,7 +104,7 @@ TEST(ModelConfig, GridRouterKeysAndChecks) {
   EXPECT_NE(error_of(j).find("only for router \"grid\""), std::string::npos);
   j = base();
   j["router"] = "magic";
-  EXPECT_NE(error_of(j).find("supported: topk_softmax, switch, noisy_topk, sigmoid_bias, expert_choice, grid"),
+  EXPECT_NE(error_of(j).find("supported: topk_softmax, switch, noisy_topk, sigmoid_bias, deepseek, expert_choice, grid"),
             std::string::npos);
 }
 

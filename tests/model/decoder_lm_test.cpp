@@ -118,6 +118,28 @@ TEST(DecoderLM, Qwen3MoeAndOlmoeGradients) {
   }
 }
 
+// DeepSeek-V2 (latent attention without the q low rank, group-limited softmax gate, V2 scaling,
+// shared experts, a dense first layer) and V3 (q low rank, YaRN, noaux_tc sigmoid gate with its bias).
+TEST(DecoderLM, DeepSeekGradients) {
+  const nlohmann::json common = {{"vocab_size", 256}, {"hidden_size", 16}, {"intermediate_size", 20},
+                                 {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"n_routed_experts", 4},
+                                 {"num_experts_per_tok", 2}, {"max_position_embeddings", 16},
+                                 {"moe_intermediate_size", 8}, {"n_group", 2}, {"topk_group", 1},
+                                 {"kv_lora_rank", 6}, {"qk_nope_head_dim", 4}, {"qk_rope_head_dim", 4},
+                                 {"v_head_dim", 6}, {"router_aux_loss_coef", 0.5}};
+  nlohmann::json v2 = common, v3 = common;
+  v2.update({{"model_type", "deepseek_v2"}, {"q_lora_rank", nullptr}, {"topk_method", "group_limited_greedy"},
+             {"n_shared_experts", 1}, {"first_k_dense_replace", 1}, {"routed_scaling_factor", 1.5}});
+  v3.update({{"model_type", "deepseek_v3"}, {"q_lora_rank", 5}, {"first_k_dense_replace", 0},
+             {"rope_scaling", {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 4},
+                               {"mscale", 1.0}, {"mscale_all_dim", 0.8}}}});
+  for (const auto& j : {v2, v3}) {
+    SCOPED_TRACE(j["model_type"].get<std::string>());
+    const ModelConfig c = ModelConfig::from_json(j, "test");
+    check_model_grads(true, false, "", 0, &c);
+  }
+}
+
 TEST(DecoderLM, GridRouterGradientsMatchFiniteDifferences) {
   ModelConfig c = tiny(true);
   c.router = "grid";

@@ -5,9 +5,18 @@
 #include "moe/expert_bank_swiglu.h"
 #include "moe/peer_layer.h"
 #include "moe/routed_ffn.h"
+#include "nn/attention.h"
 #include "nn/dense_ffn.h"
 
 namespace moe {
+
+std::unique_ptr<SelfAttention> Architecture::make_attention(const ModelConfig& c, int i) const {
+  return std::make_unique<Attention>(
+      "model.layers." + std::to_string(i) + ".self_attn",
+      AttentionConfig{.d_model = c.hidden_size, .n_heads = c.num_attention_heads, .n_kv_heads = c.num_key_value_heads,
+                      .head_dim = c.hdim(), .rope_theta = c.rope_theta, .qkv_bias = c.qkv_bias, .causal = c.causal,
+                      .qk_norm = c.qk_norm, .norm_eps = c.rms_norm_eps});
+}
 
 std::string Architecture::ffn_prefix(const ModelConfig& c, int i) const {
   const std::string layer = "model.layers." + std::to_string(i);

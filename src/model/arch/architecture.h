@@ -13,6 +13,7 @@
 #include "model/arch/config_reader.h"
 #include "model/config.h"
 #include "nn/ffn.h"
+#include "nn/self_attention.h"
 
 namespace moe {
 
@@ -40,6 +41,9 @@ class Architecture {
   // Checks that go beyond the common ones; throws moe::Error naming src and the key.
   virtual void validate(const ModelConfig&, const std::string&) const {}
 
+  // Layer i's attention under "model.layers.<i>.self_attn": grouped-query attention (nn/attention.h)
+  // unless the architecture builds another kind.
+  virtual std::unique_ptr<SelfAttention> make_attention(const ModelConfig& c, int layer) const;
   // Tensor-name prefix of layer i's FFN, e.g. "model.layers.3.block_sparse_moe".
   std::string ffn_prefix(const ModelConfig& c, int layer) const;
   // Layer i's FFN: a PEER layer (the PEER extension keys), routed experts (sparse_layer), or a

@@ -9,12 +9,15 @@ const Architecture& mistral_architecture();
 const Architecture& qwen2_moe_architecture();
 const Architecture& qwen3_moe_architecture();
 const Architecture& olmoe_architecture();
+const Architecture& deepseek_v2_architecture();
+const Architecture& deepseek_v3_architecture();
 
 namespace {
 const std::vector<const Architecture*>& registry() {
   static const std::vector<const Architecture*> r = {&mixtral_architecture(), &mistral_architecture(),
                                                      &qwen2_moe_architecture(), &qwen3_moe_architecture(),
-                                                     &olmoe_architecture()};
+                                                     &olmoe_architecture(), &deepseek_v2_architecture(),
+                                                     &deepseek_v3_architecture()};
   return r;
 }
 }  // namespace
