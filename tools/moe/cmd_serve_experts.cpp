@@ -19,8 +19,8 @@ namespace moe::cli {
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop(int) { g_stop.store(true); }
+std::atomic<bool> g_serve_stop{false};
+extern "C" void on_stop(int) { g_serve_stop.store(true); }
 
 struct ServeArgs {
   std::vector<std::string> experts;
@@ -113,7 +113,7 @@ int run_serve(const ServeArgs& a) {
   auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(
                                           std::chrono::duration<double>(stored == int(sc.uids.size()) ? T : std::min(T, 1.0)));
   auto next_save = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(a.save_every));
-  while (!g_stop.load()) {
+  while (!g_serve_stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto now = clock::now();
     if (now >= next_announce) {
