@@ -219,10 +219,10 @@ std::string Tokenizer::Impl::decode_tokens(std::vector<std::string> toks, Decode
   return out;
 }
 
-Tokenizer Tokenizer::from_json(std::string_view json, const std::string& name) {
+Tokenizer Tokenizer::from_json(std::string_view text, const std::string& name) {
   nlohmann::json root;
   try {
-    root = nlohmann::json::parse(json.begin(), json.end());
+    root = nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::exception& e) {
     throw Error("[tokenizer] " + name + ": not valid JSON: " + e.what());
   }
