@@ -106,7 +106,7 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
   } catch (const jinja::FunctionError& e) {
     throw Error(source_.where() + ": the conversation: " + e.message);
   }
-  return jinja::render(source_, *program_, vars);
+  return jinja::render(source_, *program_, vars, limits_);
 }
 
 }  // namespace moe::text

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "text/jinja_eval.h"
 #include "text/jinja_parser.h"
 
 namespace moe::text {
@@ -34,6 +35,8 @@ class ChatTemplate {
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const std::string& text() const { return source_.text(); }
+  // Bounds on rendering (steps, string and list sizes, nesting): the defaults suit real templates.
+  void set_limits(const jinja::RenderLimits& limits) { limits_ = limits; }
   // The value of a special token ("bos_token", "eos_token", ...), empty when unset.
   std::string special_token(const std::string& name) const;
 
@@ -41,6 +44,7 @@ class ChatTemplate {
   jinja::TemplateSource source_;
   jinja::NodePtr program_;
   std::vector<std::pair<std::string, std::string>> special_;
+  jinja::RenderLimits limits_{};
 };
 
 }  // namespace moe::text

@@ -557,14 +557,29 @@ class Interpreter {
     return Flow::Normal;
   }
 
+  // Bounds the interpreter's recursion (macros calling macros around deep blocks) below the stack.
+  struct Nesting {
+    Interpreter& in;
+    Nesting(Interpreter& i, const Node& n) : in(i) {
+      if (++in.nesting_ > in.lim_.max_nesting) {
+        --in.nesting_;
+        in.fail(n, "the template nests more than " + std::to_string(in.lim_.max_nesting) + " levels deep while rendering");
+      }
+    }
+    ~Nesting() { --in.nesting_; }
+    Nesting(const Nesting&) = delete;
+    Nesting& operator=(const Nesting&) = delete;
+  };
+
   Flow statement(const Node& n, const EnvPtr& env, std::string& out) {
     step(n);
+    const Nesting nest(*this, n);
     switch (n.kind) {
       case NodeKind::Text: out += n.str; break;
       case NodeKind::Comment: break;
       case NodeKind::If: return block(eval(*n.a, env).truthy() ? n.list : n.list2, env, out);
-      case NodeKind::For: render_for(n, env, out); break;
-      case NodeKind::Set: exec_set(n, env); break;
+      case NodeKind::For: return render_for(n, env, out);
+      case NodeKind::Set: return exec_set(n, env);
       case NodeKind::Macro: define_macro(n, env); break;
       case NodeKind::Break: return Flow::Break;
       case NodeKind::Continue: return Flow::Continue;
@@ -594,7 +609,10 @@ class Interpreter {
     }
   }
 
-  void render_for(const Node& n, const EnvPtr& env, std::string& out) {
+  // As the reference: an iteration that ends in {% break %} or {% continue %} adds none of its
+  // output, and does not count as an iteration for {% else %}; a break in the else block (or in
+  // a {% set %} block) ends the enclosing loop.
+  Flow render_for(const Node& n, const EnvPtr& env, std::string& out) {
     auto scope = std::make_shared<Env>(env);
     Value iterable = eval(*n.b, scope);
     if (iterable.is_mapping()) iterable = object_keys(iterable.attributes());
@@ -636,21 +654,24 @@ class Interpreter {
         fail(n, e.message);
       }
       bind(var, items[i], *scope);
-      const Flow f = block(n.list, scope, out);
+      std::string body;
+      const Flow f = block(n.list, scope, body);
       if (f == Flow::Continue) continue;
       if (f == Flow::Break) break;
+      out += body;
+      check_string(n, out);
       no_iteration = false;
     }
-    if (no_iteration && block(n.list2, scope, out) != Flow::Normal) fail(n, "'{% break %}' or '{% continue %}' in a loop's else block");
+    return no_iteration ? block(n.list2, scope, out) : Flow::Normal;
   }
 
-  void exec_set(const Node& n, const EnvPtr& env) {
+  Flow exec_set(const Node& n, const EnvPtr& env) {
     Value rhs;
     if (n.b) {
       rhs = eval(*n.b, env);
     } else {
       std::string body;
-      if (block(n.list, env, body) != Flow::Normal) fail(n, "'{% break %}' or '{% continue %}' inside {% set %}");
+      if (const Flow f = block(n.list, env, body); f != Flow::Normal) return f;
       rhs = Value::string(std::move(body));
     }
     const Node& t = *n.a;
@@ -672,6 +693,7 @@ class Interpreter {
     } else {
       fail(t, "{% set %} assigns to a name, names, or a namespace attribute");
     }
+    return Flow::Normal;
   }
 
   void define_macro(const Node& n, const EnvPtr& env) {
@@ -723,6 +745,7 @@ class Interpreter {
 
   Value eval(const Node& n, const EnvPtr& env) {
     step(n);
+    const Nesting nest(*this, n);
     try {
       return eval_inner(n, env);
     } catch (const FunctionError& e) {
@@ -1267,6 +1290,7 @@ class Interpreter {
   EnvPtr global_;
   uint64_t steps_ = 0;
   int call_depth_ = 0;
+  int nesting_ = 0;
   std::vector<std::weak_ptr<Object>> namespaces_;
 };
 

@@ -36,6 +36,7 @@ struct RenderLimits {
   size_t max_string_bytes = 64u << 20;      // the output, and any one string
   size_t max_list_items = 1'000'000;        // any one list (range(), list concatenation)
   int max_call_depth = 64;                  // macros calling macros
+  int max_nesting = 1000;                   // statements and expressions being evaluated, one inside another
 };
 
 // variables: the template's variables in order. A name given twice, or a built-in's name (true,

@@ -74,6 +74,9 @@ TEST(ChatTemplate, ForLoops) {
   EXPECT_EQ(R("{% for i in [] %}x{% else %}empty{% endfor %}"), "empty");
   EXPECT_EQ(R("{% for i in range(5) if i is odd %}{{ i }}{{ loop.length }}{% endfor %}"), "1232");
   EXPECT_EQ(R("{% for i in range(10) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}"), "02");
+  // As the reference: an iteration ending in break or continue adds none of its output.
+  EXPECT_EQ(R("{% for i in [1, 2, 3] %}{{ i }}{% if i == 1 %}{% continue %}{% endif %}-{% if i == 3 %}{% break %}{% endif %}{% endfor %}"), "2-");
+  EXPECT_EQ(R("{% for i in [1] %}{% break %}{% else %}else{% endfor %}"), "else");
   EXPECT_EQ(R("{% for i in l[::-1] %}{{ i }}{% endfor %}", v), "cba");
   EXPECT_EQ(R("{% for i in range(1, 7, 2) %}{{ i }}{% endfor %}{% for i in range(3, 0, -1) %}{{ i }}{% endfor %}"), "135321");
   // A loop's scope: set inside does not leak out; a namespace does.
