@@ -13,7 +13,7 @@ $SUDO apt-get install -y --no-install-recommends \
   clang libclang-rt-14-dev libfuzzer-14-dev libomp-dev \
   python3 python3-torch python3-numpy python3-sklearn libopenblas0-pthread \
   fortunes fortunes-de fortunes-es fortunes-it fortunes-br \
-  libpcre2-dev libicu-dev zlib1g-dev dataset-fashion-mnist
+  libpcre2-dev libicu-dev zlib1g-dev dataset-fashion-mnist libcpp-httplib-dev
 # node runs the reference tokenizer of tests/text/oracle_test.cpp. A node that is already there is
 # kept: NodeSource's nodejs bundles npm and conflicts with Debian's npm package.
 command -v npm >/dev/null || $SUDO apt-get install -y --no-install-recommends nodejs npm

@@ -63,3 +63,20 @@ void DecoderBlock::forward_cached(float* out, const float* x, int64_t n, LayerKV
 }
 
 }  // namespace moe
+
+namespace moe {
+
+void DecoderBlock::decode_step(float* out, const float* x, const std::vector<LayerKVCache*>& caches) {
+  const int64_t S = int64_t(caches.size()), m = S * d_;
+  a_.resize({S, d_});
+  h_.resize({S, d_});
+  b_.resize({S, d_});
+  input_layernorm.apply(a_.data(), x, S);
+  for (int64_t s = 0; s < S; ++s) self_attn->forward_cached(h_.data() + s * d_, a_.data() + s * d_, 1, *caches[s]);
+  for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
+  post_attention_layernorm.apply(b_.data(), h_.data(), S);
+  ffn->forward(out, b_.data(), S, 1);  // S sequences of one token each
+  for (int64_t i = 0; i < m; ++i) out[i] += h_[i];
+}
+
+}  // namespace moe

@@ -4,6 +4,7 @@
 // where ffn is whatever the architecture gives layer i (model/arch/): routed experts, a dense SwiGLU
 // MLP or a PEER layer.
 #include <memory>
+#include <vector>
 
 #include "dist/communicator.h"
 #include "model/config.h"
@@ -33,6 +34,9 @@ class DecoderBlock {
   void backward(float* dx, const float* dout);
   // Inference with a KV cache: n new tokens. x, out: [n, d].
   void forward_cached(float* out, const float* x, int64_t n, LayerKVCache& cache);
+  // One new token for each of S sequences: row s of x, out [S, d] with cache *caches[s]. Attention
+  // per sequence, the FFN once over the S rows.
+  void decode_step(float* out, const float* x, const std::vector<LayerKVCache*>& caches);
 
  private:
   int64_t n_ = 0;

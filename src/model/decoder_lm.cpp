@@ -174,6 +174,27 @@ void DecoderLM::forward_cached(float* logits, const int32_t* tokens, int64_t n,
   kernels::linear_forward(logits, normed_.data(), head_weight(), 1, d, V);
 }
 
+void DecoderLM::decode_step(float* logits, const int32_t* tokens,
+                            const std::vector<std::vector<LayerKVCache>*>& caches) {
+  const int64_t d = cfg_.hidden_size, V = cfg_.vocab_size, S = int64_t(caches.size());
+  const int L = cfg_.num_hidden_layers;
+  for (int64_t s = 0; s < S; ++s)
+    if (tokens[s] < 0 || tokens[s] >= V) throw Error("[model] token id " + std::to_string(tokens[s]) + " outside the vocabulary");
+  acts_.resize(2);
+  acts_[0].resize({S, d});
+  acts_[1].resize({S, d});
+  embed_tokens.forward(acts_[0].data(), tokens, S);
+  std::vector<LayerKVCache*> layer_caches(S);
+  for (int l = 0; l < L; ++l) {
+    for (int64_t s = 0; s < S; ++s) layer_caches[s] = &(*caches[s])[l];
+    layers[l]->decode_step(acts_[1].data(), acts_[0].data(), layer_caches);
+    std::swap(acts_[0], acts_[1]);
+  }
+  normed_.resize({S, d});
+  norm.apply(normed_.data(), acts_[0].data(), S);
+  kernels::linear_forward(logits, normed_.data(), head_weight(), S, d, V);
+}
+
 std::vector<const RoutingPlan*> DecoderLM::routing() const {
   std::vector<const RoutingPlan*> out;
   for (auto& l : layers)

@@ -65,6 +65,11 @@ class DecoderLM {
   // logits: [V] of the last token.
   void init_cache(std::vector<LayerKVCache>& caches, int64_t capacity) const;
   void forward_cached(float* logits, const int32_t* tokens, int64_t n, std::vector<LayerKVCache>& caches);
+  // One decode step of S independent sequences (continuous batching): token s is appended to the
+  // caches of sequence s (*caches[s], one per layer, each with room). Attention runs per sequence;
+  // every other layer, the experts included, runs once over the S rows, so each expert's weights
+  // are read once per step for all the sequences routed to it. logits: [S, V].
+  void decode_step(float* logits, const int32_t* tokens, const std::vector<std::vector<LayerKVCache>*>& caches);
 
   // Routing plans of the last forward, one per MoE layer (empty for dense models).
   std::vector<const RoutingPlan*> routing() const;

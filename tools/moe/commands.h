@@ -20,6 +20,7 @@ Runner add_swarm_status(CLI::App& app);
 Runner add_fit(CLI::App& app);
 Runner add_predict(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
+Runner add_serve(CLI::App& app);
 Runner add_chat(CLI::App& app);
 
 }  // namespace moe::cli

@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     moe::cli::ProgressLine::set_quiet(true);
     if (!std::freopen("/dev/null", "w", stdout)) return 1;
   }
-  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench, serve-experts, swarm-status, fit, predict, tokenize, chat)", "moe"};
+  CLI::App app{"moe: a sparse Mixture-of-Experts engine (train, eval, generate, info, experts, grow, bench, serve-experts, swarm-status, fit, predict, tokenize, chat, serve)", "moe"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "moe 0.1.0");
   // name -> runner: a new command is one entry here plus its file.
@@ -51,12 +51,12 @@ int main(int argc, char** argv) {
       {"grow", moe::cli::add_grow(app)},         {"serve-experts", moe::cli::add_serve_experts(app)},
       {"swarm-status", moe::cli::add_swarm_status(app)}, {"fit", moe::cli::add_fit(app)},
       {"predict", moe::cli::add_predict(app)},   {"tokenize", moe::cli::add_tokenize(app)},
-      {"chat", moe::cli::add_chat(app)}};
+      {"chat", moe::cli::add_chat(app)},         {"serve", moe::cli::add_serve(app)}};
   if (argc > 1 && argv[1][0] != '-') {
     bool known = false;
     for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->get_name() == argv[1];
     if (!known) {
-      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, grow, bench, serve-experts, swarm-status, fit, predict, tokenize, chat)\n", argv[1]);
+      std::fprintf(stderr, "moe: error: unknown command '%s' (commands: train, eval, generate, info, experts, grow, bench, serve-experts, swarm-status, fit, predict, tokenize, chat, serve)\n", argv[1]);
       return 2;
     }
   }

@@ -1,0 +1,95 @@
+#pragma once
+// Continuous batching: concurrent generation requests share each decode step. A request is
+// prefilled alone when it joins, then decodes one token per step together with every other running
+// request (DecoderLM::decode_step: attention per sequence, the experts once over all rows), and
+// leaves the batch the step it ends, its slot going to the next waiting request.
+// The engine is driven by one thread (run() or step()); submit() and stats() are thread-safe.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "core/rng.h"
+#include "infer/sampler.h"
+#include "model/decoder_lm.h"
+
+namespace moe::serve {
+
+enum class FinishReason {
+  stop,     // sampled one of stop_ids
+  length,   // max_tokens generated
+  aborted,  // on_token returned false (a stop string matched, or the client went away)
+  error     // the model threw: the message goes to on_finish
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // token ids, not empty
+  int64_t max_tokens = 16;
+  SamplerConfig sampler{};
+  uint64_t seed = 0;
+  std::vector<int32_t> stop_ids{};
+  // Both run on the engine's thread: on_token once per sampled token (false ends the request),
+  // on_finish exactly once at the end.
+  std::function<bool(int32_t)> on_token;
+  std::function<void(FinishReason, const std::string& error)> on_finish;
+};
+
+struct BatchEngineConfig {
+  int max_batch = 8;    // sequences decoding together; the others wait in the queue
+  int64_t window = 0;   // context: prompt + max_tokens must fit; 0: max_position_embeddings
+};
+
+struct BatchEngineStats {
+  int64_t steps = 0;           // batched decode steps
+  int64_t rows = 0;            // sequences summed over the steps (rows / steps: mean batch)
+  int64_t max_rows = 0;        // the largest batch of a step
+  int64_t prefill_tokens = 0;  // prompt tokens
+  int64_t tokens = 0;          // sampled tokens
+  int64_t completed = 0;       // requests ended (any reason)
+  int64_t aborted = 0;         // of which on_token said stop
+  int active = 0, queued = 0;
+};
+
+class BatchEngine {
+ public:
+  BatchEngine(DecoderLM& model, const BatchEngineConfig& cfg);
+  int64_t window() const { return window_; }
+  // Queues r. Throws moe::Error (nothing queued) for an empty prompt, an id outside the vocabulary,
+  // max_tokens < 0, or prompt + max_tokens past the window.
+  void submit(std::shared_ptr<GenerationRequest> r);
+  // Admits waiting requests into free slots (prefilling each), then one decode step of the batch.
+  // Returns false when there was nothing to do.
+  bool step();
+  // step() until stop is set; sleeps while idle (submit() wakes it).
+  void run(const std::atomic<bool>& stop);
+  void wake();  // makes run() check stop now
+  BatchEngineStats stats() const;
+
+ private:
+  struct Sequence {
+    std::shared_ptr<GenerationRequest> req;
+    std::vector<LayerKVCache> caches;
+    Rng rng{0};
+    int64_t generated = 0;
+    int32_t last = 0;
+  };
+  // Samples from logits [V] for q; false when q ended (then finished).
+  bool deliver(Sequence& q, const float* logits);
+  void finish(Sequence& q, FinishReason why, const std::string& error = {});
+
+  DecoderLM& model_;
+  BatchEngineConfig cfg_;
+  int64_t window_;
+  std::vector<std::unique_ptr<Sequence>> active_;
+  std::vector<float> logits_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<GenerationRequest>> queue_;
+  BatchEngineStats stats_;
+};
+
+}  // namespace moe::serve

@@ -1,0 +1,131 @@
+// Continuous batching: one batched decode step equals each sequence's own cached forward, and the
+// engine's greedy outputs equal the single-request generator's, whatever joins or leaves the batch.
+#include "serve/batch_engine.h"
+
+#include <gtest/gtest.h>
+
+#include "infer/generator.h"
+#include "../test_util.h"
+
+namespace moe::serve {
+namespace {
+
+ModelConfig config(const std::string& type) {
+  nlohmann::json j = {{"model_type", type}, {"vocab_size", 256}, {"hidden_size", 16}, {"intermediate_size", 24},
+                      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
+                      {"max_position_embeddings", 48}, {"num_experts_per_tok", 2}};
+  if (type == "mixtral") j["num_local_experts"] = 4;
+  if (type == "deepseek_v3")
+    j.update({{"n_routed_experts", 4}, {"moe_intermediate_size", 12}, {"n_group", 2}, {"topk_group", 1},
+              {"q_lora_rank", 6}, {"kv_lora_rank", 6}, {"qk_nope_head_dim", 4}, {"qk_rope_head_dim", 2},
+              {"v_head_dim", 5}, {"first_k_dense_replace", 0}});
+  return ModelConfig::from_json(j, type);
+}
+
+TEST(BatchedDecode, OneStepEqualsEachSequencesOwnForward) {
+  for (const char* type : {"mixtral", "deepseek_v3"}) {
+    SCOPED_TRACE(type);
+    DecoderLM m(config(type));
+    m.init_weights(3, 0.3f);
+    const int64_t V = 256;
+    // Three sequences with prompts of different lengths, so their positions differ.
+    const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {40, 41, 42, 43, 44, 45}, {200}};
+    std::vector<std::vector<LayerKVCache>> batched(3), alone(3);
+    std::vector<float> logits(V);
+    for (int s = 0; s < 3; ++s) {
+      m.init_cache(batched[s], 16);
+      m.init_cache(alone[s], 16);
+      m.forward_cached(logits.data(), prompts[s].data(), int64_t(prompts[s].size()), batched[s]);
+      m.forward_cached(logits.data(), prompts[s].data(), int64_t(prompts[s].size()), alone[s]);
+    }
+    for (int step = 0; step < 3; ++step) {
+      const std::vector<int32_t> next = {int32_t(7 + step), int32_t(90 + step), int32_t(150 + step)};
+      std::vector<float> out(3 * V);
+      m.decode_step(out.data(), next.data(), {&batched[0], &batched[1], &batched[2]});
+      for (int s = 0; s < 3; ++s) {
+        m.forward_cached(logits.data(), &next[s], 1, alone[s]);
+        for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(out[s * V + v], logits[v], 1e-4) << "step " << step << " seq " << s;
+        EXPECT_EQ(batched[s][0].len, alone[s][0].len);
+      }
+    }
+  }
+}
+
+TEST(BatchEngine, GreedyOutputsEqualTheGeneratorsWhateverJoinsOrLeaves) {
+  DecoderLM m(config("mixtral"));
+  m.init_weights(5, 0.3f);
+  struct Want {
+    std::vector<int32_t> prompt;
+    int64_t max_tokens;
+  };
+  const std::vector<Want> reqs = {{{10, 20, 30}, 12}, {{5}, 3}, {{100, 101}, 20}, {{7, 7, 7, 7}, 1}, {{64, 65}, 9}};
+  std::vector<std::vector<int32_t>> want;
+  for (const Want& w : reqs) {
+    Generator g(m);
+    want.push_back(g.generate(w.prompt, GenerateConfig{.max_tokens = w.max_tokens, .sampler = {.temperature = 0}}));
+  }
+  BatchEngine e(m, {.max_batch = 3});
+  std::vector<std::vector<int32_t>> got(reqs.size());
+  std::vector<FinishReason> why(reqs.size(), FinishReason::error);
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    auto r = std::make_shared<GenerationRequest>();
+    r->prompt = reqs[i].prompt;
+    r->max_tokens = reqs[i].max_tokens;
+    r->sampler.temperature = 0;
+    r->on_token = [&got, i](int32_t t) { return got[i].push_back(t), true; };
+    r->on_finish = [&why, i](FinishReason f, const std::string&) { why[i] = f; };
+    e.submit(r);
+  }
+  while (e.step()) {
+  }
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    EXPECT_EQ(got[i], want[i]) << "request " << i;
+    EXPECT_EQ(why[i], FinishReason::length) << i;
+  }
+  const BatchEngineStats st = e.stats();
+  EXPECT_EQ(st.max_rows, 3);  // the batch was full ...
+  EXPECT_LT(st.steps, 12 + 3 + 20 + 1 + 9);  // ... so steps were shared
+  EXPECT_EQ(st.completed, 5);
+  EXPECT_EQ(st.tokens, 12 + 3 + 20 + 1 + 9);
+  EXPECT_EQ(st.active + st.queued, 0);
+}
+
+TEST(BatchEngine, StopIdsAbortsAndBadRequests) {
+  DecoderLM m(config("mixtral"));
+  m.init_weights(5, 0.3f);
+  BatchEngine e(m, {.max_batch = 2, .window = 16});
+  Generator g(m);
+  const std::vector<int32_t> greedy = g.generate(std::vector<int32_t>{1, 2}, GenerateConfig{.max_tokens = 4, .sampler = {.temperature = 0}});
+  FinishReason a = FinishReason::error, b = FinishReason::error;
+  int b_tokens = 0;
+  auto r1 = std::make_shared<GenerationRequest>();
+  r1->prompt = {1, 2};
+  r1->max_tokens = 10;
+  r1->sampler.temperature = 0;
+  r1->stop_ids = {greedy[2]};  // ends on the third token
+  r1->on_finish = [&](FinishReason f, const std::string&) { a = f; };
+  auto r2 = std::make_shared<GenerationRequest>();
+  r2->prompt = {3};
+  r2->max_tokens = 10;
+  r2->on_token = [&](int32_t) { return ++b_tokens < 2; };  // the client goes away after 2 tokens
+  r2->on_finish = [&](FinishReason f, const std::string&) { b = f; };
+  e.submit(r1);
+  e.submit(r2);
+  while (e.step()) {
+  }
+  EXPECT_EQ(a, FinishReason::stop);
+  EXPECT_EQ(b, FinishReason::aborted);
+  EXPECT_EQ(b_tokens, 2);
+  EXPECT_EQ(e.stats().aborted, 1);
+  auto bad = std::make_shared<GenerationRequest>();
+  EXPECT_NE(test::error_of([&] { e.submit(bad); }).find("the prompt has no tokens"), std::string::npos);
+  bad->prompt = {300};
+  EXPECT_NE(test::error_of([&] { e.submit(bad); }).find("outside the model's vocabulary of 256"), std::string::npos);
+  bad->prompt = {1, 2, 3};
+  bad->max_tokens = 14;
+  EXPECT_NE(test::error_of([&] { e.submit(bad); }).find("exceed the context of 16 tokens"), std::string::npos);
+  EXPECT_FALSE(e.step());  // nothing was queued
+}
+
+}  // namespace
+}  // namespace moe::serve
