@@ -231,7 +231,7 @@ struct Server::Impl {
       st->cv.wait(lk, [&] { return st->done; });
       if (st->finish_reason == "error") throw ApiError(500, "generation failed: " + st->error, "", "server_error");
       const Usage u{.prompt_tokens = n, .completion_tokens = st->completion_tokens};
-      json_reply(res, 200, completion_response(p, id, created, model_id, st->pending, st->finish_reason, u).dump());
+      json_reply(res, 200, dump_json(completion_response(p, id, created, model_id, st->pending, st->finish_reason, u)));
       return;
     }
     res.status = 200;
@@ -252,7 +252,7 @@ struct Server::Impl {
             error = st->error;
             generated = st->completion_tokens;
           }
-          auto event = [](const ojson& j) { return "data: " + j.dump() + "\n\n"; };
+          auto event = [](const ojson& j) { return "data: " + dump_json(j) + "\n\n"; };
           std::string frame;
           if (!out.empty() || *first) frame += event(completion_chunk(p, id, created, model_id, out, "", *first));
           *first = false;
@@ -345,7 +345,7 @@ struct Server::Impl {
       guarded("/v1/models", res, [&] {
         ojson m = {{"id", cfg.model_id}, {"object", "model"}, {"created", 0}, {"owned_by", "moe"},
                    {"context_length", engine.window()}};
-        json_reply(res, 200, ojson{{"object", "list"}, {"data", ojson::array({m})}}.dump());
+        json_reply(res, 200, dump_json(ojson{{"object", "list"}, {"data", ojson::array({m})}}));
       });
     });
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -368,7 +368,7 @@ struct Server::Impl {
           special = j["add_special_tokens"].get<bool>();
         }
         const std::vector<int32_t> ids = encode(j[key].get<std::string>(), special);
-        json_reply(res, 200, ojson{{"tokens", ids}, {"count", ids.size()}}.dump());
+        json_reply(res, 200, dump_json(ojson{{"tokens", ids}, {"count", ids.size()}}));
       });
     });
     svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {

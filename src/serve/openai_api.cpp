@@ -7,10 +7,12 @@ namespace moe::serve {
 
 using ojson = nlohmann::ordered_json;
 
+std::string dump_json(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
+
 std::string ApiError::body() const {
   ojson e = {{"message", what()}, {"type", type}, {"param", param.empty() ? ojson(nullptr) : ojson(param)},
              {"code", status}};
-  return ojson{{"error", e}}.dump();
+  return dump_json(ojson{{"error", e}});
 }
 
 namespace {

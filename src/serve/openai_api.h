@@ -11,6 +11,10 @@
 
 namespace moe::serve {
 
+// JSON text of j; bytes that are not UTF-8 (a parser's message quoting a bad body) become U+FFFD
+// instead of an exception.
+std::string dump_json(const nlohmann::ordered_json& j);
+
 // A request the server refuses: HTTP status, OpenAI's error type, the offending field.
 class ApiError : public std::runtime_error {
  public:
