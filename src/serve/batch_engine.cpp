@@ -71,6 +71,10 @@ bool BatchEngine::step() {
     auto q = std::make_unique<Sequence>();
     q->req = r;
     q->rng = Rng(r->seed);
+    if (r->cancelled && r->cancelled()) {
+      finish(*q, FinishReason::aborted);
+      continue;
+    }
     if (r->max_tokens == 0) {
       finish(*q, FinishReason::length);
       continue;

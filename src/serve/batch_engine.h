@@ -36,6 +36,8 @@ struct GenerationRequest {
   // on_finish exactly once at the end.
   std::function<bool(int32_t)> on_token;
   std::function<void(FinishReason, const std::string& error)> on_finish;
+  // Asked when the request leaves the queue: true ends it (aborted) before its prefill.
+  std::function<bool()> cancelled;
 };
 
 struct BatchEngineConfig {

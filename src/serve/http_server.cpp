@@ -209,6 +209,7 @@ struct Server::Impl {
     r->seed = p.has_seed ? p.seed : std::random_device{}();
     r->stop_ids = tokens.stop_ids;
     r->on_token = [st](int32_t id) { return st->on_token(id); };
+    r->cancelled = [st] { return st->cancelled.load(); };
     Metrics* m = &metrics;
     std::atomic<int>* in = &inflight;
     r->on_finish = [st, m, in, n](FinishReason why, const std::string& err) {

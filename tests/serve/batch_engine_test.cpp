@@ -109,14 +109,23 @@ TEST(BatchEngine, StopIdsAbortsAndBadRequests) {
   r2->max_tokens = 10;
   r2->on_token = [&](int32_t) { return ++b_tokens < 2; };  // the client goes away after 2 tokens
   r2->on_finish = [&](FinishReason f, const std::string&) { b = f; };
+  FinishReason c = FinishReason::error;
+  auto r3 = std::make_shared<GenerationRequest>();  // its client left while it waited
+  r3->prompt = {4};
+  r3->max_tokens = 5;
+  r3->cancelled = [] { return true; };
+  r3->on_token = [](int32_t) { ADD_FAILURE() << "a cancelled request was run"; return true; };
+  r3->on_finish = [&](FinishReason f, const std::string&) { c = f; };
   e.submit(r1);
   e.submit(r2);
+  e.submit(r3);
   while (e.step()) {
   }
+  EXPECT_EQ(c, FinishReason::aborted);
   EXPECT_EQ(a, FinishReason::stop);
   EXPECT_EQ(b, FinishReason::aborted);
   EXPECT_EQ(b_tokens, 2);
-  EXPECT_EQ(e.stats().aborted, 1);
+  EXPECT_EQ(e.stats().aborted, 2);
   auto bad = std::make_shared<GenerationRequest>();
   EXPECT_NE(test::error_of([&] { e.submit(bad); }).find("the prompt has no tokens"), std::string::npos);
   bad->prompt = {300};
