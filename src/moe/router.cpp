@@ -1,5 +1,7 @@
 #include "moe/router.h"
 
+#include <algorithm>
+
 #include "kernels/gemm.h"
 
 namespace moe {
@@ -16,6 +18,32 @@ void Router::gate_backward(float* dx, Param& gate, const float* dl, const float*
   const int64_t E = gate.w.dim(0), d = gate.w.dim(1);
   kernels::linear_backward_input(dx, dl, gate.w.data(), n, d, E, /*accumulate=*/true);
   kernels::linear_backward_weight(gate.g.data(), dl, x, n, d, E);
+}
+
+void Router::update_balance_bias(Param& bias, std::vector<int64_t>& load, float speed) {
+  if (load.empty()) return;
+  double mean = 0;
+  for (auto l : load) mean += double(l);
+  mean /= double(load.size());
+  for (size_t e = 0; e < load.size(); ++e) {
+    const double diff = mean - double(load[e]);
+    bias.w[int64_t(e)] += speed * float((diff > 0) - (diff < 0));
+  }
+  load.clear();
+}
+
+int64_t Router::reduce_over_group(RouterStats& st, std::vector<double>& sums, int k) const {
+  const size_t E = st.tokens_per_expert.size();
+  if (group_.size() > 1) {
+    std::vector<double> rec(st.tokens_per_expert.begin(), st.tokens_per_expert.end());
+    rec.insert(rec.end(), sums.begin(), sums.end());
+    group_.all_reduce_sum(rec);
+    for (size_t e = 0; e < E; ++e) st.tokens_per_expert[e] = int64_t(rec[e]);
+    std::copy(rec.begin() + int64_t(E), rec.end(), sums.begin());
+  }
+  int64_t N = 0;
+  for (auto c : st.tokens_per_expert) N += c;
+  return N / k;
 }
 
 }  // namespace moe

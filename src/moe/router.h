@@ -1,5 +1,7 @@
 #pragma once
 // A router maps token features to a routing plan. It owns the gate parameters, never the experts.
+#include <vector>
+
 #include "dist/communicator.h"
 #include "moe/routing_plan.h"
 #include "nn/param.h"
@@ -51,6 +53,11 @@ class Router {
   static void prepare_plan(RoutingPlan& plan, int64_t n, int k, int E);
   // The gate's backward from logit gradients dl [n, E]: dx [n, d] += dl W, W.g += dl^T x.
   static void gate_backward(float* dx, Param& gate, const float* dl, const float* x, int64_t n);
+  // Loss-free balancing (DeepSeek-V3): bias_i += speed * sign(mean load - load_i); clears load.
+  static void update_balance_bias(Param& bias, std::vector<int64_t>& load, float speed);
+  // Sums this rank's per-expert counts (st.tokens_per_expert) and the extra sums over the data
+  // group, in place (one exact all-reduce); returns the batch's token count (counts / k).
+  int64_t reduce_over_group(RouterStats& st, std::vector<double>& sums, int k) const;
 
   bool training_ = false;
   int64_t seq_len_ = 0;

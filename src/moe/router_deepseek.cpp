@@ -109,16 +109,7 @@ void DeepSeekRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
       if (p > 0) sums[E] -= p * std::log(p);
     }
   }
-  if (group_.size() > 1) {
-    std::vector<double> rec(st.tokens_per_expert.begin(), st.tokens_per_expert.end());
-    rec.insert(rec.end(), sums.begin(), sums.end());
-    group_.all_reduce_sum(rec);
-    for (int e = 0; e < E; ++e) st.tokens_per_expert[e] = int64_t(rec[e]);
-    std::copy(rec.begin() + E, rec.end(), sums.begin());
-  }
-  int64_t N = 0;
-  for (auto c : st.tokens_per_expert) N += c;
-  N /= k;
+  const int64_t N = reduce_over_group(st, sums, k);  // loads and sums over the ranks
   n_global_ = N;
   st.batch_tokens = N;
   frac_.assign(E, 0.0);
@@ -172,15 +163,7 @@ void DeepSeekRouter::backward(float* dx, const float* dweight) {
 }
 
 void DeepSeekRouter::after_step() {
-  if (load_.empty() || !bias) return;
-  double mean = 0;
-  for (auto l : load_) mean += double(l);
-  mean /= double(load_.size());
-  for (size_t e = 0; e < load_.size(); ++e) {
-    const double diff = mean - double(load_[e]);
-    bias->w[int64_t(e)] += c_.bias_update_speed * float((diff > 0) - (diff < 0));
-  }
-  load_.clear();
+  if (bias) update_balance_bias(*bias, load_, c_.bias_update_speed);
 }
 
 }  // namespace moe

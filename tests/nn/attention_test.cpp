@@ -6,44 +6,16 @@
 
 #include "nn/dense_ffn.h"
 #include "../test_util.h"
+#include "layer_grad_check.h"
 
 namespace moe {
 namespace {
-
-template <class Layer, class Fwd>
-void check(Layer& layer, ParamList ps, Fwd fwd, int64_t n, int64_t d, uint64_t seed) {
-  Rng rng(seed);
-  for (Param* p : ps) test::fill_normal(p->w, rng, 0.4f), p->g.zero();
-  Tensor x({n, d}), y({n, d}), r({n, d}), dx({n, d});
-  test::fill_normal(x, rng);
-  test::fill_normal(r, rng);
-  auto loss = [&] {
-    fwd(y.data(), x.data());
-    double s = 0;
-    for (int64_t i = 0; i < y.numel(); ++i) s += double(y[i]) * r[i];
-    return s;
-  };
-  loss();
-  layer.backward(dx.data(), r.data());
-  const float eps = 1e-2f;
-  // float32 central differences on O(1) values: rtol 2e-2, atol 2e-3.
-  for (int i = 0; i < 24; ++i) {
-    const int64_t j = int64_t(rng.below(x.numel()));
-    EXPECT_TRUE(test::close(dx[j], test::finite_diff(&x[j], loss, eps), 2e-2, 2e-3)) << "dx[" << j << "]";
-  }
-  for (Param* p : ps)
-    for (int i = 0; i < 8; ++i) {
-      const int64_t j = int64_t(rng.below(p->w.numel()));
-      const double num = test::finite_diff(&p->w[j], loss, eps);
-      EXPECT_TRUE(test::close(p->g[j], num, 2e-2, 2e-3)) << p->name << "[" << j << "] " << p->g[j] << " vs " << num;
-    }
-}
 
 TEST(AttentionLayer, GradientsGQA) {
   Attention a("attn", {.d_model = 16, .n_heads = 4, .n_kv_heads = 2, .head_dim = 4, .rope_theta = 10000.0f});
   ParamList ps;
   a.params(ps);
-  check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 3);
+  test::check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 3);
 }
 
 // q/k RMSNorm before the rotation, per head (Qwen3; head_dim 6, not d / heads) and over the whole
@@ -60,7 +32,7 @@ TEST(AttentionLayer, GradientsWithQKNorm) {
     ParamList ps;
     a.params(ps);
     EXPECT_EQ(ps.size(), 6u);
-    check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 7);
+    test::check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 5); }, 10, 16, 7);
   }
 }
 
@@ -91,7 +63,7 @@ TEST(DenseFFN, Gradients) {
   DenseFFN f("mlp", 8, 12);
   ParamList ps;
   f.params(ps);
-  check(f, ps, [&](float* y, const float* x) { f.forward(y, x, 6); }, 6, 8, 5);
+  test::check(f, ps, [&](float* y, const float* x) { f.forward(y, x, 6); }, 6, 8, 5);
 }
 
 }  // namespace

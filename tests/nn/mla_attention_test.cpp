@@ -9,6 +9,7 @@
 #include <complex>
 
 #include "../test_util.h"
+#include "layer_grad_check.h"
 
 namespace moe {
 namespace {
@@ -115,34 +116,10 @@ TEST(MLAttention, GradientsMatchFiniteDifferences) {
     for (bool yarn : {false, true}) {
       SCOPED_TRACE(std::to_string(rq) + (yarn ? " yarn" : ""));
       MLAttention a("attn", config(rq, yarn));
-      fill(a, 3);
       ParamList ps;
       a.params(ps);
       EXPECT_EQ(ps.size(), rq ? 7u : 5u);
-      const int64_t B = 2, T = 4, n = B * T, d = 12;
-      Rng rng(5);
-      Tensor x({n, d}), y({n, d}), r({n, d}), dx({n, d});
-      test::fill_normal(x, rng);
-      test::fill_normal(r, rng);
-      auto loss = [&] {
-        a.forward(y.data(), x.data(), B, T);
-        double s = 0;
-        for (int64_t i = 0; i < y.numel(); ++i) s += double(y[i]) * r[i];
-        return s;
-      };
-      loss();
-      a.backward(dx.data(), r.data());
-      const float eps = 1e-2f;
-      for (int i = 0; i < 24; ++i) {
-        const int64_t j = int64_t(rng.below(x.numel()));
-        EXPECT_TRUE(test::close(dx[j], test::finite_diff(&x[j], loss, eps), 2e-2, 2e-3)) << "dx[" << j << "]";
-      }
-      for (Param* p : ps)
-        for (int i = 0; i < 8; ++i) {
-          const int64_t j = int64_t(rng.below(p->w.numel()));
-          const double num = test::finite_diff(&p->w[j], loss, eps);
-          EXPECT_TRUE(test::close(p->g[j], num, 2e-2, 2e-3)) << p->name << "[" << j << "] " << p->g[j] << " vs " << num;
-        }
+      test::check(a, ps, [&](float* y, const float* x) { a.forward(y, x, 2, 4); }, 8, 12, 3);
     }
 }
 
