@@ -9,12 +9,16 @@ last_json "$MOE" bench moe-layer --d-model 64 --d-ff 64 --experts 4 --top-k 2 --
 last_json "$MOE" bench moe-layer --d-model 64 --d-ff 64 --experts 4 --top-k 2 --tokens 256 --reps 2 --routing learned >"$WORK/learned"
 last_json "$MOE" bench train --model-config "$SRC/tests/cli/data/tiny-moe.json" --batch-size 2 --context 16 --steps 2 >"$WORK/train"
 last_json "$MOE" bench generate --model-config "$SRC/tests/cli/data/tiny-moe.json" --prompt 8 --tokens 8 >"$WORK/gen"
+REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
+$REF make-checkpoint --out "$WORK/qwen3" --config "$SRC/tests/cli/data/tiny-qwen3-moe.json" --seed 3 --dtype bf16 >/dev/null \
+  || fail "writing a checkpoint"
+last_json "$MOE" bench generate --model "$WORK/qwen3" --prompt 4 --tokens 8 --concurrency 3 --rounds 2 >"$WORK/genmodel"
 last_json "$MOE" bench peer --experts 4096 --heads 2 --top-k 8 --key-dim 32 --d-model 32 --tokens 256 --brute-tokens 16 --reps 1 >"$WORK/peer"
 last_json "$MOE" bench peer --no-layer --heads 1 --top-k 4 --key-dim 16 --tokens 64 --brute-tokens 4 --reps 1 >"$WORK/sweep"
 python3 - "$WORK" <<'PY'
 import json, sys, os
 w = sys.argv[1]
-j = {n: json.load(open(os.path.join(w, n))) for n in ["layer", "learned", "train", "gen", "peer", "sweep"]}
+j = {n: json.load(open(os.path.join(w, n))) for n in ["layer", "learned", "train", "gen", "genmodel", "peer", "sweep"]}
 for n in ["layer", "learned"]:
     for key in ["fwd_tokens_per_s", "fwdbwd_tokens_per_s", "fwdbwd_gflops", "dense_fwdbwd_gflops", "ratio", "gemm_gflops"]:
         assert j[n][key] > 0, (n, key, j[n])
@@ -29,6 +33,19 @@ t = j["train"]
 assert abs(t["mfu_vs_gemm"] - t["model_gflops"] / t["gemm_gflops"]) < 1e-9, t
 for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "weight_bytes_per_token", "decode_over_floor"]:
     assert j["gen"][key] > 0, (key, j["gen"])
+g = j["genmodel"]
+for key in ["bandwidth_gb_s", "batch1_decode_tokens_per_s", "concurrent_decode_tokens_per_s", "bandwidth_fraction", "concurrent_ratio"]:
+    assert g[key] > 0, (key, g)
+assert g["concurrency"] == 3 and g["tokens"] == 8 and g["rounds"] == 2 and g["cpu"], g
+assert g["concurrent_mean_batch"] == 3, g  # the three requests decoded together
+# tiny-qwen3-moe.json: layers 0 and 2 sparse (2 of 6 experts of 3 * 32 * 24), layer 1 dense (3 * 32 * 64);
+# attention 2 * 32 * 16 * (4 + 2) + q/k norms 2 * 16, norms 2 * 32 per layer; final norm; LM head 256 * 32
+attn = 2 * 32 * 16 * 6 + 2 * 16 + 2 * 32
+active = 3 * attn + 2 * (6 * 32 + 2 * 3 * 32 * 24) + 3 * 32 * 64 + 32 + 256 * 32
+assert g["active_params"] == active and g["active_params_config"] == g["active_params_loaded"], (active, g)
+assert g["active_bytes_per_token"] == 4 * active, g
+assert abs(g["bandwidth_fraction"] - g["active_bytes_per_token"] * g["batch1_decode_tokens_per_s"] / (g["bandwidth_gb_s"] * 1e9)) < 1e-9, g
+assert abs(g["concurrent_ratio"] - g["concurrent_decode_tokens_per_s"] / g["batch1_decode_tokens_per_s"]) < 1e-9, g
 p = j["peer"]
 assert p["experts"] == 4096 and p["retrieval_us_per_token"] > 0 and p["brute_force_us_per_token"] > 0, p
 assert abs(p["speedup"] - p["brute_force_us_per_token"] / p["retrieval_us_per_token"]) < 1e-9 * p["speedup"], p
@@ -47,4 +64,7 @@ if "$MOE" bench peer --experts 5000 >"$WORK/out" 2>"$WORK/err"; then fail "--exp
 grep -q "perfect square" "$WORK/err" || { cat "$WORK/err"; fail "no clear error for --experts 5000"; }
 if "$MOE" bench moe-layer --routing zipf >"$WORK/out" 2>"$WORK/err"; then fail "--routing zipf accepted"; fi
 grep -q "routing" "$WORK/err" || { cat "$WORK/err"; fail "no clear error for --routing zipf"; }
+expect_error "concurrency must be >= 1" "$MOE" bench generate --model "$WORK/qwen3" --concurrency 0
+expect_error "must fit in the model's context" "$MOE" bench generate --model "$WORK/qwen3" --tokens 40
+expect_error "need --model" "$MOE" bench generate --concurrency 2
 echo OK

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_generate.h"
 #include "bench_util.h"
 #include "commands.h"
 #include "dist/gradient_sync.h"
@@ -255,13 +256,26 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   t->add_flag("--json", ta->json, "end with one JSON line");
   out.emplace_back(t, [ta] { return run_train_bench(*ta); });
   auto ga = std::make_shared<GenBenchArgs>();
-  CLI::App* g = bench.add_subcommand("generate", "prefill and batch-1 decode speed");
-  g->add_option("--model-config", ga->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
+  auto ma = std::make_shared<GenerateModelBenchArgs>();  // with --model: cmd_bench_generate.cpp
+  CLI::App* g = bench.add_subcommand("generate", "prefill and batch-1 decode speed of a config's random model; with --model DIR, "
+                                                 "decode of a checkpoint through the serving engine, batch 1 and --concurrency requests");
+  CLI::Option* mc = g->add_option("--model-config", ga->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
+  CLI::Option* md = g->add_option("--model", ma->model, "checkpoint directory: bench it through the serving engine (see docs/performance.md)");
+  md->excludes(mc);
   g->add_option("--prompt", ga->prompt, "prompt tokens")->capture_default_str()->check(CLI::PositiveNumber);
-  g->add_option("--tokens", ga->tokens, "decoded tokens")->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--tokens", ga->tokens, "decoded tokens (per request)")->capture_default_str()->check(CLI::PositiveNumber);
+  CLI::Option* cc = g->add_option("--concurrency", ma->concurrency, "with --model: requests submitted together (max_batch)")->capture_default_str();
+  CLI::Option* rr = g->add_option("--rounds", ma->rounds, "with --model: rounds of bandwidth, batch 1 and concurrent runs (the best of each reported)")->capture_default_str();
   g->add_option("--threads", ga->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   g->add_flag("--json", ga->json, "end with one JSON line");
-  out.emplace_back(g, [ga] { return run_generate_bench(*ga); });
+  out.emplace_back(g, [ga, ma, md, cc, rr] {
+    if (md->count() == 0) {
+      if (cc->count() > 0 || rr->count() > 0) throw Error("[bench] --concurrency and --rounds need --model DIR");
+      return run_generate_bench(*ga);
+    }
+    ma->prompt = ga->prompt, ma->tokens = ga->tokens, ma->threads = ga->threads, ma->json = ga->json;
+    return run_generate_model_bench(*ma);
+  });
 }
 
 }  // namespace moe::cli

@@ -1,0 +1,210 @@
+// moe bench generate --model DIR: generation of a checkpoint through the serving engine
+// (serve::BatchEngine, as `moe serve` runs it), all measured in the same run on the same model:
+//   - the DRAM read bandwidth (measure_bandwidth());
+//   - one request alone (batch 1): decode tokens/s, the bytes of active weights a decoded token
+//     reads, hence the fraction of the bandwidth batch-1 decode achieves;
+//   - C requests submitted together to an engine with max_batch = C: aggregate decode tokens/s and
+//     its ratio to batch 1's.
+// Each round runs the three in turn (A B C A B C ...); the best round of each is reported (noise
+// only adds time), as the other benches do (docs/performance.md).
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench_generate.h"
+#include "bench_util.h"
+#include "core/error.h"
+#include "core/threading.h"
+#include "model/checkpoint.h"
+#include "serve/batch_engine.h"
+
+namespace moe::cli {
+
+namespace {
+
+std::string bench_gen_cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const size_t colon = line.find(':');
+      if (colon == std::string::npos) break;
+      size_t b = colon + 1;
+      while (b < line.size() && line[b] == ' ') ++b;
+      return line.substr(b);
+    }
+  return "unknown";
+}
+
+// Bytes of weights one decoded token reads, parameters held as f32 (4 bytes each): attention,
+// norms, dense FFNs, router gates, shared experts, k of the E routed experts of each MoE layer and
+// the LM head; not the embedding table (one row is read) unless it is the (tied) LM head.
+struct ActiveWeights {
+  int64_t from_config = 0;  // ModelConfig::active_params() minus the untied embedding table
+  int64_t from_params = 0;  // the loaded model's parameters: routed experts' scaled by k / E
+  int64_t total_params = 0;
+};
+
+ActiveWeights bench_gen_active_weights(DecoderLM& model) {
+  const ModelConfig& c = model.config();
+  ActiveWeights w;
+  const int64_t table = int64_t(c.vocab_size) * c.hidden_size;
+  w.from_config = c.active_params() - (c.tie_word_embeddings ? 0 : table);
+  int64_t other = 0, experts = 0;
+  for (Param* p : model.params()) {
+    const int64_t n = p->w.numel();
+    w.total_params += n;
+    if (p->name == "model.embed_tokens.weight" && !c.tie_word_embeddings) continue;
+    if (p->name.find(".experts.") != std::string::npos) experts += n;
+    else other += n;
+  }
+  // Every MoE layer has E experts of the same size: k / E of them are read per token.
+  w.from_params = other + (c.num_local_experts > 0 ? experts * c.num_experts_per_tok / c.num_local_experts : 0);
+  return w;
+}
+
+// One run of n requests submitted together to an engine with max_batch n, driven on this thread.
+struct RunTimes {
+  double decode_tokens_per_s = 0;      // tokens sampled once every request is decoding / that time
+  double end_to_end_tokens_per_s = 0;  // all tokens / (submit .. last token), prefill included
+  double prefill_s = 0;                // submit .. every request's first token
+  double mean_batch = 0;               // rows per decode step
+};
+
+std::vector<int32_t> bench_gen_prompt(int64_t len, int i) {
+  static const std::string text = "The quick brown fox jumps over the lazy dog while the five boxing wizards jump quickly. ";
+  std::vector<int32_t> p(len);
+  for (int64_t t = 0; t < len; ++t) p[t] = int32_t(uint8_t(text[size_t(t + 7 * i) % text.size()]));
+  return p;
+}
+
+RunTimes bench_gen_run(DecoderLM& model, int n, int64_t prompt, int64_t tokens) {
+  serve::BatchEngine engine(model, {.max_batch = n});
+  std::vector<std::vector<bench_clock::time_point>> at(n);
+  int finished = 0;
+  std::string error;
+  const auto t0 = bench_clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto r = std::make_shared<serve::GenerationRequest>();
+    r->prompt = bench_gen_prompt(prompt, i);
+    r->max_tokens = tokens;
+    r->sampler = SamplerConfig{};  // seeded sampling (temperature 0.8), a different seed per request
+    r->seed = uint64_t(i + 1);
+    at[i].reserve(size_t(tokens));
+    r->on_token = [&at, i](int32_t) {
+      at[i].push_back(bench_clock::now());
+      return true;
+    };
+    r->on_finish = [&finished, &error](serve::FinishReason why, const std::string& e) {
+      ++finished;
+      if (why == serve::FinishReason::error) error = e;
+    };
+    engine.submit(std::move(r));
+  }
+  while (finished < n) engine.step();
+  if (!error.empty()) throw Error("[bench] generation failed: " + error);
+  RunTimes t;
+  bench_clock::time_point all_first = t0, end = t0;
+  for (auto& v : at) {
+    if (int64_t(v.size()) != tokens) throw Error("[bench] a request ended after " + std::to_string(v.size()) + " of " + std::to_string(tokens) + " tokens");
+    all_first = std::max(all_first, v.front());
+    end = std::max(end, v.back());
+  }
+  int64_t after = 0;  // tokens sampled after every request had its first one
+  for (auto& v : at)
+    for (auto& x : v) after += x > all_first;
+  const double decode_s = std::chrono::duration<double>(end - all_first).count();
+  t.decode_tokens_per_s = decode_s > 0 ? double(after) / decode_s : 0;
+  t.end_to_end_tokens_per_s = double(n) * double(tokens) / std::chrono::duration<double>(end - t0).count();
+  t.prefill_s = std::chrono::duration<double>(all_first - t0).count();
+  const serve::BatchEngineStats s = engine.stats();
+  t.mean_batch = s.steps ? double(s.rows) / double(s.steps) : 0;
+  return t;
+}
+
+}  // namespace
+
+int run_generate_model_bench(const GenerateModelBenchArgs& a) {
+  if (a.tokens < 2) throw Error("[bench] --tokens must be >= 2 (decode speed is timed between the first and the last token)");
+  if (a.prompt < 1) throw Error("[bench] --prompt must be >= 1");
+  if (a.concurrency < 1) throw Error("[bench] --concurrency must be >= 1, got " + std::to_string(a.concurrency));
+  if (a.rounds < 1) throw Error("[bench] --rounds must be >= 1, got " + std::to_string(a.rounds));
+  if (a.threads < 0) throw Error("[bench] --threads must be >= 0");
+  set_num_threads(a.threads);
+  auto model = load_pretrained(a.model);
+  model->set_data_group(dist::Communicator());
+  const ModelConfig& c = model->config();
+  if (!model->causal()) throw Error("[bench] " + a.model + ": this model's router is not causal: it cannot generate text");
+  if (a.prompt + a.tokens > c.max_position_embeddings)
+    throw Error("[bench] --prompt " + std::to_string(a.prompt) + " + --tokens " + std::to_string(a.tokens) +
+                " must fit in the model's context (max_position_embeddings " + std::to_string(c.max_position_embeddings) + ")");
+  const ActiveWeights w = bench_gen_active_weights(*model);
+  const bool agree = w.from_config == w.from_params;
+  // The definition above, from the config when the loaded parameters give the same count.
+  const double active_bytes = 4.0 * double(agree ? w.from_config : w.from_params);
+  const std::string source = agree ? "ModelConfig::active_params() minus the embedding table (equal to the loaded parameters' count)"
+                                   : "the loaded parameters (ModelConfig::active_params() minus the embedding table differs: " +
+                                         std::to_string(w.from_config) + ")";
+
+  // Warm-up: both engine shapes once, short.
+  bench_gen_run(*model, 1, a.prompt, std::min<int64_t>(a.tokens, 8));
+  if (a.concurrency > 1) bench_gen_run(*model, a.concurrency, a.prompt, std::min<int64_t>(a.tokens, 8));
+  std::vector<double> bw, one, one_e2e, many, many_e2e, one_prefill, many_prefill, many_batch;
+  for (int r = 0; r < a.rounds; ++r) {
+    bw.push_back(measure_bandwidth());
+    const RunTimes s = bench_gen_run(*model, 1, a.prompt, a.tokens);
+    one.push_back(s.decode_tokens_per_s), one_e2e.push_back(s.end_to_end_tokens_per_s), one_prefill.push_back(s.prefill_s);
+    const RunTimes m = bench_gen_run(*model, a.concurrency, a.prompt, a.tokens);
+    many.push_back(m.decode_tokens_per_s), many_e2e.push_back(m.end_to_end_tokens_per_s), many_prefill.push_back(m.prefill_s);
+    many_batch.push_back(m.mean_batch);
+  }
+  auto best = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+  auto least = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
+  const double B = best(bw), t1 = best(one), tc = best(many);
+  const double fraction = active_bytes * t1 / (B * 1e9);
+  // The same quotients within each round, then their median: a slow phase hitting one round's
+  // cases alike cancels out (as Interleaved::ratio).
+  std::vector<double> frac_r, ratio_r;
+  for (int r = 0; r < a.rounds; ++r)
+    frac_r.push_back(active_bytes * one[r] / (bw[r] * 1e9)), ratio_r.push_back(many[r] / one[r]);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  nlohmann::json j = {{"model", a.model}, {"cpu", bench_gen_cpu_name()}, {"threads", num_threads()},
+                      {"model_type", c.model_type}, {"total_params", w.total_params},
+                      {"weight_bytes_in_memory", 4.0 * double(w.total_params)},
+                      {"prompt_tokens", a.prompt}, {"tokens", a.tokens}, {"concurrency", a.concurrency}, {"rounds", a.rounds},
+                      {"bandwidth_gb_s", B}, {"bandwidth_gb_s_rounds", bw},
+                      {"active_params", int64_t(active_bytes / 4)}, {"active_bytes_per_token", active_bytes},
+                      {"active_params_source", source},
+                      {"active_params_config", w.from_config}, {"active_params_loaded", w.from_params},
+                      {"batch1_decode_tokens_per_s", t1}, {"batch1_decode_tokens_per_s_rounds", one},
+                      {"batch1_end_to_end_tokens_per_s", best(one_e2e)}, {"batch1_prefill_s", least(one_prefill)},
+                      {"batch1_read_gb_s", active_bytes * t1 / 1e9}, {"bandwidth_fraction", fraction},
+                      {"bandwidth_fraction_round_median", median(frac_r)},
+                      {"concurrent_decode_tokens_per_s", tc}, {"concurrent_decode_tokens_per_s_rounds", many},
+                      {"concurrent_end_to_end_tokens_per_s", best(many_e2e)}, {"concurrent_prefill_s", least(many_prefill)},
+                      {"concurrent_mean_batch", best(many_batch)},
+                      {"concurrent_ratio", tc / t1}, {"concurrent_ratio_round_median", median(ratio_r)}, {"concurrent_end_to_end_ratio", best(many_e2e) / best(one_e2e)}};
+  std::printf("%s (%s, %.2f GB of f32 weights), %d threads on %s\n", a.model.c_str(), c.model_type.c_str(),
+              4.0 * double(w.total_params) / 1e9, num_threads(), j["cpu"].get<std::string>().c_str());
+  std::printf("  DRAM read bandwidth (512 MiB summed, best of %d rounds): %.1f GB/s\n", a.rounds, B);
+  std::printf("  active weights per decoded token: %.1f MB (%lld params x 4 bytes; %s)\n", active_bytes / 1e6,
+              (long long)(active_bytes / 4), source.c_str());
+  std::printf("  batch 1 (prompt %lld, %lld tokens): decode %.2f tokens/s (%.1f ms/token) = %.1f GB/s of weights: %.1f%% of the bandwidth\n",
+              (long long)a.prompt, (long long)a.tokens, t1, 1e3 / t1, active_bytes * t1 / 1e9, 100 * fraction);
+  std::printf("  %d concurrent requests (max_batch %d): decode %.2f tokens/s aggregate = %.2fx batch 1 (end to end, prefill included: %.2fx)\n",
+              a.concurrency, a.concurrency, tc, tc / t1, best(many_e2e) / best(one_e2e));
+  std::printf("  (best round of each of %d; medians of the per-round quotients: %.1f%% of the bandwidth, %.2fx)\n", a.rounds,
+              100 * median(frac_r), median(ratio_r));
+  if (a.json) std::printf("%s\n", j.dump().c_str());
+  return 0;
+}
+
+}  // namespace moe::cli
