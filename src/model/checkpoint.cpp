@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "io/atomic_file.h"
@@ -103,7 +104,7 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
 
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
                                            std::map<std::string, std::string>* metadata,
-                                           const dist::ParallelLayout& layout) {
+                                           const dist::ParallelLayout& layout, bool for_training) {
   if (!fs::is_directory(dir)) throw Error("[checkpoint] " + dir + ": not a directory");
   const std::string cfg_path = dir + "/config.json";
   if (!fs::exists(cfg_path)) throw Error("[checkpoint] " + dir + ": no config.json");
@@ -116,7 +117,12 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   const auto meta = store.metadata();
   if (meta.count("experts") && meta.at("experts") == "remote" && !layout.remote_experts && cfg.is_moe())
     throw Error("[checkpoint] " + dir + ": this model's experts live on expert servers; pass --remote-experts HOST:PORT");
-  auto model = std::make_unique<DecoderLM>(cfg, layout);
+  std::unique_ptr<DecoderLM> model;
+  {
+    std::optional<NoGradients> inference;
+    if (!for_training) inference.emplace();
+    model = std::make_unique<DecoderLM>(cfg, layout);
+  }
   for (Param* p : model->params()) store.read_into(p->name, p->w.data(), p->w.shape());
   if (metadata) *metadata = store.metadata();
   return model;

@@ -22,10 +22,12 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
 
 // Reads DIR/config.json and the weights (one file or shards). Throws moe::Error naming the file and
 // the tensor on a missing tensor, a wrong shape or a corrupt file. With a layout of expert
-// parallelism R, each rank reads only its own experts (any checkpoint loads at any R).
+// parallelism R, each rank reads only its own experts (any checkpoint loads at any R). With
+// for_training false the parameters get no gradient storage (half the memory; backward() then
+// throws): for the commands that only run the model.
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
                                            std::map<std::string, std::string>* metadata = nullptr,
-                                           const dist::ParallelLayout& layout = {});
+                                           const dist::ParallelLayout& layout = {}, bool for_training = true);
 
 // The training step a checkpoint's metadata records (moe train writes "step"), or -1 when it
 // records none. moe::Error naming dir when the value is not a step number.

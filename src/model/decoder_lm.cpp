@@ -132,6 +132,8 @@ LossResult DecoderLM::forward(const int32_t* tokens, const int32_t* targets, int
 }
 
 void DecoderLM::backward() {
+  if (!embed_tokens.weight.has_gradient())
+    throw Error("[model] this model was loaded to run only (no gradient storage): it cannot be trained");
   const int64_t n = B_ * T_, d = cfg_.hidden_size, V = cfg_.vocab_size;
   const int L = cfg_.num_hidden_layers;
   const float scale = count_ ? 1.0f / float(count_) : 0.0f;

@@ -4,6 +4,14 @@
 
 namespace moe {
 
+namespace {
+thread_local bool t_gradients = true;
+}  // namespace
+
+NoGradients::NoGradients() : prev_(t_gradients) { t_gradients = false; }
+NoGradients::~NoGradients() { t_gradients = prev_; }
+bool params_get_gradients() { return t_gradients; }
+
 void Param::add_row_grads(const std::vector<int64_t>& new_rows, const float* grad) {
   MOE_ASSERT(row_sparse);
   const int64_t c = cols();

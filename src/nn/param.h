@@ -8,6 +8,20 @@
 
 namespace moe {
 
+// While one is alive (on this thread), new Params get no gradient storage: a model built only to
+// run (generate, eval, chat, serve) then holds its weights once instead of twice.
+class NoGradients {
+ public:
+  NoGradients();
+  ~NoGradients();
+  NoGradients(const NoGradients&) = delete;
+  NoGradients& operator=(const NoGradients&) = delete;
+
+ private:
+  bool prev_;
+};
+bool params_get_gradients();  // false inside a NoGradients scope
+
 struct Param {
   std::string name;  // checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
   Tensor w;
@@ -31,7 +45,9 @@ struct Param {
   std::vector<double> g64;
 
   Param() = default;
-  Param(std::string n, Shape s, bool wd = true) : name(std::move(n)), w(s), g(s), decay(wd) {}
+  Param(std::string n, Shape s, bool wd = true)
+      : name(std::move(n)), w(s), g(params_get_gradients() ? s : Shape{0}), decay(wd) {}
+  bool has_gradient() const { return row_sparse || g.numel() == w.numel(); }
 
   int64_t cols() const { return w.ndim() == 0 ? 0 : w.numel() / w.dim(0); }
   void zero_grad() {

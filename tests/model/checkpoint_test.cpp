@@ -41,6 +41,22 @@ TEST(Checkpoint, RoundTripIsBitExact) {
   for (auto& e : fs::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos);
 }
 
+// Loaded to run only: no gradient storage, the same logits, and a training step is a clear error.
+TEST(Checkpoint, LoadedToRunOnlyHoldsNoGradients) {
+  const std::string dir = ckpt_dir("run_only");
+  DecoderLM m(tiny());
+  m.init_weights(2);
+  save_pretrained(dir, m);
+  auto run = load_pretrained(dir, nullptr, {}, /*for_training=*/false);
+  for (Param* p : run->params()) EXPECT_EQ(p->g.numel(), 0) << p->name;
+  EXPECT_TRUE(params_get_gradients());  // the scope ended with the load
+  std::vector<int32_t> tok = {1, 2, 3, 4}, tgt = {2, 3, 4, -1};
+  const double a = m.forward(tok.data(), tgt.data(), 1, 4).mean_nll();
+  const double b = run->forward(tok.data(), tgt.data(), 1, 4).mean_nll();
+  EXPECT_EQ(a, b);
+  EXPECT_NE(test::error_of([&] { run->backward(); }).find("loaded to run only"), std::string::npos);
+}
+
 TEST(Checkpoint, EveryRouterVariantRoundTripsAndPredictsTheSame) {
   for (std::string router : {"topk_softmax", "switch", "noisy_topk", "sigmoid_bias", "expert_choice"}) {
     ModelConfig c = tiny();

@@ -86,7 +86,7 @@ int run_chat(const ChatArgs& a) {
   if (!a.render.empty()) return run_render(a, tmpl);
   if (a.no_generation_prompt) throw Error("[chat] --no-generation-prompt goes with --render");
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model);
+  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
   const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   Generator gen(*model);
   json messages = json::array();

@@ -35,7 +35,7 @@ int run_eval(const EvalArgs& a) {
   dist::ParallelLayout layout = job_layout(a.expert_parallel, "eval");
   std::unique_ptr<RemoteSwarm> swarm;
   if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
-  auto model = load_pretrained(a.model, nullptr, layout);
+  auto model = load_pretrained(a.model, nullptr, layout, /*for_training=*/false);
   model->set_data_group(dist::Communicator());
   const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   const std::string text = read_file(a.data);

@@ -26,7 +26,7 @@ struct ExpertsArgs {
 
 int run_experts(const ExpertsArgs& a) {
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model);
+  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
   model->config().require_bytes("experts", a.model);
   const std::vector<int> peer_layers = model->peer_layers();
   const std::vector<int> routed = model->routed_layers();

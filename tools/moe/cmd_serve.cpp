@@ -40,7 +40,7 @@ int run_http_serve(HttpServeArgs& a) {
     throw Error("[serve] --listen " + a.listen + ": the port must be a number in [0, 65535]");
   }
   if (a.cfg.max_batch < 1 || a.cfg.max_queue < 0) throw Error("[serve] --max-batch must be >= 1 and --max-queue >= 0");
-  auto model = load_pretrained(a.model);
+  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
   model->set_data_group(dist::Communicator());
   text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   std::optional<text::ChatTemplate> tmpl;
