@@ -136,7 +136,7 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
   if (a.rounds < 1) throw Error("[bench] --rounds must be >= 1, got " + std::to_string(a.rounds));
   if (a.threads < 0) throw Error("[bench] --threads must be >= 0");
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model);
+  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);  // no gradient storage
   model->set_data_group(dist::Communicator());
   const ModelConfig& c = model->config();
   if (!model->causal()) throw Error("[bench] " + a.model + ": this model's router is not causal: it cannot generate text");
