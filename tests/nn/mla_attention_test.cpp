@@ -164,9 +164,9 @@ TEST(RopeScaling, YarnFrequenciesAndScales) {
   s.yarn = true;
   s.factor = 1.0f;
   const std::vector<float> plain = RopeScaling{}.inv_freq(64, 10000.0f), same = s.inv_freq(64, 10000.0f);
-  // The blend f (1 - m) + f m of two equal frequencies is f up to rounding (exact or not depending on
+  // The blend f (1 - m) + f m of two equal frequencies is f up to a few ulps (exact or not depending on
   // the compiler's contraction: the sanitizer build differs from Release in the last bit).
-  for (int i = 0; i < 32; ++i) EXPECT_NEAR(same[i], plain[i], 2e-7 * plain[i]) << i;
+  for (int i = 0; i < 32; ++i) EXPECT_NEAR(same[i], plain[i], 5e-7 * plain[i]) << i;
   EXPECT_EQ(s.cos_sin_scale(), 1.0f);
   s.factor = 40.0f;  // DeepSeek-V3's settings
   s.original_max_position_embeddings = 4096;
