@@ -38,7 +38,7 @@ done
 # A client that sees only two replicas of an expert cannot decide between them, and one that sees a
 # single replica has nothing to compare (that call goes unchecked, and may be the liar's): ask again
 # until it saw all three everywhere and checked every call.
-for _ in 1 2 3 4 5 6 7 8; do
+for _ in $(seq 20); do
   rm -f "$WORK/evidence.jsonl"
   "$MOE" "${EVAL[@]}" --trusted-keys "$WORK/keys.txt" --compare-replicas 1 --evidence-log "$WORK/evidence.jsonl" 2>"$WORK/eval.err" | tail -1 >"$WORK/checked.json" \
     || { cat "$WORK/eval.err"; fail "eval with replica comparison"; }
