@@ -49,7 +49,11 @@ void DeepSeekRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   prepare_plan(plan, n, k, E);
   kernels::linear_forward(logits_.data(), x, gate.w.data(), n, c_.d_model, E);
   const bool grouped = c_.method != DeepSeekRouterConfig::Method::greedy && G > 1;
-#pragma omp parallel for schedule(static) if (n > 64)
+#pragma omp parallel if (n > 64)
+  {
+  std::vector<float> gs(G);  // per thread, not per token
+  std::vector<int> order(G);
+#pragma omp for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     const float* l = logits_.data() + t * E;
     float* s = scores_.data() + t * E;
@@ -64,7 +68,6 @@ void DeepSeekRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
     }
     for (int e = 0; e < E; ++e) ch[e] = s[e] + (bias ? bias->w[e] : 0.0f);
     if (grouped) {
-      std::vector<float> gs(G);
       for (int g = 0; g < G; ++g) {
         const float* cg = ch + g * per;
         if (c_.method == DeepSeekRouterConfig::Method::noaux_tc) {
@@ -77,15 +80,15 @@ void DeepSeekRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
           gs[g] = *std::max_element(cg, cg + per);
         }
       }
-      std::vector<int> order(G);
       std::iota(order.begin(), order.end(), 0);
       std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return gs[a] > gs[b]; });
       for (int r = c_.topk_group; r < G; ++r)
         for (int j = 0; j < per; ++j) ch[order[r] * per + j] = 0.0f;
     }
   }
-  std::vector<float> val(n * k);
-  kernels::topk_rows(plan.expert.data(), val.data(), choice_.data(), n, E, k);
+  }
+  val_.resize(n * k);
+  kernels::topk_rows(plan.expert.data(), val_.data(), choice_.data(), n, E, k);
   RouterStats& st = plan.stats;
   st.tokens_per_expert.assign(E, 0);
   st.dropped = 0;

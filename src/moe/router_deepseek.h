@@ -52,6 +52,7 @@ class DeepSeekRouter final : public Router {
   int64_t n_ = 0, n_global_ = 0;
   const RoutingPlan* plan_ = nullptr;
   Tensor logits_, scores_, choice_, dlogits_;  // [n, E]
+  std::vector<float> val_;                     // [n, k] top-k choice values (unused after selection)
   std::vector<double> frac_;                   // [E] f_i of the batch
   std::vector<int64_t> load_;                  // [E] of the last training forward
 };

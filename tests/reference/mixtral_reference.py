@@ -376,6 +376,17 @@ def layer_is_moe(cfg, W, i):
     raise KeyError(f"layer {i}: neither block_sparse_moe.gate.weight nor mlp.gate_proj.weight")
 
 
+def final_logits(cfg, W, x, eps):
+    """model.norm then lm_head (or embed_tokens when tie_word_embeddings and no lm_head.weight)."""
+    x = rms_norm(x, W["model.norm.weight"], eps)
+    head = W.get("lm_head.weight")
+    if head is None:
+        if not cfg.get("tie_word_embeddings", False):
+            raise KeyError("lm_head.weight is missing and tie_word_embeddings is not true")
+        head = W["model.embed_tokens.weight"]
+    return x @ head.T
+
+
 def forward(cfg, W, tokens):
     """tokens LongTensor [B, T] -> (logits [B, T, V], router list of (logits [B*T, E], topi [B*T, k]))
     for each MoE layer. W: {name: tensor} in the working dtype (may require grad)."""
@@ -413,13 +424,7 @@ def forward(cfg, W, tokens):
         else:
             x = x + swiglu(hn, W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"],
                            W[p + "mlp.down_proj.weight"])
-    x = rms_norm(x, W["model.norm.weight"], eps)
-    head = W.get("lm_head.weight")
-    if head is None:
-        if not cfg.get("tie_word_embeddings", False):
-            raise KeyError("lm_head.weight is missing and tie_word_embeddings is not true")
-        head = W["model.embed_tokens.weight"]
-    return x @ head.T, router
+    return final_logits(cfg, W, x, eps), router
 
 
 def losses(cfg, logits, tokens, router):
@@ -640,13 +645,7 @@ def deepseek_forward(cfg, W, tokens):
         else:
             x = x + swiglu(hn, W[p + "mlp.gate_proj.weight"], W[p + "mlp.up_proj.weight"],
                            W[p + "mlp.down_proj.weight"])
-    x = rms_norm(x, W["model.norm.weight"], eps)
-    head = W.get("lm_head.weight")
-    if head is None:
-        if not cfg.get("tie_word_embeddings", False):
-            raise KeyError("lm_head.weight is missing and tie_word_embeddings is not true")
-        head = W["model.embed_tokens.weight"]
-    return x @ head.T, router
+    return final_logits(cfg, W, x, eps), router
 
 
 def deepseek_shapes(cfg):
