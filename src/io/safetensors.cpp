@@ -1,6 +1,7 @@
 #include "io/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,60 +24,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors IO assume
 // ordered_json keeps the header's key order, so tensors() lists tensors as the file does and the
 // writer lists them in the order it was given.
 using ojson = nlohmann::ordered_json;
-
-size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-
-std::string dtype_name(DType t) {
-  switch (t) {
-    case DType::F32: return "F32";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-  }
-  return "?";
-}
-
-// ---- half-precision conversions -------------------------------------------------------------
-
-float bf16_to_f32(uint16_t h) { return std::bit_cast<float>(uint32_t(h) << 16); }
-
-float f16_to_f32(uint16_t h) {
-  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-  if (exp == 0) {
-    // zero or subnormal: mant * 2^-24, exact in f32
-    const float mag = float(mant) * 0x1p-24f;
-    return std::bit_cast<float>(std::bit_cast<uint32_t>(mag) | sign);
-  }
-  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // inf, nan (payload kept)
-  return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));         // rebias 15 -> 127
-}
-
-uint16_t f32_to_bf16(float f) {
-  const uint32_t u = std::bit_cast<uint32_t>(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);  // NaN: keep it a (quiet) NaN
-  return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                   // nearest even; overflow -> inf
-}
-
-uint16_t f32_to_f16(float f) {
-  const uint32_t u = std::bit_cast<uint32_t>(f);
-  const uint32_t sign = (u >> 16) & 0x8000u;
-  const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((a >> 13) & 0x3ffu));  // NaN, quiet
-  if (a >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf (and inf itself)
-  if (a >= 0x38800000u) {                                 // >= 2^-14: a normal f16
-    uint32_t r = a - (112u << 23);                        // rebias 127 -> 15
-    r += 0xfffu + ((r >> 13) & 1u);                       // nearest even; a carry bumps the exponent
-    return uint16_t(sign | (r >> 13));
-  }
-  if (a < 0x33000000u) return uint16_t(sign);  // < 2^-25 (or == 2^-25, a tie to even): zero
-  // Subnormal f16: round(a * 2^24). a = m * 2^(e - 150) with a 24-bit significand m.
-  const uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
-  const uint32_t shift = 126u - e;  // in [14, 24]
-  uint32_t h = m >> shift;
-  const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-  if (rem > half || (rem == half && (h & 1u))) ++h;  // may carry into the smallest normal: correct
-  return uint16_t(sign | h);
-}
 
 // ---- reading --------------------------------------------------------------------------------
 
@@ -171,6 +118,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   }
   try {
     f.fd_ = std::make_shared<const Fd>(fd);
+    f.mapping_ = std::make_shared<Mapping>();
   } catch (...) {
     ::close(fd);
     throw;
@@ -329,6 +277,32 @@ void SafetensorsFile::read_into(const std::string& name, float* dst, int64_t num
       for (int64_t i = 0; i < m; ++i) out[i] = f16_to_f32(buf[size_t(i)]);
     done += m;
   }
+}
+
+struct SafetensorsFile::Mapping {
+  std::once_flag once;
+  void* base = nullptr;
+  size_t size = 0;
+  int error = 0;  // errno of a failed mmap
+  ~Mapping() {
+    if (base) munmap(base, size);
+  }
+};
+
+SafetensorsFile::Mapped SafetensorsFile::map(const std::string& name) const {
+  const TensorInfo& ti = info(name);
+  if (!fd_ || !mapping_) bad(path_, "tensor '" + name + "': file is not open");
+  if (ti.end == ti.begin) return {};  // no bytes (a zero-size tensor): nothing to map
+  Mapping& m = *mapping_;
+  std::call_once(m.once, [&] {
+    const size_t size = size_t(data_start_ + data_size_);
+    void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd_->fd, 0);
+    if (p == MAP_FAILED) m.error = errno;
+    else m.base = p, m.size = size;
+  });
+  if (!m.base) bad(path_, "cannot memory-map the file: " + std::string(std::strerror(m.error)));
+  // The mapping is kept alive by an aliasing pointer: owner shares the Mapping's lifetime.
+  return {static_cast<const char*>(m.base) + data_start_ + ti.begin, std::shared_ptr<const void>(mapping_, m.base)};
 }
 
 Tensor SafetensorsFile::read(const std::string& name) const {

@@ -5,18 +5,17 @@
 // any data is read; the engine computes in f32, so F16/BF16 are converted exactly on read.
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/tensor.h"
 
 namespace moe {
 
-enum class DType { F32, F16, BF16 };
-size_t dtype_size(DType t);
-std::string dtype_name(DType t);  // the safetensors spelling: "F32", "F16", "BF16"
 
 struct TensorInfo {
   std::string name;
@@ -46,6 +45,16 @@ class SafetensorsFile {
   // dst holds numel floats; numel must equal the tensor's element count.
   void read_into(const std::string& name, float* dst, int64_t numel) const;
 
+  // The tensor's bytes in place in the file, memory-mapped read-only: the whole file is mapped on
+  // the first call, and the kernel reads pages as they are first touched, so a model starts to run
+  // before its file is read and its weights cost page cache, not a copy. The bytes stay valid while
+  // `owner` (or this file) lives.
+  struct Mapped {
+    const void* data = nullptr;
+    std::shared_ptr<const void> owner;
+  };
+  Mapped map(const std::string& name) const;
+
  private:
   struct Fd {
     int fd = -1;
@@ -56,6 +65,8 @@ class SafetensorsFile {
   };
   std::string path_;
   std::shared_ptr<const Fd> fd_;
+  struct Mapping;
+  std::shared_ptr<Mapping> mapping_;  // shared by copies; mapped on the first map()
   uint64_t data_start_ = 0, data_size_ = 0;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> index_;  // name -> position in tensors_
@@ -71,11 +82,5 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
 // The same in another dtype (round to nearest even); used to make test checkpoints.
 void write_safetensors_as(const std::string& path, const NamedTensors& tensors, DType dtype,
                           const std::map<std::string, std::string>& metadata = {});
-
-// Exact widening conversions, and narrowing with round-to-nearest-even (NaN stays NaN).
-float bf16_to_f32(uint16_t h);
-float f16_to_f32(uint16_t h);
-uint16_t f32_to_bf16(float f);
-uint16_t f32_to_f16(float f);
 
 }  // namespace moe

@@ -129,13 +129,23 @@ Shape WeightStore::shape(const std::string& name) const { return file_of(name).i
 
 Tensor WeightStore::read(const std::string& name) const { return file_of(name).read(name); }
 
-void WeightStore::read_into(const std::string& name, float* dst, const Shape& expected) const {
+const SafetensorsFile& WeightStore::checked(const std::string& name, const Shape& expected) const {
   const SafetensorsFile& f = file_of(name);
   const Shape& s = f.info(name).shape;
   if (s != expected)
     throw Error("[checkpoint] " + f.path() + ": tensor '" + name + "' has shape " + shape_str(s) + ", expected " +
                 shape_str(expected));
-  f.read_into(name, dst, shape_numel(s));
+  return f;
+}
+
+void WeightStore::read_into(const std::string& name, float* dst, const Shape& expected) const {
+  checked(name, expected).read_into(name, dst, shape_numel(expected));
+}
+
+DType WeightStore::dtype(const std::string& name) const { return file_of(name).info(name).dtype; }
+
+SafetensorsFile::Mapped WeightStore::map(const std::string& name, const Shape& expected) const {
+  return checked(name, expected).map(name);
 }
 
 std::map<std::string, std::string> WeightStore::metadata() const {

@@ -29,12 +29,17 @@ class WeightStore {
   // "[checkpoint] <file>: tensor '<name>' has shape [a, b], expected [c, d]" on a mismatch and
   // "[checkpoint] <dir>: missing tensor '<name>'" when the checkpoint lacks it.
   void read_into(const std::string& name, float* dst, const Shape& expected) const;
+  DType dtype(const std::string& name) const;
+  // The tensor's bytes in its stored dtype, memory-mapped in place (SafetensorsFile::map), with the
+  // same shape check and errors as read_into.
+  SafetensorsFile::Mapped map(const std::string& name, const Shape& expected) const;
   // Metadata of the single file, or of the first shard (by file name: model-00001-of-...).
   std::map<std::string, std::string> metadata() const;
 
  private:
   static WeightStore open_once(const std::string& dir);
   const SafetensorsFile& file_of(const std::string& name) const;
+  const SafetensorsFile& checked(const std::string& name, const Shape& expected) const;
   std::string dir_;
   std::vector<SafetensorsFile> files_;   // sorted by file name
   std::map<std::string, size_t> where_;  // tensor -> index in files_

@@ -104,7 +104,7 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
 
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
                                            std::map<std::string, std::string>* metadata,
-                                           const dist::ParallelLayout& layout, bool for_training) {
+                                           const dist::ParallelLayout& layout, const LoadOptions& options) {
   if (!fs::is_directory(dir)) throw Error("[checkpoint] " + dir + ": not a directory");
   const std::string cfg_path = dir + "/config.json";
   if (!fs::exists(cfg_path)) throw Error("[checkpoint] " + dir + ": no config.json");
@@ -120,10 +120,22 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   std::unique_ptr<DecoderLM> model;
   {
     std::optional<NoGradients> inference;
-    if (!for_training) inference.emplace();
+    if (!options.for_training) inference.emplace();
     model = std::make_unique<DecoderLM>(cfg, layout);
   }
-  for (Param* p : model->params()) store.read_into(p->name, p->w.data(), p->w.shape());
+  const bool map_16bit = !options.for_training && options.keep_16bit;
+  for (Param* p : model->params()) {
+    if (map_16bit && p->may_stay_16bit && store.has(p->name) && store.dtype(p->name) != DType::F32) {
+      SafetensorsFile::Mapped m = store.map(p->name, p->w.shape());
+      // 16-bit loads need 2-byte alignment; a file with odd offsets is read into f32 instead.
+      if (m.data && reinterpret_cast<uintptr_t>(m.data) % alignof(uint16_t) == 0) {
+        p->half = {static_cast<const uint16_t*>(m.data), store.dtype(p->name), std::move(m.owner)};
+        p->w.release_storage();
+        continue;
+      }
+    }
+    store.read_into(p->name, p->w.data(), p->w.shape());
+  }
   if (metadata) *metadata = store.metadata();
   return model;
 }

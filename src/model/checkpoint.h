@@ -22,12 +22,20 @@ void save_pretrained(const std::string& dir, DecoderLM& model,
 
 // Reads DIR/config.json and the weights (one file or shards). Throws moe::Error naming the file and
 // the tensor on a missing tensor, a wrong shape or a corrupt file. With a layout of expert
-// parallelism R, each rank reads only its own experts (any checkpoint loads at any R). With
-// for_training false the parameters get no gradient storage (half the memory; backward() then
-// throws): for the commands that only run the model.
+// parallelism R, each rank reads only its own experts (any checkpoint loads at any R).
+struct LoadOptions {
+  // false: for the commands that only run the model. The parameters get no gradient storage (half
+  // the memory; backward() then throws), and with keep_16bit the bf16/f16 matrices stay as stored.
+  bool for_training = true;
+  // Inference only: the attention, expert and embedding matrices a checkpoint stores in bf16 or f16
+  // are used in place in the memory-mapped file (Param::half; kernels/gemm_16bit.h): resident memory
+  // is about the file size, pages are read as the model first touches them, and products run in
+  // bf16. false widens every weight to f32 on load (f32 arithmetic, twice the memory).
+  bool keep_16bit = true;
+};
 std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
                                            std::map<std::string, std::string>* metadata = nullptr,
-                                           const dist::ParallelLayout& layout = {}, bool for_training = true);
+                                           const dist::ParallelLayout& layout = {}, const LoadOptions& options = {});
 
 // The training step a checkpoint's metadata records (moe train writes "step"), or -1 when it
 // records none. moe::Error naming dir when the value is not a step number.

@@ -19,6 +19,7 @@ DecoderLM::DecoderLM(const ModelConfig& c, const dist::ParallelLayout& layout)
   for (int i = 0; i < c.num_hidden_layers; ++i) layers.push_back(std::make_unique<DecoderBlock>(c, i, layout));
   if (!c.tie_word_embeddings)
     lm_head = std::make_unique<Param>("lm_head.weight", Shape{c.vocab_size, c.hidden_size});
+  if (lm_head) lm_head->may_stay_16bit = true;  // read through head_weight()
 }
 
 ParamList DecoderLM::params() {
@@ -143,7 +144,7 @@ void DecoderLM::backward() {
   dprev_.resize({n, d});
   // logits = normed W^T
   kernels::linear_backward_weight(head_grad(), dlogits, normed_.data(), n, d, V);
-  kernels::linear_backward_input(dprev_.data(), dlogits, head_weight(), n, d, V);
+  kernels::linear_backward_input(dprev_.data(), dlogits, head_weight().need_f32("backward"), n, d, V);
   norm.backward(dcur_.data(), dprev_.data());
   for (int l = L - 1; l >= 0; --l) {
     layers[l]->backward(dprev_.data(), dcur_.data());

@@ -78,7 +78,7 @@ class DecoderLM {
   std::vector<int> peer_layers() const;  // the layers whose FFN is a PEER layer
 
  private:
-  const float* head_weight() const { return lm_head ? lm_head->w.data() : embed_tokens.weight.w.data(); }
+  kernels::MatrixRef head_weight() const { return lm_head ? lm_head->matrix() : embed_tokens.weight.matrix(); }
   float* head_grad() { return lm_head ? lm_head->g.data() : embed_tokens.weight.g.data(); }
 
   ModelConfig cfg_;

@@ -11,6 +11,7 @@ SwiGLUExpertBank::SwiGLUExpertBank(const std::string& prefix, const SwiGLUBankCo
     w1.push_back(std::make_unique<Param>(p + "." + c.gate_name + ".weight", Shape{c.d_ff, c.d_model}));
     w3.push_back(std::make_unique<Param>(p + "." + c.up_name + ".weight", Shape{c.d_ff, c.d_model}));
     w2.push_back(std::make_unique<Param>(p + "." + c.down_name + ".weight", Shape{c.d_model, c.d_ff}));
+    for (auto* v : {&w1, &w3, &w2}) v->back()->may_stay_16bit = true;  // read through weights()
   }
 }
 
@@ -19,7 +20,7 @@ void SwiGLUExpertBank::params(ParamList& out) {
 }
 
 SwiGLUWeights SwiGLUExpertBank::weights(int e) const {
-  return {.w1 = w1[e]->w.data(), .w3 = w3[e]->w.data(), .w2 = w2[e]->w.data(), .d = c_.d_model, .f = c_.d_ff};
+  return {.w1 = w1[e]->matrix(), .w3 = w3[e]->matrix(), .w2 = w2[e]->matrix(), .d = c_.d_model, .f = c_.d_ff};
 }
 
 

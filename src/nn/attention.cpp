@@ -14,6 +14,7 @@ Attention::Attention(const std::string& p, const AttentionConfig& c)
       v_proj(p + ".v_proj.weight", {int64_t(c.n_kv_heads) * c.head_dim, c.d_model}),
       o_proj(p + ".o_proj.weight", {c.d_model, int64_t(c.n_heads) * c.head_dim}),
       c_(c) {
+  for (Param* w : {&q_proj, &k_proj, &v_proj, &o_proj}) w->may_stay_16bit = true;  // forward reads matrix()
   if (c.qkv_bias) {
     q_bias = std::make_unique<Param>(p + ".q_proj.bias", Shape{int64_t(c.n_heads) * c.head_dim}, false);
     k_bias = std::make_unique<Param>(p + ".k_proj.bias", Shape{int64_t(c.n_kv_heads) * c.head_dim}, false);
@@ -50,9 +51,9 @@ void bias_grad(Param* b, const float* dy, int64_t n) {
 // q, k, v before rotary: x W^T (+ bias).
 void Attention::project_qkv(float* q, float* k, float* v, const float* x, int64_t n) const {
   const int64_t d = c_.d_model, D = c_.head_dim, qd = int64_t(c_.n_heads) * D, kvd = int64_t(c_.n_kv_heads) * D;
-  kernels::linear_forward(q, x, q_proj.w.data(), n, d, qd);
-  kernels::linear_forward(k, x, k_proj.w.data(), n, d, kvd);
-  kernels::linear_forward(v, x, v_proj.w.data(), n, d, kvd);
+  kernels::linear_forward(q, x, q_proj.matrix(), n, d, qd);
+  kernels::linear_forward(k, x, k_proj.matrix(), n, d, kvd);
+  kernels::linear_forward(v, x, v_proj.matrix(), n, d, kvd);
   add_bias(q, q_bias.get(), n);
   add_bias(k, k_bias.get(), n);
   add_bias(v, v_bias.get(), n);
@@ -84,7 +85,7 @@ void Attention::forward(float* y, const float* x, int64_t B, int64_t T) {
   kernels::rope_forward(k_.data(), positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
   kernels::attention_forward(att_.data(), probs_.data(), q_.data(), k_.data(), v_.data(), B, T,
                              c_.n_heads, c_.n_kv_heads, D, c_.causal);
-  kernels::linear_forward(y, att_.data(), o_proj.w.data(), n, qd, d);
+  kernels::linear_forward(y, att_.data(), o_proj.matrix(), n, qd, d);
 }
 
 void Attention::backward(float* dx, const float* dy) {
@@ -156,7 +157,7 @@ void Attention::forward_cached(float* y, const float* x, int64_t n, LayerKVCache
                                 scratch_.data());
   }
   cache.len += n;
-  kernels::linear_forward(y, att_.data(), o_proj.w.data(), n, qd, d);
+  kernels::linear_forward(y, att_.data(), o_proj.matrix(), n, qd, d);
 }
 
 }  // namespace moe

@@ -7,10 +7,12 @@ DenseFFN::DenseFFN(const std::string& p, int d, int f)
       up_proj(p + ".up_proj.weight", {f, d}),
       down_proj(p + ".down_proj.weight", {d, f}),
       d_(d),
-      f_(f) {}
+      f_(f) {
+  for (Param* w : {&gate_proj, &up_proj, &down_proj}) w->may_stay_16bit = true;  // read through weights()
+}
 
 SwiGLUWeights DenseFFN::weights() const {
-  return {.w1 = gate_proj.w.data(), .w3 = up_proj.w.data(), .w2 = down_proj.w.data(), .d = d_, .f = f_};
+  return {.w1 = gate_proj.matrix(), .w3 = up_proj.matrix(), .w2 = down_proj.matrix(), .d = d_, .f = f_};
 }
 
 void DenseFFN::forward(float* y, const float* x, int64_t n) {

@@ -9,7 +9,7 @@ namespace moe {
 void Embedding::forward(float* out, const int32_t* tokens, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) {
     MOE_ASSERT(tokens[i] >= 0 && tokens[i] < vocab_);
-    std::memcpy(out + i * dim_, weight.w.data() + int64_t(tokens[i]) * dim_, dim_ * sizeof(float));
+    kernels::matrix_rows(out + i * dim_, weight.matrix(), dim_, int64_t(tokens[i]), 1);
   }
 }
 

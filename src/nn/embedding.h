@@ -6,7 +6,9 @@ namespace moe {
 
 class Embedding {
  public:
-  Embedding(const std::string& name, int vocab, int dim) : weight(name, {vocab, dim}), vocab_(vocab), dim_(dim) {}
+  Embedding(const std::string& name, int vocab, int dim) : weight(name, {vocab, dim}), vocab_(vocab), dim_(dim) {
+    weight.may_stay_16bit = true;  // forward reads rows through matrix(); so does a tied LM head
+  }
   Param weight;  // [vocab, dim]
 
   // out: [n, dim]; tokens: [n], each in [0, vocab)

@@ -49,6 +49,9 @@ MLAttention::MLAttention(const std::string& p, const MLAConfig& c)
   } else {
     q_proj = std::make_unique<Param>(p + ".q_proj.weight", Shape{qd, c.d_model});
   }
+  // The forward reads the projections through matrix(): a model loaded to run may keep them 16-bit.
+  for (Param* w : {q_a_proj.get(), q_b_proj.get(), q_proj.get(), &kv_a_proj_with_mqa, &kv_b_proj, &o_proj})
+    if (w) w->may_stay_16bit = true;
   inv_freq_ = c.rope_scaling.inv_freq(c.qk_rope_head_dim, c.rope_theta);
   rope_scale_ = c.rope_scaling.cos_sin_scale();
   // The kernels divide by sqrt(Dp); the model's scale is Dq^-1/2 (times YaRN's factor).
@@ -69,23 +72,23 @@ void MLAttention::project(float* q, float* k, float* v, const float* x, int64_t 
   const int64_t qd = H_ * Dq_, kvd = H_ * (nope + Dv_);
   qr_.resize({n, qd});
   if (q_proj) {
-    kernels::linear_forward(qr_.data(), x, q_proj->w.data(), n, d, qd);
+    kernels::linear_forward(qr_.data(), x, q_proj->matrix(), n, d, qd);
   } else {
     const int64_t rq = c_.q_lora_rank;
     qa_.resize({n, rq});
     qan_.resize({n, rq});
-    kernels::linear_forward(qa_.data(), x, q_a_proj->w.data(), n, d, rq);
+    kernels::linear_forward(qa_.data(), x, q_a_proj->matrix(), n, d, rq);
     q_a_layernorm->forward(qan_.data(), qa_.data(), n);
-    kernels::linear_forward(qr_.data(), qan_.data(), q_b_proj->w.data(), n, rq, qd);
+    kernels::linear_forward(qr_.data(), qan_.data(), q_b_proj->matrix(), n, rq, qd);
   }
   ckv_.resize({n, rkv + R});
   c_raw_.resize({n, rkv});
   cn_.resize({n, rkv});
   kv_.resize({n, kvd});
-  kernels::linear_forward(ckv_.data(), x, kv_a_proj_with_mqa.w.data(), n, d, rkv + R);
+  kernels::linear_forward(ckv_.data(), x, kv_a_proj_with_mqa.matrix(), n, d, rkv + R);
   for (int64_t t = 0; t < n; ++t) std::memcpy(c_raw_.data() + t * rkv, ckv_.data() + t * (rkv + R), rkv * sizeof(float));
   kv_a_layernorm.forward(cn_.data(), c_raw_.data(), n);
-  kernels::linear_forward(kv_.data(), cn_.data(), kv_b_proj.w.data(), n, rkv, kvd);
+  kernels::linear_forward(kv_.data(), cn_.data(), kv_b_proj.matrix(), n, rkv, kvd);
   // Rotary parts: the queries' [n, H, R] and the shared key's [n, 1, R] (in pe_'s last row block).
   pe_.resize({n * (H_ + 1), R});
   float* qpe = pe_.data();
@@ -115,7 +118,7 @@ void MLAttention::project(float* q, float* k, float* v, const float* x, int64_t 
 void MLAttention::output(float* y, int64_t n) {
   o_.resize({n, H_ * Dv_});
   for (int64_t r = 0; r < n * H_; ++r) std::memcpy(o_.data() + r * Dv_, att_.data() + r * Dp_, Dv_ * sizeof(float));
-  kernels::linear_forward(y, o_.data(), o_proj.w.data(), n, H_ * Dv_, c_.d_model);
+  kernels::linear_forward(y, o_.data(), o_proj.matrix(), n, H_ * Dv_, c_.d_model);
 }
 
 void MLAttention::forward(float* y, const float* x, int64_t B, int64_t T) {

@@ -1,10 +1,12 @@
 #pragma once
 // A named trainable parameter: its value and the gradient that backward passes accumulate into.
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/gemm_16bit.h"
 
 namespace moe {
 
@@ -43,10 +45,22 @@ struct Param {
   // Layout-exact mode (core/exact_sums.h): the gradient accumulates here, in double, and g is
   // rounded from it once per step (dist::all_reduce_gradients). Empty otherwise.
   std::vector<double> g64;
+  // Set by layers that read this weight only through matrix() in their forward passes: a model
+  // loaded to run may then keep it in the checkpoint's 16-bit dtype (load_pretrained).
+  bool may_stay_16bit = false;
+  // Kept 16-bit, in place in the memory-mapped checkpoint: w then has its shape and no storage.
+  struct Half {
+    const uint16_t* data = nullptr;
+    DType dtype = DType::BF16;
+    std::shared_ptr<const void> owner;  // keeps the mapping alive
+  } half;
 
   Param() = default;
   Param(std::string n, Shape s, bool wd = true)
       : name(std::move(n)), w(s), g(params_get_gradients() ? s : Shape{0}), decay(wd) {}
+  kernels::MatrixRef matrix() const {
+    return half.data ? kernels::MatrixRef(half.data, half.dtype) : kernels::MatrixRef(w.data());
+  }
   bool has_gradient() const { return row_sparse || g.numel() == w.numel(); }
 
   int64_t cols() const { return w.ndim() == 0 ? 0 : w.numel() / w.dim(0); }

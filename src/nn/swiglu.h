@@ -4,12 +4,15 @@
 // W1, W3: [F, d] (gate_proj / w1, up_proj / w3), W2: [d, F] (down_proj / w2).
 #include <cstdint>
 
+#include "kernels/gemm_16bit.h"
+
 namespace moe {
 
+// The forward takes f32 or 16-bit weights (kernels/gemm_16bit.h); the backward needs f32.
 struct SwiGLUWeights {
-  const float* w1;  // [F, d]
-  const float* w3;  // [F, d]
-  const float* w2;  // [d, F]
+  kernels::MatrixRef w1;  // [F, d]
+  kernels::MatrixRef w3;  // [F, d]
+  kernels::MatrixRef w2;  // [d, F]
   int64_t d, f;
 };
 struct SwiGLUGrads {

@@ -13,6 +13,7 @@ REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
 $REF make-checkpoint --out "$WORK/qwen3" --config "$SRC/tests/cli/data/tiny-qwen3-moe.json" --seed 3 --dtype bf16 >/dev/null \
   || fail "writing a checkpoint"
 last_json "$MOE" bench generate --model "$WORK/qwen3" --prompt 4 --tokens 8 --concurrency 3 --rounds 2 >"$WORK/genmodel"
+last_json "$MOE" bench generate --model "$WORK/qwen3" --prompt 4 --tokens 8 --concurrency 2 --rounds 1 --weights f32 --cold >"$WORK/genmodel32"
 last_json "$MOE" bench peer --experts 4096 --heads 2 --top-k 8 --key-dim 32 --d-model 32 --tokens 256 --brute-tokens 16 --reps 1 >"$WORK/peer"
 last_json "$MOE" bench peer --no-layer --heads 1 --top-k 4 --key-dim 16 --tokens 64 --brute-tokens 4 --reps 1 >"$WORK/sweep"
 python3 - "$WORK" <<'PY'
@@ -43,7 +44,14 @@ assert g["concurrent_mean_batch"] == 3, g  # the three requests decoded together
 attn = 2 * 32 * 16 * 6 + 2 * 16 + 2 * 32
 active = 3 * attn + 2 * (6 * 32 + 2 * 3 * 32 * 24) + 3 * 32 * 64 + 32 + 256 * 32
 assert g["active_params"] == active and g["active_params_config"] == g["active_params_loaded"], (active, g)
-assert g["active_bytes_per_token"] == 4 * active, g
+# The bf16 checkpoint's matrices are held as stored (2 bytes); norms and router gates in f32.
+matrices = 3 * 2 * 32 * 16 * 6 + 2 * 2 * 3 * 32 * 24 + 3 * 32 * 64 + 256 * 32
+assert g["weights"] == "stored" and g["active_bytes_per_token"] == 2 * matrices + 4 * (active - matrices), (matrices, g)
+assert g["checkpoint_file_bytes"] > 2 * g["total_params"] and g["load_s"] >= 0 and g["first_token_s"] > 0, g
+assert g["rss_after_runs_bytes"] > 0 and g["peak_rss_bytes"] > 0 and g["cold"] is False, g
+g32 = json.load(open(os.path.join(w, "genmodel32")))
+assert g32["weights"] == "f32" and g32["cold"] is True and g32["active_bytes_per_token"] == 4 * active, g32
+assert g32["weight_bytes_in_memory"] == 4 * g32["total_params"] and g["weight_bytes_in_memory"] < g32["weight_bytes_in_memory"], (g, g32)
 assert abs(g["bandwidth_fraction"] - g["active_bytes_per_token"] * g["batch1_decode_tokens_per_s"] / (g["bandwidth_gb_s"] * 1e9)) < 1e-9, g
 assert abs(g["concurrent_ratio"] - g["concurrent_decode_tokens_per_s"] / g["batch1_decode_tokens_per_s"]) < 1e-9, g
 p = j["peer"]

@@ -192,6 +192,31 @@ TEST(Safetensors, BF16ReaderMatchesHandComputedValues) {
   EXPECT_TRUE(std::isnan(t[7]));
 }
 
+// map(): the tensor's bytes in place, alive after the file object is gone; a zero-size tensor maps
+// to nothing; an absent one is the same error as read().
+TEST(Safetensors, MapGivesTheStoredBytesInPlace) {
+  ScratchDir d;
+  const std::string p = d.file("map.safetensors");
+  put(p, raw(R"({"a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"b":{"dtype":"F16","shape":[3],"data_offsets":[4,10]},)"
+             R"("z":{"dtype":"F16","shape":[0],"data_offsets":[10,10]}})",
+             u16s({0x3F80, 0xC040, 0x3C00, 0x4000, 0xC200})));
+  SafetensorsFile::Mapped b;
+  {
+    const SafetensorsFile f = SafetensorsFile::open(p);
+    const SafetensorsFile::Mapped a = f.map("a");
+    const auto* av = static_cast<const uint16_t*>(a.data);
+    EXPECT_EQ(av[0], 0x3F80);
+    EXPECT_EQ(av[1], 0xC040);
+    b = f.map("b");
+    EXPECT_EQ(f.map("z").data, nullptr);
+    EXPECT_NE(test::error_of([&] { f.map("nope"); }).find("nope"), std::string::npos);
+  }
+  const auto* bv = static_cast<const uint16_t*>(b.data);  // the file object is gone, the mapping is not
+  EXPECT_EQ(f16_to_f32(bv[0]), 1.0f);
+  EXPECT_EQ(f16_to_f32(bv[1]), 2.0f);
+  EXPECT_EQ(f16_to_f32(bv[2]), -3.0f);
+}
+
 TEST(Safetensors, HalfConversionsAreExactAndRoundToNearestEven) {
   // Every f16 widens exactly and narrows back to itself.
   for (uint32_t h = 0; h < 0x10000u; ++h) {

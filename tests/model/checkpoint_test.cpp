@@ -47,7 +47,7 @@ TEST(Checkpoint, LoadedToRunOnlyHoldsNoGradients) {
   DecoderLM m(tiny());
   m.init_weights(2);
   save_pretrained(dir, m);
-  auto run = load_pretrained(dir, nullptr, {}, /*for_training=*/false);
+  auto run = load_pretrained(dir, nullptr, {}, {.for_training = false});
   for (Param* p : run->params()) EXPECT_EQ(p->g.numel(), 0) << p->name;
   EXPECT_TRUE(params_get_gradients());  // the scope ended with the load
   std::vector<int32_t> tok = {1, 2, 3, 4}, tgt = {2, 3, 4, -1};
@@ -108,6 +108,60 @@ TEST(Checkpoint, ReadsBf16AndF16) {
     for (size_t i = 0; i < a.size(); ++i)
       for (int64_t j = 0; j < a[i]->w.numel(); ++j)
         ASSERT_NEAR(a[i]->w[j], b[i]->w[j], std::abs(a[i]->w[j]) * (dt == DType::BF16 ? 8e-3 : 1e-3) + 1e-6) << a[i]->name;
+  }
+}
+
+// Loaded to run, a 16-bit checkpoint's matrices stay as stored, in place in the mapped file; the
+// norms and router gates are widened. The f32 widening (keep_16bit false) is the same model: its
+// logits agree to f32 rounding for f16 (products in f32 by blocks) and to bf16 arithmetic for bf16.
+TEST(Checkpoint, RunOnlyKeeps16BitMatricesInPlace) {
+  ModelConfig c = tiny();
+  c.tie_word_embeddings = false;
+  DecoderLM m(c);
+  m.init_weights(4);
+  for (DType dt : {DType::BF16, DType::F16}) {
+    const std::string dir = ckpt_dir(dt == DType::BF16 ? "keep_bf16" : "keep_f16");
+    save_pretrained(dir, m);
+    std::vector<std::pair<std::string, const Tensor*>> ts;
+    for (Param* p : m.params()) ts.emplace_back(p->name, &p->w);
+    write_safetensors_as(dir + "/model.safetensors", ts, dt);
+    auto kept = load_pretrained(dir, nullptr, {}, {.for_training = false});
+    auto wide = load_pretrained(dir, nullptr, {}, {.for_training = false, .keep_16bit = false});
+    auto a = kept->params(), b = wide->params();
+    int n_kept = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_EQ(a[i]->half.data != nullptr, a[i]->may_stay_16bit) << a[i]->name;
+      EXPECT_EQ(b[i]->half.data, nullptr) << b[i]->name;
+      if (!a[i]->half.data) continue;
+      ++n_kept;
+      EXPECT_EQ(a[i]->half.dtype, dt);
+      EXPECT_FALSE(a[i]->w.has_storage()) << a[i]->name;  // no f32 copy
+      EXPECT_EQ(a[i]->w.shape(), b[i]->w.shape());
+      const float first = dt == DType::BF16 ? bf16_to_f32(a[i]->half.data[0]) : f16_to_f32(a[i]->half.data[0]);
+      EXPECT_EQ(first, b[i]->w[0]) << a[i]->name;
+    }
+    // embed, lm_head, and per layer q/k/v/o and every expert's three matrices
+    EXPECT_EQ(n_kept, 2 + c.num_hidden_layers * (4 + 3 * c.num_local_experts));
+    std::vector<int32_t> tok = {1, 2, 3, 4, 5, 6, 7, 8}, tgt = {2, 3, 4, 5, 6, 7, 8, -1};
+    const double x = kept->forward(tok.data(), tgt.data(), 1, 8).mean_nll();
+    const double y = wide->forward(tok.data(), tgt.data(), 1, 8).mean_nll();
+    EXPECT_NEAR(x, y, std::abs(y) * (dt == DType::F16 || !kernels::bf16_matmul_available() ? 1e-5 : 1e-2)) << dtype_name(dt);
+    // Training needs f32 weights: a load for training widens everything.
+    auto train = load_pretrained(dir);
+    for (Param* p : train->params()) EXPECT_EQ(p->half.data, nullptr) << p->name;
+  }
+}
+
+// An f32 checkpoint has nothing to keep: every weight is read into f32.
+TEST(Checkpoint, RunOnlyF32CheckpointHasNo16BitWeights) {
+  const std::string dir = ckpt_dir("keep_f32");
+  DecoderLM m(tiny());
+  m.init_weights(5);
+  save_pretrained(dir, m);
+  auto run = load_pretrained(dir, nullptr, {}, {.for_training = false});
+  for (Param* p : run->params()) {
+    EXPECT_EQ(p->half.data, nullptr) << p->name;
+    EXPECT_TRUE(p->w.has_storage()) << p->name;
   }
 }
 

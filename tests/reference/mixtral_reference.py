@@ -768,7 +768,9 @@ def cmd_compare_logits(args):
     max_position_embeddings) against --logits, a safetensors file with the tensor "logits" [T, V]
     (moe eval --logits). Prints one JSON line: max_abs (largest absolute difference), scale (largest
     absolute reference logit), relative = max_abs / scale, and argmax_agree (positions whose top
-    logit is the reference's top one, or within 1e-6 * scale of it)."""
+    logit is the reference's top one, or within 1e-6 * scale of it); per position, position_relative
+    (its largest difference / scale) and argmax_gap ((the reference's top logit - its logit at our
+    argmax) / scale): tolerances for bf16 arithmetic are judged on these."""
     cfg, W = load_checkpoint(args.model)
     W = {n: w.to(torch.float64) for n, w in W.items()}
     with open(args.data, "rb") as f:
@@ -785,8 +787,11 @@ def cmd_compare_logits(args):
     # the reference's logit at our argmax within 1e-6 of the scale of its own maximum (near-ties)
     at_ours = ref.gather(-1, ours.argmax(-1, keepdim=True)).squeeze(-1)
     agree = int((at_ours >= ref.max(-1).values - 1e-6 * scale).sum())
+    position_relative = ((ours - ref).abs().max(-1).values / scale).tolist()
+    argmax_gap = ((ref.max(-1).values - at_ours) / scale).tolist()
     print(json.dumps({"positions": T, "vocab": ref.shape[-1], "max_abs": max_abs, "scale": scale,
-                      "relative": max_abs / scale, "argmax_agree": agree}))
+                      "relative": max_abs / scale, "argmax_agree": agree,
+                      "position_relative": position_relative, "argmax_gap": argmax_gap}))
 
 
 def cmd_greedy_check(args):

@@ -1,6 +1,7 @@
 #include "bench_util.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cstdio>
 
@@ -62,6 +63,15 @@ double measure_bandwidth() {
     best = std::max(best, double(n) * 4.0 / dt / 1e9);
   }
   return best;
+}
+
+double current_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  long long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? double(resident) * double(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 double peak_rss_bytes() {

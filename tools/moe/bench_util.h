@@ -84,5 +84,8 @@ double measure_bandwidth();
 
 // Peak resident set size of this process so far, in bytes.
 double peak_rss_bytes();
+// Resident set size now (anonymous memory and the mapped file pages touched), in bytes; 0 when
+// /proc is not there.
+double current_rss_bytes();
 
 }  // namespace moe::cli

@@ -7,7 +7,12 @@
 //     its ratio to batch 1's.
 // Each round runs the three in turn (A B C A B C ...); the best round of each is reported (noise
 // only adds time), as the other benches do (docs/performance.md).
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -22,6 +27,7 @@
 #include "core/threading.h"
 #include "model/checkpoint.h"
 #include "serve/batch_engine.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
@@ -41,13 +47,16 @@ std::string bench_gen_cpu_name() {
   return "unknown";
 }
 
-// Bytes of weights one decoded token reads, parameters held as f32 (4 bytes each): attention,
-// norms, dense FFNs, router gates, shared experts, k of the E routed experts of each MoE layer and
-// the LM head; not the embedding table (one row is read) unless it is the (tied) LM head.
+// Bytes of weights one decoded token reads, each parameter at the size it is held in (2 bytes
+// when kept bf16/f16, 4 in f32): attention, norms, dense FFNs, router gates, shared experts, k of
+// the E routed experts of each MoE layer and the LM head; not the embedding table (one row is read)
+// unless it is the (tied) LM head.
 struct ActiveWeights {
   int64_t from_config = 0;  // ModelConfig::active_params() minus the untied embedding table
   int64_t from_params = 0;  // the loaded model's parameters: routed experts' scaled by k / E
   int64_t total_params = 0;
+  double active_bytes = 0;  // from_params' parameters at their held sizes
+  double total_bytes = 0;
 };
 
 ActiveWeights bench_gen_active_weights(DecoderLM& model) {
@@ -56,16 +65,47 @@ ActiveWeights bench_gen_active_weights(DecoderLM& model) {
   const int64_t table = int64_t(c.vocab_size) * c.hidden_size;
   w.from_config = c.active_params() - (c.tie_word_embeddings ? 0 : table);
   int64_t other = 0, experts = 0;
+  double other_bytes = 0, expert_bytes = 0;
   for (Param* p : model.params()) {
     const int64_t n = p->w.numel();
+    const double bytes = double(n) * (p->half.data ? 2.0 : 4.0);
     w.total_params += n;
+    w.total_bytes += bytes;
     if (p->name == "model.embed_tokens.weight" && !c.tie_word_embeddings) continue;
-    if (p->name.find(".experts.") != std::string::npos) experts += n;
-    else other += n;
+    if (p->name.find(".experts.") != std::string::npos) experts += n, expert_bytes += bytes;
+    else other += n, other_bytes += bytes;
   }
   // Every MoE layer has E experts of the same size: k / E of them are read per token.
+  const double share = c.num_local_experts > 0 ? double(c.num_experts_per_tok) / c.num_local_experts : 0.0;
   w.from_params = other + (c.num_local_experts > 0 ? experts * c.num_experts_per_tok / c.num_local_experts : 0);
+  w.active_bytes = other_bytes + expert_bytes * share;
   return w;
+}
+
+// Bytes of the checkpoint's weight files (*.safetensors in the directory).
+double bench_gen_checkpoint_bytes(const std::string& dir) {
+  double total = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0) total += double(e.file_size(ec));
+  }
+  return total;
+}
+
+// --cold: asks the kernel to drop the weight files' pages from its cache (clean pages go; no root
+// needed), so the load and the first token are timed as on a fresh boot.
+void bench_gen_evict(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.size() <= 12 || n.compare(n.size() - 12, 12, ".safetensors") != 0) continue;
+    const int fd = ::open(e.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ::fdatasync(fd);
+    ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    ::close(fd);
+  }
 }
 
 // One run of n requests submitted together to an engine with max_batch n, driven on this thread.
@@ -136,7 +176,13 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
   if (a.rounds < 1) throw Error("[bench] --rounds must be >= 1, got " + std::to_string(a.rounds));
   if (a.threads < 0) throw Error("[bench] --threads must be >= 0");
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);  // no gradient storage
+  const double file_bytes = bench_gen_checkpoint_bytes(a.model);
+  if (a.cold) bench_gen_evict(a.model);
+  const double rss_before = current_rss_bytes();
+  const auto load0 = bench_clock::now();
+  auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));  // no gradient storage
+  const double load_s = std::chrono::duration<double>(bench_clock::now() - load0).count();
+  const double rss_loaded = current_rss_bytes() - rss_before;
   model->set_data_group(dist::Communicator());
   const ModelConfig& c = model->config();
   if (!model->causal()) throw Error("[bench] " + a.model + ": this model's router is not causal: it cannot generate text");
@@ -145,12 +191,16 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
                 " must fit in the model's context (max_position_embeddings " + std::to_string(c.max_position_embeddings) + ")");
   const ActiveWeights w = bench_gen_active_weights(*model);
   const bool agree = w.from_config == w.from_params;
-  // The definition above, from the config when the loaded parameters give the same count.
-  const double active_bytes = 4.0 * double(agree ? w.from_config : w.from_params);
-  const std::string source = agree ? "ModelConfig::active_params() minus the embedding table (equal to the loaded parameters' count)"
-                                   : "the loaded parameters (ModelConfig::active_params() minus the embedding table differs: " +
-                                         std::to_string(w.from_config) + ")";
+  const double active_bytes = w.active_bytes;
+  const std::string source = agree ? "the loaded parameters at their held sizes (count equal to ModelConfig::active_params() minus the embedding table)"
+                                   : "the loaded parameters at their held sizes (ModelConfig::active_params() minus the embedding table differs: " +
+                                         std::to_string(w.from_config) + " params)";
 
+  // The first token after loading: mapped weights are read from the file as they are first touched.
+  const auto first0 = bench_clock::now();
+  bench_gen_run(*model, 1, a.prompt, 2);
+  const double first_token_s = std::chrono::duration<double>(bench_clock::now() - first0).count();
+  const double rss_first = current_rss_bytes() - rss_before;
   // Warm-up: both engine shapes once, short.
   bench_gen_run(*model, 1, a.prompt, std::min<int64_t>(a.tokens, 8));
   if (a.concurrency > 1) bench_gen_run(*model, a.concurrency, a.prompt, std::min<int64_t>(a.tokens, 8));
@@ -178,10 +228,14 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
   };
   nlohmann::json j = {{"model", a.model}, {"cpu", bench_gen_cpu_name()}, {"threads", num_threads()},
                       {"model_type", c.model_type}, {"total_params", w.total_params},
-                      {"weight_bytes_in_memory", 4.0 * double(w.total_params)},
+                      {"weights", a.weights}, {"weight_bytes_in_memory", w.total_bytes},
+                      {"checkpoint_file_bytes", file_bytes}, {"cold", a.cold}, {"load_s", load_s},
+                      {"first_token_s", first_token_s}, {"rss_after_load_bytes", rss_loaded},
+                      {"rss_after_first_token_bytes", rss_first}, {"rss_after_runs_bytes", current_rss_bytes() - rss_before},
+                      {"peak_rss_bytes", peak_rss_bytes()},
                       {"prompt_tokens", a.prompt}, {"tokens", a.tokens}, {"concurrency", a.concurrency}, {"rounds", a.rounds},
                       {"bandwidth_gb_s", B}, {"bandwidth_gb_s_rounds", bw},
-                      {"active_params", int64_t(active_bytes / 4)}, {"active_bytes_per_token", active_bytes},
+                      {"active_params", w.from_params}, {"active_bytes_per_token", active_bytes},
                       {"active_params_source", source},
                       {"active_params_config", w.from_config}, {"active_params_loaded", w.from_params},
                       {"batch1_decode_tokens_per_s", t1}, {"batch1_decode_tokens_per_s_rounds", one},
@@ -192,11 +246,16 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
                       {"concurrent_end_to_end_tokens_per_s", best(many_e2e)}, {"concurrent_prefill_s", least(many_prefill)},
                       {"concurrent_mean_batch", best(many_batch)},
                       {"concurrent_ratio", tc / t1}, {"concurrent_ratio_round_median", median(ratio_r)}, {"concurrent_end_to_end_ratio", best(many_e2e) / best(one_e2e)}};
-  std::printf("%s (%s, %.2f GB of f32 weights), %d threads on %s\n", a.model.c_str(), c.model_type.c_str(),
-              4.0 * double(w.total_params) / 1e9, num_threads(), j["cpu"].get<std::string>().c_str());
+  std::printf("%s (%s, %.2f GB of weights held, --weights %s), %d threads on %s\n", a.model.c_str(), c.model_type.c_str(),
+              w.total_bytes / 1e9, a.weights.c_str(), num_threads(), j["cpu"].get<std::string>().c_str());
+  std::printf("  checkpoint files %.2f GB%s: loaded in %.2f s (resident +%.2f GB), first token %.2f s later "
+              "(resident +%.2f GB); after the runs resident +%.2f GB = %.2f x the files (process peak %.2f GB)\n",
+              file_bytes / 1e9, a.cold ? ", evicted from the page cache first" : "", load_s, rss_loaded / 1e9, first_token_s,
+              rss_first / 1e9, (current_rss_bytes() - rss_before) / 1e9, (current_rss_bytes() - rss_before) / file_bytes,
+              peak_rss_bytes() / 1e9);
   std::printf("  DRAM read bandwidth (512 MiB summed, best of %d rounds): %.1f GB/s\n", a.rounds, B);
-  std::printf("  active weights per decoded token: %.1f MB (%lld params x 4 bytes; %s)\n", active_bytes / 1e6,
-              (long long)(active_bytes / 4), source.c_str());
+  std::printf("  active weights per decoded token: %.1f MB (%lld params; %s)\n", active_bytes / 1e6,
+              (long long)w.from_params, source.c_str());
   std::printf("  batch 1 (prompt %lld, %lld tokens): decode %.2f tokens/s (%.1f ms/token) = %.1f GB/s of weights: %.1f%% of the bandwidth\n",
               (long long)a.prompt, (long long)a.tokens, t1, 1e3 / t1, active_bytes * t1 / 1e9, 100 * fraction);
   std::printf("  %d concurrent requests (max_batch %d): decode %.2f tokens/s aggregate = %.2fx batch 1 (end to end, prefill included: %.2fx)\n",

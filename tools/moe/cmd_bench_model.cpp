@@ -265,12 +265,17 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   g->add_option("--prompt", ga->prompt, "prompt tokens")->capture_default_str()->check(CLI::PositiveNumber);
   g->add_option("--tokens", ga->tokens, "decoded tokens (per request)")->capture_default_str()->check(CLI::PositiveNumber);
   CLI::Option* cc = g->add_option("--concurrency", ma->concurrency, "with --model: requests submitted together (max_batch)")->capture_default_str();
+  CLI::Option* ww = g->add_option("--weights", ma->weights, "with --model: stored (bf16/f16 matrices kept as stored, memory-mapped) or f32 (widened on load)")
+                        ->capture_default_str()
+                        ->check(CLI::IsMember({"stored", "f32"}));
+  CLI::Option* cold = g->add_flag("--cold", ma->cold, "with --model: evict the weight files from the page cache first (time the load and first token as after a boot)");
   CLI::Option* rr = g->add_option("--rounds", ma->rounds, "with --model: rounds of bandwidth, batch 1 and concurrent runs (the best of each reported)")->capture_default_str();
   g->add_option("--threads", ga->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
   g->add_flag("--json", ga->json, "end with one JSON line");
-  out.emplace_back(g, [ga, ma, md, cc, rr] {
+  out.emplace_back(g, [ga, ma, md, cc, rr, ww, cold] {
     if (md->count() == 0) {
-      if (cc->count() > 0 || rr->count() > 0) throw Error("[bench] --concurrency and --rounds need --model DIR");
+      if (cc->count() > 0 || rr->count() > 0 || ww->count() > 0 || cold->count() > 0)
+        throw Error("[bench] --concurrency, --rounds, --weights and --cold need --model DIR");
       return run_generate_bench(*ga);
     }
     ma->prompt = ga->prompt, ma->tokens = ga->tokens, ma->threads = ga->threads, ma->json = ga->json;

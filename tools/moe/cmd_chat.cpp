@@ -20,6 +20,7 @@
 #include "text/chat_template.h"
 #include "text/model_tokenizer.h"
 #include "text/utf8.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
@@ -28,6 +29,7 @@ using json = nlohmann::ordered_json;
 
 struct ChatArgs {
   std::string model, render, system;
+  std::string weights = "stored";
   bool no_generation_prompt = false;
   int64_t max_tokens = 200;
   float temperature = 0.8f;
@@ -86,7 +88,7 @@ int run_chat(const ChatArgs& a) {
   if (!a.render.empty()) return run_render(a, tmpl);
   if (a.no_generation_prompt) throw Error("[chat] --no-generation-prompt goes with --render");
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
+  auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));
   const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   Generator gen(*model);
   json messages = json::array();
@@ -153,6 +155,7 @@ Runner add_chat(CLI::App& app) {
   auto a = std::make_shared<ChatArgs>();
   CLI::App* c = app.add_subcommand("chat", "talk to a model through its chat template (one user message per line of stdin)");
   c->add_option("--model", a->model, "model directory (tokenizer_config.json with a chat_template; weights unless --render)")->required();
+  add_weights_option(c, a->weights);
   c->add_option("--render", a->render, "print the prompt of the conversation in MESSAGES.json (a list of messages, or {\"messages\": [...], ...}) and exit")
       ->option_text("MESSAGES.json");
   c->add_flag("--no-generation-prompt", a->no_generation_prompt, "with --render: without the assistant turn's opening");

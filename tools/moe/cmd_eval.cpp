@@ -15,12 +15,14 @@
 #include "terminal.h"
 #include "text/model_tokenizer.h"
 #include "train/evaluate.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
 namespace {
 struct EvalArgs {
   std::string model, data;
+  std::string weights = "stored";
   std::string logits;  // safetensors file for the first window's logits
   int64_t context = 0, batch = 16;
   int threads = 0;
@@ -35,7 +37,7 @@ int run_eval(const EvalArgs& a) {
   dist::ParallelLayout layout = job_layout(a.expert_parallel, "eval");
   std::unique_ptr<RemoteSwarm> swarm;
   if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
-  auto model = load_pretrained(a.model, nullptr, layout, /*for_training=*/false);
+  auto model = load_pretrained(a.model, nullptr, layout, run_load_options(a.weights));
   model->set_data_group(dist::Communicator());
   const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   const std::string text = read_file(a.data);
@@ -104,6 +106,7 @@ Runner add_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* c = app.add_subcommand("eval", "evaluate a checkpoint's next-token loss on a text file");
   c->add_option("--model", a->model, "checkpoint directory (config.json + model.safetensors)")->required();
+  add_weights_option(c, a->weights);
   c->add_option("--data", a->data, "text file")->required()->check(CLI::ExistingFile);
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   c->add_option("--batch-size", a->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);

@@ -11,6 +11,7 @@
 #include "train/evaluate.h"
 #include "train/plots.h"
 #include "train/text_corpus.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
@@ -18,6 +19,7 @@ namespace {
 
 struct ExpertsArgs {
   std::string model, plot;
+  std::string weights = "stored";
   std::vector<std::string> data;
   int64_t context = 0, max_tokens = 65536;
   int threads = 0;
@@ -26,7 +28,7 @@ struct ExpertsArgs {
 
 int run_experts(const ExpertsArgs& a) {
   set_num_threads(a.threads);
-  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
+  auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));
   model->config().require_bytes("experts", a.model);
   const std::vector<int> peer_layers = model->peer_layers();
   const std::vector<int> routed = model->routed_layers();
@@ -108,6 +110,7 @@ Runner add_experts(CLI::App& app) {
   auto a = std::make_shared<ExpertsArgs>();
   CLI::App* c = app.add_subcommand("experts", "which experts each input's tokens are routed to, per layer");
   c->add_option("--model", a->model, "checkpoint directory")->required();
+  add_weights_option(c, a->weights);
   c->add_option("--data", a->data, "text files or directories, one row each")->required()->expected(1, -1);
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
   c->add_option("--max-tokens", a->max_tokens, "tokens read per input")->capture_default_str()->check(CLI::PositiveNumber);

@@ -14,12 +14,14 @@
 #include "remote.h"
 #include "terminal.h"
 #include "text/model_tokenizer.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
 namespace {
 struct GenArgs {
   std::string model, prompt;
+  std::string weights = "stored";
   int64_t max_tokens = 200;
   float temperature = 0.8f;
   int top_k = 0;
@@ -37,7 +39,7 @@ int run_generate(const GenArgs& a) {
   dist::ParallelLayout layout = job_layout(a.expert_parallel, "generate");
   std::unique_ptr<RemoteSwarm> swarm;
   if (!a.remote.bootstrap.empty()) swarm = std::make_unique<RemoteSwarm>(a.remote, layout);
-  auto model = load_pretrained(a.model, nullptr, layout, /*for_training=*/false);
+  auto model = load_pretrained(a.model, nullptr, layout, run_load_options(a.weights));
   model->set_data_group(dist::Communicator());
   const text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   Generator gen(*model);
@@ -94,6 +96,7 @@ Runner add_generate(CLI::App& app) {
   auto a = std::make_shared<GenArgs>();
   CLI::App* c = app.add_subcommand("generate", "sample a continuation of a prompt");
   c->add_option("--model", a->model, "checkpoint directory")->required();
+  add_weights_option(c, a->weights);
   c->add_option("--prompt", a->prompt, "text to continue")->required();
   c->add_option("--max-tokens", a->max_tokens, "tokens to generate (bytes for a byte-level model)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c->add_option("--temperature", a->temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);

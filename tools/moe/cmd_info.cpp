@@ -15,7 +15,7 @@ struct InfoArgs {
 
 int run_info(const InfoArgs& a) {
   std::map<std::string, std::string> meta;
-  auto model = load_pretrained(a.model, &meta, {}, /*for_training=*/false);
+  auto model = load_pretrained(a.model, &meta, {}, {.for_training = false});
   const ModelConfig& c = model->config();
   int64_t counted = 0;
   for (Param* p : model->params()) counted += p->w.numel();

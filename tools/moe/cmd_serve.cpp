@@ -14,12 +14,14 @@
 #include "model/checkpoint.h"
 #include "serve/http_server.h"
 #include "text/model_tokenizer.h"
+#include "weights_option.h"
 
 namespace moe::cli {
 
 namespace {
 struct HttpServeArgs {
   std::string model, listen = "127.0.0.1:8080", name, port_file;
+  std::string weights = "stored";
   serve::ServerConfig cfg;
   int threads = 0;
 };
@@ -40,7 +42,7 @@ int run_http_serve(HttpServeArgs& a) {
     throw Error("[serve] --listen " + a.listen + ": the port must be a number in [0, 65535]");
   }
   if (a.cfg.max_batch < 1 || a.cfg.max_queue < 0) throw Error("[serve] --max-batch must be >= 1 and --max-queue >= 0");
-  auto model = load_pretrained(a.model, nullptr, {}, /*for_training=*/false);
+  auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));
   model->set_data_group(dist::Communicator());
   text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
   std::optional<text::ChatTemplate> tmpl;
@@ -82,6 +84,7 @@ Runner add_serve(CLI::App& app) {
   auto a = std::make_shared<HttpServeArgs>();
   CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server (completions, chat, streaming; continuous batching)");
   c->add_option("--model", a->model, "model directory (config.json, weights; tokenizer.json and tokenizer_config.json when it has them)")->required();
+  add_weights_option(c, a->weights);
   c->add_option("--listen", a->listen, "HOST:PORT to listen on (port 0: any free port)")->capture_default_str();
   c->add_option("--name", a->name, "the model's name in /v1/models and responses (default: the directory's name)");
   c->add_option("--max-batch", a->cfg.max_batch, "sequences that decode together")->capture_default_str();

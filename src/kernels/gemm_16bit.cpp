@@ -1,0 +1,141 @@
+#include "kernels/gemm_16bit.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <dnnl.hpp>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "kernels/gemm.h"
+
+namespace moe::kernels {
+
+const float* MatrixRef::need_f32(const char* what) const {
+  if (!is_f32())
+    throw Error(std::string("[model] ") + what + " needs f32 weights; this model holds its " + dtype_name(dtype) +
+                " weights in place (load it for training, or with f32 weights)");
+  return f32;
+}
+
+namespace {
+
+using dt = dnnl::memory::data_type;
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// One matmul per (in, out, accumulate), its row count given at run time: decode steps route a
+// different number of tokens to each expert every step, and creating a primitive costs more than a
+// small product. oneDNN's primitives may run on several threads at once.
+struct Bf16Matmul {
+  bool tried = false;
+  std::unique_ptr<dnnl::matmul> prim;  // null: oneDNN has only its reference kernel here
+};
+
+const Bf16Matmul& bf16_matmul(int64_t in, int64_t out, bool accumulate) {
+  static std::mutex mu;
+  static std::map<std::tuple<int64_t, int64_t, bool>, Bf16Matmul> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  Bf16Matmul& m = cache[{in, out, accumulate}];
+  if (m.tried) return m;
+  m.tried = true;
+  using md = dnnl::memory::desc;
+  const md src({DNNL_RUNTIME_DIM_VAL, in}, dt::bf16, {in, 1});
+  const md wei({in, out}, dt::bf16, {1, in});  // W [out, in] row-major read as its transpose [in, out]
+  const md dst({DNNL_RUNTIME_DIM_VAL, out}, dt::f32, {out, 1});
+  dnnl::primitive_attr attr;
+  if (accumulate) {
+    dnnl::post_ops po;
+    po.append_sum(1.0f);
+    attr.set_post_ops(po);
+  }
+  try {
+    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src, wei, dst), attr, cpu_engine());
+    // The reference kernel is correct but slow: the block path is faster.
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) m.prim = std::make_unique<dnnl::matmul>(pd);
+  } catch (const dnnl::error&) {  // no bf16 matmul on this CPU
+  }
+  return m;
+}
+
+bool bf16_kernel_for(int64_t in, int64_t out, bool accumulate) {
+  return bf16_matmul(in, out, accumulate).prim != nullptr;
+}
+
+void linear_forward_bf16(float* y, const float* x, const MatrixRef& W, int64_t n, int64_t in, int64_t out,
+                         bool accumulate) {
+  const Bf16Matmul& m = bf16_matmul(in, out, accumulate);
+  static thread_local avector<uint16_t> xb_buf;
+  avector<uint16_t>& xb = xb_buf;
+  if (int64_t(xb.size()) < n * in) xb.resize(size_t(n * in));
+  for (int64_t i = 0; i < n * in; ++i) xb[size_t(i)] = f32_to_bf16(x[i]);
+  static thread_local dnnl::stream stream(cpu_engine());
+  using md = dnnl::memory::desc;
+  dnnl::memory src(md({n, in}, dt::bf16, {in, 1}), cpu_engine(), xb.data());
+  dnnl::memory wei(md({in, out}, dt::bf16, {1, in}), cpu_engine(), const_cast<uint16_t*>(W.half));
+  dnnl::memory dst(md({n, out}, dt::f32, {out, 1}), cpu_engine(), y);
+  m.prim->execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+  stream.wait();
+}
+
+void widen(float* dst, const uint16_t* src, int64_t count, DType t) {
+  if (t == DType::BF16)
+    for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_f32(src[i]);
+  else
+    for (int64_t i = 0; i < count; ++i) dst[i] = f16_to_f32(src[i]);
+}
+
+}  // namespace
+
+bool bf16_matmul_available() {
+  static const bool ok = bf16_kernel_for(256, 256, false);
+  return ok;
+}
+
+void linear_forward_blocks(float* y, const float* x, const MatrixRef& W, int64_t n, int64_t in, int64_t out,
+                           bool accumulate) {
+  if (W.is_f32()) return linear_forward(y, x, W.f32, n, in, out, accumulate);
+  if (n == 0 || out == 0) return;
+  // Blocks of about 128 KiB of f32: converted, then used while still in L2.
+  const int64_t rows = std::clamp<int64_t>((int64_t(1) << 15) / std::max<int64_t>(in, 1), 8, 1024);
+  const int64_t blocks = (out + rows - 1) / rows;
+  const float beta = accumulate ? 1.0f : 0.0f;
+#pragma omp parallel for schedule(static) if (!omp_in_parallel() && blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    static thread_local avector<float> buf;
+    const int64_t r0 = b * rows, m = std::min(rows, out - r0);
+    if (int64_t(buf.size()) < m * in) buf.resize(size_t(m * in));
+    widen(buf.data(), W.half + r0 * in, m * in, W.dtype);
+    gemm(false, true, n, m, in, 1.0f, x, in, buf.data(), in, beta, y + r0, out);
+  }
+}
+
+void linear_forward(float* y, const float* x, const MatrixRef& W, int64_t n, int64_t in, int64_t out,
+                    bool accumulate) {
+  if (W.is_f32()) return linear_forward(y, x, W.f32, n, in, out, accumulate);
+  if (n == 0 || out == 0) return;
+  if (in == 0) {
+    if (!accumulate) std::memset(y, 0, sizeof(float) * size_t(n * out));
+    return;
+  }
+  if (W.dtype == DType::BF16 && bf16_kernel_for(in, out, accumulate)) return linear_forward_bf16(y, x, W, n, in, out, accumulate);
+  linear_forward_blocks(y, x, W, n, in, out, accumulate);
+}
+
+void matrix_rows(float* dst, const MatrixRef& W, int64_t cols, int64_t r0, int64_t count) {
+  if (W.is_f32()) {
+    std::memcpy(dst, W.f32 + r0 * cols, sizeof(float) * size_t(count * cols));
+    return;
+  }
+  widen(dst, W.half + r0 * cols, count * cols, W.dtype);
+}
+
+}  // namespace moe::kernels
