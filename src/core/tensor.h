@@ -43,6 +43,14 @@ class Tensor {
   Tensor() = default;
   explicit Tensor(Shape shape) : shape_(std::move(shape)), numel_(shape_numel(shape_)), data_(size_t(numel_), 0.0f) {}
   static Tensor zeros(Shape shape) { return Tensor(std::move(shape)); }
+  // The shape without storage (has_storage() false) until allocate().
+  static Tensor unallocated(Shape shape) {
+    Tensor t;
+    t.numel_ = shape_numel(shape);
+    t.shape_ = std::move(shape);
+    return t;
+  }
+  void allocate() { data_.assign(size_t(numel_), 0.0f); }
 
   const Shape& shape() const { return shape_; }
   int64_t dim(int i) const { return shape_.at(i < 0 ? shape_.size() + i : i); }

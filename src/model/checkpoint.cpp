@@ -120,7 +120,8 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   std::unique_ptr<DecoderLM> model;
   {
     std::optional<NoGradients> inference;
-    if (!options.for_training) inference.emplace();
+    std::optional<DeferredWeights> deferred;  // every weight is mapped or read below
+    if (!options.for_training) inference.emplace(), deferred.emplace();
     model = std::make_unique<DecoderLM>(cfg, layout);
   }
   const bool map_16bit = !options.for_training && options.keep_16bit;
@@ -134,6 +135,7 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
         continue;
       }
     }
+    if (!p->w.has_storage()) p->w.allocate();
     store.read_into(p->name, p->w.data(), p->w.shape());
   }
   if (metadata) *metadata = store.metadata();

@@ -30,7 +30,8 @@ PEERRouter::PEERRouter(const std::string& p, const PEERConfig& cfg)
     bn_mean = Param(p + ".query_norm.running_mean", Shape{H}, false);
     bn_var = Param(p + ".query_norm.running_var", Shape{H}, false);
     bn_mean.trainable = bn_var.trainable = false;
-    for (int64_t i = 0; i < H; ++i) bn_weight.w[i] = 1.0f, bn_var.w[i] = 1.0f;
+    if (bn_weight.w.has_storage())  // not when a loader fills them (DeferredWeights)
+      for (int64_t i = 0; i < H; ++i) bn_weight.w[i] = 1.0f, bn_var.w[i] = 1.0f;
   }
 }
 

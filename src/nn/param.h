@@ -24,6 +24,21 @@ class NoGradients {
 };
 bool params_get_gradients();  // false inside a NoGradients scope
 
+// While one is alive (on this thread), new Params get their shape and no storage: load_pretrained
+// then maps each 16-bit matrix in place or allocates and reads it, so a model loaded to run never
+// holds an f32 copy of what it maps, not even for a moment.
+class DeferredWeights {
+ public:
+  DeferredWeights();
+  ~DeferredWeights();
+  DeferredWeights(const DeferredWeights&) = delete;
+  DeferredWeights& operator=(const DeferredWeights&) = delete;
+
+ private:
+  bool prev_;
+};
+bool params_deferred();  // true inside a DeferredWeights scope
+
 struct Param {
   std::string name;  // checkpoint name, e.g. "model.layers.0.self_attn.q_proj.weight"
   Tensor w;
@@ -57,7 +72,10 @@ struct Param {
 
   Param() = default;
   Param(std::string n, Shape s, bool wd = true)
-      : name(std::move(n)), w(s), g(params_get_gradients() ? s : Shape{0}), decay(wd) {}
+      : name(std::move(n)),
+        w(params_deferred() ? Tensor::unallocated(s) : Tensor(s)),
+        g(params_get_gradients() ? s : Shape{0}),
+        decay(wd) {}
   kernels::MatrixRef matrix() const {
     return half.data ? kernels::MatrixRef(half.data, half.dtype) : kernels::MatrixRef(w.data());
   }

@@ -7,7 +7,8 @@ namespace moe {
 class RMSNorm {
  public:
   RMSNorm(const std::string& name, int dim, float eps) : weight(name, {dim}, /*decay=*/false), dim_(dim), eps_(eps) {
-    for (int i = 0; i < dim; ++i) weight.w[i] = 1.0f;
+    if (weight.w.has_storage())  // not when a loader fills it (DeferredWeights)
+      for (int i = 0; i < dim; ++i) weight.w[i] = 1.0f;
   }
   Param weight;  // [dim]
 

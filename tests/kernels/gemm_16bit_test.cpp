@@ -66,13 +66,20 @@ TEST(Gemm16, BlockPathMatchesReferenceForBf16AndF16) {
       }
 }
 
-TEST(Gemm16, Bf16MatmulMatchesReferenceOnBf16RoundedInputs) {
-  if (!bf16_matmul_available()) GTEST_SKIP() << "oneDNN has no bf16 matmul kernel for this CPU (the block path is used)";
+// linear_forward with bf16 weights: up to kGemvMaxRows rows by the matrix-vector loop (x in f32),
+// more by oneDNN's bf16 matmul (x rounded to bf16); each against the reference on what it computes.
+TEST(Gemm16, Bf16ProductsMatchReferenceOnWhatTheyCompute) {
+  if (!bf16_matmul_available() && !bf16_gemv_available())
+    GTEST_SKIP() << "neither bf16 path on this CPU (the block path is used: BlockPathMatchesReference...)";
+  std::vector<std::tuple<int64_t, int64_t, int64_t>> sizes = kSizes;
+  sizes.insert(sizes.end(), {{4, 17, 5}, {2, 1000, 300}, {4, 31, 4}, {5, 64, 9}});
   for (bool acc : {false, true})
-    for (auto [n, in, out] : kSizes) {
+    for (auto [n, in, out] : sizes) {
+      const bool gemv = bf16_gemv_available() && n <= kGemvMaxRows;
+      if (!gemv && !bf16_matmul_available()) continue;  // the block path: tested above
       const Case c = make_case(n, in, out, DType::BF16, uint64_t(n * 17 + in * 3 + out));
       std::vector<float> xr(c.x.size());
-      for (size_t i = 0; i < xr.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(c.x[i]));
+      for (size_t i = 0; i < xr.size(); ++i) xr[i] = gemv ? c.x[i] : bf16_to_f32(f32_to_bf16(c.x[i]));
       std::vector<double> ref, bound;
       reference(c, xr, n, in, out, acc, ref, bound);
       std::vector<float> y = acc ? c.y0 : std::vector<float>(size_t(n * out), 99.0f);
