@@ -97,13 +97,17 @@ constexpr bool kHaveGemv = true;
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-// 16 bf16 values widened to f32 (exact: a bf16 is the top half of an f32).
-inline __m512 load_bf16(const uint16_t* p, __mmask16 m) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+// 16 16-bit values widened to f32, exactly: a bf16 is the top half of an f32; an f16 converts with
+// AVX-512's vcvtph2ps.
+template <DType T>
+inline __m512 load_16bit(const uint16_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  if constexpr (T == DType::BF16) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  else return _mm512_cvtph_ps(h);
 }
 
 // R rows of W against row x: 16 lanes per row, the tail masked.
-template <int R>
+template <DType T, int R>
 void dot_rows(float* out, const float* x, const uint16_t* w, int64_t in) {
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
@@ -115,7 +119,7 @@ void dot_rows(float* out, const float* x, const uint16_t* w, int64_t in) {
     // A prefetch past the matrix's end is harmless (it never faults).
     if (R > 1 && (k & 31) == 0)
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * in + k), _MM_HINT_T0);
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(xv, load_bf16(w + r * in + k, m), acc[r]);
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(xv, load_16bit<T>(w + r * in + k, m), acc[r]);
   }
   for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
@@ -125,7 +129,9 @@ void dot_rows(float* out, const float* x, const uint16_t* w, int64_t in) {
 // bf16 matmul read them at 65-68% of the DRAM bandwidth (34.5 tokens/s on the 2.55 GB model of
 // docs/performance.md); this loop, which streams each weight row once for all n rows of x and
 // prefetches the next rows, reads them at 72% (38.9 tokens/s), and rounds nothing but the weights.
-void gemv_bf16(float* y, const float* x, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
+// f16 weights take the same loop (vcvtph2ps widens them); with more rows, the block path.
+template <DType T>
+void gemv_16bit(float* y, const float* x, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
   constexpr int64_t kRows = 4;
   const int64_t blocks = (out + kRows - 1) / kRows;
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && out * in >= (int64_t(1) << 17))
@@ -134,9 +140,9 @@ void gemv_bf16(float* y, const float* x, const uint16_t* W, int64_t n, int64_t i
     for (int64_t i = 0; i < n; ++i) {
       float d[kRows];
       if (rows == kRows) {
-        dot_rows<4>(d, x + i * in, W + j0 * in, in);
+        dot_rows<T, 4>(d, x + i * in, W + j0 * in, in);
       } else {
-        for (int64_t r = 0; r < rows; ++r) dot_rows<1>(d + r, x + i * in, W + (j0 + r) * in, in);
+        for (int64_t r = 0; r < rows; ++r) dot_rows<T, 1>(d + r, x + i * in, W + (j0 + r) * in, in);
       }
       float* yi = y + i * out + j0;
       for (int64_t r = 0; r < rows; ++r) yi[r] = accumulate ? yi[r] + d[r] : d[r];
@@ -146,9 +152,14 @@ void gemv_bf16(float* y, const float* x, const uint16_t* W, int64_t n, int64_t i
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+
+void gemv(float* y, const float* x, const MatrixRef& W, int64_t n, int64_t in, int64_t out, bool accumulate) {
+  if (W.dtype == DType::BF16) gemv_16bit<DType::BF16>(y, x, W.half, n, in, out, accumulate);
+  else gemv_16bit<DType::F16>(y, x, W.half, n, in, out, accumulate);
+}
 #else
 constexpr bool kHaveGemv = false;
-void gemv_bf16(float*, const float*, const uint16_t*, int64_t, int64_t, int64_t, bool) {}
+void gemv(float*, const float*, const MatrixRef&, int64_t, int64_t, int64_t, bool) {}
 #endif
 
 void widen(float* dst, const uint16_t* src, int64_t count, DType t) {
@@ -160,7 +171,7 @@ void widen(float* dst, const uint16_t* src, int64_t count, DType t) {
 
 }  // namespace
 
-bool bf16_gemv_available() { return kHaveGemv; }
+bool gemv_16bit_available() { return kHaveGemv; }
 
 bool bf16_matmul_available() {
   static const bool ok = bf16_kernel_for(256, 256, false);
@@ -193,7 +204,7 @@ void linear_forward(float* y, const float* x, const MatrixRef& W, int64_t n, int
     if (!accumulate) std::memset(y, 0, sizeof(float) * size_t(n * out));
     return;
   }
-  if (W.dtype == DType::BF16 && kHaveGemv && n <= kGemvMaxRows) return gemv_bf16(y, x, W.half, n, in, out, accumulate);
+  if (kHaveGemv && n <= kGemvMaxRows) return gemv(y, x, W, n, in, out, accumulate);
   if (W.dtype == DType::BF16 && bf16_kernel_for(in, out, accumulate)) return linear_forward_bf16(y, x, W, n, in, out, accumulate);
   linear_forward_blocks(y, x, W, n, in, out, accumulate);
 }

@@ -24,7 +24,7 @@ struct MatrixRef {
 
 // y[n, out] = x[n, in] W^T (+ y when accumulate), W [out, in].
 //  - f32 W: kernels::linear_forward.
-//  - bf16 W and n <= kGemvMaxRows (decode) on an AVX-512 build: a matrix-vector loop that widens
+//  - 16-bit W and n <= kGemvMaxRows (decode) on an AVX-512 build: a matrix-vector loop that widens
 //    the weights as it streams them, x kept f32.
 //  - bf16 W, where oneDNN has a bf16 kernel for this CPU (AVX512-BF16, AMX, or AVX-512 emulation):
 //    one bf16 matmul, x rounded to bf16, products accumulated in f32.
@@ -37,9 +37,9 @@ void linear_forward_blocks(float* y, const float* x, const MatrixRef& W, int64_t
                            bool accumulate = false);
 // Whether linear_forward multiplies bf16 weights in bf16 on this CPU (n > kGemvMaxRows).
 bool bf16_matmul_available();
-// Whether products of at most kGemvMaxRows rows with bf16 weights take the matrix-vector loop.
+// Whether products of at most kGemvMaxRows rows with 16-bit weights take the matrix-vector loop.
 inline constexpr int64_t kGemvMaxRows = 4;
-bool bf16_gemv_available();
+bool gemv_16bit_available();
 
 // dst[count, cols] = rows [r0, r0 + count) of W, widened to f32.
 void matrix_rows(float* dst, const MatrixRef& W, int64_t cols, int64_t r0, int64_t count);

@@ -66,27 +66,29 @@ TEST(Gemm16, BlockPathMatchesReferenceForBf16AndF16) {
       }
 }
 
-// linear_forward with bf16 weights: up to kGemvMaxRows rows by the matrix-vector loop (x in f32),
-// more by oneDNN's bf16 matmul (x rounded to bf16); each against the reference on what it computes.
-TEST(Gemm16, Bf16ProductsMatchReferenceOnWhatTheyCompute) {
-  if (!bf16_matmul_available() && !bf16_gemv_available())
-    GTEST_SKIP() << "neither bf16 path on this CPU (the block path is used: BlockPathMatchesReference...)";
+// linear_forward as dispatched: up to kGemvMaxRows rows by the matrix-vector loop (x in f32) on an
+// AVX-512 build; more rows by oneDNN's bf16 matmul (x rounded to bf16) for bf16 where it has a
+// kernel, else (and for f16) by the block path (x in f32). Each against the reference on what it
+// computes.
+TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
   std::vector<std::tuple<int64_t, int64_t, int64_t>> sizes = kSizes;
   sizes.insert(sizes.end(), {{4, 17, 5}, {2, 1000, 300}, {4, 31, 4}, {5, 64, 9}});
-  for (bool acc : {false, true})
-    for (auto [n, in, out] : sizes) {
-      const bool gemv = bf16_gemv_available() && n <= kGemvMaxRows;
-      if (!gemv && !bf16_matmul_available()) continue;  // the block path: tested above
-      const Case c = make_case(n, in, out, DType::BF16, uint64_t(n * 17 + in * 3 + out));
-      std::vector<float> xr(c.x.size());
-      for (size_t i = 0; i < xr.size(); ++i) xr[i] = gemv ? c.x[i] : bf16_to_f32(f32_to_bf16(c.x[i]));
-      std::vector<double> ref, bound;
-      reference(c, xr, n, in, out, acc, ref, bound);
-      std::vector<float> y = acc ? c.y0 : std::vector<float>(size_t(n * out), 99.0f);
-      linear_forward(y.data(), c.x.data(), MatrixRef(c.w16.data(), DType::BF16), n, in, out, acc);
-      for (size_t i = 0; i < y.size(); ++i)
-        ASSERT_NEAR(y[i], ref[i], bound[i]) << "n=" << n << " in=" << in << " out=" << out << " acc=" << acc << " at " << i;
-    }
+  for (DType t : {DType::BF16, DType::F16})
+    for (bool acc : {false, true})
+      for (auto [n, in, out] : sizes) {
+        const bool gemv = gemv_16bit_available() && n <= kGemvMaxRows;
+        const bool rounds_x = t == DType::BF16 && !gemv && bf16_matmul_available();
+        const Case c = make_case(n, in, out, t, uint64_t(n * 17 + in * 3 + out));
+        std::vector<float> xr(c.x.size());
+        for (size_t i = 0; i < xr.size(); ++i) xr[i] = rounds_x ? bf16_to_f32(f32_to_bf16(c.x[i])) : c.x[i];
+        std::vector<double> ref, bound;
+        reference(c, xr, n, in, out, acc, ref, bound);
+        std::vector<float> y = acc ? c.y0 : std::vector<float>(size_t(n * out), 99.0f);
+        linear_forward(y.data(), c.x.data(), MatrixRef(c.w16.data(), t), n, in, out, acc);
+        for (size_t i = 0; i < y.size(); ++i)
+          ASSERT_NEAR(y[i], ref[i], bound[i]) << dtype_name(t) << " n=" << n << " in=" << in << " out=" << out
+                                              << " acc=" << acc << " gemv=" << gemv << " at " << i;
+      }
 }
 
 TEST(Gemm16, F32MatrixRefIsTheF32Product) {
