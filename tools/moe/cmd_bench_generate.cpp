@@ -82,13 +82,21 @@ ActiveWeights bench_gen_active_weights(DecoderLM& model) {
   return w;
 }
 
-// Bytes of the checkpoint's weight files (*.safetensors in the directory).
+// The checkpoint's weight files: *.safetensors in the directory.
+std::vector<std::filesystem::path> bench_gen_weight_files(const std::string& dir) {
+  std::vector<std::filesystem::path> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".safetensors") out.push_back(e.path());
+  return out;
+}
+
 double bench_gen_checkpoint_bytes(const std::string& dir) {
   double total = 0;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() > 12 && n.compare(n.size() - 12, 12, ".safetensors") == 0) total += double(e.file_size(ec));
+  for (const auto& f : bench_gen_weight_files(dir)) {
+    const auto n = std::filesystem::file_size(f, ec);
+    if (!ec) total += double(n);
   }
   return total;
 }
@@ -96,11 +104,8 @@ double bench_gen_checkpoint_bytes(const std::string& dir) {
 // --cold: asks the kernel to drop the weight files' pages from its cache (clean pages go; no root
 // needed), so the load and the first token are timed as on a fresh boot.
 void bench_gen_evict(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.size() <= 12 || n.compare(n.size() - 12, 12, ".safetensors") != 0) continue;
-    const int fd = ::open(e.path().c_str(), O_RDONLY | O_CLOEXEC);
+  for (const auto& f : bench_gen_weight_files(dir)) {
+    const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
     ::fdatasync(fd);
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
