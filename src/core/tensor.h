@@ -1,6 +1,6 @@
 #pragma once
 // A dense row-major float32 tensor that owns 64-byte aligned storage. Shapes are small vectors. The
-// engine computes in f32; only inference weights may stay 16-bit (Param::half, kernels/matrix_ref.h).
+// engine computes in f32; only inference weights may stay 16-bit (Param::half, kernels/gemm_16bit.h).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>

@@ -126,11 +126,12 @@ std::unique_ptr<DecoderLM> load_pretrained(const std::string& dir,
   }
   const bool map_16bit = !options.for_training && options.keep_16bit;
   for (Param* p : model->params()) {
-    if (map_16bit && p->may_stay_16bit && store.has(p->name) && store.dtype(p->name) != DType::F32) {
+    const DType stored = store.has(p->name) ? store.dtype(p->name) : DType::F32;  // absent: read_into says so
+    if (map_16bit && p->may_stay_16bit && stored != DType::F32) {
       SafetensorsFile::Mapped m = store.map(p->name, p->w.shape());
       // 16-bit loads need 2-byte alignment; a file with odd offsets is read into f32 instead.
       if (m.data && reinterpret_cast<uintptr_t>(m.data) % alignof(uint16_t) == 0) {
-        p->half = {static_cast<const uint16_t*>(m.data), store.dtype(p->name), std::move(m.owner)};
+        p->half = {static_cast<const uint16_t*>(m.data), stored, std::move(m.owner)};
         p->w.release_storage();
         continue;
       }
