@@ -25,10 +25,13 @@ for _ in $(seq 100); do [ -s "$WORK/port" ] && break; kill -0 $SERVER 2>/dev/nul
 [ -s "$WORK/port" ] || { cat "$WORK/serve.log"; fail "the server did not start"; }
 PORT=$(cat "$WORK/port")
 
-# Greedy continuations from moe generate, the reference for the server's text.
-for p in "the quick" "once upon" "a b c" "zzz" "hello world" "MoE" "12345" "x"; do
-  "$MOE" generate --model "$M" --prompt "$p" --max-tokens 24 --temperature 0 2>/dev/null | tail -c +$((${#p} + 1)) \
-    | head -c -1 >"$WORK/gen-$(echo "$p" | tr -c 'a-zA-Z0-9\n' _).txt"
+# Greedy continuations from moe generate, the reference for the server's text: 24 tokens, and 256
+# for the concurrent requests (long enough that they overlap on a busy machine).
+for n in 24 256; do
+  for p in "the quick" "once upon" "a b c" "zzz" "hello world" "MoE" "12345" "x"; do
+    "$MOE" generate --model "$M" --prompt "$p" --max-tokens $n --temperature 0 2>/dev/null | tail -c +$((${#p} + 1)) \
+      | head -c -1 >"$WORK/gen-$n-$(echo "$p" | tr -c 'a-zA-Z0-9\n' _).txt"
+  done
 done
 
 timeout 120 python3 - "$PORT" "$WORK" <<'PY'
@@ -59,8 +62,8 @@ def stream(path, body):
     assert events[-1] == "[DONE]", events[-3:]
     return [json.loads(e) for e in events[:-1]]
 
-def expected(prompt):
-    return open(f"{work}/gen-{''.join(ch if ch.isalnum() else '_' for ch in prompt)}.txt", encoding="utf-8", errors="replace", newline="").read()
+def expected(prompt, n=24):
+    return open(f"{work}/gen-{n}-{''.join(ch if ch.isalnum() else '_' for ch in prompt)}.txt", encoding="utf-8", errors="replace", newline="").read()
 
 assert json.loads(call("GET", "/health")[2]) == {"status": "ok"}
 models = json.loads(call("GET", "/v1/models")[2])
@@ -76,16 +79,19 @@ assert "".join(c["choices"][0]["text"] for c in chunks if c["choices"]) == want
 assert chunks[-2]["choices"][0]["finish_reason"] == "length" and chunks[-1]["usage"]["completion_tokens"] == 24
 print(f"completion: {want!r} whole and in {len(chunks)} chunks, as moe generate")
 
-# 8 concurrent requests (batch of 4, the others queued): each text unchanged.
+# 8 concurrent requests (batch of 4, the others queued), released together by a barrier: each
+# text unchanged.
 prompts = ["the quick", "once upon", "a b c", "zzz", "hello world", "MoE", "12345", "x"]
 got = {}
+start = threading.Barrier(len(prompts))
 def one(p):
-    got[p] = ok("/v1/completions", {"prompt": p, "max_tokens": 24, "temperature": 0})["choices"][0]["text"]
+    start.wait()
+    got[p] = ok("/v1/completions", {"prompt": p, "max_tokens": 256, "temperature": 0})["choices"][0]["text"]
 threads = [threading.Thread(target=one, args=(p,)) for p in prompts]
 for t in threads: t.start()
 for t in threads: t.join()
 for p in prompts:
-    assert got[p] == expected(p), (p, got[p], expected(p))
+    assert got[p] == expected(p, 256), (p, got[p], expected(p, 256))
 metrics = call("GET", "/metrics")[2]
 value = lambda name: float([l for l in metrics.splitlines() if l.startswith(name + " ")][0].split()[1])
 assert value("moe_decode_batch_max") >= 2, metrics
