@@ -2,12 +2,12 @@
 // continuous batching; SIGINT or SIGTERM stops it (running generations end, then it exits).
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "commands.h"
+#include "core/stop_signals.h"
 #include "core/error.h"
 #include "core/threading.h"
 #include "io/atomic_file.h"
@@ -27,7 +27,6 @@ struct HttpServeArgs {
 };
 
 std::atomic<bool> g_http_stop{false};
-extern "C" void on_http_signal(int) { g_http_stop.store(true); }
 
 int run_http_serve(HttpServeArgs& a) {
   set_num_threads(a.threads);
@@ -65,8 +64,7 @@ int run_http_serve(HttpServeArgs& a) {
                a.cfg.model_id.c_str(), a.cfg.host.c_str(), port,
                (long long)(a.cfg.window > 0 ? a.cfg.window : model->config().max_position_embeddings),
                a.cfg.max_batch, std::filesystem::exists(tc) ? "tokenizer_config.json" : "none");
-  std::signal(SIGINT, on_http_signal);
-  std::signal(SIGTERM, on_http_signal);
+  StopOnSignal stop_on_signal(g_http_stop);
   std::atomic<bool> done{false};
   std::thread watcher([&] {
     while (!done.load() && !g_http_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));

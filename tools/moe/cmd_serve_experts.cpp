@@ -3,11 +3,11 @@
 // SIGINT, and reloads them on restart.
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <thread>
 
 #include "commands.h"
+#include "core/stop_signals.h"
 #include "core/error.h"
 #include "core/threading.h"
 #include "net/dht_node.h"
@@ -20,7 +20,6 @@ namespace moe::cli {
 namespace {
 
 std::atomic<bool> g_serve_stop{false};
-extern "C" void on_stop(int) { g_serve_stop.store(true); }
 
 struct ServeArgs {
   std::vector<std::string> experts;
@@ -107,8 +106,7 @@ int run_serve(const ServeArgs& a) {
               node.address().c_str(), stored == 0 ? " (announce failed; retrying)" : "", dc.identity->key_id().c_str());
   std::fflush(stdout);
 
-  std::signal(SIGINT, on_stop);
-  std::signal(SIGTERM, on_stop);
+  StopOnSignal stop_on_signal(g_serve_stop);
   using clock = std::chrono::steady_clock;
   auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(
                                           std::chrono::duration<double>(stored == int(sc.uids.size()) ? T : std::min(T, 1.0)));

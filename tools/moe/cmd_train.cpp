@@ -1,10 +1,11 @@
 // moe train: train a model from a config on text files, with a live progress line.
-#include <csignal>
+#include <optional>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
 
 #include "commands.h"
+#include "core/stop_signals.h"
 #include "core/threading.h"
 #include "default_config.h"
 #include "io/atomic_file.h"
@@ -22,7 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void on_signal(int) { g_stop.store(true); }
 
 constexpr const char* kFortunes = "/usr/share/games/fortunes";
 
@@ -184,8 +184,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     progress.print("experts: remote, uids " + a.remote.prefix + ".<layer>.<expert>, found through the DHT at " +
                    a.remote.bootstrap + " (k_min " + std::to_string(a.remote.calls.k_min) + ")");
   }
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  std::optional<StopOnSignal> stop_on_signal(std::in_place, g_stop);
   std::vector<std::vector<int64_t>> acc;
   double last_val = NAN;
   const int64_t print_every = std::max<int64_t>(1, tc.steps / 20);
@@ -219,8 +218,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     }
   }, &g_stop);
   progress.finish();
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
+  stop_on_signal.reset();
   if (g_stop.load()) {
     if (rank0)
       std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());

@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 #include "dist/communicator.h"
 #include "terminal.h"
 
@@ -31,6 +32,7 @@ int fail(int code, const std::string& msg) {
 
 int main(int argc, char** argv) {
   try {
+    moe::route_stop_signals();  // before any thread starts: see core/stop_signals.h
     moe::dist::init_world(&argc, &argv);
   } catch (const moe::Error& e) {
     std::fprintf(stderr, "moe: error: %s\n", e.what());
