@@ -16,7 +16,7 @@
 #   JOBS          runs at a time, one thread each (default 2)
 #   OUT           the CSV, one row per (correlation, model, seed) (default out/mmoe_synthetic.csv);
 #                 every learning rate's validation result goes to the same name with -trials.csv
-# About 25 minutes with the defaults on one core (JOBS=1), ~13 on two. A short version:
+# About 25 minutes with the defaults on one core (JOBS=1), ~11 on two (EPOCHS=20: ~21). A short version:
 # SEEDS=1 EPOCHS=2 bash scripts/mmoe_experiment.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -66,7 +66,9 @@ MultiTaskModel::MultiTaskModel(MultiTaskConfig cfg) : cfg_(cfg) {
   for (int64_t t = 0; t < cfg_.tasks; ++t)
     towers_.push_back(add_mlp("towers." + std::to_string(t), cfg_.outputs, cfg_.tower_hidden, 1));
 
-  // Weights (not biases) drawn in the order of params_, so a config always gives the same model.
+  // Weights (not biases) drawn from the seed in a fixed order: experts, towers, then gates. So one
+  // seed gives MMoE and OMoE the same experts, towers and first gate (MMoE's other gates after),
+  // and their comparison is paired by initialisation, not only by data.
   Rng rng(cfg_.seed);
   auto fill = [&](size_t i, double std) {
     for (int64_t j = 0; j < params_[i].size(); ++j) params_[i].data()[j] = std * rng.normal();
@@ -74,8 +76,8 @@ MultiTaskModel::MultiTaskModel(MultiTaskConfig cfg) : cfg_(cfg) {
   auto glorot = [](const Mat& W) { return std::sqrt(2.0 / double(W.rows() + W.cols())); };
   auto he = [](const Mat& W) { return std::sqrt(2.0 / double(W.rows())); };
   for (const auto& m : experts_) fill(m.w1, he(params_[m.w1])), fill(m.w2, glorot(params_[m.w2]));
-  for (const auto& g : gates_) fill(g.w, glorot(params_[g.w]));
   for (const auto& m : towers_) fill(m.w1, he(params_[m.w1])), fill(m.w2, glorot(params_[m.w2]));
+  for (const auto& g : gates_) fill(g.w, glorot(params_[g.w]));
 }
 
 MultiTaskModel::Mlp MultiTaskModel::add_mlp(const std::string& prefix, int64_t in, int64_t hidden, int64_t out) {

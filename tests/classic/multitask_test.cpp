@@ -171,6 +171,19 @@ TEST(MultiTask, ParameterCountsAndGates) {
   EXPECT_EQ(MultiTaskModel(tiny(Architecture::shared_bottom)).gates(X).cols(), 0);
 }
 
+// One seed gives MMoE and OMoE the same experts, towers and first gate, so that their comparison
+// is paired by initialisation; MMoE's other gates are drawn apart from the first.
+TEST(MultiTask, MmoeAndOmoeShareTheirInitialisationBeyondTheExtraGates) {
+  const auto mm = MultiTaskModel(tiny(Architecture::mmoe)).parameters();
+  const auto om = MultiTaskModel(tiny(Architecture::omoe)).parameters();
+  for (const auto& [name, w] : om) {
+    ASSERT_TRUE(mm.count(name)) << name;
+    EXPECT_EQ(mm.at(name), w) << name;
+  }
+  EXPECT_NE(mm.at("gates.1.w"), mm.at("gates.0.w"));
+  EXPECT_NE(MultiTaskModel(tiny(Architecture::omoe, 8)).parameters().at("towers.0.w1"), om.at("towers.0.w1"));
+}
+
 TEST(MultiTask, BadConfigsAndShapesAreClearErrors) {
   EXPECT_EQ(parse_architecture("omoe"), Architecture::omoe);
   EXPECT_NE(test::error_of([] { parse_architecture("moe"); }).find("known: mmoe, omoe, shared_bottom"), std::string::npos);
