@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "commands.h"
-#include "core/stop_signals.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 #include "core/threading.h"
 #include "io/atomic_file.h"
 #include "model/checkpoint.h"
@@ -25,8 +25,6 @@ struct HttpServeArgs {
   serve::ServerConfig cfg;
   int threads = 0;
 };
-
-std::atomic<bool> g_http_stop{false};
 
 int run_http_serve(HttpServeArgs& a) {
   set_num_threads(a.threads);
@@ -64,10 +62,11 @@ int run_http_serve(HttpServeArgs& a) {
                a.cfg.model_id.c_str(), a.cfg.host.c_str(), port,
                (long long)(a.cfg.window > 0 ? a.cfg.window : model->config().max_position_embeddings),
                a.cfg.max_batch, std::filesystem::exists(tc) ? "tokenizer_config.json" : "none");
-  StopOnSignal stop_on_signal(g_http_stop);
+  std::atomic<bool> stop{false};  // set by SIGINT or SIGTERM
+  StopOnSignal stop_on_signal(stop);
   std::atomic<bool> done{false};
   std::thread watcher([&] {
-    while (!done.load() && !g_http_stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    while (!done.load() && !stop.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     server.stop();
   });
   server.run();

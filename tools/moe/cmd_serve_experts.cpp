@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "commands.h"
-#include "core/stop_signals.h"
 #include "core/error.h"
+#include "core/stop_signals.h"
 #include "core/threading.h"
 #include "net/dht_node.h"
 #include "net/identity.h"
@@ -18,8 +18,6 @@
 namespace moe::cli {
 
 namespace {
-
-std::atomic<bool> g_serve_stop{false};
 
 struct ServeArgs {
   std::vector<std::string> experts;
@@ -106,12 +104,13 @@ int run_serve(const ServeArgs& a) {
               node.address().c_str(), stored == 0 ? " (announce failed; retrying)" : "", dc.identity->key_id().c_str());
   std::fflush(stdout);
 
-  StopOnSignal stop_on_signal(g_serve_stop);
+  std::atomic<bool> stop{false};  // set by SIGINT or SIGTERM
+  StopOnSignal stop_on_signal(stop);
   using clock = std::chrono::steady_clock;
   auto next_announce = clock::now() + std::chrono::duration_cast<clock::duration>(
                                           std::chrono::duration<double>(stored == int(sc.uids.size()) ? T : std::min(T, 1.0)));
   auto next_save = clock::now() + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(a.save_every));
-  while (!g_serve_stop.load()) {
+  while (!stop.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     const auto now = clock::now();
     if (now >= next_announce) {

@@ -1,7 +1,7 @@
 // moe train: train a model from a config on text files, with a live progress line.
-#include <optional>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "commands.h"
@@ -21,8 +21,6 @@ namespace moe::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::atomic<bool> g_stop{false};
 
 constexpr const char* kFortunes = "/usr/share/games/fortunes";
 
@@ -184,7 +182,8 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     progress.print("experts: remote, uids " + a.remote.prefix + ".<layer>.<expert>, found through the DHT at " +
                    a.remote.bootstrap + " (k_min " + std::to_string(a.remote.calls.k_min) + ")");
   }
-  std::optional<StopOnSignal> stop_on_signal(std::in_place, g_stop);
+  std::atomic<bool> stop{false};  // set by SIGINT or SIGTERM
+  std::optional<StopOnSignal> stop_on_signal(std::in_place, stop);
   std::vector<std::vector<int64_t>> acc;
   double last_val = NAN;
   const int64_t print_every = std::max<int64_t>(1, tc.steps / 20);
@@ -216,10 +215,10 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
                     r.peer_layers[i], 100.0 * r.peer_fraction_used[i], r.peer_kl_from_uniform[i], 100.0 * r.peer_head_overlap[i]);
       progress.print(b);
     }
-  }, &g_stop);
+  }, &stop);
   progress.finish();
   stop_on_signal.reset();
-  if (g_stop.load()) {
+  if (stop.load()) {
     if (rank0)
       std::fprintf(stderr, "interrupted: checkpoint of step %lld saved in %s; continue with --resume\n", (long long)end, a.out.c_str());
     return 130;
