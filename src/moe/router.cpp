@@ -1,6 +1,7 @@
 #include "moe/router.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "kernels/gemm.h"
 
@@ -30,6 +31,29 @@ void Router::update_balance_bias(Param& bias, std::vector<int64_t>& load, float 
     bias.w[int64_t(e)] += speed * float((diff > 0) - (diff < 0));
   }
   load.clear();
+}
+
+void Router::weigh_chosen_scores(RoutingPlan& plan, const float* scores, int64_t n, int k, int E,
+                                 const std::function<float(float)>& scale, std::vector<double>& sums) {
+  RouterStats& st = plan.stats;
+  st.tokens_per_expert.assign(E, 0);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* s = scores + t * E;
+    float sum = 0, all = 0;
+    for (int j = 0; j < k; ++j) sum += s[plan.expert[t * k + j]];
+    for (int e = 0; e < E; ++e) all += s[e];
+    const float f = scale(sum);
+    for (int j = 0; j < k; ++j) {
+      const int32_t e = plan.expert[t * k + j];
+      plan.weight[t * k + j] = s[e] * f;
+      st.tokens_per_expert[e]++;
+    }
+    for (int e = 0; e < E; ++e) {
+      const double p = s[e] / all;
+      sums[e] += p;
+      if (p > 0) sums[E] -= p * std::log(p);
+    }
+  }
 }
 
 int64_t Router::reduce_over_group(RouterStats& st, std::vector<double>& sums, int k) const {

@@ -1,5 +1,6 @@
 #pragma once
 // A router maps token features to a routing plan. It owns the gate parameters, never the experts.
+#include <functional>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -58,6 +59,12 @@ class Router {
   // Sums this rank's per-expert counts (st.tokens_per_expert) and the extra sums over the data
   // group, in place (one exact all-reduce); returns the batch's token count (counts / k).
   int64_t reduce_over_group(RouterStats& st, std::vector<double>& sums, int k) const;
+  // For routers whose weights are the chosen experts' scores s [n, E] (>= 0; plan.expert filled):
+  // weight = s_e * scale(sum of the token's chosen scores). Counts the tokens per expert into
+  // plan.stats (from zero) and adds to sums[0..E) the scores normalised over all E experts, to
+  // sums[E] their entropy.
+  static void weigh_chosen_scores(RoutingPlan& plan, const float* s, int64_t n, int k, int E,
+                                  const std::function<float(float)>& scale, std::vector<double>& sums);
 
   bool training_ = false;
   int64_t seq_len_ = 0;

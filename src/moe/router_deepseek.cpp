@@ -90,28 +90,13 @@ void DeepSeekRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   val_.resize(n * k);
   kernels::topk_rows(plan.expert.data(), val_.data(), choice_.data(), n, E, k);
   RouterStats& st = plan.stats;
-  st.tokens_per_expert.assign(E, 0);
   st.dropped = 0;
   std::vector<double> sums(E + 1, 0.0);  // [E] sums of the normalised scores, entropy
   const bool renorm = k > 1 && c_.norm_topk_prob;
   const float r = c_.routed_scaling_factor;
-  for (int64_t t = 0; t < n; ++t) {
-    const float* s = scores_.data() + t * E;
-    float sum = 0, all = 0;
-    for (int j = 0; j < k; ++j) sum += s[plan.expert[t * k + j]];
-    for (int e = 0; e < E; ++e) all += s[e];
-    const float scale = renorm ? (c_.scale_normalized ? r : 1.0f) / (sum + 1e-20f) : r;
-    for (int j = 0; j < k; ++j) {
-      const int32_t e = plan.expert[t * k + j];
-      plan.weight[t * k + j] = s[e] * scale;
-      st.tokens_per_expert[e]++;
-    }
-    for (int e = 0; e < E; ++e) {
-      const double p = s[e] / all;
-      sums[e] += p;
-      if (p > 0) sums[E] -= p * std::log(p);
-    }
-  }
+  weigh_chosen_scores(plan, scores_.data(), n, k, E, [&](float sum) {
+    return renorm ? (c_.scale_normalized ? r : 1.0f) / (sum + 1e-20f) : r;
+  }, sums);
   const int64_t N = reduce_over_group(st, sums, k);  // loads and sums over the ranks
   n_global_ = N;
   st.batch_tokens = N;

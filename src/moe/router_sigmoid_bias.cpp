@@ -36,27 +36,12 @@ void SigmoidBiasRouter::forward(RoutingPlan& plan, const float* x, int64_t n) {
   // Statistics, the balancing losses and the bias update's load over the whole batch (all ranks of
   // the data group).
   RouterStats& st = plan.stats;
-  st.tokens_per_expert.assign(E, 0);
   st.dropped = 0;
   std::vector<double> sums(E + 3, 0.0);  // [E] sums of the normalised scores, entropy, seq loss, S
-  double* pmean = sums.data();
-  for (int64_t t = 0; t < n; ++t) {
-    const float* s = scores_.data() + t * E;
-    float sum = 0, all = 0;
-    for (int j = 0; j < k; ++j) sum += s[plan.expert[t * k + j]];
-    for (int e = 0; e < E; ++e) all += s[e];
-    const float scale = (c_.norm_topk_prob ? 1.0f / sum : 1.0f) * c_.routed_scaling_factor;
-    for (int j = 0; j < k; ++j) {
-      const int32_t e = plan.expert[t * k + j];
-      plan.weight[t * k + j] = s[e] * scale;
-      st.tokens_per_expert[e]++;
-    }
-    for (int e = 0; e < E; ++e) {
-      const double p = s[e] / all;  // normalised scores: the distribution reported and balanced
-      pmean[e] += p;
-      if (p > 0) sums[E] -= p * std::log(p);
-    }
-  }
+  const double* pmean = sums.data();
+  weigh_chosen_scores(plan, scores_.data(), n, k, E, [&](float sum) {
+    return (c_.norm_topk_prob ? 1.0f / sum : 1.0f) * c_.routed_scaling_factor;
+  }, sums);
   // Sequence-wise: f and P within each sequence of T tokens (a sequence is never split by ranks).
   const int64_t T = seq_len_ > 0 && n % seq_len_ == 0 ? seq_len_ : n;
   const int64_t S = T ? n / T : 0;
