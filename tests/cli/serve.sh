@@ -25,14 +25,17 @@ for _ in $(seq 100); do [ -s "$WORK/port" ] && break; kill -0 $SERVER 2>/dev/nul
 [ -s "$WORK/port" ] || { cat "$WORK/serve.log"; fail "the server did not start"; }
 PORT=$(cat "$WORK/port")
 
-# Greedy continuations from moe generate, the reference for the server's text: 24 tokens, and 256
-# for the concurrent requests (long enough that they overlap on a busy machine).
-for n in 24 256; do
-  for p in "the quick" "once upon" "a b c" "zzz" "hello world" "MoE" "12345" "x"; do
-    "$MOE" generate --model "$M" --prompt "$p" --max-tokens $n --temperature 0 2>/dev/null | tail -c +$((${#p} + 1)) \
+# Greedy continuations from moe generate, the reference for the server's text: 24 tokens of one
+# prompt, and 256 of each concurrent request's (long enough that they overlap on a busy machine).
+reference() {  # reference N PROMPT...
+  local n=$1 p; shift
+  for p in "$@"; do
+    "$MOE" generate --model "$M" --prompt "$p" --max-tokens "$n" --temperature 0 2>/dev/null | tail -c +$((${#p} + 1)) \
       | head -c -1 >"$WORK/gen-$n-$(echo "$p" | tr -c 'a-zA-Z0-9\n' _).txt"
   done
-done
+}
+reference 24 "the quick"
+reference 256 "the quick" "once upon" "a b c" "zzz" "hello world" "MoE" "12345" "x"
 
 timeout 120 python3 - "$PORT" "$WORK" <<'PY'
 import http.client, json, socket, sys, threading, time
