@@ -23,15 +23,43 @@ std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, con
   Rng rng(cfg.seed);
   std::vector<int32_t> ctx = prompt;  // every token so far (prompt + generated)
   std::vector<float> logits(V);
-  model_.init_cache(caches_, W);
+  // Room for this call only (a window of 40,960 positions would cost a large model gigabytes).
+  const int64_t room = std::min<int64_t>(W, int64_t(prompt.size()) + std::max<int64_t>(cfg.max_tokens, 1));
   positions_computed_ = 0;
-  auto prefill = [&](int64_t keep) {
-    for (auto& c : caches_) c.len = 0;
-    const int64_t n = std::min<int64_t>(keep, int64_t(ctx.size()));
-    model_.forward_cached(logits.data(), ctx.data() + ctx.size() - n, n, caches_);
+  // The previous call's positions that this prompt starts with (a chat's next turn resends the
+  // conversation): kept, and only the rest is prefilled. At least one prompt token is always
+  // computed, for its logits.
+  int64_t reuse = 0;
+  if (W == window_ && int64_t(prompt.size()) <= W && !caches_.empty()) {
+    const size_t most = std::min(cached_.size(), prompt.size() - 1);
+    while (size_t(reuse) < most && cached_[size_t(reuse)] == prompt[size_t(reuse)]) ++reuse;
+  }
+  reused_ = reuse;
+  if (reuse > 0) {
+    for (auto& c : caches_) {
+      c.len = reuse;
+      if (c.capacity() < room) set_capacity(c, room);
+    }
+    cached_.resize(size_t(reuse));
+  } else {
+    model_.init_cache(caches_, room);
+    cached_.clear();
+  }
+  window_ = W;
+  auto forward = [&](const int32_t* ids, int64_t n) {
+    model_.forward_cached(logits.data(), ids, n, caches_);
+    cached_.insert(cached_.end(), ids, ids + n);
     positions_computed_ += n;
   };
-  prefill(W);
+  auto prefill = [&](int64_t keep) {  // the last `keep` tokens of ctx, from position 0
+    for (auto& c : caches_) c.len = 0;
+    cached_.clear();
+    const int64_t n = std::min<int64_t>(keep, int64_t(ctx.size()));
+    forward(ctx.data() + ctx.size() - n, n);
+  };
+  if (reuse > 0) forward(prompt.data() + reuse, int64_t(prompt.size()) - reuse);
+  else prefill(W);
+  prefilled_ = positions_computed_;
   std::vector<int32_t> out;
   for (int64_t i = 0; i < cfg.max_tokens; ++i) {
     const int32_t tok = sample_token(logits.data(), V, cfg.sampler, rng);
@@ -40,11 +68,10 @@ std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, con
     if (on_token && !on_token(tok)) break;
     if (i + 1 == cfg.max_tokens) break;
     if (std::find(cfg.stop_ids.begin(), cfg.stop_ids.end(), tok) != cfg.stop_ids.end()) break;
-    if (caches_[0].len >= W) {
+    if (caches_[0].len >= caches_[0].capacity()) {
       prefill(W / 2);
     } else {
-      model_.forward_cached(logits.data(), &ctx.back(), 1, caches_);
-      positions_computed_ += 1;
+      forward(&ctx.back(), 1);
     }
   }
   return out;

@@ -1,7 +1,9 @@
 #pragma once
 // Autoregressive generation with a KV cache: the prompt is prefilled once, then each new token
 // costs one position. When the context window (max_position_embeddings) is full, the cache is
-// rebuilt from the last half of the window.
+// rebuilt from the last half of the window. The cache outlives a call: a prompt that starts with
+// the ids the last call saw (its prompt and generated tokens, as a chat's next turn does) prefills
+// only what follows them. So the model's weights must not change between calls (forget() if they do).
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -33,11 +35,18 @@ class Generator {
   std::string generate(const std::string& prompt, const GenerateConfig& cfg,
                        const std::function<bool(uint8_t)>& on_token = {});
   int64_t positions_computed() const { return positions_computed_; }
+  // The last call's prompt: positions kept from the call before, and positions computed.
+  int64_t prompt_positions_reused() const { return reused_; }
+  int64_t prompt_positions_computed() const { return prefilled_; }
+  void forget() { caches_.clear(), cached_.clear(); }
 
  private:
   DecoderLM& model_;
   std::vector<LayerKVCache> caches_;
-  int64_t positions_computed_ = 0;  // tokens pushed through the model (prefill + decode)
+  std::vector<int32_t> cached_;  // the ids whose keys and values caches_ hold, position 0 first
+  int64_t window_ = 0;           // the window caches_ were made for
+  int64_t positions_computed_ = 0;  // tokens pushed through the model (prefill + decode), last call
+  int64_t reused_ = 0, prefilled_ = 0;
 };
 
 }  // namespace moe

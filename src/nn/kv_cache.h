@@ -10,6 +10,12 @@ struct LayerKVCache {
   Tensor v;         // [capacity, n_kv_heads, head_dim]
   int64_t len = 0;  // positions filled
   int64_t capacity() const { return k.empty() ? 0 : k.dim(0); }
+  int64_t bytes() const { return int64_t(sizeof(float)) * (k.numel() + v.numel()); }
 };
+
+// Reallocates to room for `capacity` positions, keeping the first min(len, capacity).
+void set_capacity(LayerKVCache& cache, int64_t capacity);
+// dst's first n positions := src's (both made by the same layer's init_cache); dst.len = n.
+void copy_positions(LayerKVCache& dst, const LayerKVCache& src, int64_t n);
 
 }  // namespace moe

@@ -8,7 +8,10 @@
 namespace moe::serve {
 
 BatchEngine::BatchEngine(DecoderLM& model, const BatchEngineConfig& cfg)
-    : model_(model), cfg_(cfg), window_(cfg.window > 0 ? cfg.window : model.config().max_position_embeddings) {
+    : model_(model),
+      cfg_(cfg),
+      window_(cfg.window > 0 ? cfg.window : model.config().max_position_embeddings),
+      prefix_({.max_bytes = cfg.prefix_cache_bytes}) {
   if (cfg.max_batch < 1) throw Error("[serve] the batch must hold at least one sequence");
   if (!model.causal())
     throw Error("[serve] this model's router (" + model.config().router + ") is not causal: it cannot generate text");
@@ -39,6 +42,13 @@ void BatchEngine::finish(Sequence& q, FinishReason why, const std::string& error
   if (why == FinishReason::aborted) ++stats_.aborted;
 }
 
+void BatchEngine::retire(Sequence& q, FinishReason why) {
+  finish(q, why);
+  prefix_.store(std::move(q.ids), std::move(q.caches));
+  std::lock_guard<std::mutex> lk(mu_);
+  stats_.prefix_cache_bytes = prefix_.bytes();
+}
+
 bool BatchEngine::deliver(Sequence& q, const float* logits) {
   const GenerationRequest& r = *q.req;
   const int32_t tok = sample_token(logits, model_.config().vocab_size, r.sampler, q.rng);
@@ -48,9 +58,9 @@ bool BatchEngine::deliver(Sequence& q, const float* logits) {
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.tokens;
   }
-  if (r.on_token && !r.on_token(tok)) return finish(q, FinishReason::aborted), false;
-  if (std::find(r.stop_ids.begin(), r.stop_ids.end(), tok) != r.stop_ids.end()) return finish(q, FinishReason::stop), false;
-  if (q.generated >= r.max_tokens) return finish(q, FinishReason::length), false;
+  if (r.on_token && !r.on_token(tok)) return retire(q, FinishReason::aborted), false;
+  if (std::find(r.stop_ids.begin(), r.stop_ids.end(), tok) != r.stop_ids.end()) return retire(q, FinishReason::stop), false;
+  if (q.generated >= r.max_tokens) return retire(q, FinishReason::length), false;
   return true;
 }
 
@@ -79,17 +89,22 @@ bool BatchEngine::step() {
       finish(*q, FinishReason::length);
       continue;
     }
+    const int64_t n = int64_t(r->prompt.size());
+    int64_t reused = 0;
     try {
-      model_.init_cache(q->caches, int64_t(r->prompt.size()) + r->max_tokens);
+      model_.init_cache(q->caches, n + r->max_tokens);
+      reused = prefix_.restore(r->prompt, q->caches);
       logits_.resize(V);
-      model_.forward_cached(logits_.data(), r->prompt.data(), int64_t(r->prompt.size()), q->caches);
+      model_.forward_cached(logits_.data(), r->prompt.data() + reused, n - reused, q->caches);
     } catch (const std::exception& e) {
       finish(*q, FinishReason::error, e.what());
       continue;
     }
+    q->ids = r->prompt;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stats_.prefill_tokens += int64_t(r->prompt.size());
+      stats_.prefill_tokens += n - reused;
+      stats_.reused_tokens += reused;
     }
     if (deliver(*q, logits_.data())) active_.push_back(std::move(q));
   }
@@ -99,7 +114,10 @@ bool BatchEngine::step() {
     worked = true;
     std::vector<int32_t> tokens(S);
     std::vector<std::vector<LayerKVCache>*> caches(S);
-    for (int64_t s = 0; s < S; ++s) tokens[s] = active_[s]->last, caches[s] = &active_[s]->caches;
+    for (int64_t s = 0; s < S; ++s) {
+      tokens[s] = active_[s]->last, caches[s] = &active_[s]->caches;
+      active_[s]->ids.push_back(active_[s]->last);
+    }
     logits_.resize(S * V);
     try {
       model_.decode_step(logits_.data(), tokens.data(), caches);

@@ -2,7 +2,8 @@
 // Continuous batching: concurrent generation requests share each decode step. A request is
 // prefilled alone when it joins, then decodes one token per step together with every other running
 // request (DecoderLM::decode_step: attention per sequence, the experts once over all rows), and
-// leaves the batch the step it ends, its slot going to the next waiting request.
+// leaves the batch the step it ends, its slot going to the next waiting request. A prefix cache
+// (prefix_cache.h) keeps finished sequences' keys and values for the requests that start alike.
 // The engine is driven by one thread (run() or step()); submit() and stats() are thread-safe.
 #include <atomic>
 #include <condition_variable>
@@ -16,6 +17,7 @@
 #include "core/rng.h"
 #include "infer/sampler.h"
 #include "model/decoder_lm.h"
+#include "serve/prefix_cache.h"
 
 namespace moe::serve {
 
@@ -43,13 +45,16 @@ struct GenerationRequest {
 struct BatchEngineConfig {
   int max_batch = 8;    // sequences decoding together; the others wait in the queue
   int64_t window = 0;   // context: prompt + max_tokens must fit; 0: max_position_embeddings
+  int64_t prefix_cache_bytes = 0;  // finished sequences' KV caches kept for reuse; 0: none
 };
 
 struct BatchEngineStats {
   int64_t steps = 0;           // batched decode steps
   int64_t rows = 0;            // sequences summed over the steps (rows / steps: mean batch)
   int64_t max_rows = 0;        // the largest batch of a step
-  int64_t prefill_tokens = 0;  // prompt tokens
+  int64_t prefill_tokens = 0;  // prompt tokens computed
+  int64_t reused_tokens = 0;   // prompt tokens whose keys and values came from the prefix cache
+  int64_t prefix_cache_bytes = 0;
   int64_t tokens = 0;          // sampled tokens
   int64_t completed = 0;       // requests ended (any reason)
   int64_t aborted = 0;         // of which on_token said stop
@@ -75,6 +80,7 @@ class BatchEngine {
   struct Sequence {
     std::shared_ptr<GenerationRequest> req;
     std::vector<LayerKVCache> caches;
+    std::vector<int32_t> ids;  // the tokens whose keys and values caches hold
     Rng rng{0};
     int64_t generated = 0;
     int32_t last = 0;
@@ -82,12 +88,15 @@ class BatchEngine {
   // Samples from logits [V] for q; false when q ended (then finished).
   bool deliver(Sequence& q, const float* logits);
   void finish(Sequence& q, FinishReason why, const std::string& error = {});
+  // finish(), then the sequence's caches go to the prefix cache.
+  void retire(Sequence& q, FinishReason why);
 
   DecoderLM& model_;
   BatchEngineConfig cfg_;
   int64_t window_;
   std::vector<std::unique_ptr<Sequence>> active_;
   std::vector<float> logits_;
+  PrefixCache prefix_;  // used by the engine's thread only
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<GenerationRequest>> queue_;

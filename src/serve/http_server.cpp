@@ -137,7 +137,7 @@ int64_t resident_bytes() {
 struct Server::Impl {
   Impl(DecoderLM& m, text::ModelTokenizer t, std::optional<text::ChatTemplate> tp, ServerConfig c)
       : model(m), tokens(std::move(t)), tmpl(std::move(tp)), cfg(std::move(c)),
-        engine(m, BatchEngineConfig{.max_batch = c.max_batch, .window = c.window}) {}
+        engine(m, BatchEngineConfig{.max_batch = c.max_batch, .window = c.window, .prefix_cache_bytes = c.prefix_cache_mb << 20}) {}
 
   DecoderLM& model;
   text::ModelTokenizer tokens;
@@ -303,6 +303,10 @@ struct Server::Impl {
     value("moe_decode_rows_total", "counter", "sequences summed over the decode steps (rows / steps: mean batch)",
           es.rows);
     value("moe_decode_batch_max", "gauge", "the largest batch of one decode step", es.max_rows);
+    value("moe_prefill_tokens_total", "counter", "prompt tokens computed", es.prefill_tokens);
+    value("moe_prefix_reused_tokens_total", "counter", "prompt tokens whose keys and values came from the prefix cache",
+          es.reused_tokens);
+    value("moe_prefix_cache_bytes", "gauge", "size of the kept prefixes' keys and values", es.prefix_cache_bytes);
     metric("moe_time_to_first_token_seconds", "summary", "from submission to the first token (last 4096 requests)");
     std::vector<double> t(metrics.ttft.begin(), metrics.ttft.end());
     std::sort(t.begin(), t.end());

@@ -15,7 +15,7 @@ make_model() {  # make_model DIR VOCAB
 import json, sys
 c = json.load(open(sys.argv[1]))
 c["vocab_size"] = int(sys.argv[3])
-c["max_position_embeddings"] = 128
+c["max_position_embeddings"] = 512
 json.dump(c, open(sys.argv[2], "w"))
 PY
   $REF make-checkpoint --out "$1" --config "$WORK/config.json" --seed 3 || fail "writing a checkpoint"
@@ -28,6 +28,10 @@ chat_twice() {  # chat_twice DIR OUT ARGS...: two user lines; checks two replies
     { cat "$out.err"; fail "moe chat failed on $dir"; }
   [ "$(grep -c '^\[[0-9]* tokens in ' "$out.err")" -eq 2 ] || { cat "$out.err"; fail "expected two replies from $dir"; }
   [ "$(wc -l <"$out.err")" -eq 2 ] || { cat "$out.err"; fail "unexpected stderr from $dir"; }
+  # The second turn's prompt starts with the first's: those positions are kept, not recomputed.
+  grep -q '; prompt: 0 positions reused, [1-9][0-9]* computed\]$' <(sed -n 1p "$out.err") &&
+    grep -q '; prompt: [1-9][0-9]* positions reused, [1-9][0-9]* computed\]$' <(sed -n 2p "$out.err") ||
+    { cat "$out.err"; fail "the second turn did not reuse the first's positions on $dir"; }
   python3 -c 'import sys; open(sys.argv[1], encoding="utf-8", errors="strict").read()' "$out" || fail "replies are not UTF-8"
 }
 

@@ -2,7 +2,8 @@
 # moe serve on loopback, started and stopped by this test: the OpenAI endpoints (completions and
 # chat, whole and streamed), greedy text equal to moe generate's, 8 concurrent requests sharing
 # decode steps with each one's text unchanged, stop strings, a client that disconnects mid-stream,
-# 4xx JSON errors for bad requests (the server staying up for the others), SIGTERM.
+# a chat's next turn served from the prefix cache, 4xx JSON errors for bad requests (the server
+# staying up for the others), SIGTERM.
 source "$(dirname "$0")/lib/common.sh"
 REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
 python3 - "$SRC/tests/cli/data/tiny-moe.json" "$WORK/config.json" <<'PY'
@@ -114,6 +115,17 @@ chunks = stream("/v1/chat/completions", {"messages": msgs, "max_tokens": 10, "te
 assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
 assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == r["choices"][0]["message"]["content"]
 print("chat: whole and streamed agree")
+
+# The conversation's next turn resends the first: the prefix cache supplies those positions.
+metrics = call("GET", "/metrics")[2]
+before = value("moe_prefix_reused_tokens_total")
+msgs2 = msgs + [{"role": "assistant", "content": r["choices"][0]["message"]["content"]}, {"role": "user", "content": "And?"}]
+r2 = ok("/v1/chat/completions", {"messages": msgs2, "max_tokens": 10, "temperature": 0})
+metrics = call("GET", "/metrics")[2]
+reused = value("moe_prefix_reused_tokens_total") - before
+assert r["usage"]["prompt_tokens"] <= reused < r2["usage"]["prompt_tokens"], (reused, r["usage"], r2["usage"])
+assert value("moe_prefix_cache_bytes") > 0, metrics
+print(f"prefix cache: the next turn reused {reused:.0f} of its {r2['usage']['prompt_tokens']} prompt tokens")
 
 # A client that goes away mid-stream: its generation stops (counted as cancelled).
 s = socket.create_connection(("127.0.0.1", port))

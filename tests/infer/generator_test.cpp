@@ -84,6 +84,50 @@ TEST(Generator, GreedyPastTheWindowMatchesFreshFullForwards) {
   EXPECT_GE(slides, 3);
 }
 
+// A second call whose prompt starts with what the first one saw (a chat's next turn) keeps those
+// positions and computes only the rest; its greedy tokens are still the fresh full forward's argmax.
+// A prompt that departs earlier keeps only the common part; forget() and another window keep none.
+TEST(Generator, NextPromptReusesThePositionsItSharesWithTheLastCall) {
+  DecoderLM m(tiny());
+  m.init_weights(8, 0.3f);
+  Generator g(m);
+  const int64_t V = 256, N = 6;
+  const GenerateConfig greedy{.max_tokens = N, .sampler = {.temperature = 0}};
+  const std::string first = "hello wor";
+  const std::string out1 = g.generate(first, greedy);
+  ASSERT_EQ(int64_t(out1.size()), N);
+  EXPECT_EQ(g.prompt_positions_reused(), 0);
+  EXPECT_EQ(g.prompt_positions_computed(), int64_t(first.size()));
+  // The cache holds the prompt and the first N - 1 generated tokens (the last one was never fed).
+  const std::string second = first + out1 + "ok";
+  const std::string out2 = g.generate(second, greedy);
+  EXPECT_EQ(g.prompt_positions_reused(), int64_t(first.size()) + N - 1);
+  EXPECT_EQ(g.prompt_positions_computed(), int64_t(second.size()) - g.prompt_positions_reused());
+  EXPECT_EQ(g.positions_computed(), g.prompt_positions_computed() + N - 1);
+  std::vector<int32_t> ctx;
+  for (char ch : second) ctx.push_back(uint8_t(ch));
+  for (int64_t i = 0; i < N; ++i) {
+    std::vector<int32_t> tgt(ctx.size(), -1);
+    m.forward(ctx.data(), tgt.data(), 1, int64_t(ctx.size()));
+    const float* last = m.logits().data() + (int64_t(ctx.size()) - 1) * V;
+    EXPECT_GE(last[uint8_t(out2[size_t(i)])], *std::max_element(last, last + V) - 1e-4f) << "token " << i;
+    ctx.push_back(uint8_t(out2[size_t(i)]));
+  }
+  // Departs after "hello ": 6 positions kept.
+  g.generate("hello there", greedy);
+  EXPECT_EQ(g.prompt_positions_reused(), 6);
+  // The same prompt again: all but its last token.
+  g.generate("hello there", greedy);
+  EXPECT_EQ(g.prompt_positions_reused(), 10);
+  g.forget();
+  g.generate("hello there", greedy);
+  EXPECT_EQ(g.prompt_positions_reused(), 0);
+  GenerateConfig narrower = greedy;
+  narrower.window = 20;
+  g.generate("hello there", narrower);
+  EXPECT_EQ(g.prompt_positions_reused(), 0);
+}
+
 // Token ids of a 300-token vocabulary (a tokenizer's): greedy ids are the fresh full forward's
 // argmax, ids beyond 255 come out, and a prompt outside the vocabulary or empty is an error.
 TEST(Generator, TokenIdsBeyondTheByteRange) {

@@ -144,7 +144,10 @@ int run_chat(const ChatArgs& a) {
     std::printf("\n");
     std::fflush(stdout);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "[%zu tokens in %.2f s, %s tok/s]\n", n, s, format_rate(double(n) / s).c_str());
+    // The prompt positions kept from the last turn (the conversation so far) and those computed.
+    std::fprintf(stderr, "[%zu tokens in %.2f s, %s tok/s; prompt: %lld positions reused, %lld computed]\n", n, s,
+                 format_rate(double(n) / s).c_str(), (long long)gen.prompt_positions_reused(),
+                 (long long)gen.prompt_positions_computed());
     messages.push_back({{"role", "assistant"}, {"content", reply}});
   }
   return 0;

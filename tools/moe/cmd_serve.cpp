@@ -39,6 +39,8 @@ int run_http_serve(HttpServeArgs& a) {
     throw Error("[serve] --listen " + a.listen + ": the port must be a number in [0, 65535]");
   }
   if (a.cfg.max_batch < 1 || a.cfg.max_queue < 0) throw Error("[serve] --max-batch must be >= 1 and --max-queue >= 0");
+  if (a.cfg.prefix_cache_mb < 0 || a.cfg.prefix_cache_mb > (int64_t(1) << 30))
+    throw Error("[serve] --prefix-cache-mb must be between 0 and 2^30");
   auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));
   model->set_data_group(dist::Communicator());
   text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
@@ -89,6 +91,9 @@ Runner add_serve(CLI::App& app) {
   c->add_option("--max-body", a->cfg.max_body, "largest request body in bytes; beyond: 413")->capture_default_str();
   c->add_option("--context", a->cfg.window, "context in tokens (prompt + max_tokens); 0: max_position_embeddings")->capture_default_str();
   c->add_option("--default-max-tokens", a->cfg.default_max_tokens, "max_tokens of a request that gives none")->capture_default_str();
+  c->add_option("--prefix-cache-mb", a->cfg.prefix_cache_mb,
+                "MiB of finished requests' keys and values kept, so a prompt that starts alike (a chat's next turn) "
+                "prefills only the rest; 0: off")->capture_default_str();
   c->add_option("--port-file", a->port_file, "write the port listened on to this file (useful with port 0)");
   c->add_option("--threads", a->threads, "compute threads (0: all cores)");
   return [a] { return run_http_serve(*a); };
