@@ -11,7 +11,7 @@ BatchEngine::BatchEngine(DecoderLM& model, const BatchEngineConfig& cfg)
     : model_(model),
       cfg_(cfg),
       window_(cfg.window > 0 ? cfg.window : model.config().max_position_embeddings),
-      prefix_({.max_bytes = cfg.prefix_cache_bytes}) {
+      prefix_({.max_bytes = cfg.prefix_cache_bytes, .max_entries = cfg.prefix_cache_entries}) {
   if (cfg.max_batch < 1) throw Error("[serve] the batch must hold at least one sequence");
   if (!model.causal())
     throw Error("[serve] this model's router (" + model.config().router + ") is not causal: it cannot generate text");

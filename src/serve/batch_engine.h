@@ -46,6 +46,7 @@ struct BatchEngineConfig {
   int max_batch = 8;    // sequences decoding together; the others wait in the queue
   int64_t window = 0;   // context: prompt + max_tokens must fit; 0: max_position_embeddings
   int64_t prefix_cache_bytes = 0;  // finished sequences' KV caches kept for reuse; 0: none
+  int64_t prefix_cache_entries = 0;  // at most this many of them; 0: as many as the bytes hold
 };
 
 struct BatchEngineStats {

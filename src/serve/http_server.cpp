@@ -137,7 +137,12 @@ int64_t resident_bytes() {
 struct Server::Impl {
   Impl(DecoderLM& m, text::ModelTokenizer t, std::optional<text::ChatTemplate> tp, ServerConfig c)
       : model(m), tokens(std::move(t)), tmpl(std::move(tp)), cfg(std::move(c)),
-        engine(m, BatchEngineConfig{.max_batch = c.max_batch, .window = c.window, .prefix_cache_bytes = c.prefix_cache_mb << 20}) {}
+        // The prefix cache keeps as many requests as 4 full batches: its memory settles within the
+        // first few batches instead of growing until the bytes are used.
+        engine(m, BatchEngineConfig{.max_batch = c.max_batch,
+                                    .window = c.window,
+                                    .prefix_cache_bytes = c.prefix_cache_mb << 20,
+                                    .prefix_cache_entries = 4 * int64_t(c.max_batch)}) {}
 
   DecoderLM& model;
   text::ModelTokenizer tokens;

@@ -37,7 +37,8 @@ void PrefixCache::store(std::vector<int32_t> ids, std::vector<LayerKVCache> cach
   }
   for (size_t i = entries_.size(); i-- > 0;)
     if (common_prefix(entries_[i].ids, ids) == entries_[i].ids.size()) drop(i);
-  while (bytes_ + bytes > cfg_.max_bytes && !entries_.empty()) {
+  while (!entries_.empty() &&
+         (bytes_ + bytes > cfg_.max_bytes || (cfg_.max_entries > 0 && int64_t(entries_.size()) >= cfg_.max_entries))) {
     size_t oldest = 0;
     for (size_t i = 1; i < entries_.size(); ++i)
       if (entries_[i].used < entries_[oldest].used) oldest = i;

@@ -13,6 +13,7 @@ namespace moe::serve {
 
 struct PrefixCacheConfig {
   int64_t max_bytes = 0;    // the kept caches' total size; 0: keep nothing
+  int64_t max_entries = 0;  // sequences kept; 0: as many as max_bytes holds
   int64_t min_tokens = 16;  // a shorter common prefix is recomputed (copying it saves little)
 };
 
@@ -21,7 +22,7 @@ class PrefixCache {
   explicit PrefixCache(const PrefixCacheConfig& cfg) : cfg_(cfg) {}
   // Keeps caches (moved in, cut to ids.size() positions) as the keys and values of `ids`. Drops
   // kept entries whose ids are a prefix of `ids` (this one covers them), then the least recently
-  // used until the total fits max_bytes; an entry larger than max_bytes alone, or with fewer than
+  // used until the total fits max_bytes and max_entries; an entry larger than max_bytes alone, or with fewer than
   // min_tokens ids, is not kept.
   void store(std::vector<int32_t> ids, std::vector<LayerKVCache> caches);
   // The longest kept prefix of prompt, of at least min_tokens and at most prompt.size() - 1 ids

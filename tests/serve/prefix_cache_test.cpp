@@ -79,7 +79,7 @@ TEST(PrefixCache, RestoresTheLongestKeptPrefixExactly) {
   EXPECT_EQ(pc.restore({0}, got), 0);
 }
 
-TEST(PrefixCache, DropsCoveredAndLeastRecentlyUsedEntriesToFitItsBytes) {
+TEST(PrefixCache, DropsCoveredAndLeastRecentlyUsedEntriesToFitItsBytesAndCount) {
   DecoderLM m(config("mixtral"));
   // One position: 2 layers x (k + v) x 8 floats = 128 bytes, plus 4 bytes of id.
   const int64_t per_position = 2 * 2 * 8 * 4 + 4;
@@ -105,6 +105,16 @@ TEST(PrefixCache, DropsCoveredAndLeastRecentlyUsedEntriesToFitItsBytes) {
   pc.store(iota_ids(31, 400), filled(m, 31, 31, 6));
   pc.store({7}, filled(m, 1, 1, 7));
   EXPECT_EQ(pc.entries(), 3);
+  // At most max_entries: the least recently used goes first.
+  PrefixCache two({.max_bytes = 1 << 20, .max_entries = 2, .min_tokens = 2});
+  two.store(iota_ids(4, 0), filled(m, 4, 4, 1));
+  two.store(iota_ids(4, 10), filled(m, 4, 4, 2));
+  m.init_cache(got, 40);
+  EXPECT_EQ(two.restore(iota_ids(5, 0), got), 4);
+  two.store(iota_ids(4, 20), filled(m, 4, 4, 3));
+  EXPECT_EQ(two.entries(), 2);
+  EXPECT_EQ(two.restore(iota_ids(5, 10), got), 0);
+  EXPECT_EQ(two.restore(iota_ids(5, 0), got), 4);
   PrefixCache off({});
   off.store(iota_ids(10, 0), filled(m, 10, 10, 8));
   EXPECT_EQ(off.entries(), 0);
