@@ -126,6 +126,35 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 // Scores into scratch, a softmax over the n_ctx positions, then the weighted sum of values. Heads
 // run one after another: scratch holds one head's scores only.
+// Units are (head, block of query rows), so a prompt shorter than a block still spreads over the
+// threads by head, and a long one by block.
+void attention_prefill(float* out, const float* q, const float* k, const float* v, int64_t n, int64_t past,
+                       int64_t Hq, int64_t Hkv, int64_t D) {
+  MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0 && n > 0 && past >= 0);
+  const int64_t G = Hq / Hkv, qs = Hq * D, ks = Hkv * D, T = past + n;
+  const float scale = 1.0f / std::sqrt(float(D));
+  const int64_t blocks = (n + kRowBlock - 1) / kRowBlock, units = Hq * blocks;
+#pragma omp parallel if (units > 1 && units >= max_threads())
+  {
+    std::vector<float> S(size_t(std::min(n, kRowBlock) * T));  // [m, keys] scores, then probabilities
+#pragma omp for schedule(dynamic)
+    for (int64_t u = 0; u < units; ++u) {
+      const int64_t h = u / blocks, g = h / G, i0 = (u % blocks) * kRowBlock;
+      const int64_t i1 = std::min(n, i0 + kRowBlock), m = i1 - i0, keys = past + i1;
+      // S = Q[i0:i1] K[0:keys]^T / sqrt(D)
+      gemm(false, true, m, keys, D, scale, q + i0 * qs + h * D, qs, k + g * D, ks, 0.0f, S.data(), keys);
+      for (int64_t i = 0; i < m; ++i) {
+        float* row = S.data() + i * keys;
+        const int64_t seen = past + i0 + i + 1;
+        softmax_forward(row, row, 1, seen);
+        std::fill(row + seen, row + keys, 0.0f);
+      }
+      // O[i0:i1] = S V[0:keys]
+      gemm(false, false, m, D, keys, 1.0f, S.data(), keys, v + g * D, ks, 0.0f, out + i0 * qs + h * D, qs);
+    }
+  }
+}
+
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
                       int64_t n_ctx, int64_t Hq, int64_t Hkv, int64_t D, float* scratch) {
   MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0 && n_ctx > 0);

@@ -143,18 +143,15 @@ void Attention::forward_cached(float* y, const float* x, int64_t n, LayerKVCache
   }
   kernels::rope_forward(q_.data(), positions_.data(), n, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(kc, positions_.data(), n, c_.n_kv_heads, D, c_.rope_theta);
-  if (cache.len == 0 && n > 1) {
-    // Prefill of an empty cache: the cached keys/values are exactly [n, Hkv, D], so the batched
-    // causal kernel (GEMMs) replaces n decode steps.
-    probs_.resize({1, c_.n_heads, n, n});
-    kernels::attention_forward(att_.data(), probs_.data(), q_.data(), kc, vc, 1, n, c_.n_heads,
-                               c_.n_kv_heads, D);
+  if (n > 1) {
+    // A prefill, of an empty cache or after a kept prefix: GEMMs over the cache replace n decode
+    // steps, with one block of scores per thread rather than [heads, n, n] probabilities.
+    kernels::attention_prefill(att_.data(), q_.data(), cache.k.data(), cache.v.data(), n, cache.len,
+                               c_.n_heads, c_.n_kv_heads, D);
   } else {
-    scratch_.resize({cache.len + n});
-    for (int64_t i = 0; i < n; ++i)
-      kernels::attention_decode(att_.data() + i * qd, q_.data() + i * qd, cache.k.data(),
-                                cache.v.data(), cache.len + i + 1, c_.n_heads, c_.n_kv_heads, D,
-                                scratch_.data());
+    scratch_.resize({cache.len + 1});
+    kernels::attention_decode(att_.data(), q_.data(), cache.k.data(), cache.v.data(), cache.len + 1,
+                              c_.n_heads, c_.n_kv_heads, D, scratch_.data());
   }
   cache.len += n;
   kernels::linear_forward(y, att_.data(), o_proj.matrix(), n, qd, d);

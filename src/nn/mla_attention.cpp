@@ -218,14 +218,12 @@ void MLAttention::forward_cached(float* y, const float* x, int64_t n, LayerKVCac
   float* kc = cache.k.data() + cache.len * row;
   float* vc = cache.v.data() + cache.len * row;
   project(q_.data(), kc, vc, x, n);
-  if (cache.len == 0 && n > 1) {  // prefill of an empty cache: one batched causal pass
-    probs_.resize({1, H_, n, n});
-    kernels::attention_forward(att_.data(), probs_.data(), q_.data(), kc, vc, 1, n, H_, H_, Dp_);
+  if (n > 1) {  // a prefill, of an empty cache or after a kept prefix: GEMMs over the cache
+    kernels::attention_prefill(att_.data(), q_.data(), cache.k.data(), cache.v.data(), n, cache.len, H_, H_, Dp_);
   } else {
-    scratch_.resize({cache.len + n});
-    for (int64_t i = 0; i < n; ++i)
-      kernels::attention_decode(att_.data() + i * row, q_.data() + i * row, cache.k.data(), cache.v.data(),
-                                cache.len + i + 1, H_, H_, Dp_, scratch_.data());
+    scratch_.resize({cache.len + 1});
+    kernels::attention_decode(att_.data(), q_.data(), cache.k.data(), cache.v.data(), cache.len + 1, H_, H_, Dp_,
+                              scratch_.data());
   }
   cache.len += n;
   output(y, n);

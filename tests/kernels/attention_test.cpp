@@ -1,6 +1,6 @@
 // Grouped-query attention (causal, and bidirectional for encoders) against naive double-precision references (forward and
-// backward), central finite differences, causality, GQA, the decode kernel against the full one,
-// and determinism.
+// backward), central finite differences, causality, GQA, the decode and prefill-after-a-cache
+// kernels against the reference, and determinism.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -286,6 +286,30 @@ TEST(Attention, DecodeEqualsLastRowOfForward) {
         ASSERT_NEAR(dec[i], out[t * Hq * D + i], 1e-5) << "T=" << T << " t=" << t << " " << i;
     }
   }
+}
+
+// A prefill of the last n positions after `past` cached ones equals the naive reference's last n
+// rows: within a 64-row block, across blocks (70, 130 rows), after no cache (past 0, a fresh
+// prompt) and after one longer than the prompt; on one thread and on three.
+TEST(Attention, PrefillAfterACacheMatchesReference) {
+  Rng rng(88);
+  const int saved = num_threads();
+  for (int threads : {1, 3}) {
+    set_num_threads(threads);
+    for (auto [past, n, Hq, Hkv, D] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{0, 1, 4, 2, 8},
+                                       {0, 9, 4, 2, 8}, {5, 1, 4, 2, 8}, {5, 9, 4, 2, 8}, {0, 70, 4, 2, 8},
+                                       {100, 70, 3, 1, 16}, {7, 130, 2, 2, 6}}) {
+      const Shape s{1, past + n, Hq, Hkv, D};
+      const Inputs in = random_inputs(s, rng);
+      const Ref ref = attention_ref(s, in, nullptr);
+      std::vector<float> out(n * Hq * D);
+      attention_prefill(out.data(), in.q.data() + past * Hq * D, in.k.data(), in.v.data(), n, past, Hq, Hkv, D);
+      for (int64_t i = 0; i < n * Hq * D; ++i)
+        ASSERT_NEAR(out[i], ref.out[past * Hq * D + i], 1e-5)
+            << "threads " << threads << " past " << past << " n " << n << " at " << i;
+    }
+  }
+  set_num_threads(saved);
 }
 
 // Repeated runs are bit-identical; one thread agrees with three within 1e-5 (GEMM
