@@ -62,7 +62,8 @@ class DecoderLM {
   const Tensor& logits() const { return logits_; }
 
   // Inference with per-layer KV caches. tokens: [n] appended at positions cache[0].len...;
-  // logits: [V] of the last token.
+  // logits: [V] of the last token. n > kPrefillChunk goes through in chunks of that many.
+  static constexpr int64_t kPrefillChunk = 512;
   void init_cache(std::vector<LayerKVCache>& caches, int64_t capacity) const;
   void forward_cached(float* logits, const int32_t* tokens, int64_t n, std::vector<LayerKVCache>& caches);
   // One decode step of S independent sequences (continuous batching): token s is appended to the

@@ -33,6 +33,31 @@ TEST(Generator, CachedLogitsMatchFullForward) {
   }
 }
 
+// A prompt longer than DecoderLM::kPrefillChunk goes through in chunks, each attending to the
+// cache the earlier ones filled: the last logits, and those of a token decoded after it, equal
+// the full forward's.
+TEST(Generator, PromptInChunksMatchesFullForward) {
+  ModelConfig c = tiny();
+  c.max_position_embeddings = 1200;
+  DecoderLM m(c);
+  m.init_weights(5, 0.3f);
+  const int64_t T = 2 * DecoderLM::kPrefillChunk + 77, V = 256;
+  Rng rng(12);
+  std::vector<int32_t> toks(size_t(T + 1));
+  for (auto& t : toks) t = int32_t(rng.next_u64() % 256);
+  std::vector<int32_t> tgt(size_t(T + 1), -1);
+  m.forward(toks.data(), tgt.data(), 1, T + 1);
+  Tensor full = m.logits();
+  std::vector<LayerKVCache> caches;
+  m.init_cache(caches, T + 1);
+  std::vector<float> logits(V);
+  m.forward_cached(logits.data(), toks.data(), T, caches);
+  EXPECT_EQ(caches[0].len, T);
+  for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(logits[v], full[(T - 1) * V + v], 1e-4) << v;
+  m.forward_cached(logits.data(), &toks[size_t(T)], 1, caches);
+  for (int64_t v = 0; v < V; ++v) ASSERT_NEAR(logits[v], full[T * V + v], 1e-4) << v;
+}
+
 TEST(Generator, OnePositionPerNewToken) {
   DecoderLM m(tiny());
   m.init_weights(3, 0.3f);
