@@ -47,7 +47,12 @@ std::vector<int32_t> Generator::generate(const std::vector<int32_t>& prompt, con
   }
   window_ = W;
   auto forward = [&](const int32_t* ids, int64_t n) {
-    model_.forward_cached(logits.data(), ids, n, caches_);
+    try {
+      model_.forward_cached(logits.data(), ids, n, caches_);
+    } catch (...) {
+      forget();  // the caches may hold part of ids: nothing of them is reused
+      throw;
+    }
     cached_.insert(cached_.end(), ids, ids + n);
     positions_computed_ += n;
   };
