@@ -6,21 +6,12 @@
 
 #include "infer/generator.h"
 #include "../test_util.h"
+#include "tiny_decoders.h"
 
 namespace moe::serve {
 namespace {
 
-ModelConfig config(const std::string& type) {
-  nlohmann::json j = {{"model_type", type}, {"vocab_size", 256}, {"hidden_size", 16}, {"intermediate_size", 24},
-                      {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
-                      {"max_position_embeddings", 48}, {"num_experts_per_tok", 2}};
-  if (type == "mixtral") j["num_local_experts"] = 4;
-  if (type == "deepseek_v3")
-    j.update({{"n_routed_experts", 4}, {"moe_intermediate_size", 12}, {"n_group", 2}, {"topk_group", 1},
-              {"q_lora_rank", 6}, {"kv_lora_rank", 6}, {"qk_nope_head_dim", 4}, {"qk_rope_head_dim", 2},
-              {"v_head_dim", 5}, {"first_k_dense_replace", 0}});
-  return ModelConfig::from_json(j, type);
-}
+ModelConfig config(const std::string& type) { return test::tiny_decoder(type, 48); }
 
 TEST(BatchedDecode, OneStepEqualsEachSequencesOwnForward) {
   for (const char* type : {"mixtral", "deepseek_v3"}) {
