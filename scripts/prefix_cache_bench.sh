@@ -35,13 +35,7 @@ for v in "$TURNS" "$WORDS" "$MAX_TOKENS"; do
 done
 [ -x "$MOE" ] || { echo "prefix_cache_bench.sh: no moe binary at $MOE (set MOE=...)" >&2; exit 2; }
 
-WORK=$(mktemp -d)
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source scripts/lib/loopback_server.sh  # WORK, start_server, stop_server, the server killed at exit
 [ -f "$MODEL/config.json" ] || { echo "prefix_cache_bench.sh: no $MODEL/config.json" >&2; exit 2; }
 mkdir "$WORK/model"
 for f in "$MODEL"/*; do ln -s "$(realpath "$f")" "$WORK/model/"; done
@@ -60,13 +54,8 @@ echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; model $MODEL
 run() {  # run OUT SERVER-ARGS...: one conversation against a fresh server
   local out=$1
   shift
-  rm -f "$WORK/port"
-  "$MOE" serve --model "$MODEL" --listen 127.0.0.1:0 --port-file "$WORK/port" --threads "$THREADS" "$@" \
-    2>"$WORK/serve.log" &
-  SERVER=$!
-  for _ in $(seq 600); do [ -s "$WORK/port" ] && break; kill -0 $SERVER 2>/dev/null || break; sleep 0.2; done
-  [ -s "$WORK/port" ] || { cat "$WORK/serve.log" >&2; echo "prefix_cache_bench.sh: the server did not start" >&2; exit 1; }
-  python3 - "$(cat "$WORK/port")" "$TURNS" "$WORDS" "$MAX_TOKENS" "$out" <<'PY'
+  start_server "$MODEL" --threads "$THREADS" "$@"
+  python3 - "$PORT" "$TURNS" "$WORDS" "$MAX_TOKENS" "$out" <<'PY'
 import http.client, json, random, sys, time
 port, turns, words, max_tokens, out = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rng = random.Random(1)
@@ -111,9 +100,7 @@ for t in range(turns):
     msgs.append({"role": "assistant", "content": reply})
 json.dump(rows, open(out, "w"))
 PY
-  kill "$SERVER"
-  wait "$SERVER" 2>/dev/null || true
-  SERVER=""
+  stop_server
 }
 run "$WORK/cached.json"
 run "$WORK/plain.json" --prefix-cache-mb 0

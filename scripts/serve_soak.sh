@@ -36,13 +36,7 @@ MAX_BATCH=16 MAX_QUEUE=64
 if [ $((MAX_BATCH + MAX_QUEUE)) -lt "$CLIENTS" ]; then MAX_QUEUE=$((CLIENTS - MAX_BATCH)); fi  # all admitted, no 429
 [ -x "$MOE" ] || { echo "serve_soak.sh: no moe binary at $MOE (set MOE=...)" >&2; exit 2; }
 
-WORK=$(mktemp -d)
-SERVER=""
-cleanup() {
-  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source scripts/lib/loopback_server.sh  # WORK, start_server, the server killed at exit
 if [ -z "$MODEL" ]; then
   python3 - tests/cli/data/tiny-moe.json "$WORK/config.json" <<'PY'
 import json, sys
@@ -56,14 +50,10 @@ fi
 
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; model $MODEL; $CLIENTS clients for $DURATION s;" \
      "moe serve --max-batch $MAX_BATCH --max-queue $MAX_QUEUE --threads $THREADS"
-"$MOE" serve --model "$MODEL" --listen 127.0.0.1:0 --port-file "$WORK/port" --max-batch $MAX_BATCH \
-  --max-queue $MAX_QUEUE --threads "$THREADS" 2>"$WORK/serve.log" &
-SERVER=$!
-for _ in $(seq 300); do [ -s "$WORK/port" ] && break; kill -0 $SERVER 2>/dev/null || break; sleep 0.2; done
-[ -s "$WORK/port" ] || { cat "$WORK/serve.log" >&2; echo "serve_soak.sh: the server did not start" >&2; exit 1; }
+start_server "$MODEL" --max-batch $MAX_BATCH --max-queue $MAX_QUEUE --threads "$THREADS"
 
 rc=0
-python3 - "$(cat "$WORK/port")" "$CLIENTS" "$DURATION" <<'PY' || rc=$?
+python3 - "$PORT" "$CLIENTS" "$DURATION" <<'PY' || rc=$?
 import http.client, json, random, sys, threading, time
 
 port, clients, duration = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
