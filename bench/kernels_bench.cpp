@@ -1,5 +1,6 @@
 // Micro-benchmarks (Google Benchmark) of the kernels the MoE and PEER layers spend their time in,
-// at the shapes they run: expert GEMMs, SwiGLU, top-k routing, dispatch, product-key retrieval.
+// at the shapes they run: expert GEMMs, decode's bf16 matrix-vector products, SwiGLU, top-k routing,
+// dispatch, product-key retrieval.
 // Whole-layer figures and their ratios come from `moe bench`; these isolate one kernel each.
 //   build/bench/kernels_bench --benchmark_filter=Gemm
 #include <benchmark/benchmark.h>
@@ -8,6 +9,7 @@
 #include "core/tensor.h"
 #include "kernels/activations.h"
 #include "kernels/gemm.h"
+#include "kernels/gemm_16bit.h"
 #include "kernels/product_keys.h"
 #include "kernels/softmax.h"
 #include "kernels/topk.h"
@@ -130,6 +132,26 @@ void BM_ProductKeySearch(benchmark::State& st) {
   st.SetItemsProcessed(int64_t(st.iterations()) * nb);
 }
 BENCHMARK(BM_ProductKeySearch)->Arg(64)->Arg(256)->Arg(1024);
+
+// Decode's product of one row with bf16 weights [out, in], streamed from memory as decode reads
+// them: the matrices cycle through 512 MiB (beyond any cache), so bytes/s is the weights' read
+// rate, to set beside the machine's bandwidth (`moe bench generate --model` measures both).
+void BM_GemvBf16(benchmark::State& st) {
+  if (!kernels::gemv_16bit_available()) return st.SkipWithError("no AVX-512 matrix-vector loop in this build");
+  const int64_t out = st.range(0), in = st.range(1), count = (int64_t(512) << 20) / (2 * out * in);
+  std::vector<uint16_t> w(size_t(count * out * in));
+  for (size_t i = 0; i < w.size(); ++i) w[i] = uint16_t(0x3f80 + (i % 64));  // bf16 values near 1
+  Tensor x = noise({1, in}, 3), y({1, out});
+  int64_t m = 0;
+  for (auto _ : st) {
+    kernels::linear_forward(y.data(), x.data(), kernels::MatrixRef(w.data() + m * out * in, DType::BF16), 1, in, out);
+    m = (m + 1) % count;
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * out * in * 2);
+}
+// An expert's gate or up projection and its down projection (the 2.55 GB qwen3_moe of
+// docs/performance.md), and an attention projection.
+BENCHMARK(BM_GemvBf16)->Args({256, 1024})->Args({1024, 256})->Args({2048, 1024})->UseRealTime();
 
 }  // namespace
 }  // namespace moe

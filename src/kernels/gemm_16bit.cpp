@@ -106,47 +106,58 @@ inline __m512 load_16bit(const uint16_t* p, __mmask16 m) {
   else return _mm512_cvtph_ps(h);
 }
 
-// R rows of W against row x: 16 lanes per row, the tail masked.
-template <DType T, int R>
-void dot_rows(float* out, const float* x, const uint16_t* w, int64_t in) {
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < in; k += 16) {
-    const __mmask16 m = in - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (in - k)) - 1);
-    const __m512 xv = _mm512_maskz_loadu_ps(m, x + k);
-    // The next R rows, one 64-byte line per row every 32 values: with weights in 4 KiB file pages
-    // (mapped, no huge pages) the hardware prefetcher alone got 16.6 GB/s here, this 20.0.
-    // A prefetch past the matrix's end is harmless (it never faults).
-    if (R > 1 && (k & 31) == 0)
-      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(w + (R + r) * in + k), _MM_HINT_T0);
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(xv, load_16bit<T>(w + r * in + k, m), acc[r]);
+// One row of W against N rows of x (row stride ldx), the row read front to back once: 32 values
+// a step, two accumulators per row of x, each row of x summed in the same order whatever N is (so
+// a sequence decodes alike alone or in a batch). The next lines are prefetched 1 KiB ahead.
+template <DType T, int N>
+void dot_row(float* out, const float* x, int64_t ldx, const uint16_t* w, int64_t in) {
+  constexpr int64_t kPrefetchBytes = 1024;
+  __m512 acc[N][2];
+  for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= in; k += 32) {
+    // Past the matrix's end near its last row: harmless, a prefetch never faults.
+    _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+    const __m512 w0 = load_16bit<T>(w + k, 0xffff), w1 = load_16bit<T>(w + k + 16, 0xffff);
+    for (int i = 0; i < N; ++i) {
+      acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k), w0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k + 16), w1, acc[i][1]);
+    }
   }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+  for (; k < in; k += 16) {
+    const __mmask16 m = in - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (in - k)) - 1);
+    const __m512 wv = load_16bit<T>(w + k, m);
+    for (int i = 0; i < N; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i * ldx + k), wv, acc[i][0]);
+  }
+  for (int i = 0; i < N; ++i) out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
 }
 
 // y[n, out] (+)= x W^T for a few rows of x, x kept in f32. Hand-written because decode is a few
-// hundred products of 1-4 rows per token, bound by reading the weights, and there oneDNN 2.6's
-// bf16 matmul read them at 65-68% of the DRAM bandwidth (34.5 tokens/s on the 2.55 GB model of
-// docs/performance.md); this loop, which streams each weight row once for all n rows of x and
-// prefetches the next rows, reads them at 72% (38.9 tokens/s), and rounds nothing but the weights.
-// f16 weights take the same loop (vcvtph2ps widens them); with more rows, the block path.
+// hundred products of 1-8 rows per token, bound by reading the weights, and there oneDNN 2.6's
+// bf16 matmul read them at 65-68% of the DRAM bandwidth (Intel Xeon, docs/performance.md). Each
+// thread streams its share of W's rows in order, each row once for all n rows of x: one sequential
+// stream per thread. On an AMD EPYC (Zen 4) that reads 19-20 GB/s per core where an earlier loop,
+// reading 4 rows side by side, got 10.5 (kernels_bench BM_GemvBf16). Rounds nothing but the
+// weights; f16 weights take the same loop (vcvtph2ps widens them); more rows take the block path.
 template <DType T>
 void gemv_16bit(float* y, const float* x, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
-  constexpr int64_t kRows = 4;
-  const int64_t blocks = (out + kRows - 1) / kRows;
+  static_assert(kGemvMaxRows == 8);
+  MOE_ASSERT(n >= 1 && n <= kGemvMaxRows);
 #pragma omp parallel for schedule(static) if (!omp_in_parallel() && out * in >= (int64_t(1) << 17))
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t j0 = b * kRows, rows = std::min(kRows, out - j0);
-    for (int64_t i = 0; i < n; ++i) {
-      float d[kRows];
-      if (rows == kRows) {
-        dot_rows<T, 4>(d, x + i * in, W + j0 * in, in);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) dot_rows<T, 1>(d + r, x + i * in, W + (j0 + r) * in, in);
-      }
-      float* yi = y + i * out + j0;
-      for (int64_t r = 0; r < rows; ++r) yi[r] = accumulate ? yi[r] + d[r] : d[r];
+  for (int64_t j = 0; j < out; ++j) {
+    float d[kGemvMaxRows];
+    const uint16_t* w = W + j * in;
+    switch (n) {
+      case 1: dot_row<T, 1>(d, x, in, w, in); break;
+      case 2: dot_row<T, 2>(d, x, in, w, in); break;
+      case 3: dot_row<T, 3>(d, x, in, w, in); break;
+      case 4: dot_row<T, 4>(d, x, in, w, in); break;
+      case 5: dot_row<T, 5>(d, x, in, w, in); break;
+      case 6: dot_row<T, 6>(d, x, in, w, in); break;
+      case 7: dot_row<T, 7>(d, x, in, w, in); break;
+      default: dot_row<T, 8>(d, x, in, w, in); break;
     }
+    for (int64_t i = 0; i < n; ++i) y[i * out + j] = accumulate ? y[i * out + j] + d[i] : d[i];
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)

@@ -38,7 +38,7 @@ void linear_forward_blocks(float* y, const float* x, const MatrixRef& W, int64_t
 // Whether linear_forward multiplies bf16 weights in bf16 on this CPU (n > kGemvMaxRows).
 bool bf16_matmul_available();
 // Whether products of at most kGemvMaxRows rows with 16-bit weights take the matrix-vector loop.
-inline constexpr int64_t kGemvMaxRows = 4;
+inline constexpr int64_t kGemvMaxRows = 8;
 bool gemv_16bit_available();
 
 // dst[count, cols] = rows [r0, r0 + count) of W, widened to f32.

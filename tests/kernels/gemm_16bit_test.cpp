@@ -91,6 +91,23 @@ TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
       }
 }
 
+// The matrix-vector loop sums each row of x in one order whatever rows come with it: a sequence
+// decodes to the same bits alone and in a batch of up to kGemvMaxRows.
+TEST(Gemm16, MatrixVectorRowsAreTheSameAloneAndTogether) {
+  if (!gemv_16bit_available()) GTEST_SKIP() << "no AVX-512 matrix-vector loop in this build";
+  for (DType t : {DType::BF16, DType::F16})
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{1000, 300}, {77, 5}}) {
+      const Case c = make_case(kGemvMaxRows, in, out, t, uint64_t(in + out));
+      std::vector<float> together(static_cast<size_t>(kGemvMaxRows * out)), alone(static_cast<size_t>(out));
+      linear_forward(together.data(), c.x.data(), MatrixRef(c.w16.data(), t), kGemvMaxRows, in, out);
+      for (int64_t i = 0; i < kGemvMaxRows; ++i) {
+        linear_forward(alone.data(), c.x.data() + i * in, MatrixRef(c.w16.data(), t), 1, in, out);
+        for (int64_t j = 0; j < out; ++j)
+          ASSERT_EQ(alone[size_t(j)], together[size_t(i * out + j)]) << dtype_name(t) << " row " << i << " col " << j;
+      }
+    }
+}
+
 TEST(Gemm16, F32MatrixRefIsTheF32Product) {
   const Case c = make_case(5, 33, 7, DType::BF16, 3);
   std::vector<float> a(35), b(35);
