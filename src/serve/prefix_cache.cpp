@@ -25,15 +25,18 @@ void PrefixCache::drop(size_t i) {
 void PrefixCache::store(std::vector<int32_t> ids, std::vector<LayerKVCache> caches) {
   if (cfg_.max_bytes <= 0 || int64_t(ids.size()) < cfg_.min_tokens) return;
   const int64_t n = int64_t(ids.size());
+  // A request's room for max_tokens it did not use is cut off (a copy) when it is over a quarter
+  // of what it holds; a smaller slack is kept, and counted, rather than copied on the engine's thread.
+  const bool cut = !caches.empty() && caches[0].capacity() > n + n / 4;
   int64_t bytes = int64_t(ids.size() * sizeof(int32_t));
   for (const LayerKVCache& c : caches) {
-    MOE_ASSERT(c.len >= n && c.capacity() > 0);
-    bytes += c.bytes() / c.capacity() * n;
+    MOE_ASSERT(c.len >= n && c.capacity() == caches[0].capacity());
+    bytes += cut ? c.bytes() / c.capacity() * n : c.bytes();
   }
   if (bytes > cfg_.max_bytes) return;
   for (LayerKVCache& c : caches) {
     c.len = n;
-    if (c.capacity() > n) set_capacity(c, n);  // a request's room for max_tokens it did not use
+    if (cut) set_capacity(c, n);
   }
   for (size_t i = entries_.size(); i-- > 0;)
     if (common_prefix(entries_[i].ids, ids) == entries_[i].ids.size()) drop(i);

@@ -20,7 +20,8 @@ struct PrefixCacheConfig {
 class PrefixCache {
  public:
   explicit PrefixCache(const PrefixCacheConfig& cfg) : cfg_(cfg) {}
-  // Keeps caches (moved in, cut to ids.size() positions) as the keys and values of `ids`. Drops
+  // Keeps caches (moved in; cut to ids.size() positions when they have room for over a quarter
+  // more) as the keys and values of `ids`. Drops
   // kept entries whose ids are a prefix of `ids` (this one covers them), then the least recently
   // used until the total fits max_bytes and max_entries; an entry larger than max_bytes alone, or with fewer than
   // min_tokens ids, is not kept.

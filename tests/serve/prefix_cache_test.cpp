@@ -96,6 +96,12 @@ TEST(PrefixCache, DropsCoveredAndLeastRecentlyUsedEntriesToFitItsBytesAndCount) 
   pc.store(iota_ids(31, 400), filled(m, 31, 31, 6));
   pc.store({7}, filled(m, 1, 1, 7));
   EXPECT_EQ(pc.entries(), 3);
+  // Room for a quarter more or less is kept as it is (and counted); more is cut off.
+  PrefixCache slack({.max_bytes = 1 << 20, .min_tokens = 2});
+  slack.store(iota_ids(8, 0), filled(m, 10, 8, 1));
+  EXPECT_EQ(slack.bytes(), 10 * (per_position - 4) + 8 * 4);
+  slack.store(iota_ids(8, 50), filled(m, 11, 8, 1));
+  EXPECT_EQ(slack.bytes(), 10 * (per_position - 4) + 8 * 4 + 8 * per_position);
   // At most max_entries: the least recently used goes first.
   PrefixCache two({.max_bytes = 1 << 20, .max_entries = 2, .min_tokens = 2});
   two.store(iota_ids(4, 0), filled(m, 4, 4, 1));
