@@ -124,8 +124,6 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   }
 }
 
-// Scores into scratch, a softmax over the n_ctx positions, then the weighted sum of values. Heads
-// run one after another: scratch holds one head's scores only.
 // Units are (head, block of query rows), so a prompt shorter than a block still spreads over the
 // threads by head, and a long one by block.
 void attention_prefill(float* out, const float* q, const float* k, const float* v, int64_t n, int64_t past,
@@ -155,6 +153,8 @@ void attention_prefill(float* out, const float* q, const float* k, const float* 
   }
 }
 
+// Scores into scratch, a softmax over the n_ctx positions, then the weighted sum of values. Heads
+// run one after another: scratch holds one head's scores only.
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache,
                       int64_t n_ctx, int64_t Hq, int64_t Hkv, int64_t D, float* scratch) {
   MOE_ASSERT(Hkv > 0 && Hq % Hkv == 0 && n_ctx > 0);

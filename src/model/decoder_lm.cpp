@@ -166,10 +166,7 @@ void DecoderLM::forward_cached(float* logits, const int32_t* tokens, int64_t n,
     if (tokens[i] < 0 || tokens[i] >= V) throw Error("[model] token id " + std::to_string(tokens[i]) + " outside the vocabulary");
   // A long prompt goes through in chunks: every layer keeps buffers of its input's rows (the
   // experts' dispatch, attention's projections), which at n = 6,000 came to 1 GB on a 53 MB model.
-  const int64_t m0 = std::min(n, kPrefillChunk);
   acts_.resize(2);
-  acts_[0].resize({m0, d});
-  acts_[1].resize({m0, d});
   int64_t m = 0;
   for (int64_t c0 = 0; c0 < n; c0 += m) {
     m = std::min(kPrefillChunk, n - c0);
