@@ -134,7 +134,9 @@ void attention_prefill(float* out, const float* q, const float* k, const float* 
   const int64_t blocks = (n + kRowBlock - 1) / kRowBlock, units = Hq * blocks;
 #pragma omp parallel if (units > 1 && units >= max_threads())
   {
-    std::vector<float> S(size_t(std::min(n, kRowBlock) * T));  // [m, keys] scores, then probabilities
+    // [m, keys] scores, then probabilities; kept per thread, as this runs per layer per chunk.
+    static thread_local std::vector<float> S;
+    if (S.size() < size_t(std::min(n, kRowBlock) * T)) S.resize(size_t(std::min(n, kRowBlock) * T));
 #pragma omp for schedule(dynamic)
     for (int64_t u = 0; u < units; ++u) {
       const int64_t h = u / blocks, g = h / G, i0 = (u % blocks) * kRowBlock;

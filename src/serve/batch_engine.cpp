@@ -112,24 +112,28 @@ bool BatchEngine::step() {
   const int64_t S = int64_t(active_.size());
   if (S > 0) {
     worked = true;
-    std::vector<int32_t> tokens(S);
-    std::vector<std::vector<LayerKVCache>*> caches(S);
+    step_tokens_.resize(size_t(S));
+    step_caches_.resize(size_t(S));
     for (int64_t s = 0; s < S; ++s) {
-      tokens[s] = active_[s]->last, caches[s] = &active_[s]->caches;
+      step_tokens_[s] = active_[s]->last, step_caches_[s] = &active_[s]->caches;
       active_[s]->ids.push_back(active_[s]->last);
     }
     logits_.resize(S * V);
     try {
-      model_.decode_step(logits_.data(), tokens.data(), caches);
+      model_.decode_step(logits_.data(), step_tokens_.data(), step_caches_);
     } catch (const std::exception& e) {
       for (auto& q : active_) finish(*q, FinishReason::error, e.what());
       active_.clear();
       return true;
     }
-    std::vector<std::unique_ptr<Sequence>> keep;
+    // Finished sequences leave; the others keep their order.
+    int64_t kept = 0;
     for (int64_t s = 0; s < S; ++s)
-      if (deliver(*active_[s], logits_.data() + s * V)) keep.push_back(std::move(active_[s]));
-    active_ = std::move(keep);
+      if (deliver(*active_[s], logits_.data() + s * V)) {
+        if (kept != s) active_[size_t(kept)] = std::move(active_[s]);
+        ++kept;
+      }
+    active_.resize(size_t(kept));
     std::lock_guard<std::mutex> lk(mu_);
     ++stats_.steps;
     stats_.rows += S;

@@ -97,6 +97,8 @@ class BatchEngine {
   int64_t window_;
   std::vector<std::unique_ptr<Sequence>> active_;
   std::vector<float> logits_;
+  std::vector<int32_t> step_tokens_;  // a decode step's inputs, kept so steps do not allocate
+  std::vector<std::vector<LayerKVCache>*> step_caches_;
   PrefixCache prefix_;  // used by the engine's thread only
   mutable std::mutex mu_;
   std::condition_variable cv_;

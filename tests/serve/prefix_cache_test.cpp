@@ -139,11 +139,14 @@ TEST(PrefixCache, EngineGeneratesWhatItDoesWithoutTheCache) {
       return got;
     };
     BatchEngine cached(m, {.max_batch = 2, .prefix_cache_bytes = 1 << 20});
+    BatchEngine plain(m, {.max_batch = 2, .prefix_cache_bytes = 0});
     std::vector<int32_t> turn = iota_ids(20, 30);
     int64_t computed = 0, reused = 0;
     for (int t = 0; t < 3; ++t) {
       const std::vector<int32_t> got = run(cached, turn);
       ASSERT_EQ(int64_t(got.size()), N);
+      EXPECT_EQ(got, run(plain, turn)) << "turn " << t;
+      EXPECT_EQ(plain.stats().reused_tokens, 0);
       // Each token is the argmax of a full forward over the context so far.
       std::vector<int32_t> ctx = turn;
       for (int64_t i = 0; i < N; ++i) {
