@@ -54,6 +54,16 @@ assert g32["weights"] == "f32" and g32["cold"] is True and g32["active_bytes_per
 assert g32["weight_bytes_in_memory"] == 4 * g32["total_params"] and g["weight_bytes_in_memory"] < g32["weight_bytes_in_memory"], (g, g32)
 assert abs(g["bandwidth_fraction"] - g["active_bytes_per_token"] * g["batch1_decode_tokens_per_s"] / (g["bandwidth_gb_s"] * 1e9)) < 1e-9, g
 assert abs(g["concurrent_ratio"] - g["concurrent_decode_tokens_per_s"] / g["batch1_decode_tokens_per_s"]) < 1e-9, g
+# Routing counted per decode step: one request uses its 2 experts in each of the 2 sparse layers;
+# 3 requests between 2 and 6 per layer. A step reads the non-expert weights and each used expert.
+assert g["batch1_distinct_experts_per_step"] == 4, g
+assert 4 <= g["concurrent_distinct_experts_per_step"] <= 12, g
+assert abs(g["batch1_step_weight_bytes"] - g["active_bytes_per_token"]) < 1e-6, g
+expert = 2 * 3 * 32 * 24
+extra = (g["concurrent_distinct_experts_per_step"] - 4) * expert
+assert abs(g["concurrent_step_weight_bytes"] - (g["active_bytes_per_token"] + extra)) < 1e-6, g
+ceiling = 3 * g["batch1_step_weight_bytes"] / g["concurrent_step_weight_bytes"]
+assert abs(g["concurrent_ratio_memory_bound_ceiling"] - ceiling) < 1e-9 and 1 < ceiling <= 3, g
 p = j["peer"]
 assert p["experts"] == 4096 and p["retrieval_us_per_token"] > 0 and p["brute_force_us_per_token"] > 0, p
 assert abs(p["speedup"] - p["brute_force_us_per_token"] / p["retrieval_us_per_token"]) < 1e-9 * p["speedup"], p

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,7 @@
 #include "core/error.h"
 #include "core/threading.h"
 #include "model/checkpoint.h"
+#include "moe/moe_layer.h"
 #include "serve/batch_engine.h"
 #include "weights_option.h"
 
@@ -57,6 +59,8 @@ struct ActiveWeights {
   int64_t total_params = 0;
   double active_bytes = 0;  // from_params' parameters at their held sizes
   double total_bytes = 0;
+  double other_bytes = 0;        // everything but the routed experts (one token reads all of it)
+  double bytes_per_expert = 0;   // one routed expert's matrices (every expert is the same size)
 };
 
 ActiveWeights bench_gen_active_weights(DecoderLM& model) {
@@ -79,6 +83,11 @@ ActiveWeights bench_gen_active_weights(DecoderLM& model) {
   const double share = c.num_local_experts > 0 ? double(c.num_experts_per_tok) / c.num_local_experts : 0.0;
   w.from_params = other + (c.num_local_experts > 0 ? experts * c.num_experts_per_tok / c.num_local_experts : 0);
   w.active_bytes = other_bytes + expert_bytes * share;
+  w.other_bytes = other_bytes;
+  int64_t n_experts = 0;
+  for (auto& b : model.layers)
+    if (b->moe()) n_experts += b->moe()->bank().n_experts();
+  w.bytes_per_expert = n_experts > 0 ? expert_bytes / double(n_experts) : 0.0;
   return w;
 }
 
@@ -119,7 +128,29 @@ struct RunTimes {
   double end_to_end_tokens_per_s = 0;  // all tokens / (submit .. last token), prefill included
   double prefill_s = 0;                // submit .. every request's first token
   double mean_batch = 0;               // rows per decode step
+  // Decode steps that ran all n requests: how many distinct routed experts they used, summed over
+  // the MoE layers (a step reads each of those experts' weights once).
+  int64_t full_steps = 0;
+  double distinct_experts_per_step = 0;
 };
+
+// Distinct experts the last forward routed to, summed over the MoE layers; -1 unless every MoE
+// layer's last forward had n tokens (a decode step of all n requests, not a prefill).
+int64_t bench_gen_distinct_experts(DecoderLM& model, int64_t n) {
+  int64_t total = 0;
+  std::vector<uint8_t> used;
+  for (auto& b : model.layers) {
+    MoELayer* m = b->moe();
+    if (!m) continue;
+    const RoutingPlan& p = m->plan();
+    if (p.n_tok != n) return -1;
+    used.assign(size_t(p.n_expert), 0);
+    for (int32_t e : p.expert)
+      if (e >= 0) used[size_t(e)] = 1;
+    total += std::count(used.begin(), used.end(), uint8_t(1));
+  }
+  return total;
+}
 
 std::vector<int32_t> bench_gen_prompt(int64_t len, int i) {
   static const std::string text = "The quick brown fox jumps over the lazy dog while the five boxing wizards jump quickly. ";
@@ -151,7 +182,11 @@ RunTimes bench_gen_run(DecoderLM& model, int n, int64_t prompt, int64_t tokens) 
     };
     engine.submit(std::move(r));
   }
-  while (finished < n) engine.step();
+  int64_t full_steps = 0, distinct = 0;
+  while (finished < n) {
+    engine.step();
+    if (const int64_t u = bench_gen_distinct_experts(model, n); u >= 0) ++full_steps, distinct += u;
+  }
   if (!error.empty()) throw Error("[bench] generation failed: " + error);
   RunTimes t;
   bench_clock::time_point all_first = t0, end = t0;
@@ -169,6 +204,8 @@ RunTimes bench_gen_run(DecoderLM& model, int n, int64_t prompt, int64_t tokens) 
   t.prefill_s = std::chrono::duration<double>(all_first - t0).count();
   const serve::BatchEngineStats s = engine.stats();
   t.mean_batch = s.steps ? double(s.rows) / double(s.steps) : 0;
+  t.full_steps = full_steps;
+  t.distinct_experts_per_step = full_steps ? double(distinct) / double(full_steps) : 0;
   return t;
 }
 
@@ -209,19 +246,31 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
   // Warm-up: both engine shapes once, short.
   bench_gen_run(*model, 1, a.prompt, std::min<int64_t>(a.tokens, 8));
   if (a.concurrency > 1) bench_gen_run(*model, a.concurrency, a.prompt, std::min<int64_t>(a.tokens, 8));
-  std::vector<double> bw, one, one_e2e, many, many_e2e, one_prefill, many_prefill, many_batch;
+  std::vector<double> bw, one, one_e2e, many, many_e2e, one_prefill, many_prefill, many_batch, one_distinct, many_distinct;
   for (int r = 0; r < a.rounds; ++r) {
     bw.push_back(measure_bandwidth());
     const RunTimes s = bench_gen_run(*model, 1, a.prompt, a.tokens);
     one.push_back(s.decode_tokens_per_s), one_e2e.push_back(s.end_to_end_tokens_per_s), one_prefill.push_back(s.prefill_s);
+    one_distinct.push_back(s.distinct_experts_per_step);
     const RunTimes m = bench_gen_run(*model, a.concurrency, a.prompt, a.tokens);
     many.push_back(m.decode_tokens_per_s), many_e2e.push_back(m.end_to_end_tokens_per_s), many_prefill.push_back(m.prefill_s);
     many_batch.push_back(m.mean_batch);
+    many_distinct.push_back(m.distinct_experts_per_step);
   }
   auto best = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
   auto least = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
   const double B = best(bw), t1 = best(one), tc = best(many);
   const double fraction = active_bytes * t1 / (B * 1e9);
+  // The memory-bound ceiling of the concurrency quotient, from this run's own routing: a step of C
+  // requests reads the non-expert weights once and each distinct routed expert once; a step of one
+  // reads the same non-expert weights and its k experts. If both steps read weights at the same
+  // speed, C requests decode at most C * bytes(1) / bytes(C) times as fast as one.
+  auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / double(v.size()); };
+  const double distinct1 = mean(one_distinct), distinctc = mean(many_distinct);
+  const double step1_bytes = w.other_bytes + distinct1 * w.bytes_per_expert;
+  const double stepc_bytes = w.other_bytes + distinctc * w.bytes_per_expert;
+  const double ceiling = stepc_bytes > 0 ? a.concurrency * step1_bytes / stepc_bytes : 0.0;
+  const double stepc_fraction = stepc_bytes * tc / a.concurrency / (B * 1e9);  // a batched step's read speed / bandwidth
   // The same quotients within each round, then their median: a slow phase hitting one round's
   // cases alike cancels out (as Interleaved::ratio).
   std::vector<double> frac_r, ratio_r;
@@ -250,7 +299,10 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
                       {"concurrent_decode_tokens_per_s", tc}, {"concurrent_decode_tokens_per_s_rounds", many},
                       {"concurrent_end_to_end_tokens_per_s", best(many_e2e)}, {"concurrent_prefill_s", least(many_prefill)},
                       {"concurrent_mean_batch", best(many_batch)},
-                      {"concurrent_ratio", tc / t1}, {"concurrent_ratio_round_median", median(ratio_r)}, {"concurrent_end_to_end_ratio", best(many_e2e) / best(one_e2e)}};
+                      {"concurrent_ratio", tc / t1}, {"concurrent_ratio_round_median", median(ratio_r)}, {"concurrent_end_to_end_ratio", best(many_e2e) / best(one_e2e)},
+                      {"batch1_distinct_experts_per_step", distinct1}, {"concurrent_distinct_experts_per_step", distinctc},
+                      {"batch1_step_weight_bytes", step1_bytes}, {"concurrent_step_weight_bytes", stepc_bytes},
+                      {"concurrent_ratio_memory_bound_ceiling", ceiling}, {"concurrent_bandwidth_fraction", stepc_fraction}};
   std::printf("%s (%s, %.2f GB of weights held, --weights %s), %d threads on %s\n", a.model.c_str(), c.model_type.c_str(),
               w.total_bytes / 1e9, a.weights.c_str(), num_threads(), j["cpu"].get<std::string>().c_str());
   std::printf("  checkpoint files %.2f GB%s: loaded in %.2f s (resident +%.2f GB), first token %.2f s later "
@@ -265,6 +317,12 @@ int run_generate_model_bench(const GenerateModelBenchArgs& a) {
               (long long)a.prompt, (long long)a.tokens, t1, 1e3 / t1, active_bytes * t1 / 1e9, 100 * fraction);
   std::printf("  %d concurrent requests (max_batch %d): decode %.2f tokens/s aggregate = %.2fx batch 1 (end to end, prefill included: %.2fx)\n",
               a.concurrency, a.concurrency, tc, tc / t1, best(many_e2e) / best(one_e2e));
+  if (a.concurrency > 1)
+    std::printf("  routing of this run: %.1f distinct experts per step over the MoE layers at batch 1, %.1f at %d concurrent: "
+                "a step reads %.1f MB against %.1f MB, so while reading weights bounds decode the quotient is at most "
+                "%.2fx (reached %.0f%% of it; the batched steps read weights at %.1f%% of the bandwidth)\n",
+                distinct1, distinctc, a.concurrency, stepc_bytes / 1e6, step1_bytes / 1e6, ceiling,
+                ceiling > 0 ? 100 * (tc / t1) / ceiling : 0.0, 100 * stepc_fraction);
   std::printf("  (best round of each of %d; medians of the per-round quotients: %.1f%% of the bandwidth, %.2fx)\n", a.rounds,
               100 * median(frac_r), median(ratio_r));
   if (a.json) std::printf("%s\n", j.dump().c_str());
