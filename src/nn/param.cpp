@@ -9,12 +9,10 @@ thread_local bool t_gradients = true;
 thread_local bool t_deferred = false;
 }  // namespace
 
-NoGradients::NoGradients() : prev_(t_gradients) { t_gradients = false; }
-NoGradients::~NoGradients() { t_gradients = prev_; }
+NoGradients::NoGradients() : ThreadFlagScope(t_gradients, false) {}
 bool params_get_gradients() { return t_gradients; }
 
-DeferredWeights::DeferredWeights() : prev_(t_deferred) { t_deferred = true; }
-DeferredWeights::~DeferredWeights() { t_deferred = prev_; }
+DeferredWeights::DeferredWeights() : ThreadFlagScope(t_deferred, true) {}
 bool params_deferred() { return t_deferred; }
 
 void Param::add_row_grads(const std::vector<int64_t>& new_rows, const float* grad) {

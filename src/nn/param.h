@@ -10,32 +10,35 @@
 
 namespace moe {
 
-// While one is alive (on this thread), new Params get no gradient storage: a model built only to
-// run (generate, eval, chat, serve) then holds its weights once instead of twice.
-class NoGradients {
+// Sets a thread-local flag while alive and puts back the value it found, so scopes nest.
+class ThreadFlagScope {
  public:
-  NoGradients();
-  ~NoGradients();
-  NoGradients(const NoGradients&) = delete;
-  NoGradients& operator=(const NoGradients&) = delete;
+  ThreadFlagScope(const ThreadFlagScope&) = delete;
+  ThreadFlagScope& operator=(const ThreadFlagScope&) = delete;
+
+ protected:
+  ThreadFlagScope(bool& flag, bool value) : flag_(flag), prev_(flag) { flag_ = value; }
+  ~ThreadFlagScope() { flag_ = prev_; }
 
  private:
+  bool& flag_;
   bool prev_;
+};
+
+// While one is alive (on this thread), new Params get no gradient storage: a model built only to
+// run (generate, eval, chat, serve) then holds its weights once instead of twice.
+class NoGradients : ThreadFlagScope {
+ public:
+  NoGradients();
 };
 bool params_get_gradients();  // false inside a NoGradients scope
 
 // While one is alive (on this thread), new Params get their shape and no storage: load_pretrained
 // then maps each 16-bit matrix in place or allocates and reads it, so a model loaded to run never
 // holds an f32 copy of what it maps, not even for a moment.
-class DeferredWeights {
+class DeferredWeights : ThreadFlagScope {
  public:
   DeferredWeights();
-  ~DeferredWeights();
-  DeferredWeights(const DeferredWeights&) = delete;
-  DeferredWeights& operator=(const DeferredWeights&) = delete;
-
- private:
-  bool prev_;
 };
 bool params_deferred();  // true inside a DeferredWeights scope
 
