@@ -72,7 +72,7 @@ void DecoderBlock::decode_step(float* out, const float* x, const std::vector<Lay
   h_.resize({S, d_});
   b_.resize({S, d_});
   input_layernorm.apply(a_.data(), x, S);
-  for (int64_t s = 0; s < S; ++s) self_attn->forward_cached(h_.data() + s * d_, a_.data() + s * d_, 1, *caches[s]);
+  self_attn->decode_batch(h_.data(), a_.data(), caches);
   for (int64_t i = 0; i < m; ++i) h_[i] += x[i];
   post_attention_layernorm.apply(b_.data(), h_.data(), S);
   ffn->forward(out, b_.data(), S, 1);  // S sequences of one token each
