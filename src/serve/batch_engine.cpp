@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "core/error.h"
 
@@ -64,11 +65,9 @@ bool BatchEngine::deliver(Sequence& q, const float* logits) {
   return true;
 }
 
-bool BatchEngine::step() {
-  const int64_t V = model_.config().vocab_size;
-  bool worked = false;
-  // Admit into free slots: each newcomer's prompt is prefilled on its own and its first token sampled.
-  while (int(active_.size()) < cfg_.max_batch) {
+bool BatchEngine::admit() {
+  bool any = false;
+  while (int(joining_.size() + active_.size()) < cfg_.max_batch) {
     std::shared_ptr<GenerationRequest> r;
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -77,7 +76,7 @@ bool BatchEngine::step() {
       queue_.pop_front();
       stats_.queued = int(queue_.size());
     }
-    worked = true;
+    any = true;
     auto q = std::make_unique<Sequence>();
     q->req = r;
     q->rng = Rng(r->seed);
@@ -89,24 +88,75 @@ bool BatchEngine::step() {
       finish(*q, FinishReason::length);
       continue;
     }
-    const int64_t n = int64_t(r->prompt.size());
-    int64_t reused = 0;
     try {
-      model_.init_cache(q->caches, n + r->max_tokens);
-      reused = prefix_.restore(r->prompt, q->caches);
-      logits_.resize(V);
-      model_.forward_cached(logits_.data(), r->prompt.data() + reused, n - reused, q->caches);
+      model_.init_cache(q->caches, int64_t(r->prompt.size()) + r->max_tokens);
+      q->prefilled = prefix_.restore(r->prompt, q->caches);  // at most all but the last prompt token
     } catch (const std::exception& e) {
       finish(*q, FinishReason::error, e.what());
       continue;
     }
-    q->ids = r->prompt;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      stats_.prefill_tokens += n - reused;
-      stats_.reused_tokens += reused;
+      stats_.reused_tokens += q->prefilled;
     }
-    if (deliver(*q, logits_.data())) active_.push_back(std::move(q));
+    joining_.push_back(std::move(q));
+  }
+  return any;
+}
+
+void BatchEngine::prefill() {
+  const int64_t V = model_.config().vocab_size;
+  int64_t budget = cfg_.prefill_chunk > 0 ? cfg_.prefill_chunk : std::numeric_limits<int64_t>::max();
+  size_t kept = 0;
+  for (size_t i = 0; i < joining_.size(); ++i) {
+    std::unique_ptr<Sequence>& q = joining_[i];
+    const GenerationRequest& r = *q->req;
+    bool stays = true;
+    if (budget > 0) {
+      const int64_t n = int64_t(r.prompt.size()), m = std::min(budget, n - q->prefilled);
+      stays = false;
+      if (r.cancelled && r.cancelled()) {
+        finish(*q, FinishReason::aborted);
+      } else {
+        bool ok = true;
+        try {
+          logits_.resize(V);
+          model_.forward_cached(logits_.data(), r.prompt.data() + q->prefilled, m, q->caches);
+        } catch (const std::exception& e) {
+          finish(*q, FinishReason::error, e.what());
+          ok = false;
+        }
+        if (ok) {
+          q->prefilled += m;
+          budget -= m;
+          {
+            std::lock_guard<std::mutex> lk(mu_);
+            stats_.prefill_tokens += m;
+          }
+          if (q->prefilled < n) {
+            stays = true;
+          } else {
+            // The whole prompt is in: its last position's logits give the first token.
+            q->ids = r.prompt;
+            if (deliver(*q, logits_.data())) active_.push_back(std::move(q));
+          }
+        }
+      }
+    }
+    if (stays) {
+      if (kept != i) joining_[kept] = std::move(q);
+      ++kept;
+    }
+  }
+  joining_.resize(kept);
+}
+
+bool BatchEngine::step() {
+  const int64_t V = model_.config().vocab_size;
+  bool worked = admit();
+  if (!joining_.empty()) {
+    worked = true;
+    prefill();
   }
   // One decode step for the whole batch.
   const int64_t S = int64_t(active_.size());
@@ -141,6 +191,7 @@ bool BatchEngine::step() {
   }
   std::lock_guard<std::mutex> lk(mu_);
   stats_.active = int(active_.size());
+  stats_.prefilling = int(joining_.size());
   return worked;
 }
 
@@ -151,8 +202,10 @@ void BatchEngine::run(const std::atomic<bool>& stop) {
     cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return !queue_.empty() || stop.load(); });
   }
   // Ends what is still running or waiting, so no caller waits forever.
-  for (auto& q : active_) finish(*q, FinishReason::aborted, "the server is shutting down");
-  active_.clear();
+  for (auto* list : {&joining_, &active_}) {
+    for (auto& q : *list) finish(*q, FinishReason::aborted, "the server is shutting down");
+    list->clear();
+  }
   std::deque<std::shared_ptr<GenerationRequest>> left;
   {
     std::lock_guard<std::mutex> lk(mu_);

@@ -1,8 +1,10 @@
 #pragma once
-// Continuous batching: concurrent generation requests share each decode step. A request is
-// prefilled alone when it joins, then decodes one token per step together with every other running
-// request (DecoderLM::decode_step: attention per sequence, the experts once over all rows), and
-// leaves the batch the step it ends, its slot going to the next waiting request. A prefix cache
+// Continuous batching: concurrent generation requests share each decode step. A request that joins
+// takes a free slot and its prompt is prefilled in chunks of at most prefill_chunk tokens, one chunk
+// per step between the decode steps, so a long prompt does not stall the running requests for its
+// whole length. Then it decodes one token per step together with every other running request
+// (DecoderLM::decode_step: each weight read once for all rows, attention per sequence), and leaves
+// the batch the step it ends, its slot going to the next waiting request. A prefix cache
 // (prefix_cache.h) keeps finished sequences' keys and values for the requests that start alike.
 // The engine is driven by one thread (run() or step()); submit() and stats() are thread-safe.
 #include <atomic>
@@ -38,7 +40,8 @@ struct GenerationRequest {
   // on_finish exactly once at the end.
   std::function<bool(int32_t)> on_token;
   std::function<void(FinishReason, const std::string& error)> on_finish;
-  // Asked when the request leaves the queue: true ends it (aborted) before its prefill.
+  // Asked when the request leaves the queue and before each chunk of its prefill: true ends it
+  // (aborted) there.
   std::function<bool()> cancelled;
 };
 
@@ -47,6 +50,9 @@ struct BatchEngineConfig {
   int64_t window = 0;   // context: prompt + max_tokens must fit; 0: max_position_embeddings
   int64_t prefix_cache_bytes = 0;  // finished sequences' KV caches kept for reuse; 0: none
   int64_t prefix_cache_entries = 0;  // at most this many of them; 0: as many as the bytes hold
+  // Prompt tokens prefilled per step (shared by the requests being prefilled, first come first
+  // served) before the step's decode; 0: each newcomer's whole prompt at once.
+  int64_t prefill_chunk = 512;
 };
 
 struct BatchEngineStats {
@@ -60,6 +66,7 @@ struct BatchEngineStats {
   int64_t completed = 0;       // requests ended (any reason)
   int64_t aborted = 0;         // of which on_token said stop
   int active = 0, queued = 0;
+  int prefilling = 0;          // in a slot, prompt not all prefilled yet (not among the active)
 };
 
 class BatchEngine {
@@ -69,7 +76,8 @@ class BatchEngine {
   // Queues r. Throws moe::Error (nothing queued) for an empty prompt, an id outside the vocabulary,
   // max_tokens < 0, or prompt + max_tokens past the window.
   void submit(std::shared_ptr<GenerationRequest> r);
-  // Admits waiting requests into free slots (prefilling each), then one decode step of the batch.
+  // Admits waiting requests into free slots, prefills up to prefill_chunk prompt tokens of those
+  // that joined (first come first served), then one decode step of the requests past their prompt.
   // Returns false when there was nothing to do.
   bool step();
   // step() until stop is set; sleeps while idle (submit() wakes it).
@@ -85,17 +93,21 @@ class BatchEngine {
     Rng rng{0};
     int64_t generated = 0;
     int32_t last = 0;
+    int64_t prefilled = 0;  // prompt tokens in caches; the request decodes once it is the whole prompt
   };
   // Samples from logits [V] for q; false when q ended (then finished).
   bool deliver(Sequence& q, const float* logits);
   void finish(Sequence& q, FinishReason why, const std::string& error = {});
   // finish(), then the sequence's caches go to the prefix cache.
   void retire(Sequence& q, FinishReason why);
+  bool admit();    // waiting requests into free slots, caches made and restored from the prefix cache; false: none waited
+  void prefill();  // up to prefill_chunk prompt tokens of the joining requests; a finished prompt samples its first token
 
   DecoderLM& model_;
   BatchEngineConfig cfg_;
   int64_t window_;
-  std::vector<std::unique_ptr<Sequence>> active_;
+  std::vector<std::unique_ptr<Sequence>> joining_;  // in a slot, prompt being prefilled (in arrival order)
+  std::vector<std::unique_ptr<Sequence>> active_;   // decoding
   std::vector<float> logits_;
   std::vector<int32_t> step_tokens_;  // a decode step's inputs, kept so steps do not allocate
   std::vector<std::vector<LayerKVCache>*> step_caches_;

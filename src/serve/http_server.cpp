@@ -142,7 +142,8 @@ struct Server::Impl {
         engine(m, BatchEngineConfig{.max_batch = c.max_batch,
                                     .window = c.window,
                                     .prefix_cache_bytes = c.prefix_cache_mb << 20,
-                                    .prefix_cache_entries = 4 * int64_t(c.max_batch)}) {}
+                                    .prefix_cache_entries = 4 * int64_t(c.max_batch),
+                                    .prefill_chunk = c.prefill_chunk}) {}
 
   DecoderLM& model;
   text::ModelTokenizer tokens;
@@ -303,6 +304,7 @@ struct Server::Impl {
     value("moe_requests_cancelled_total", "counter", "generations stopped because their client went away",
           metrics.cancelled);
     value("moe_requests_active", "gauge", "sequences in the decoding batch", es.active);
+    value("moe_requests_prefilling", "gauge", "requests in a batch slot whose prompt is being prefilled", es.prefilling);
     value("moe_requests_queued", "gauge", "requests waiting for a batch slot", es.queued);
     value("moe_decode_steps_total", "counter", "batched decode steps", es.steps);
     value("moe_decode_rows_total", "counter", "sequences summed over the decode steps (rows / steps: mean batch)",

@@ -29,6 +29,7 @@ struct ServerConfig {
   int64_t default_max_tokens = 256;  // when a request gives none (capped by the context)
   int read_timeout_s = 10;       // a client that stops sending its request is dropped
   int64_t prefix_cache_mb = 512;  // finished sequences' keys and values kept for prompts that start alike
+  int64_t prefill_chunk = 512;   // prompt tokens prefilled per engine step between decode steps; 0: whole prompts
 };
 
 class Server {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # moe serve on loopback, started and stopped by this test: the OpenAI endpoints (completions and
 # chat, whole and streamed), greedy text equal to moe generate's, 8 concurrent requests sharing
-# decode steps with each one's text unchanged, stop strings, a client that disconnects mid-stream,
-# a chat's next turn served from the prefix cache, 4xx JSON errors for bad requests (the server
-# staying up for the others), SIGTERM.
+# decode steps with each one's text unchanged (prompts prefilled 8 tokens a step), stop strings, a
+# client that disconnects mid-stream, a chat's next turn served from the prefix cache, 4xx JSON
+# errors for bad requests (the server staying up for the others), SIGTERM.
 source "$(dirname "$0")/lib/common.sh"
 REF="/usr/bin/python3 $SRC/tests/reference/mixtral_reference.py"
 python3 - "$SRC/tests/cli/data/tiny-moe.json" "$WORK/config.json" <<'PY'
@@ -20,7 +20,7 @@ SERVER=""
 stop_server() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; }
 trap 'stop_server; rm -rf "$WORK"' EXIT
 "$MOE" serve --model "$M" --listen 127.0.0.1:0 --port-file "$WORK/port" --max-batch 4 --max-queue 8 \
-  --max-body 4096 --threads 1 2>"$WORK/serve.log" &
+  --max-body 4096 --threads 1 --prefill-chunk 8 2>"$WORK/serve.log" &  # prompts prefilled 8 tokens a step
 SERVER=$!
 for _ in $(seq 100); do [ -s "$WORK/port" ] && break; kill -0 $SERVER 2>/dev/null || break; sleep 0.2; done
 [ -s "$WORK/port" ] || { cat "$WORK/serve.log"; fail "the server did not start"; }
@@ -99,6 +99,7 @@ for p in prompts:
 metrics = call("GET", "/metrics")[2]
 value = lambda name: float([l for l in metrics.splitlines() if l.startswith(name + " ")][0].split()[1])
 assert value("moe_decode_batch_max") >= 2, metrics
+assert value("moe_requests_prefilling") == 0 and value("moe_prefill_tokens_total") > 0, metrics
 print(f"8 concurrent requests: texts unchanged; largest decode batch {value('moe_decode_batch_max'):.0f}, "
       f"mean {value('moe_decode_rows_total') / value('moe_decode_steps_total'):.2f}")
 
@@ -171,6 +172,7 @@ PY
 # Errors before serving: one line.
 expect_error "cannot listen on 127.0.0.1:$PORT" "$MOE" serve --model "$M" --listen "127.0.0.1:$PORT"
 expect_error "--listen nowhere: expected HOST:PORT" "$MOE" serve --model "$M" --listen nowhere
+expect_error "--prefill-chunk must be >= 0" "$MOE" serve --model "$M" --prefill-chunk -1
 kill -TERM $SERVER
 for _ in $(seq 100); do kill -0 $SERVER 2>/dev/null || break; sleep 0.1; done
 kill -0 $SERVER 2>/dev/null && fail "the server did not stop on SIGTERM"

@@ -81,6 +81,104 @@ TEST(BatchEngine, GreedyOutputsEqualTheGeneratorsWhateverJoinsOrLeaves) {
   EXPECT_EQ(st.active + st.queued, 0);
 }
 
+// Prompts prefilled a few tokens per step give the same greedy outputs as whole prompts, and the
+// running requests keep decoding while a long prompt is prefilled: each step of its prefill is also
+// a decode step for them.
+TEST(BatchEngine, ChunkedPrefillKeepsOutputsAndDoesNotStallTheRunningRequests) {
+  for (const char* type : {"mixtral", "deepseek_v3"}) {
+    SCOPED_TRACE(type);
+    DecoderLM m(config(type));
+    m.init_weights(6, 0.3f);
+    std::vector<int32_t> longp;
+    for (int i = 0; i < 30; ++i) longp.push_back(int32_t((i * 37 + 11) % 256));
+    const std::vector<std::vector<int32_t>> prompts = {{10, 20, 30}, longp, {5, 6}};
+    auto run = [&](int64_t chunk, std::vector<int64_t>* steps_of_first) {
+      BatchEngine e(m, {.max_batch = 3, .prefill_chunk = chunk});
+      std::vector<std::vector<int32_t>> got(prompts.size());
+      int64_t step = 0;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        auto r = std::make_shared<GenerationRequest>();
+        r->prompt = prompts[i];
+        r->max_tokens = 12;
+        r->sampler.temperature = 0;
+        r->on_token = [&got, &step, steps_of_first, i](int32_t t) {
+          if (i == 0 && steps_of_first) steps_of_first->push_back(step);
+          return got[i].push_back(t), true;
+        };
+        e.submit(r);
+        // The first request starts alone; the others join while it decodes.
+        if (i == 0)
+          for (int k = 0; k < 2; ++k) e.step(), ++step;
+      }
+      // No step prefills more than the chunk: that bounds how long a step keeps the others waiting.
+      int64_t prefilled = e.stats().prefill_tokens;
+      while (e.step()) {
+        ++step;
+        const BatchEngineStats st = e.stats();
+        EXPECT_LE(st.active + st.prefilling, 3);
+        if (chunk > 0) {
+          EXPECT_LE(st.prefill_tokens - prefilled, chunk) << "step " << step;
+        }
+        prefilled = st.prefill_tokens;
+      }
+      EXPECT_EQ(prefilled, 3 + 30 + 2);
+      return got;
+    };
+    const auto whole = run(0, nullptr);
+    std::vector<int64_t> first_steps;
+    const auto chunked = run(4, &first_steps);
+    EXPECT_EQ(chunked, whole);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      ASSERT_EQ(whole[i].size(), 12u) << i;
+      Generator g(m);
+      EXPECT_EQ(whole[i], g.generate(prompts[i], GenerateConfig{.max_tokens = 12, .sampler = {.temperature = 0}})) << i;
+    }
+    // The 30-token prompt takes 8 steps of 4 tokens (the 2-token one waits behind it) while the
+    // first request gets a token at every step: its first two in step 0 (the prompt's last logits,
+    // then that step's decode), then one per step in the 10 steps after.
+    ASSERT_EQ(first_steps.size(), 12u);
+    EXPECT_EQ(first_steps[0], 0);
+    EXPECT_EQ(first_steps[1], 0);
+    for (size_t k = 2; k < first_steps.size(); ++k) EXPECT_EQ(first_steps[k], first_steps[k - 1] + 1) << k;
+  }
+}
+
+// A request cancelled while its prompt is being prefilled ends there, aborted, and frees its slot.
+TEST(BatchEngine, CancelledDuringChunkedPrefillEndsThere) {
+  DecoderLM m(config("mixtral"));
+  m.init_weights(7, 0.3f);
+  BatchEngine e(m, {.max_batch = 1, .prefill_chunk = 4});
+  bool cancel = false;
+  FinishReason why = FinishReason::error;
+  int tokens = 0;
+  auto r = std::make_shared<GenerationRequest>();
+  for (int i = 0; i < 20; ++i) r->prompt.push_back(int32_t(i + 1));
+  r->max_tokens = 5;
+  r->on_token = [&tokens](int32_t) { return ++tokens, true; };
+  r->on_finish = [&why](FinishReason f, const std::string&) { why = f; };
+  r->cancelled = [&cancel] { return cancel; };
+  e.submit(r);
+  e.step();
+  EXPECT_EQ(e.stats().prefilling, 1);
+  EXPECT_EQ(e.stats().prefill_tokens, 4);
+  cancel = true;
+  e.step();
+  EXPECT_EQ(why, FinishReason::aborted);
+  EXPECT_EQ(tokens, 0);
+  EXPECT_EQ(e.stats().prefilling, 0);
+  EXPECT_EQ(e.stats().prefill_tokens, 4);
+  // The slot is free again: the next request runs.
+  auto r2 = std::make_shared<GenerationRequest>();
+  r2->prompt = {1, 2};
+  r2->max_tokens = 3;
+  int n2 = 0;
+  r2->on_token = [&n2](int32_t) { return ++n2, true; };
+  e.submit(r2);
+  while (e.step()) {
+  }
+  EXPECT_EQ(n2, 3);
+}
+
 TEST(BatchEngine, StopIdsAbortsAndBadRequests) {
   DecoderLM m(config("mixtral"));
   m.init_weights(5, 0.3f);

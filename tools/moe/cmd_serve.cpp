@@ -41,6 +41,7 @@ int run_http_serve(HttpServeArgs& a) {
   if (a.cfg.max_batch < 1 || a.cfg.max_queue < 0) throw Error("[serve] --max-batch must be >= 1 and --max-queue >= 0");
   if (a.cfg.prefix_cache_mb < 0 || a.cfg.prefix_cache_mb > (int64_t(1) << 30))
     throw Error("[serve] --prefix-cache-mb must be between 0 and 2^30");
+  if (a.cfg.prefill_chunk < 0) throw Error("[serve] --prefill-chunk must be >= 0 (0: each prompt whole)");
   auto model = load_pretrained(a.model, nullptr, {}, run_load_options(a.weights));
   model->set_data_group(dist::Communicator());
   text::ModelTokenizer tokens = text::load_model_tokenizer(a.model, model->config().vocab_size);
@@ -94,6 +95,9 @@ Runner add_serve(CLI::App& app) {
   c->add_option("--prefix-cache-mb", a->cfg.prefix_cache_mb,
                 "MiB of finished requests' keys and values kept, so a prompt that starts alike (a chat's next turn) "
                 "prefills only the rest; 0: off")->capture_default_str();
+  c->add_option("--prefill-chunk", a->cfg.prefill_chunk,
+                "prompt tokens prefilled per step between decode steps, so a long prompt does not stall the "
+                "running requests; 0: each prompt whole")->capture_default_str();
   c->add_option("--port-file", a->port_file, "write the port listened on to this file (useful with port 0)");
   c->add_option("--threads", a->threads, "compute threads (0: all cores)");
   return [a] { return run_http_serve(*a); };
