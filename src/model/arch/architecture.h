@@ -32,7 +32,8 @@ class Architecture {
   virtual bool has_experts() const = 0;      // routed-expert layers (else a dense model)
 
   // config.json keys read beyond the common ones (ModelConfig::from_json); every other key is kept
-  // as unknown and written back unchanged.
+  // as unknown and written back unchanged. Plain keys can come from one ConfigKey table
+  // (config_keys.h) that keys(), read() and write() share, as deepseek.cpp's do.
   virtual std::vector<std::string> keys() const = 0;
   // Sets c's fields from this architecture's keys; the common ones are already read.
   virtual void read(const ConfigReader& r, ModelConfig& c) const = 0;

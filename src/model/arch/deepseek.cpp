@@ -12,10 +12,32 @@
 // and V3's multi-token-prediction module (num_nextn_predict_layers, not part of the forward) are
 // kept and written back; training here uses this project's router_aux_loss_coef.
 #include "model/arch/architecture.h"
+#include "model/arch/config_keys.h"
 #include "nn/mla_attention.h"
 
 namespace moe {
 namespace {
+
+// The keys read and written as they are; q_lora_rank, rope_scaling, ep_size, router,
+// router_aux_loss_coef and bias_update_speed have rules of their own (below).
+constexpr ConfigKey kKeys[] = {
+    {"n_routed_experts", &ModelConfig::num_local_experts, true},
+    {"moe_intermediate_size", &ModelConfig::intermediate_size, true},
+    {"n_shared_experts", &ModelConfig::n_shared_experts},
+    {"first_k_dense_replace", &ModelConfig::first_k_dense_replace},
+    {"moe_layer_freq", &ModelConfig::moe_layer_freq},
+    {"num_experts_per_tok", &ModelConfig::num_experts_per_tok, true},
+    {"norm_topk_prob", &ModelConfig::norm_topk_prob},
+    {"routed_scaling_factor", &ModelConfig::routed_scaling_factor},
+    {"topk_method", &ModelConfig::topk_method},
+    {"n_group", &ModelConfig::n_group},
+    {"topk_group", &ModelConfig::topk_group},
+    {"scoring_func", &ModelConfig::scoring_func},
+    {"kv_lora_rank", &ModelConfig::kv_lora_rank, true},
+    {"qk_nope_head_dim", &ModelConfig::qk_nope_head_dim, true},
+    {"qk_rope_head_dim", &ModelConfig::qk_rope_head_dim, true},
+    {"v_head_dim", &ModelConfig::v_head_dim, true},
+};
 
 class DeepSeek final : public Architecture {
  public:
@@ -24,11 +46,7 @@ class DeepSeek final : public Architecture {
   std::string hf_class() const override { return v_ == 2 ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"; }
   bool has_experts() const override { return true; }
   std::vector<std::string> keys() const override {
-    return {"n_routed_experts", "moe_intermediate_size", "n_shared_experts", "first_k_dense_replace",
-            "moe_layer_freq", "num_experts_per_tok", "norm_topk_prob", "routed_scaling_factor", "topk_method",
-            "n_group", "topk_group", "scoring_func", "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim",
-            "qk_rope_head_dim", "v_head_dim", "rope_scaling", "ep_size", "router_aux_loss_coef",
-            "bias_update_speed", "router"};
+    return config_key_names(kKeys, {"q_lora_rank", "rope_scaling", "ep_size", "router_aux_loss_coef", "bias_update_speed", "router"});
   }
   void read(const ConfigReader& r, ModelConfig& c) const override {
     // Hugging Face's defaults for the keys a config may leave out.
@@ -42,51 +60,21 @@ class DeepSeek final : public Architecture {
     c.n_group = v_ == 2 ? 1 : 8;
     c.topk_group = v_ == 2 ? 1 : 4;
     c.n_shared_experts = v_ == 2 ? 0 : 1;
-    r.num("n_routed_experts", c.num_local_experts, true);
-    r.num("moe_intermediate_size", c.intermediate_size, true);
-    r.num("n_shared_experts", c.n_shared_experts);
-    r.num("first_k_dense_replace", c.first_k_dense_replace);
-    r.num("moe_layer_freq", c.moe_layer_freq);
-    r.num("num_experts_per_tok", c.num_experts_per_tok, true);
-    r.num("norm_topk_prob", c.norm_topk_prob);
-    r.num("routed_scaling_factor", c.routed_scaling_factor);
-    r.str("topk_method", c.topk_method);
+    read_config_keys(r, c, kKeys);
     if (c.topk_method == "gready") c.topk_method = "greedy";  // DeepSeek-V2's config default spells it so
-    r.num("n_group", c.n_group);
-    r.num("topk_group", c.topk_group);
-    r.str("scoring_func", c.scoring_func);
     r.str("router", c.router);  // only "deepseek" passes validate()
     r.num("router_aux_loss_coef", c.router_aux_loss_coef);
     r.num("bias_update_speed", c.bias_update_speed);
     // The latent attention's sizes: every published config states them.
     if (!r.json().contains("q_lora_rank")) r.fail("missing required key 'q_lora_rank' (null: a plain q_proj)");
     r.num("q_lora_rank", c.q_lora_rank);
-    r.num("kv_lora_rank", c.kv_lora_rank, true);
-    r.num("qk_nope_head_dim", c.qk_nope_head_dim, true);
-    r.num("qk_rope_head_dim", c.qk_rope_head_dim, true);
-    r.num("v_head_dim", c.v_head_dim, true);
     if (r.json().contains("rope_scaling")) c.rope_scaling = RopeScaling::from_json(r.json()["rope_scaling"], r.source());
     if (r.has("ep_size") && !r.json()["ep_size"].is_number_integer()) r.fail("key 'ep_size' must be an integer");
   }
   void write(const ModelConfig& c, nlohmann::json& j) const override {
-    j["n_routed_experts"] = c.num_local_experts;
-    j["moe_intermediate_size"] = c.intermediate_size;
-    j["intermediate_size"] = c.dense_intermediate_size;
-    j["n_shared_experts"] = c.n_shared_experts;
-    j["first_k_dense_replace"] = c.first_k_dense_replace;
-    j["moe_layer_freq"] = c.moe_layer_freq;
-    j["num_experts_per_tok"] = c.num_experts_per_tok;
-    j["norm_topk_prob"] = c.norm_topk_prob;
-    j["routed_scaling_factor"] = c.routed_scaling_factor;
-    j["topk_method"] = c.topk_method;
-    j["n_group"] = c.n_group;
-    j["topk_group"] = c.topk_group;
-    j["scoring_func"] = c.scoring_func;
+    write_config_keys(c, j, kKeys);
+    j["intermediate_size"] = c.dense_intermediate_size;  // the dense layers' (a common key, read as such)
     j["q_lora_rank"] = c.q_lora_rank > 0 ? nlohmann::json(c.q_lora_rank) : nlohmann::json(nullptr);
-    j["kv_lora_rank"] = c.kv_lora_rank;
-    j["qk_nope_head_dim"] = c.qk_nope_head_dim;
-    j["qk_rope_head_dim"] = c.qk_rope_head_dim;
-    j["v_head_dim"] = c.v_head_dim;
     j["rope_scaling"] = c.rope_scaling.to_json();
     if (c.router_aux_loss_coef > 0) j["router_aux_loss_coef"] = c.router_aux_loss_coef;
     if (c.topk_method == "noaux_tc") j["bias_update_speed"] = c.bias_update_speed;
