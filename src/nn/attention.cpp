@@ -169,10 +169,7 @@ void Attention::decode_batch(float* y, const float* x, const std::vector<LayerKV
   v_.resize({S, kvd});
   att_.resize({S, qd});
   positions_.resize(S);
-  for (int64_t s = 0; s < S; ++s) {
-    MOE_ASSERT(caches[s]->len + 1 <= caches[s]->capacity());
-    positions_[s] = int32_t(caches[s]->len);
-  }
+  for (int64_t s = 0; s < S; ++s) positions_[s] = int32_t(caches[s]->len);
   project_qkv(q_.data(), k_.data(), v_.data(), x, S);
   if (q_norm) {
     q_norm->apply(q_.data(), q_.data(), norm_rows(S, c_.n_heads));
@@ -180,17 +177,7 @@ void Attention::decode_batch(float* y, const float* x, const std::vector<LayerKV
   }
   kernels::rope_forward(q_.data(), positions_.data(), S, c_.n_heads, D, c_.rope_theta);
   kernels::rope_forward(k_.data(), positions_.data(), S, c_.n_kv_heads, D, c_.rope_theta);
-#pragma omp parallel for schedule(dynamic) if (S > 1)
-  for (int64_t s = 0; s < S; ++s) {
-    LayerKVCache& c = *caches[s];
-    std::copy_n(k_.data() + s * kvd, kvd, c.k.data() + c.len * kvd);
-    std::copy_n(v_.data() + s * kvd, kvd, c.v.data() + c.len * kvd);
-    static thread_local std::vector<float> scratch;  // [context] scores of one head
-    if (int64_t(scratch.size()) < c.len + 1) scratch.resize(size_t(c.len + 1));
-    kernels::attention_decode(att_.data() + s * qd, q_.data() + s * qd, c.k.data(), c.v.data(), c.len + 1,
-                              c_.n_heads, c_.n_kv_heads, D, scratch.data());
-    c.len += 1;
-  }
+  append_and_attend(att_.data(), q_.data(), k_.data(), v_.data(), caches, c_.n_heads, c_.n_kv_heads, D);
   kernels::linear_forward(y, att_.data(), o_proj.matrix(), S, qd, d);
 }
 

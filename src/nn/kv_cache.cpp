@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "kernels/attention.h"
 
 namespace moe {
 
@@ -35,6 +36,22 @@ void copy_positions(LayerKVCache& dst, const LayerKVCache& src, int64_t n) {
   std::memcpy(dst.k.data(), src.k.data(), size_t(n * (src.k.numel() / src.k.dim(0))) * sizeof(float));
   std::memcpy(dst.v.data(), src.v.data(), size_t(n * (src.v.numel() / src.v.dim(0))) * sizeof(float));
   dst.len = n;
+}
+
+void append_and_attend(float* att, const float* q, const float* k, const float* v,
+                       const std::vector<LayerKVCache*>& caches, int64_t Hq, int64_t Hkv, int64_t D) {
+  const int64_t S = int64_t(caches.size()), qd = Hq * D, kvd = Hkv * D;
+  for (const LayerKVCache* c : caches) MOE_ASSERT(c->len + 1 <= c->capacity() && c->k.numel() / c->capacity() == kvd);
+#pragma omp parallel for schedule(dynamic) if (S > 1)
+  for (int64_t s = 0; s < S; ++s) {
+    LayerKVCache& c = *caches[s];
+    std::copy_n(k + s * kvd, kvd, c.k.data() + c.len * kvd);
+    std::copy_n(v + s * kvd, kvd, c.v.data() + c.len * kvd);
+    static thread_local std::vector<float> scratch;  // [context]: one head's scores
+    if (int64_t(scratch.size()) < c.len + 1) scratch.resize(size_t(c.len + 1));
+    kernels::attention_decode(att + s * qd, q + s * qd, c.k.data(), c.v.data(), c.len + 1, Hq, Hkv, D, scratch.data());
+    c.len += 1;
+  }
 }
 
 }  // namespace moe

@@ -229,4 +229,19 @@ void MLAttention::forward_cached(float* y, const float* x, int64_t n, LayerKVCac
   output(y, n);
 }
 
+// As Attention::decode_batch: the projections once over the S rows, the attention per sequence.
+void MLAttention::decode_batch(float* y, const float* x, const std::vector<LayerKVCache*>& caches) {
+  const int64_t S = int64_t(caches.size());
+  if (S == 0) return;
+  pos_.resize(S);
+  for (int64_t s = 0; s < S; ++s) pos_[s] = int32_t(caches[s]->len);
+  q_.resize({S, H_, Dp_});
+  k_.resize({S, H_, Dp_});
+  v_.resize({S, H_, Dp_});
+  att_.resize({S, H_, Dp_});
+  project(q_.data(), k_.data(), v_.data(), x, S);
+  append_and_attend(att_.data(), q_.data(), k_.data(), v_.data(), caches, H_, H_, Dp_);
+  output(y, S);
+}
+
 }  // namespace moe

@@ -52,6 +52,7 @@ class MLAttention final : public SelfAttention {
   void backward(float* dx, const float* dy) override;
   void forward_cached(float* y, const float* x, int64_t n, LayerKVCache& cache) override;
   void init_cache(LayerKVCache& cache, int64_t capacity) const override;
+  void decode_batch(float* y, const float* x, const std::vector<LayerKVCache*>& caches) override;
   int64_t d_model() const override { return c_.d_model; }
 
  private:

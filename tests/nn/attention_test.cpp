@@ -6,7 +6,7 @@
 
 #include "nn/dense_ffn.h"
 #include "../test_util.h"
-#include "core/threading.h"
+#include "decode_batch_check.h"
 #include "layer_grad_check.h"
 
 namespace moe {
@@ -62,49 +62,18 @@ TEST(AttentionLayer, CachedForwardMatchesFullForward) {
 
 // A decode step of several sequences at once (projections over all rows, attention per sequence)
 // gives each sequence what one token at a time gives it, caches included, whatever their lengths;
-// with and without q/k norms and biases, on one thread and on two.
+// with and without q/k norms and biases.
 TEST(AttentionLayer, DecodeBatchMatchesOneSequenceAtATime) {
-  const int saved = num_threads();
-  for (int threads : {1, 2})
-    for (QKNorm kind : {QKNorm::none, QKNorm::per_head, QKNorm::whole}) {
-      SCOPED_TRACE(testing::Message() << "threads " << threads << " norm " << int(kind));
-      set_num_threads(threads);
-      const int64_t d = 8, D = 6, Hkv = 1, S = 3;
-      Attention a("attn", {.d_model = d, .n_heads = 2, .n_kv_heads = Hkv, .head_dim = D, .rope_theta = 100.0f,
-                           .qkv_bias = kind == QKNorm::none, .qk_norm = kind});
-      Rng rng(5);
-      ParamList ps;
-      a.params(ps);
-      for (Param* p : ps) test::fill_normal(p->w, rng, 0.5f);
-      // Three sequences with 1, 4 and 9 tokens cached, each cache twice: one per path.
-      std::vector<LayerKVCache> one(S), many(S);
-      std::vector<LayerKVCache*> ptrs;
-      for (int64_t s = 0; s < S; ++s) {
-        const int64_t past = s == 0 ? 1 : s == 1 ? 4 : 9;
-        Tensor p({past, d}), scratch({past, d});
-        test::fill_normal(p, rng);
-        for (auto* c : {&one[s], &many[s]}) {
-          a.init_cache(*c, 16);
-          a.forward_cached(scratch.data(), p.data(), past, *c);
-        }
-        ptrs.push_back(&many[s]);
-      }
-      for (int step = 0; step < 3; ++step) {
-        Tensor x({S, d}), y1({S, d}), yb({S, d});
-        test::fill_normal(x, rng);
-        for (int64_t s = 0; s < S; ++s) a.forward_cached(y1.data() + s * d, x.data() + s * d, 1, one[s]);
-        a.decode_batch(yb.data(), x.data(), ptrs);
-        for (int64_t i = 0; i < S * d; ++i) ASSERT_NEAR(yb.data()[i], y1.data()[i], 1e-5f) << "step " << step << " at " << i;
-        for (int64_t s = 0; s < S; ++s) {
-          ASSERT_EQ(many[s].len, one[s].len);
-          for (int64_t i = 0; i < one[s].len * Hkv * D; ++i) {
-            ASSERT_NEAR(many[s].k.data()[i], one[s].k.data()[i], 1e-5f) << "sequence " << s << " key " << i;
-            ASSERT_NEAR(many[s].v.data()[i], one[s].v.data()[i], 1e-5f) << "sequence " << s << " value " << i;
-          }
-        }
-      }
-    }
-  set_num_threads(saved);
+  for (QKNorm kind : {QKNorm::none, QKNorm::per_head, QKNorm::whole}) {
+    SCOPED_TRACE(int(kind));
+    Attention a("attn", {.d_model = 8, .n_heads = 2, .n_kv_heads = 1, .head_dim = 6, .rope_theta = 100.0f,
+                         .qkv_bias = kind == QKNorm::none, .qk_norm = kind});
+    Rng rng(5);
+    ParamList ps;
+    a.params(ps);
+    for (Param* p : ps) test::fill_normal(p->w, rng, 0.5f);
+    test::check_decode_batch(a, 6);
+  }
 }
 
 TEST(DenseFFN, Gradients) {

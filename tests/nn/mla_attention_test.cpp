@@ -9,6 +9,7 @@
 #include <complex>
 
 #include "../test_util.h"
+#include "decode_batch_check.h"
 #include "layer_grad_check.h"
 
 namespace moe {
@@ -138,6 +139,17 @@ TEST(MLAttention, CachedForwardMatchesFullForward) {
     a.forward_cached(yc.data(), x.data(), 3, cache);
     for (int64_t t = 3; t < T; ++t) a.forward_cached(yc.data() + t * d, x.data() + t * d, 1, cache);
     for (int64_t i = 0; i < T * d; ++i) EXPECT_NEAR(y[i], yc[i], 1e-5) << i;
+  }
+}
+
+// A decode step of several sequences at once equals one token at a time per sequence (the
+// projections batched over the rows), with and without the q low-rank path.
+TEST(MLAttention, DecodeBatchMatchesOneSequenceAtATime) {
+  for (int rq : {0, 5}) {
+    SCOPED_TRACE(rq);
+    MLAttention a("attn", config(rq, true));
+    fill(a, 14);
+    test::check_decode_batch(a, 15);
   }
 }
 
