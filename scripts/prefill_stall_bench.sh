@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
+source scripts/lib/args.sh  # die, usage, unknown_argument, positive_integers, need_moe
 MODEL="" CHUNKS="0 128 512" PROMPT=900 STREAMS=4 MAX_TOKENS=200 THREADS=0
 while [ $# -gt 0 ]; do
   case $1 in
@@ -25,19 +26,15 @@ while [ $# -gt 0 ]; do
     --streams) STREAMS=$2; shift 2 ;;
     --max-tokens) MAX_TOKENS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
-    *) echo "prefill_stall_bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) usage ;;
+    *) unknown_argument "$1" ;;
   esac
 done
-[ -n "$MODEL" ] || { echo "prefill_stall_bench.sh: --model DIR is required" >&2; exit 2; }
-for v in "$PROMPT" "$STREAMS" "$MAX_TOKENS"; do
-  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "prefill_stall_bench.sh: --prompt, --streams, --max-tokens must be positive integers" >&2; exit 2; }
-done
-for c in $CHUNKS; do
-  [[ $c =~ ^[0-9]+$ ]] || { echo "prefill_stall_bench.sh: --chunks holds non-negative integers, got '$c'" >&2; exit 2; }
-done
-[ -x "$MOE" ] || { echo "prefill_stall_bench.sh: no moe binary at $MOE (set MOE=...)" >&2; exit 2; }
-[ -f "$MODEL/config.json" ] || { echo "prefill_stall_bench.sh: no $MODEL/config.json" >&2; exit 2; }
+[ -n "$MODEL" ] || die "--model DIR is required"
+positive_integers "--prompt, --streams, --max-tokens" "$PROMPT" "$STREAMS" "$MAX_TOKENS"
+for c in $CHUNKS; do [[ $c =~ ^[0-9]+$ ]] || die "--chunks holds non-negative integers, got '$c'"; done
+need_moe
+[ -f "$MODEL/config.json" ] || die "no $MODEL/config.json"
 source scripts/lib/loopback_server.sh  # WORK, start_server, stop_server, the server killed at exit
 
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; model $MODEL; $STREAMS streams of $MAX_TOKENS tokens," \

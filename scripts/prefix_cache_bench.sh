@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
+source scripts/lib/args.sh  # die, usage, unknown_argument, positive_integers, need_moe
 MODEL="" TURNS=4 WORDS=120 MAX_TOKENS=32 THREADS=0 CONTEXT=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -25,23 +26,21 @@ while [ $# -gt 0 ]; do
     --max-tokens) MAX_TOKENS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --context) CONTEXT=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
-    *) echo "prefix_cache_bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) usage ;;
+    *) unknown_argument "$1" ;;
   esac
 done
-[ -n "$MODEL" ] || { echo "prefix_cache_bench.sh: --model DIR is required" >&2; exit 2; }
-for v in "$TURNS" "$WORDS" "$MAX_TOKENS"; do
-  [[ $v =~ ^[1-9][0-9]*$ ]] || { echo "prefix_cache_bench.sh: --turns, --system-words, --max-tokens must be positive integers" >&2; exit 2; }
-done
-[ -x "$MOE" ] || { echo "prefix_cache_bench.sh: no moe binary at $MOE (set MOE=...)" >&2; exit 2; }
+[ -n "$MODEL" ] || die "--model DIR is required"
+positive_integers "--turns, --system-words, --max-tokens" "$TURNS" "$WORDS" "$MAX_TOKENS"
+need_moe
 
 source scripts/lib/loopback_server.sh  # WORK, start_server, stop_server, the server killed at exit
-[ -f "$MODEL/config.json" ] || { echo "prefix_cache_bench.sh: no $MODEL/config.json" >&2; exit 2; }
+[ -f "$MODEL/config.json" ] || die "no $MODEL/config.json"
 mkdir "$WORK/model"
 for f in "$MODEL"/*; do ln -s "$(realpath "$f")" "$WORK/model/"; done
 [ -f "$MODEL/tokenizer_config.json" ] || cp tests/data/chat_templates/olmoe/tokenizer_config.json "$WORK/model/"
 if [ -n "$CONTEXT" ]; then
-  [[ $CONTEXT =~ ^[1-9][0-9]*$ ]] || { echo "prefix_cache_bench.sh: --context must be a positive integer" >&2; exit 2; }
+  positive_integers "--context" "$CONTEXT"
   rm "$WORK/model/config.json"
   python3 -c 'import json, sys; c = json.load(open(sys.argv[1])); c["max_position_embeddings"] = int(sys.argv[3]); json.dump(c, open(sys.argv[2], "w"))' \
     "$MODEL/config.json" "$WORK/model/config.json" "$CONTEXT"

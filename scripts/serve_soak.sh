@@ -19,6 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOE=${MOE:-build/tools/moe/moe}
+source scripts/lib/args.sh  # die, usage, unknown_argument, positive_integers, need_moe
 MODEL="" CLIENTS=64 DURATION=300 THREADS=0
 while [ $# -gt 0 ]; do
   case $1 in
@@ -26,15 +27,14 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
-    *) echo "serve_soak.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    -h|--help) usage ;;
+    *) unknown_argument "$1" ;;
   esac
 done
-[[ $CLIENTS =~ ^[1-9][0-9]*$ ]] || { echo "serve_soak.sh: --clients must be a positive integer" >&2; exit 2; }
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "serve_soak.sh: --duration must be a positive number of seconds" >&2; exit 2; }
+positive_integers "--clients and --duration (seconds)" "$CLIENTS" "$DURATION"
 MAX_BATCH=16 MAX_QUEUE=64
 if [ $((MAX_BATCH + MAX_QUEUE)) -lt "$CLIENTS" ]; then MAX_QUEUE=$((CLIENTS - MAX_BATCH)); fi  # all admitted, no 429
-[ -x "$MOE" ] || { echo "serve_soak.sh: no moe binary at $MOE (set MOE=...)" >&2; exit 2; }
+need_moe
 
 source scripts/lib/loopback_server.sh  # WORK, start_server, the server killed at exit
 if [ -z "$MODEL" ]; then
