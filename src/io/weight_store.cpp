@@ -1,5 +1,6 @@
 #include "io/weight_store.h"
 
+#include <chrono>
 #include <filesystem>
 #include <set>
 #include <system_error>
@@ -42,12 +43,16 @@ WeightStore WeightStore::open(const std::string& dir) {
       return std::string();
     }
   };
-  for (int attempt = 1;; ++attempt) {
+  // Each retry follows a save that committed meanwhile, so the writer is making progress; saves
+  // back to back can beat a slow reader (a loaded machine, a sanitizer build) many times in a row,
+  // so the bound is time, not a count of attempts.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
     const std::string before = index_text();
     try {
       return open_once(dir);
     } catch (const Error&) {
-      if (attempt == 5 || before.empty() || index_text() == before) throw;
+      if (before.empty() || index_text() == before || std::chrono::steady_clock::now() > deadline) throw;
     }
   }
 }
