@@ -138,20 +138,30 @@ BENCHMARK(BM_ProductKeySearch)->Arg(64)->Arg(256)->Arg(1024);
 // rate, to set beside the machine's bandwidth (`moe bench generate --model` measures both).
 void BM_GemvBf16(benchmark::State& st) {
   if (!kernels::gemv_16bit_available()) return st.SkipWithError("no AVX-512 matrix-vector loop in this build");
-  const int64_t out = st.range(0), in = st.range(1), count = (int64_t(512) << 20) / (2 * out * in);
+  const int64_t out = st.range(0), in = st.range(1), rows = st.range(2);
+  const int64_t count = (int64_t(512) << 20) / (2 * out * in);
   std::vector<uint16_t> w(size_t(count * out * in));
   for (size_t i = 0; i < w.size(); ++i) w[i] = uint16_t(0x3f80 + (i % 64));  // bf16 values near 1
-  Tensor x = noise({1, in}, 3), y({1, out});
+  Tensor x = noise({rows, in}, 3), y({rows, out});
   int64_t m = 0;
   for (auto _ : st) {
-    kernels::linear_forward(y.data(), x.data(), kernels::MatrixRef(w.data() + m * out * in, DType::BF16), 1, in, out);
+    kernels::linear_forward(y.data(), x.data(), kernels::MatrixRef(w.data() + m * out * in, DType::BF16), rows, in,
+                            out);
     m = (m + 1) % count;
   }
+  // Bytes of weights read (each matrix once per product, whatever the rows): compare with the
+  // machine's DRAM bandwidth; a product of many rows falls below it where arithmetic bounds it.
   st.SetBytesProcessed(int64_t(st.iterations()) * out * in * 2);
 }
 // An expert's gate or up projection and its down projection (the 2.55 GB qwen3_moe of
-// docs/performance.md), and an attention projection.
-BENCHMARK(BM_GemvBf16)->Args({256, 1024})->Args({1024, 256})->Args({2048, 1024})->UseRealTime();
+// docs/performance.md), an attention projection, and a dense FFN projection; 1 row (batch-1
+// decode) to 8 (a decode step of 8 requests).
+BENCHMARK(BM_GemvBf16)
+    ->ArgsProduct({{256}, {1024}, {1, 2, 4, 8}})
+    ->ArgsProduct({{1024}, {256}, {1, 2, 4, 8}})
+    ->ArgsProduct({{2048}, {1024}, {1, 8}})
+    ->ArgsProduct({{6144}, {2048}, {1, 2, 4, 8}})
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace moe

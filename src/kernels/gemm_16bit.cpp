@@ -106,58 +106,111 @@ inline __m512 load_16bit(const uint16_t* p, __mmask16 m) {
   else return _mm512_cvtph_ps(h);
 }
 
-// One row of W against N rows of x (row stride ldx), the row read front to back once: 32 values
-// a step, two accumulators per row of x, each row of x summed in the same order whatever N is (so
-// a sequence decodes alike alone or in a batch). The next lines are prefetched 1 KiB ahead.
+// Each row of x is summed against a row of W in blocks of kBlock values: within a block in 32-value
+// steps over two accumulators, then the block's sum is added to the row's running sum. Every path
+// below keeps this order, whatever the number of rows of x and whichever loop nest it takes, so a
+// sequence decodes to the same bits alone and in a batch.
+constexpr int64_t kBlock = 512;
+
+// part[i] (+)= block of one row of W (len <= kBlock values at w) against N rows of x (row stride
+// ldx), read front to back once. pf: where to prefetch, one cache line per 32 values (the next
+// stretch of the same row, or the block of the next row but one).
 template <DType T, int N>
-void dot_row(float* out, const float* x, int64_t ldx, const uint16_t* w, int64_t in) {
-  constexpr int64_t kPrefetchBytes = 1024;
+inline void dot_block(float* part, bool first, const float* x, int64_t ldx, const uint16_t* w, int64_t len,
+                      const uint16_t* pf) {
+  // The i-loops unrolled before GCC decides where acc lives, so the accumulators stay in registers
+  // (left as loops, GCC 12 also stored all 2N of them to the stack on every step, which bound the
+  // loop at 3+ rows by the stores: 7 GB/s at 8 rows against 33 at one).
   __m512 acc[N][2];
+#pragma GCC unroll 8
   for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   int64_t k = 0;
-  for (; k + 32 <= in; k += 32) {
-    // Past the matrix's end near its last row: harmless, a prefetch never faults.
-    _mm_prefetch(reinterpret_cast<const char*>(w + k) + kPrefetchBytes, _MM_HINT_T0);
+  for (; k + 32 <= len; k += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);  // a prefetch never faults
     const __m512 w0 = load_16bit<T>(w + k, 0xffff), w1 = load_16bit<T>(w + k + 16, 0xffff);
+#pragma GCC unroll 8
     for (int i = 0; i < N; ++i) {
       acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k), w0, acc[i][0]);
       acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k + 16), w1, acc[i][1]);
     }
   }
-  for (; k < in; k += 16) {
-    const __mmask16 m = in - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (in - k)) - 1);
+  for (; k < len; k += 16) {
+    const __mmask16 m = len - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (len - k)) - 1);
     const __m512 wv = load_16bit<T>(w + k, m);
+#pragma GCC unroll 8
     for (int i = 0; i < N; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i * ldx + k), wv, acc[i][0]);
   }
-  for (int i = 0; i < N; ++i) out[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+#pragma GCC unroll 8
+  for (int i = 0; i < N; ++i) {
+    const float p = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+    part[i] = first ? p : part[i] + p;
+  }
+}
+
+// Rows [j0, j1) of y[n, out] (+)= x W^T for N rows of x. Two loop nests, one arithmetic:
+//  - x small enough to stay in L1 beside the weights (one row, or few values): each row of W read
+//    whole, in order, one sequential stream per thread (on Zen 4 one stream reads 19-20 GB/s per
+//    core where four rows read side by side got 10.5);
+//  - else a tile of kTile rows of W a block at a time: the block of x (N x kBlock f32, 16 KiB at
+//    8 rows) stays in L1 while the tile's rows pass, instead of all of x coming from L2 for every
+//    row of W (which bound 8 rows at 9 GB/s on a 6144 x 2048 matrix). Each row's next block but
+//    one is prefetched, as the stride between a tile's rows defeats the hardware's stream.
+template <DType T, int N>
+void gemv_rows(float* y, const float* x, const uint16_t* W, int64_t in, int64_t out, bool accumulate, int64_t j0,
+               int64_t j1) {
+  constexpr int64_t kTile = 16;
+  constexpr int64_t kL1Bytes = 16 << 10;
+  float part[kTile][N];
+  auto store = [&](int64_t j, const float* s) {
+    for (int i = 0; i < N; ++i) y[i * out + j] = accumulate ? y[i * out + j] + s[i] : s[i];
+  };
+  if (N == 1 || int64_t(sizeof(float)) * N * in <= kL1Bytes) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const uint16_t* w = W + j * in;
+      for (int64_t k = 0; k < in; k += kBlock)
+        dot_block<T, N>(part[0], k == 0, x + k, in, w + k, std::min(kBlock, in - k), w + k + kBlock);
+      store(j, part[0]);
+    }
+    return;
+  }
+  for (int64_t t0 = j0; t0 < j1; t0 += kTile) {
+    const int64_t rows = std::min(kTile, j1 - t0);
+    for (int64_t k = 0; k < in; k += kBlock)
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint16_t* w = W + (t0 + r) * in + k;
+        dot_block<T, N>(part[r], k == 0, x + k, in, w, std::min(kBlock, in - k), w + 2 * in);
+      }
+    for (int64_t r = 0; r < rows; ++r) store(t0 + r, part[r]);
+  }
 }
 
 // y[n, out] (+)= x W^T for a few rows of x, x kept in f32. Hand-written because decode is a few
 // hundred products of 1-8 rows per token, bound by reading the weights, and there oneDNN 2.6's
-// bf16 matmul read them at 65-68% of the DRAM bandwidth (Intel Xeon, docs/performance.md). Each
-// thread streams its share of W's rows in order, each row once for all n rows of x: one sequential
-// stream per thread. On an AMD EPYC (Zen 4) that reads 19-20 GB/s per core where an earlier loop,
-// reading 4 rows side by side, got 10.5 (kernels_bench BM_GemvBf16). Rounds nothing but the
-// weights; f16 weights take the same loop (vcvtph2ps widens them); more rows take the block path.
+// bf16 matmul read them at 65-68% of the DRAM bandwidth (Intel Xeon, docs/performance.md), and at
+// 8 rows on a Zen 4 at a third of this loop's speed (kernels_bench BM_GemvBf16). Each thread takes
+// a contiguous share of W's rows. Rounds nothing but the weights; f16 weights take the same loop
+// (vcvtph2ps widens them); more rows take the block path.
 template <DType T>
 void gemv_16bit(float* y, const float* x, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
   static_assert(kGemvMaxRows == 8);
   MOE_ASSERT(n >= 1 && n <= kGemvMaxRows);
-#pragma omp parallel for schedule(static) if (!omp_in_parallel() && out * in >= (int64_t(1) << 17))
-  for (int64_t j = 0; j < out; ++j) {
-    float d[kGemvMaxRows];
-    const uint16_t* w = W + j * in;
+  auto run = [&](int64_t j0, int64_t j1) {
     switch (n) {
-      case 1: dot_row<T, 1>(d, x, in, w, in); break;
-      case 2: dot_row<T, 2>(d, x, in, w, in); break;
-      case 3: dot_row<T, 3>(d, x, in, w, in); break;
-      case 4: dot_row<T, 4>(d, x, in, w, in); break;
-      case 5: dot_row<T, 5>(d, x, in, w, in); break;
-      case 6: dot_row<T, 6>(d, x, in, w, in); break;
-      case 7: dot_row<T, 7>(d, x, in, w, in); break;
-      default: dot_row<T, 8>(d, x, in, w, in); break;
+      case 1: return gemv_rows<T, 1>(y, x, W, in, out, accumulate, j0, j1);
+      case 2: return gemv_rows<T, 2>(y, x, W, in, out, accumulate, j0, j1);
+      case 3: return gemv_rows<T, 3>(y, x, W, in, out, accumulate, j0, j1);
+      case 4: return gemv_rows<T, 4>(y, x, W, in, out, accumulate, j0, j1);
+      case 5: return gemv_rows<T, 5>(y, x, W, in, out, accumulate, j0, j1);
+      case 6: return gemv_rows<T, 6>(y, x, W, in, out, accumulate, j0, j1);
+      case 7: return gemv_rows<T, 7>(y, x, W, in, out, accumulate, j0, j1);
+      default: return gemv_rows<T, 8>(y, x, W, in, out, accumulate, j0, j1);
     }
-    for (int64_t i = 0; i < n; ++i) y[i * out + j] = accumulate ? y[i * out + j] + d[i] : d[i];
+  };
+  if (omp_in_parallel() || out * in < (int64_t(1) << 17) || omp_get_max_threads() == 1) return run(0, out);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    run(out * t / threads, out * (t + 1) / threads);
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)

@@ -72,7 +72,9 @@ TEST(Gemm16, BlockPathMatchesReferenceForBf16AndF16) {
 // computes.
 TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
   std::vector<std::tuple<int64_t, int64_t, int64_t>> sizes = kSizes;
-  sizes.insert(sizes.end(), {{4, 17, 5}, {2, 1000, 300}, {4, 31, 4}, {5, 64, 9}});
+  // {8, 2100, 67} and {3, 1500, 90}: x too large for L1, so the matrix-vector loop takes a tile of
+  // rows a block at a time (several tiles, blocks and a ragged last block), on several threads.
+  sizes.insert(sizes.end(), {{4, 17, 5}, {2, 1000, 300}, {4, 31, 4}, {5, 64, 9}, {8, 2100, 67}, {3, 1500, 90}});
   for (DType t : {DType::BF16, DType::F16})
     for (bool acc : {false, true})
       for (auto [n, in, out] : sizes) {
@@ -92,18 +94,22 @@ TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
 }
 
 // The matrix-vector loop sums each row of x in one order whatever rows come with it: a sequence
-// decodes to the same bits alone and in a batch of up to kGemvMaxRows.
+// decodes to the same bits alone and in a batch of 2 to kGemvMaxRows, whichever loop nest the
+// batch takes (2100 x 67 and 1000 x 300 at 3+ rows: the tiled nest; 77 x 5: rows whole).
 TEST(Gemm16, MatrixVectorRowsAreTheSameAloneAndTogether) {
   if (!gemv_16bit_available()) GTEST_SKIP() << "no AVX-512 matrix-vector loop in this build";
   for (DType t : {DType::BF16, DType::F16})
-    for (auto [in, out] : {std::pair<int64_t, int64_t>{1000, 300}, {77, 5}}) {
+    for (auto [in, out] : {std::pair<int64_t, int64_t>{1000, 300}, {77, 5}, {2100, 67}}) {
       const Case c = make_case(kGemvMaxRows, in, out, t, uint64_t(in + out));
-      std::vector<float> together(static_cast<size_t>(kGemvMaxRows * out)), alone(static_cast<size_t>(out));
-      linear_forward(together.data(), c.x.data(), MatrixRef(c.w16.data(), t), kGemvMaxRows, in, out);
-      for (int64_t i = 0; i < kGemvMaxRows; ++i) {
-        linear_forward(alone.data(), c.x.data() + i * in, MatrixRef(c.w16.data(), t), 1, in, out);
-        for (int64_t j = 0; j < out; ++j)
-          ASSERT_EQ(alone[size_t(j)], together[size_t(i * out + j)]) << dtype_name(t) << " row " << i << " col " << j;
+      std::vector<float> alone(size_t(kGemvMaxRows * out));
+      for (int64_t i = 0; i < kGemvMaxRows; ++i)
+        linear_forward(alone.data() + i * out, c.x.data() + i * in, MatrixRef(c.w16.data(), t), 1, in, out);
+      for (int64_t n = 2; n <= kGemvMaxRows; ++n) {
+        std::vector<float> together(size_t(n * out));
+        linear_forward(together.data(), c.x.data(), MatrixRef(c.w16.data(), t), n, in, out);
+        for (int64_t i = 0; i < n * out; ++i)
+          ASSERT_EQ(alone[size_t(i)], together[size_t(i)])
+              << dtype_name(t) << " in=" << in << " n=" << n << " row " << i / out << " col " << i % out;
       }
     }
 }
