@@ -10,7 +10,7 @@
 # (moe_resident_memory_bytes from /metrics) every 10 s.
 # At the end it prints: requests completed, failed, p50/p99 TTFT, RSS after warm-up (the first
 # sample at or after 30 s) and at the end, their ratio; it exits 1 if any request failed or the RSS
-# grew more than 10% after warm-up.
+# grew more than 10% after warm-up. --duration is at least 60 s.
 #
 # Usage: bash scripts/serve_soak.sh [--model DIR] [--clients N] [--duration S] [--threads T]
 #   MOE=path/to/moe (default build/tools/moe/moe). Without --model it writes a tiny random byte-level
@@ -32,6 +32,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 positive_integers "--clients and --duration (seconds)" "$CLIENTS" "$DURATION"
+# The RSS check compares the first sample after the 30 s warm-up with the last: a shorter run has
+# nothing to compare (it once compared with the sample taken before the first request, and failed).
+[ "$DURATION" -ge 60 ] || die "--duration must be at least 60 s (the RSS is compared after a 30 s warm-up), got $DURATION"
 MAX_BATCH=16 MAX_QUEUE=64
 if [ $((MAX_BATCH + MAX_QUEUE)) -lt "$CLIENTS" ]; then MAX_QUEUE=$((CLIENTS - MAX_BATCH)); fi  # all admitted, no 429
 need_moe

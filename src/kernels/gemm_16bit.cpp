@@ -106,24 +106,21 @@ inline __m512 load_16bit(const uint16_t* p, __mmask16 m) {
   else return _mm512_cvtph_ps(h);
 }
 
-// Each row of x is summed against a row of W in blocks of kBlock values: within a block in 32-value
-// steps over two accumulators, then the block's sum is added to the row's running sum. Every path
-// below keeps this order, whatever the number of rows of x and whichever loop nest it takes, so a
-// sequence decodes to the same bits alone and in a batch.
-constexpr int64_t kBlock = 512;
+// Each row of x is summed against a row of W in 32-value steps over two accumulators (the first and
+// second 16 values of each step), a masked tail of 16-value steps into the first, then one
+// reduction. Both loop nests below keep this order, so a sequence decodes to the same bits alone
+// and in a batch whichever nest its batch takes.
 
-// part[i] (+)= block of one row of W (len <= kBlock values at w) against N rows of x (row stride
-// ldx), read front to back once. pf: where to prefetch, one cache line per 32 values (the next
-// stretch of the same row, or the block of the next row but one).
+// acc[i] += a stretch of one row of W (len values at w; len a multiple of 32 unless the stretch
+// ends the row) against N rows of x (row stride ldx), read front to back once. pf: where to
+// prefetch, one cache line per 32 values. Always inlined: called through a reference, GCC would
+// otherwise keep acc in memory.
 template <DType T, int N>
-inline void dot_block(float* part, bool first, const float* x, int64_t ldx, const uint16_t* w, int64_t len,
-                      const uint16_t* pf) {
+__attribute__((always_inline)) inline void dot_span(__m512 (&acc)[N][2], const float* x, int64_t ldx,
+                                                    const uint16_t* w, int64_t len, const uint16_t* pf) {
   // The i-loops unrolled before GCC decides where acc lives, so the accumulators stay in registers
   // (left as loops, GCC 12 also stored all 2N of them to the stack on every step, which bound the
   // loop at 3+ rows by the stores: 7 GB/s at 8 rows against 33 at one).
-  __m512 acc[N][2];
-#pragma GCC unroll 8
-  for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 32 <= len; k += 32) {
     _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);  // a prefetch never faults
@@ -140,47 +137,63 @@ inline void dot_block(float* part, bool first, const float* x, int64_t ldx, cons
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i * ldx + k), wv, acc[i][0]);
   }
+}
+
+template <int N>
+__attribute__((always_inline)) inline void zero(__m512 (&acc)[N][2]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < N; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+}
+
+// y[i, j] (+)= the row's sum, for the N rows of x.
+template <int N>
+__attribute__((always_inline)) inline void finish(float* y, int64_t out, int64_t j, bool accumulate,
+                                                  const __m512 (&acc)[N][2]) {
 #pragma GCC unroll 8
   for (int i = 0; i < N; ++i) {
-    const float p = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
-    part[i] = first ? p : part[i] + p;
+    const float d = _mm512_reduce_add_ps(_mm512_add_ps(acc[i][0], acc[i][1]));
+    y[i * out + j] = accumulate ? y[i * out + j] + d : d;
   }
 }
 
-// Rows [j0, j1) of y[n, out] (+)= x W^T for N rows of x. Two loop nests, one arithmetic:
+// Rows [j0, j1) of y[n, out] (+)= x W^T for N rows of x, by one of two loop nests:
 //  - x small enough to stay in L1 beside the weights (one row, or few values): each row of W read
 //    whole, in order, one sequential stream per thread (on Zen 4 one stream reads 19-20 GB/s per
-//    core where four rows read side by side got 10.5);
-//  - else a tile of kTile rows of W a block at a time: the block of x (N x kBlock f32, 16 KiB at
-//    8 rows) stays in L1 while the tile's rows pass, instead of all of x coming from L2 for every
-//    row of W (which bound 8 rows at 9 GB/s on a 6144 x 2048 matrix). Each row's next block but
-//    one is prefetched, as the stride between a tile's rows defeats the hardware's stream.
+//    core where four rows read side by side got 10.5), prefetched 1 KiB ahead;
+//  - else a tile of kTile rows of W a block of kBlock values at a time, the accumulators kept in
+//    memory between blocks: the block of x (N x kBlock f32, 16 KiB at 8 rows) stays in L1 while
+//    the tile's rows pass, where otherwise all of x came from L2 for every row of W (which bound 8
+//    rows at 9 GB/s on a 6144 x 2048 matrix). Each row's block two rows on is prefetched, as the
+//    stride between a tile's rows defeats the hardware's stream.
 template <DType T, int N>
 void gemv_rows(float* y, const float* x, const uint16_t* W, int64_t in, int64_t out, bool accumulate, int64_t j0,
                int64_t j1) {
-  constexpr int64_t kTile = 16;
-  constexpr int64_t kL1Bytes = 16 << 10;
-  float part[kTile][N];
-  auto store = [&](int64_t j, const float* s) {
-    for (int i = 0; i < N; ++i) y[i * out + j] = accumulate ? y[i * out + j] + s[i] : s[i];
-  };
+  constexpr int64_t kBlock = 512, kTile = 8, kL1Bytes = 16 << 10;
   if (N == 1 || int64_t(sizeof(float)) * N * in <= kL1Bytes) {
     for (int64_t j = j0; j < j1; ++j) {
       const uint16_t* w = W + j * in;
-      for (int64_t k = 0; k < in; k += kBlock)
-        dot_block<T, N>(part[0], k == 0, x + k, in, w + k, std::min(kBlock, in - k), w + k + kBlock);
-      store(j, part[0]);
+      __m512 acc[N][2];
+      zero(acc);
+      dot_span<T, N>(acc, x, in, w, in, w + kBlock);
+      finish<N>(y, out, j, accumulate, acc);
     }
     return;
   }
+  alignas(64) __m512 state[kTile][N][2];
   for (int64_t t0 = j0; t0 < j1; t0 += kTile) {
     const int64_t rows = std::min(kTile, j1 - t0);
-    for (int64_t k = 0; k < in; k += kBlock)
+    for (int64_t k = 0; k < in; k += kBlock) {
+      const int64_t len = std::min(kBlock, in - k);
       for (int64_t r = 0; r < rows; ++r) {
         const uint16_t* w = W + (t0 + r) * in + k;
-        dot_block<T, N>(part[r], k == 0, x + k, in, w, std::min(kBlock, in - k), w + 2 * in);
+        __m512 acc[N][2];
+        if (k == 0) zero(acc);
+        else std::memcpy(acc, state[r], sizeof acc);
+        dot_span<T, N>(acc, x + k, in, w, len, w + 2 * in);
+        if (k + len < in) std::memcpy(state[r], acc, sizeof acc);
+        else finish<N>(y, out, t0 + r, accumulate, acc);
       }
-    for (int64_t r = 0; r < rows; ++r) store(t0 + r, part[r]);
+    }
   }
 }
 

@@ -128,9 +128,8 @@ struct RunTimes {
   double end_to_end_tokens_per_s = 0;  // all tokens / (submit .. last token), prefill included
   double prefill_s = 0;                // submit .. every request's first token
   double mean_batch = 0;               // rows per decode step
-  // Decode steps that ran all n requests: how many distinct routed experts they used, summed over
-  // the MoE layers (a step reads each of those experts' weights once).
-  int64_t full_steps = 0;
+  // Over the decode steps that ran all n requests: how many distinct routed experts one used, summed
+  // over the MoE layers (a step reads each of those experts' weights once).
   double distinct_experts_per_step = 0;
 };
 
@@ -204,7 +203,6 @@ RunTimes bench_gen_run(DecoderLM& model, int n, int64_t prompt, int64_t tokens) 
   t.prefill_s = std::chrono::duration<double>(all_first - t0).count();
   const serve::BatchEngineStats s = engine.stats();
   t.mean_batch = s.steps ? double(s.rows) / double(s.steps) : 0;
-  t.full_steps = full_steps;
   t.distinct_experts_per_step = full_steps ? double(distinct) / double(full_steps) : 0;
   return t;
 }
