@@ -106,38 +106,97 @@ inline __m512 load_16bit(const uint16_t* p, __mmask16 m) {
   else return _mm512_cvtph_ps(h);
 }
 
-// Each row of x is summed against a row of W in 32-value steps over two accumulators (the first and
-// second 16 values of each step), a masked tail of 16-value steps into the first, then one
-// reduction. Both loop nests below keep this order, so a sequence decodes to the same bits alone
-// and in a batch whichever nest its batch takes.
-
-// acc[i] += a stretch of one row of W (len values at w; len a multiple of 32 unless the stretch
-// ends the row) against N rows of x (row stride ldx), read front to back once. pf: where to
+// Two ways to multiply a row of 16-bit W by rows of x:
+//  - Widened<T>: x in f32, W widened to f32 16 values at a time, f32 FMAs (f16 weights, and bf16 on
+//    CPUs without AVX512-BF16): rounds nothing but the weights;
+//  - Bf16Pairs: bf16 W and x rounded to bf16 once per product, vdpbf16ps (AVX512-BF16): each
+//    instruction multiplies 32 pairs and adds them into 16 f32 sums, half the instructions of the
+//    widening loop and no widening. At 8 rows of x the widening loop is bound by its f32 FMAs
+//    (8 rows x 2 flops per weight) before it is bound by reading the weights.
+// Each sums a row of x against a row of W in steps of kStep values over two accumulators (the first
+// and second half of each step), a masked tail of half steps into the first, then one reduction.
+// Both loop nests of gemv_rows keep this order, so a sequence decodes to the same bits alone and in
+// a batch whichever nest its batch takes.
+//
+// span: acc[i] += a stretch of one row of W (len values at w; len a multiple of kStep unless the
+// stretch ends the row) against N rows of x (row stride ldx), read front to back once. pf: where to
 // prefetch, one cache line per 32 values. Always inlined: called through a reference, GCC would
-// otherwise keep acc in memory.
-template <DType T, int N>
-__attribute__((always_inline)) inline void dot_span(__m512 (&acc)[N][2], const float* x, int64_t ldx,
-                                                    const uint16_t* w, int64_t len, const uint16_t* pf) {
-  // The i-loops unrolled before GCC decides where acc lives, so the accumulators stay in registers
-  // (left as loops, GCC 12 also stored all 2N of them to the stack on every step, which bound the
-  // loop at 3+ rows by the stores: 7 GB/s at 8 rows against 33 at one).
-  int64_t k = 0;
-  for (; k + 32 <= len; k += 32) {
-    _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);  // a prefetch never faults
-    const __m512 w0 = load_16bit<T>(w + k, 0xffff), w1 = load_16bit<T>(w + k + 16, 0xffff);
+// otherwise keep acc in memory. The i-loops are unrolled before GCC decides where acc lives, so the
+// accumulators stay in registers (left as loops, GCC 12 also stored all 2N of them to the stack on
+// every step, which bound the loop at 3+ rows by the stores: 7 GB/s at 8 rows against 33 at one).
+template <DType T>
+struct Widened {
+  using X = float;
+  static constexpr int64_t kStep = 32;
+  static const float* prepare(const float* x, int64_t) { return x; }
+  template <int N>
+  __attribute__((always_inline)) static void span(__m512 (&acc)[N][2], const float* x, int64_t ldx,
+                                                  const uint16_t* w, int64_t len, const uint16_t* pf) {
+    int64_t k = 0;
+    for (; k + 32 <= len; k += 32) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);  // a prefetch never faults
+      const __m512 w0 = load_16bit<T>(w + k, 0xffff), w1 = load_16bit<T>(w + k + 16, 0xffff);
 #pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) {
-      acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k), w0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k + 16), w1, acc[i][1]);
+      for (int i = 0; i < N; ++i) {
+        acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k), w0, acc[i][0]);
+        acc[i][1] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ldx + k + 16), w1, acc[i][1]);
+      }
+    }
+    for (; k < len; k += 16) {
+      const __mmask16 m = len - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (len - k)) - 1);
+      const __m512 wv = load_16bit<T>(w + k, m);
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i)
+        acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i * ldx + k), wv, acc[i][0]);
     }
   }
-  for (; k < len; k += 16) {
-    const __mmask16 m = len - k >= 16 ? __mmask16(0xffff) : __mmask16((1u << (len - k)) - 1);
-    const __m512 wv = load_16bit<T>(w + k, m);
-#pragma GCC unroll 8
-    for (int i = 0; i < N; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i * ldx + k), wv, acc[i][0]);
+};
+
+#if defined(__AVX512BF16__)
+constexpr bool kBf16Pairs = true;
+struct Bf16Pairs {
+  using X = uint16_t;
+  static constexpr int64_t kStep = 64;
+  // x [count] rounded to bf16 (nearest even) into a per-thread buffer the product then reads.
+  static const uint16_t* prepare(const float* x, int64_t count) {
+    static thread_local avector<uint16_t> buf;
+    if (int64_t(buf.size()) < count + 16) buf.resize(size_t(count + 16));
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(buf.data() + i),
+                          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i))));
+    for (; i < count; ++i) buf[size_t(i)] = f32_to_bf16(x[i]);
+    return buf.data();
   }
-}
+  static __m512bh load(const uint16_t* p, __mmask32 m) {
+    return reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, p));
+  }
+  template <int N>
+  __attribute__((always_inline)) static void span(__m512 (&acc)[N][2], const uint16_t* x, int64_t ldx,
+                                                  const uint16_t* w, int64_t len, const uint16_t* pf) {
+    int64_t k = 0;
+    for (; k + 64 <= len; k += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf + k), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(pf + k + 32), _MM_HINT_T0);
+      const __m512bh w0 = load(w + k, ~0u), w1 = load(w + k + 32, ~0u);
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) {
+        acc[i][0] = _mm512_dpbf16_ps(acc[i][0], load(x + i * ldx + k, ~0u), w0);
+        acc[i][1] = _mm512_dpbf16_ps(acc[i][1], load(x + i * ldx + k + 32, ~0u), w1);
+      }
+    }
+    for (; k < len; k += 32) {
+      const __mmask32 m = len - k >= 32 ? ~0u : (1u << (len - k)) - 1;
+      const __m512bh wv = load(w + k, m);
+#pragma GCC unroll 8
+      for (int i = 0; i < N; ++i) acc[i][0] = _mm512_dpbf16_ps(acc[i][0], load(x + i * ldx + k, m), wv);
+    }
+  }
+};
+#else
+constexpr bool kBf16Pairs = false;
+using Bf16Pairs = Widened<DType::BF16>;
+#endif
 
 template <int N>
 __attribute__((always_inline)) inline void zero(__m512 (&acc)[N][2]) {
@@ -161,20 +220,22 @@ __attribute__((always_inline)) inline void finish(float* y, int64_t out, int64_t
 //    whole, in order, one sequential stream per thread (on Zen 4 one stream reads 19-20 GB/s per
 //    core where four rows read side by side got 10.5), prefetched 1 KiB ahead;
 //  - else a tile of kTile rows of W a block of kBlock values at a time, the accumulators kept in
-//    memory between blocks: the block of x (N x kBlock f32, 16 KiB at 8 rows) stays in L1 while
-//    the tile's rows pass, where otherwise all of x came from L2 for every row of W (which bound 8
-//    rows at 9 GB/s on a 6144 x 2048 matrix). Each row's block two rows on is prefetched, as the
-//    stride between a tile's rows defeats the hardware's stream.
-template <DType T, int N>
-void gemv_rows(float* y, const float* x, const uint16_t* W, int64_t in, int64_t out, bool accumulate, int64_t j0,
-               int64_t j1) {
-  constexpr int64_t kBlock = 512, kTile = 8, kL1Bytes = 16 << 10;
-  if (N == 1 || int64_t(sizeof(float)) * N * in <= kL1Bytes) {
+//    memory between blocks: the block of x (N x kBlock values, 16 KiB at 8 rows of f32) stays in L1
+//    while the tile's rows pass, where otherwise all of x came from L2 for every row of W (which
+//    bound 8 rows at 9 GB/s on a 6144 x 2048 matrix). Each row's block two rows on is prefetched,
+//    as the stride between a tile's rows defeats the hardware's stream.
+template <class Dot, int N>
+void gemv_rows(float* y, const typename Dot::X* x, const uint16_t* W, int64_t in, int64_t out, bool accumulate,
+               int64_t j0, int64_t j1) {
+  constexpr int64_t kTile = 8, kL1Bytes = 16 << 10;
+  constexpr int64_t kBlock = kL1Bytes / (kGemvMaxRows * int64_t(sizeof(typename Dot::X)));  // 512 f32, 1024 bf16
+  static_assert(kBlock % Dot::kStep == 0);
+  if (N == 1 || int64_t(sizeof(typename Dot::X)) * N * in <= kL1Bytes) {
     for (int64_t j = j0; j < j1; ++j) {
       const uint16_t* w = W + j * in;
       __m512 acc[N][2];
       zero(acc);
-      dot_span<T, N>(acc, x, in, w, in, w + kBlock);
+      Dot::span(acc, x, in, w, in, w + kBlock);
       finish<N>(y, out, j, accumulate, acc);
     }
     return;
@@ -189,7 +250,7 @@ void gemv_rows(float* y, const float* x, const uint16_t* W, int64_t in, int64_t 
         __m512 acc[N][2];
         if (k == 0) zero(acc);
         else std::memcpy(acc, state[r], sizeof acc);
-        dot_span<T, N>(acc, x + k, in, w, len, w + 2 * in);
+        Dot::span(acc, x + k, in, w, len, w + 2 * in);
         if (k + len < in) std::memcpy(state[r], acc, sizeof acc);
         else finish<N>(y, out, t0 + r, accumulate, acc);
       }
@@ -197,26 +258,26 @@ void gemv_rows(float* y, const float* x, const uint16_t* W, int64_t in, int64_t 
   }
 }
 
-// y[n, out] (+)= x W^T for a few rows of x, x kept in f32. Hand-written because decode is a few
-// hundred products of 1-8 rows per token, bound by reading the weights, and there oneDNN 2.6's
-// bf16 matmul read them at 65-68% of the DRAM bandwidth (Intel Xeon, docs/performance.md), and at
-// 8 rows on a Zen 4 at a third of this loop's speed (kernels_bench BM_GemvBf16). Each thread takes
-// a contiguous share of W's rows. Rounds nothing but the weights; f16 weights take the same loop
-// (vcvtph2ps widens them); more rows take the block path.
-template <DType T>
-void gemv_16bit(float* y, const float* x, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
+// y[n, out] (+)= x W^T for a few rows of x. Hand-written because decode is a few hundred products
+// of 1-8 rows per token, bound by reading the weights, and there oneDNN 2.6's bf16 matmul read them
+// at 65-68% of the DRAM bandwidth (Intel Xeon, docs/performance.md), and at 2-8 rows on a Zen 4 at
+// 8.7-13 GB/s where this loop reads 11-27 (kernels_bench BM_GemvBf16). Each thread takes a
+// contiguous share of W's rows; more rows take the block path.
+template <class Dot>
+void gemv_16bit(float* y, const float* x32, const uint16_t* W, int64_t n, int64_t in, int64_t out, bool accumulate) {
   static_assert(kGemvMaxRows == 8);
   MOE_ASSERT(n >= 1 && n <= kGemvMaxRows);
+  const typename Dot::X* x = Dot::prepare(x32, n * in);  // the caller's buffer, read by every thread
   auto run = [&](int64_t j0, int64_t j1) {
     switch (n) {
-      case 1: return gemv_rows<T, 1>(y, x, W, in, out, accumulate, j0, j1);
-      case 2: return gemv_rows<T, 2>(y, x, W, in, out, accumulate, j0, j1);
-      case 3: return gemv_rows<T, 3>(y, x, W, in, out, accumulate, j0, j1);
-      case 4: return gemv_rows<T, 4>(y, x, W, in, out, accumulate, j0, j1);
-      case 5: return gemv_rows<T, 5>(y, x, W, in, out, accumulate, j0, j1);
-      case 6: return gemv_rows<T, 6>(y, x, W, in, out, accumulate, j0, j1);
-      case 7: return gemv_rows<T, 7>(y, x, W, in, out, accumulate, j0, j1);
-      default: return gemv_rows<T, 8>(y, x, W, in, out, accumulate, j0, j1);
+      case 1: return gemv_rows<Dot, 1>(y, x, W, in, out, accumulate, j0, j1);
+      case 2: return gemv_rows<Dot, 2>(y, x, W, in, out, accumulate, j0, j1);
+      case 3: return gemv_rows<Dot, 3>(y, x, W, in, out, accumulate, j0, j1);
+      case 4: return gemv_rows<Dot, 4>(y, x, W, in, out, accumulate, j0, j1);
+      case 5: return gemv_rows<Dot, 5>(y, x, W, in, out, accumulate, j0, j1);
+      case 6: return gemv_rows<Dot, 6>(y, x, W, in, out, accumulate, j0, j1);
+      case 7: return gemv_rows<Dot, 7>(y, x, W, in, out, accumulate, j0, j1);
+      default: return gemv_rows<Dot, 8>(y, x, W, in, out, accumulate, j0, j1);
     }
   };
   if (omp_in_parallel() || out * in < (int64_t(1) << 17) || omp_get_max_threads() == 1) return run(0, out);
@@ -231,11 +292,12 @@ void gemv_16bit(float* y, const float* x, const uint16_t* W, int64_t n, int64_t 
 #endif
 
 void gemv(float* y, const float* x, const MatrixRef& W, int64_t n, int64_t in, int64_t out, bool accumulate) {
-  if (W.dtype == DType::BF16) gemv_16bit<DType::BF16>(y, x, W.half, n, in, out, accumulate);
-  else gemv_16bit<DType::F16>(y, x, W.half, n, in, out, accumulate);
+  if (W.dtype == DType::BF16) gemv_16bit<Bf16Pairs>(y, x, W.half, n, in, out, accumulate);
+  else gemv_16bit<Widened<DType::F16>>(y, x, W.half, n, in, out, accumulate);
 }
 #else
 constexpr bool kHaveGemv = false;
+constexpr bool kBf16Pairs = false;
 void gemv(float*, const float*, const MatrixRef&, int64_t, int64_t, int64_t, bool) {}
 #endif
 
@@ -249,6 +311,7 @@ void widen(float* dst, const uint16_t* src, int64_t count, DType t) {
 }  // namespace
 
 bool gemv_16bit_available() { return kHaveGemv; }
+bool gemv_bf16_rounds_x() { return kHaveGemv && kBf16Pairs; }
 
 bool bf16_matmul_available() {
   static const bool ok = bf16_kernel_for(256, 256, false);

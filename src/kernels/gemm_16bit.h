@@ -24,8 +24,9 @@ struct MatrixRef {
 
 // y[n, out] = x[n, in] W^T (+ y when accumulate), W [out, in].
 //  - f32 W: kernels::linear_forward.
-//  - 16-bit W and n <= kGemvMaxRows (decode) on an AVX-512 build: a matrix-vector loop that widens
-//    the weights as it streams them, x kept f32.
+//  - 16-bit W and n <= kGemvMaxRows (decode) on an AVX-512 build: a matrix-vector loop streaming
+//    the weights; bf16 W on a CPU with AVX512-BF16 multiplies in bf16 pairs (x rounded to bf16,
+//    sums in f32), otherwise it widens the weights and keeps x f32.
 //  - bf16 W, where oneDNN has a bf16 kernel for this CPU (AVX512-BF16, AMX, or AVX-512 emulation):
 //    one bf16 matmul, x rounded to bf16, products accumulated in f32.
 //  - f16 W, or bf16 without such a kernel (AVX2): linear_forward_blocks.
@@ -40,6 +41,8 @@ bool bf16_matmul_available();
 // Whether products of at most kGemvMaxRows rows with 16-bit weights take the matrix-vector loop.
 inline constexpr int64_t kGemvMaxRows = 8;
 bool gemv_16bit_available();
+// Whether that loop rounds x to bf16 for bf16 weights (AVX512-BF16 build); f16 weights never.
+bool gemv_bf16_rounds_x();
 
 // dst[count, cols] = rows [r0, r0 + count) of W, widened to f32.
 void matrix_rows(float* dst, const MatrixRef& W, int64_t cols, int64_t r0, int64_t count);

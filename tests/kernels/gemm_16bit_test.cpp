@@ -66,8 +66,8 @@ TEST(Gemm16, BlockPathMatchesReferenceForBf16AndF16) {
       }
 }
 
-// linear_forward as dispatched: up to kGemvMaxRows rows by the matrix-vector loop (x in f32) on an
-// AVX-512 build; more rows by oneDNN's bf16 matmul (x rounded to bf16) for bf16 where it has a
+// linear_forward as dispatched: up to kGemvMaxRows rows by the matrix-vector loop on an AVX-512
+// build (x rounded to bf16 for bf16 weights where the CPU has AVX512-BF16, else f32); more rows by oneDNN's bf16 matmul (x rounded to bf16) for bf16 where it has a
 // kernel, else (and for f16) by the block path (x in f32). Each against the reference on what it
 // computes.
 TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
@@ -79,7 +79,7 @@ TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
     for (bool acc : {false, true})
       for (auto [n, in, out] : sizes) {
         const bool gemv = gemv_16bit_available() && n <= kGemvMaxRows;
-        const bool rounds_x = t == DType::BF16 && !gemv && bf16_matmul_available();
+        const bool rounds_x = t == DType::BF16 && (gemv ? gemv_bf16_rounds_x() : bf16_matmul_available());
         const Case c = make_case(n, in, out, t, uint64_t(n * 17 + in * 3 + out));
         std::vector<float> xr(c.x.size());
         for (size_t i = 0; i < xr.size(); ++i) xr[i] = rounds_x ? bf16_to_f32(f32_to_bf16(c.x[i])) : c.x[i];
@@ -95,7 +95,8 @@ TEST(Gemm16, DispatchedProductsMatchReferenceOnWhatTheyCompute) {
 
 // The matrix-vector loop sums each row of x in one order whatever rows come with it: a sequence
 // decodes to the same bits alone and in a batch of 2 to kGemvMaxRows, whichever loop nest the
-// batch takes (2100 x 67 and 1000 x 300 at 3+ rows: the tiled nest; 77 x 5: rows whole).
+// batch takes (2100 x 67 takes the tiled nest from 2 rows with f16 weights, from 4 with bf16 ones
+// multiplied in bf16 pairs; 77 x 5 keeps rows whole).
 TEST(Gemm16, MatrixVectorRowsAreTheSameAloneAndTogether) {
   if (!gemv_16bit_available()) GTEST_SKIP() << "no AVX-512 matrix-vector loop in this build";
   for (DType t : {DType::BF16, DType::F16})
