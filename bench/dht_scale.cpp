@@ -4,6 +4,7 @@
 // prefix's top-k. Prints one JSON object.
 //
 // Usage: dht_scale [--nodes 256] [--experts 4096] [--batch 64] [--idle-s 20] [--ttl-s 600] [--k 4]
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -24,6 +25,7 @@
 #include "net/dht_node.h"
 #include "net/identity.h"
 #include "net/expert_directory.h"
+#include "cli_checks.h"
 
 using namespace moe::net;
 using Clock = std::chrono::steady_clock;
@@ -38,24 +40,15 @@ struct Args {
   bool signed_records = false;  // --signed 1: every server node signs its records (docs/security.md)
 };
 
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (i + 1 >= argc) throw moe::Error("[dht_scale] " + f + " needs a value");
-    const char* v = argv[++i];
-    if (f == "--nodes") a.nodes = std::atoi(v);
-    else if (f == "--experts") a.experts = std::atoi(v);
-    else if (f == "--batch") a.batch = std::atoi(v);
-    else if (f == "--k") a.k = std::atoi(v);
-    else if (f == "--idle-s") a.idle_s = std::atof(v);
-    else if (f == "--ttl-s") a.ttl_s = std::atof(v);
-    else if (f == "--signed") a.signed_records = std::atoi(v) != 0;
-    else throw moe::Error("[dht_scale] unknown flag " + f);
-  }
-  if (a.nodes < 2 || a.experts < 1 || a.batch < 1 || a.k < 1)
-    throw moe::Error("[dht_scale] need --nodes >= 2 and positive --experts, --batch, --k");
-  return a;
+// The options, with their defaults from Args; --help lists them.
+void add_options(CLI::App& app, Args& a) {
+  app.add_option("--nodes", a.nodes, "DHT nodes on loopback in this process")->check(CLI::Range(2, 1 << 20));
+  app.add_option("--experts", a.experts, "experts of the grid, announced by all the nodes")->check(moe::cli::Positive);
+  app.add_option("--batch", a.batch, "experts one announce call carries")->check(moe::cli::Positive);
+  app.add_option("--k", a.k, "top-k of the grid prefix the new node looks for")->check(moe::cli::Positive);
+  app.add_option("--idle-s", a.idle_s, "seconds the network idles before the lookups")->check(moe::cli::NonNegative);
+  app.add_option("--ttl-s", a.ttl_s, "lifetime of a record, seconds")->check(moe::cli::Positive);
+  app.add_option("--signed", a.signed_records, "1: every server node signs its records (docs/security.md)");
 }
 
 int64_t traffic(const std::vector<std::unique_ptr<DhtNode>>& nodes) {
@@ -79,7 +72,10 @@ void parallel_for(int n, int threads, F f) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args a = parse(argc, argv);
+  CLI::App app{"Scale study of expert discovery over the DHT; prints one JSON object"};
+  Args a;
+  add_options(app, a);
+  CLI11_PARSE(app, argc, argv);
   const int side = static_cast<int>(std::ceil(std::sqrt(double(a.experts))));  // grid side x side
   auto uid = [&](int e) { return "scale.0." + std::to_string(e / side) + "." + std::to_string(e % side); };
   nlohmann::json out{{"nodes", a.nodes}, {"experts", a.experts}, {"grid", {side, side}}, {"ttl_s", a.ttl_s},

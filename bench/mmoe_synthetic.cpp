@@ -19,6 +19,7 @@
 //          [--experts 8] [--expert-hidden 16] [--outputs 8] [--tower-hidden 8] [--out FILE.csv]
 //          [--trials FILE.csv]
 // Writes one CSV row per (correlation, model, seed) and prints a summary table.
+#include <CLI/CLI.hpp>
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
@@ -38,6 +39,7 @@
 #include "classic/multitask.h"
 #include "core/error.h"
 #include "core/rng.h"
+#include "cli_checks.h"
 
 using namespace moe::classic;
 
@@ -53,50 +55,27 @@ struct Args {
   std::string trials;  // optional CSV: every learning rate's validation result (no test loss)
 };
 
-std::vector<double> numbers(const std::string& flag, const std::string& list) {
-  std::vector<double> v;
-  std::stringstream ss(list);
-  for (std::string item; std::getline(ss, item, ',');) {
-    char* end = nullptr;
-    const double x = std::strtod(item.c_str(), &end);
-    if (item.empty() || *end != '\0') throw moe::Error("[mmoe_synthetic] " + flag + ": '" + item + "' is not a number");
-    v.push_back(x);
-  }
-  if (v.empty()) throw moe::Error("[mmoe_synthetic] " + flag + " needs at least one value");
-  return v;
-}
-
-Args parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    const std::string f = argv[i];
-    if (i + 1 >= argc) throw moe::Error("[mmoe_synthetic] " + f + " needs a value");
-    const std::string v = argv[++i];
-    if (f == "--seeds") a.seeds = std::stoi(v);
-    else if (f == "--first-seed") a.first_seed = std::stoi(v);
-    else if (f == "--epochs") a.epochs = std::stoi(v);
-    else if (f == "--jobs") a.jobs = std::stoi(v);
-    else if (f == "--train") a.train = std::stoll(v);
-    else if (f == "--valid") a.valid = std::stoll(v);
-    else if (f == "--test") a.test = std::stoll(v);
-    else if (f == "--batch") a.batch = std::stoll(v);
-    else if (f == "--experts") a.experts = std::stoll(v);
-    else if (f == "--expert-hidden") a.expert_hidden = std::stoll(v);
-    else if (f == "--outputs") a.outputs = std::stoll(v);
-    else if (f == "--tower-hidden") a.tower_hidden = std::stoll(v);
-    else if (f == "--lrs") a.lrs = numbers(f, v);
-    else if (f == "--correlations") a.correlations = numbers(f, v);
-    else if (f == "--out") a.out = v;
-    else if (f == "--trials") a.trials = v;
-    else throw moe::Error("[mmoe_synthetic] unknown flag " + f);
-  }
-  if (a.seeds < 1 || a.epochs < 1 || a.jobs < 1 || a.train < 1 || a.valid < 1 || a.test < 1 || a.batch < 1)
-    throw moe::Error("[mmoe_synthetic] --seeds, --epochs, --jobs, --train, --valid, --test, --batch must be positive");
-  for (double p : a.correlations)
-    if (!(p >= -1 && p <= 1)) throw moe::Error("[mmoe_synthetic] a correlation must lie in [-1, 1]");
-  for (double lr : a.lrs)
-    if (!(lr > 0)) throw moe::Error("[mmoe_synthetic] a learning rate must be positive");
-  return a;
+// The options, with their defaults from Args; --help lists them.
+void add_options(CLI::App& app, Args& a) {
+  app.add_option("--seeds", a.seeds, "seeds (each draws its data and initialisations)")->check(moe::cli::Positive);
+  app.add_option("--first-seed", a.first_seed, "first seed");
+  app.add_option("--epochs", a.epochs, "epochs at each learning rate")->check(moe::cli::Positive);
+  app.add_option("--jobs", a.jobs, "runs side by side, one thread each")->check(moe::cli::Positive);
+  app.add_option("--train", a.train, "training rows")->check(moe::cli::Positive);
+  app.add_option("--valid", a.valid, "validation rows (learning rate and epoch chosen on them)")->check(moe::cli::Positive);
+  app.add_option("--test", a.test, "test rows (the reported loss)")->check(moe::cli::Positive);
+  app.add_option("--batch", a.batch, "rows per Adam step")->check(moe::cli::Positive);
+  app.add_option("--experts", a.experts, "experts of MMoE and OMoE")->check(moe::cli::Positive);
+  app.add_option("--expert-hidden", a.expert_hidden, "hidden ReLU units of an expert")->check(moe::cli::Positive);
+  app.add_option("--outputs", a.outputs, "outputs of an expert and of the shared bottom")->check(moe::cli::Positive);
+  app.add_option("--tower-hidden", a.tower_hidden, "hidden ReLU units of a task's tower")->check(moe::cli::Positive);
+  app.add_option("--lrs", a.lrs, "Adam learning rates tried, comma-separated")->delimiter(',')->check(moe::cli::Positive);
+  app.add_option("--correlations", a.correlations, "label correlations, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Number)
+      ->check(CLI::Range(-1.0, 1.0));
+  app.add_option("--out", a.out, "CSV: one row per (correlation, model, seed)");
+  app.add_option("--trials", a.trials, "CSV: every learning rate's validation result (no test loss)");
 }
 
 constexpr int64_t kD = 100, kM = 10;
@@ -211,7 +190,10 @@ Stats stats(const std::vector<double>& v) {
 }  // namespace
 
 int main(int argc, char** argv) try {
-  const Args a = parse(argc, argv);
+  CLI::App app{"The synthetic experiment of the MMoE paper: MMoE, OMoE and a shared bottom on two tasks"};
+  Args a;
+  add_options(app, a);
+  CLI11_PARSE(app, argc, argv);
   Eigen::setNbThreads(1);  // small products: one run per thread (--jobs) uses the cores better
   const auto t0 = std::chrono::steady_clock::now();
   const Architecture models[] = {Architecture::mmoe, Architecture::omoe, Architecture::shared_bottom};

@@ -19,6 +19,10 @@ expect_error "subcommand" -- "$MOE"
 expect_error "frobnicate" -- "$MOE" frobnicate
 expect_error "steps" -- "$MOE" train --out "$WORK/o" --steps abc
 expect_error "steps" -- "$MOE" train --out "$WORK/o" --steps -3
+# A value out of a positive or non-negative option's range says so in words (not as a numeric range).
+expect_error "steps: must be positive, got -3" -- "$MOE" train --out "$WORK/o" --steps -3
+expect_error "steps: 'abc' is not a number" -- "$MOE" train --out "$WORK/o" --steps abc
+expect_error "temperature: must be zero or more, got -1" -- "$MOE" generate --model "$WORK/o" --temperature -1
 expect_error "lr" -- "$MOE" train --out "$WORK/o" --lr 0
 expect_error "min-lr-ratio" -- "$MOE" train --out "$WORK/o" --min-lr-ratio 2
 expect_error "out" -- "$MOE" train --steps 3

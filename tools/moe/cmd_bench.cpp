@@ -19,6 +19,7 @@
 #include "moe/router_topk.h"
 #include "nn/dense_ffn.h"
 #include "train/adamw.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -241,15 +242,15 @@ Runner add_bench(CLI::App& app) {
   c->require_subcommand(1);
   auto a = std::make_shared<LayerBenchArgs>();
   CLI::App* l = c->add_subcommand("moe-layer", "one MoE layer vs a dense layer of the same active FLOPs");
-  l->add_option("--d-model", a->d, "model width")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--d-ff", a->f, "expert hidden width")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--experts", a->experts, "experts")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--top-k", a->top_k, "experts per token")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  l->add_option("--d-model", a->d, "model width")->capture_default_str()->check(moe::cli::Positive);
+  l->add_option("--d-ff", a->f, "expert hidden width")->capture_default_str()->check(moe::cli::Positive);
+  l->add_option("--experts", a->experts, "experts")->capture_default_str()->check(moe::cli::Positive);
+  l->add_option("--top-k", a->top_k, "experts per token")->capture_default_str()->check(moe::cli::Positive);
+  l->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(moe::cli::Positive);
   l->add_option("--routing", a->routing, "uniform | skewed (Zipf-like) | learned (a router trained on clustered tokens)")->capture_default_str();
-  l->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  l->add_option("--reps", a->reps, "interleaved timing rounds (the best of each reported)")->capture_default_str()->check(CLI::PositiveNumber);
-  l->add_option("--expert-parallel", a->expert_parallel, "under mpirun: experts split over R ranks (the ranks split --tokens)")->check(CLI::PositiveNumber);
+  l->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  l->add_option("--reps", a->reps, "interleaved timing rounds (the best of each reported)")->capture_default_str()->check(moe::cli::Positive);
+  l->add_option("--expert-parallel", a->expert_parallel, "under mpirun: experts split over R ranks (the ranks split --tokens)")->check(moe::cli::Positive);
   l->add_flag("--json", a->json, "end with one JSON line");
   std::vector<std::pair<CLI::App*, Runner>> more;
   add_model_benches(*c, more);

@@ -17,6 +17,7 @@
 #include "infer/generator.h"
 #include "kernels/gemm.h"
 #include "train/adamw.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -247,12 +248,12 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   auto ta = std::make_shared<TrainBenchArgs>();
   CLI::App* t = bench.add_subcommand("train", "a full training step (forward, backward, AdamW)");
   t->add_option("--model-config", ta->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
-  t->add_option("--batch-size", ta->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
-  t->add_option("--context", ta->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::PositiveNumber);
-  t->add_option("--steps", ta->steps, "timed rounds of a step and a GEMM (the best of each reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  t->add_option("--batch-size", ta->batch, "sequences per step")->capture_default_str()->check(moe::cli::Positive);
+  t->add_option("--context", ta->context, "tokens per sequence (default: max_position_embeddings)")->check(moe::cli::Positive);
+  t->add_option("--steps", ta->steps, "timed rounds of a step and a GEMM (the best of each reported)")->capture_default_str()->check(moe::cli::Positive);
   t->add_option("--peak-gflops", ta->peak, "FMA peak of the machine (default: measured in the run)");
-  t->add_option("--threads", ta->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  t->add_option("--expert-parallel", ta->expert_parallel, "under mpirun: experts split over R ranks (the ranks split the batch)")->check(CLI::PositiveNumber);
+  t->add_option("--threads", ta->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  t->add_option("--expert-parallel", ta->expert_parallel, "under mpirun: experts split over R ranks (the ranks split the batch)")->check(moe::cli::Positive);
   t->add_flag("--json", ta->json, "end with one JSON line");
   out.emplace_back(t, [ta] { return run_train_bench(*ta); });
   auto ga = std::make_shared<GenBenchArgs>();
@@ -262,15 +263,15 @@ void add_model_benches(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>
   CLI::Option* mc = g->add_option("--model-config", ga->config, "config.json (default: the built-in default MoE)")->check(CLI::ExistingFile);
   CLI::Option* md = g->add_option("--model", ma->model, "checkpoint directory: bench it through the serving engine (see docs/performance.md)");
   md->excludes(mc);
-  g->add_option("--prompt", ga->prompt, "prompt tokens")->capture_default_str()->check(CLI::PositiveNumber);
-  g->add_option("--tokens", ga->tokens, "decoded tokens (per request)")->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--prompt", ga->prompt, "prompt tokens")->capture_default_str()->check(moe::cli::Positive);
+  g->add_option("--tokens", ga->tokens, "decoded tokens (per request)")->capture_default_str()->check(moe::cli::Positive);
   CLI::Option* cc = g->add_option("--concurrency", ma->concurrency, "with --model: requests submitted together (max_batch)")->capture_default_str();
   CLI::Option* ww = g->add_option("--weights", ma->weights, "with --model: stored (bf16/f16 matrices kept as stored, memory-mapped) or f32 (widened on load)")
                         ->capture_default_str()
                         ->check(CLI::IsMember({"stored", "f32"}));
   CLI::Option* cold = g->add_flag("--cold", ma->cold, "with --model: evict the weight files from the page cache first (time the load and first token as after a boot)");
   CLI::Option* rr = g->add_option("--rounds", ma->rounds, "with --model: rounds of bandwidth, batch 1 and concurrent runs (the best of each reported)")->capture_default_str();
-  g->add_option("--threads", ga->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  g->add_option("--threads", ga->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
   g->add_flag("--json", ga->json, "end with one JSON line");
   out.emplace_back(g, [ga, ma, md, cc, rr, ww, cold] {
     if (md->count() == 0) {

@@ -17,6 +17,7 @@
 #include "kernels/product_keys.h"
 #include "kernels/topk.h"
 #include "moe/peer_layer.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -321,15 +322,15 @@ int run_peer_bench(PeerBenchArgs a) {
 void add_peer_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out) {
   auto a = std::make_shared<PeerBenchArgs>();
   CLI::App* p = bench.add_subcommand("peer", "PEER product-key retrieval vs brute force, and the PEER layer's speed");
-  p->add_option("--experts", a->experts, "N, a perfect square (default: sweep 2^12 ... 2^20)")->check(CLI::PositiveNumber);
-  p->add_option("--heads", a->heads, "retrieval heads")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--top-k", a->top_k, "experts per head")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--key-dim", a->key_dim, "query width per head")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--d-model", a->d_model, "model width of the layer benchmark")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--brute-tokens", a->brute_tokens, "tokens scored by brute force")->capture_default_str()->check(CLI::PositiveNumber);
-  p->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  p->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  p->add_option("--experts", a->experts, "N, a perfect square (default: sweep 2^12 ... 2^20)")->check(moe::cli::Positive);
+  p->add_option("--heads", a->heads, "retrieval heads")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--top-k", a->top_k, "experts per head")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--key-dim", a->key_dim, "query width per head")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--d-model", a->d_model, "model width of the layer benchmark")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--tokens", a->tokens, "tokens per batch")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--brute-tokens", a->brute_tokens, "tokens scored by brute force")->capture_default_str()->check(moe::cli::Positive);
+  p->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  p->add_option("--reps", a->reps, "timed repetitions (median reported)")->capture_default_str()->check(moe::cli::Positive);
   p->add_option("--seed", a->seed, "seed of the random queries and sub-keys")->capture_default_str();
   p->add_option("--queries", a->queries,
                 "safetensors file with your own `queries` [T, dk] or [h, T, dk] and `sub_keys` [2, sqrt(N), dk/2] or "

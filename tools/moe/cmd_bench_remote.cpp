@@ -19,6 +19,7 @@
 #include "net/expert_client.h"
 #include "net/expert_server.h"
 #include "train/adamw.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 namespace {
@@ -161,14 +162,14 @@ int run_remote_bench(const RemoteBenchArgs& a) {
 void add_remote_bench(CLI::App& bench, std::vector<std::pair<CLI::App*, Runner>>& out) {
   auto a = std::make_shared<RemoteBenchArgs>();
   CLI::App* c = bench.add_subcommand("remote-experts", "throughput of experts on loopback expert servers vs the same experts local");
-  c->add_option("--experts", a->experts, "experts")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--servers", a->servers, "expert servers (they divide the experts)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--d-model", a->d, "expert width")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--d-ff", a->f, "expert hidden width (2730: the FLOPs of hivemind's 1024 -> 4096 -> 1024 FFN)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--batch-size", a->batch, "rows per call")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--clients", a->clients, "concurrent client threads")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--batches", a->batches, "calls per client")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--threads", a->threads, "compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--experts", a->experts, "experts")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--servers", a->servers, "expert servers (they divide the experts)")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--d-model", a->d, "expert width")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--d-ff", a->f, "expert hidden width (2730: the FLOPs of hivemind's 1024 -> 4096 -> 1024 FFN)")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--batch-size", a->batch, "rows per call")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--clients", a->clients, "concurrent client threads")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--batches", a->batches, "calls per client")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--threads", a->threads, "compute threads (default: all cores)")->check(moe::cli::NonNegative);
   c->add_flag("--json", a->json, "end with one JSON line");
   out.emplace_back(c, [a] { return run_remote_bench(*a); });
 }

@@ -21,6 +21,7 @@
 #include "text/model_tokenizer.h"
 #include "text/utf8.h"
 #include "weights_option.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -163,13 +164,13 @@ Runner add_chat(CLI::App& app) {
       ->option_text("MESSAGES.json");
   c->add_flag("--no-generation-prompt", a->no_generation_prompt, "with --render: without the assistant turn's opening");
   a->system_opt = c->add_option("--system", a->system, "a system message first");
-  c->add_option("--max-tokens", a->max_tokens, "tokens to generate per reply")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--temperature", a->temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--top-k", a->top_k, "sample among the k most likely tokens (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--max-tokens", a->max_tokens, "tokens to generate per reply")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--temperature", a->temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--top-k", a->top_k, "sample among the k most likely tokens (0: all)")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_option("--top-p", a->top_p, "sample among the most likely tokens whose probability reaches p (1: all)")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c->add_option("--seed", a->seed, "sampling seed (reply i uses seed + i)")->capture_default_str();
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
   return [a] { return run_chat(*a); };
 }
 

@@ -16,6 +16,7 @@
 #include "text/model_tokenizer.h"
 #include "train/evaluate.h"
 #include "weights_option.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -109,9 +110,9 @@ Runner add_eval(CLI::App& app) {
   add_weights_option(c, a->weights);
   c->add_option("--data", a->data, "text file")->required()->check(CLI::ExistingFile);
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  c->add_option("--batch-size", a->batch, "windows per forward pass")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
+  c->add_option("--batch-size", a->batch, "windows per forward pass")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(moe::cli::Positive);
   c->add_flag("--json", a->json, "end with one JSON line: tokens, loss, perplexity");
   c->add_option("--logits", a->logits, "also write the first window's logits [T, V] (float32 tensor \"logits\") to this safetensors file");
   add_remote_options(c, a->remote);

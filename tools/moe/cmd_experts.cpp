@@ -12,6 +12,7 @@
 #include "train/plots.h"
 #include "train/text_corpus.h"
 #include "weights_option.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -113,9 +114,9 @@ Runner add_experts(CLI::App& app) {
   add_weights_option(c, a->weights);
   c->add_option("--data", a->data, "text files or directories, one row each")->required()->expected(1, -1);
   c->add_option("--context", a->context, "window length (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  c->add_option("--max-tokens", a->max_tokens, "tokens read per input")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--max-tokens", a->max_tokens, "tokens read per input")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--plot", a->plot, "SVG heat map to write (default: MODEL/expert_usage.svg)");
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
   c->add_flag("--json", a->json, "end with one JSON line: [input][layer][expert] counts");
   return [a] { return run_experts(*a); };
 }

@@ -15,6 +15,7 @@
 #include "terminal.h"
 #include "text/model_tokenizer.h"
 #include "weights_option.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -98,12 +99,12 @@ Runner add_generate(CLI::App& app) {
   c->add_option("--model", a->model, "checkpoint directory")->required();
   add_weights_option(c, a->weights);
   c->add_option("--prompt", a->prompt, "text to continue")->required();
-  c->add_option("--max-tokens", a->max_tokens, "tokens to generate (bytes for a byte-level model)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--temperature", a->temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--top-k", a->top_k, "sample among the k most likely tokens (0: all)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--max-tokens", a->max_tokens, "tokens to generate (bytes for a byte-level model)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--temperature", a->temperature, "sampling temperature (0: greedy)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--top-k", a->top_k, "sample among the k most likely tokens (0: all)")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_option("--seed", a->seed, "sampling seed")->capture_default_str();
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(CLI::PositiveNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks")->check(moe::cli::Positive);
   c->add_flag("--json", a->json, "end with one JSON line: prompt_ids, ids, tokens, text, finish_reason (stop or length)");
   c->add_flag("--ignore-eos", a->ignore_eos, "go on past the end-of-text token (tokenizer_config.json's eos_token, config.json's eos_token_id)");
   add_remote_options(c, a->remote);

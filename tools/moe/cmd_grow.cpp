@@ -13,6 +13,7 @@
 #include "model/peer_grow.h"
 #include "terminal.h"
 #include "train/evaluate.h"
+#include "cli_checks.h"
 
 namespace fs = std::filesystem;
 
@@ -73,13 +74,13 @@ Runner add_grow(CLI::App& app) {
   auto a = std::make_shared<GrowArgs>();
   CLI::App* c = app.add_subcommand("grow", "enlarge the expert pool of a trained model's PEER layers");
   c->add_option("--model", a->model, "checkpoint directory with PEER layers")->required();
-  c->add_option("--peer-num-experts", a->experts, "new number of experts (a larger perfect square)")->required()->check(CLI::PositiveNumber);
+  c->add_option("--peer-num-experts", a->experts, "new number of experts (a larger perfect square)")->required()->check(moe::cli::Positive);
   c->add_option("--out", a->out, "directory for the grown checkpoint")->required();
   c->add_option("--data", a->data, "held-out text for the before/after loss (default: MODEL/heldout.txt)")->check(CLI::ExistingFile);
-  c->add_option("--max-tokens", a->max_tokens, "bytes of the text evaluated")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--new-key-scale", a->new_key_scale, "new sub-keys' scale relative to the old ones' RMS")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--max-tokens", a->max_tokens, "bytes of the text evaluated")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--new-key-scale", a->new_key_scale, "new sub-keys' scale relative to the old ones' RMS")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_option("--seed", a->seed, "seed of the new sub-keys and neurons")->capture_default_str();
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
   c->add_flag("--overwrite", a->overwrite, "replace a checkpoint in --out");
   c->add_flag("--json", a->json, "end with one JSON line: loss_before, loss_after, relative_change");
   return [a] { return run_grow(*a); };

@@ -14,6 +14,7 @@
 #include "net/identity.h"
 #include "net/expert_server.h"
 #include "remote.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -142,28 +143,28 @@ Runner add_serve_experts(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* c = app.add_subcommand("serve-experts", "host experts for a decentralized swarm (gRPC server + DHT node)");
   c->add_option("--experts", a->experts, "uids to host, e.g. ffn.0.[0:16] (expert i of MoE layer l is PREFIX.l.i); repeatable")->required()->expected(1, -1);
-  c->add_option("--d-model", a->d_model, "model width")->required()->check(CLI::PositiveNumber);
-  c->add_option("--d-ff", a->d_ff, "expert hidden width")->required()->check(CLI::PositiveNumber);
+  c->add_option("--d-model", a->d_model, "model width")->required()->check(moe::cli::Positive);
+  c->add_option("--d-ff", a->d_ff, "expert hidden width")->required()->check(moe::cli::Positive);
   c->add_option("--listen", a->listen, "HOST:PORT of the gRPC server (port 0: any)")->capture_default_str();
   c->add_option("--bootstrap", a->bootstrap, "HOST:PORT of any DHT node of the swarm (none: start a new swarm)")->expected(1, -1);
   c->add_option("--dht-listen", a->dht_listen, "HOST:PORT of this server's DHT node (default: the --listen host, any port)");
   c->add_option("--checkpoint", a->checkpoint, "directory where the experts and their optimizer state are saved and reloaded");
   c->add_option("--init-from", a->init_from, "start the experts from a trained model checkpoint's MoE layers");
-  c->add_option("--threads", a->threads, "compute threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--lr", a->lr, "the experts' largest learning rate (clients send theirs, capped by this)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--threads", a->threads, "compute threads (default: all cores)")->check(moe::cli::NonNegative);
+  c->add_option("--lr", a->lr, "the experts' largest learning rate (clients send theirs, capped by this)")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--seed", a->seed, "seed of fresh experts")->capture_default_str();
-  c->add_option("--announce-every", a->announce_every, "seconds between DHT announcements (records live twice as long)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--save-every", a->save_every, "seconds between saves (0: only on exit)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--announce-every", a->announce_every, "seconds between DHT announcements (records live twice as long)")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--save-every", a->save_every, "seconds between saves (0: only on exit)")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_option("--fail-rate", a->fail_rate, "testing aid: fail this fraction of calls at random")->capture_default_str()->check(CLI::Range(0.0, 1.0));
-  c->add_option("--delay-ms", a->delay_ms, "testing aid: answer every call this many ms late")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--delay-ms", a->delay_ms, "testing aid: answer every call this many ms late")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_option("--attack", a->attack, "testing aid: lie in every forward answer (scale: x100, nan, random, flip: negated)")
       ->check(CLI::IsMember({"scale", "nan", "random", "flip"}));
   c->add_option("--grad-factor", a->grad_factor, "reject a client gradient whose RMS exceeds this times the expert's recent median")->capture_default_str();
   c->add_option("--grad-max-rms", a->grad_max_rms, "reject a client gradient above this RMS before the median is known")->capture_default_str();
   c->add_flag("--no-gradient-guard", a->no_gradient_guard, "apply every finite client gradient (to measure what the guard costs)");
   c->add_option("--identity", a->identity, "key pair that signs this server's records: FILE.pem/.crt, created on first start (default: CHECKPOINT/identity, or a fresh one per run)");
-  c->add_option("--rate-limit", a->rate_limit, "rows per second each client may send (its TLS client key, else its connection); 0: no limit")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--rate-burst", a->rate_burst, "seconds of --rate-limit a client may use at once")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--rate-limit", a->rate_limit, "rows per second each client may send (its TLS client key, else its connection); 0: no limit")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--rate-burst", a->rate_burst, "seconds of --rate-limit a client may use at once")->capture_default_str()->check(moe::cli::Positive);
   c->add_flag("--tls,!--no-tls", a->tls, "serve over TLS with the identity's certificate (the default; --no-tls: plaintext); clients pin it to the key of the signed records")->capture_default_str();
   c->add_option("--pow-bits", a->pow_bits, "proof of work of the identity (leading zero bits; clients require theirs)")->capture_default_str()->check(CLI::Range(0, 40));
   return [a] { return run_serve(*a); };

@@ -16,6 +16,7 @@
 #include "net/quiet_logs.h"
 #include "net/record_trust.h"
 #include "remote.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 namespace {
@@ -140,7 +141,7 @@ Runner add_swarm_status(CLI::App& app) {
   c->add_option("--prefix", a->prefix, "uid prefix to list (expert i of MoE layer l is PREFIX.l.i)")->capture_default_str();
   c->add_option("--dht-listen", a->dht_listen, "HOST:PORT of this tool's own DHT node")->capture_default_str();
   c->add_option("--layers", a->max_layers, "MoE layers to look for (PREFIX.0 .. PREFIX.N-1)")->capture_default_str()->check(CLI::Range(1, 4096));
-  c->add_option("--timeout", a->timeout_s, "deadline of each DHT lookup and Info call (s)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--timeout", a->timeout_s, "deadline of each DHT lookup and Info call (s)")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--trusted-keys", a->trusted_keys, "list only records signed by these keys (one hex key id per line)");
   c->add_option("--pow-bits", a->pow_bits, "proof of work a server's key must carry")->capture_default_str()->check(CLI::Range(0, 40));
   c->add_flag("--allow-unsigned", a->allow_unsigned, "also list unsigned records");

@@ -15,6 +15,7 @@
 #include "remote.h"
 #include "terminal.h"
 #include "train/trainer.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -239,20 +240,20 @@ Runner add_train(CLI::App& app) {
   c->add_option("--model-config", a->model_config, "Hugging Face-style config.json (default: built-in small MoE)")->check(CLI::ExistingFile);
   c->add_option("--data", a->data, "text files or directories (default: the fortune corpus)")->expected(1, -1);
   c->add_option("--out", a->out, "checkpoint directory")->required();
-  c->add_option("--steps", a->steps, "optimizer steps")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--batch-size", a->batch, "sequences per step")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--steps", a->steps, "optimizer steps")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--batch-size", a->batch, "sequences per step")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--context", a->context, "tokens per sequence (default: max_position_embeddings)")->check(CLI::Range(int64_t(2), int64_t(1) << 20));
-  c->add_option("--lr", a->lr, "peak learning rate (warm-up, then cosine to lr * --min-lr-ratio)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--lr", a->lr, "peak learning rate (warm-up, then cosine to lr * --min-lr-ratio)")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--min-lr-ratio", a->min_lr_ratio, "the cosine's final learning rate over the peak (1: constant after warm-up)")->capture_default_str()->check(CLI::Range(0.0f, 1.0f));
   c->add_option("--warmup", a->warmup, "warm-up steps (default: min(100, steps/10))");
   c->add_option("--seed", a->seed, "seed for initialisation and data order")->capture_default_str();
-  c->add_option("--eval-every", a->eval_every, "validate every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--eval-tokens", a->eval_tokens, "held-out tokens used for validation during training")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(CLI::NonNegativeNumber);
-  c->add_option("--stop-after", a->stop_after, "save and stop after this step, as an interrupted run that --resume continues")->check(CLI::PositiveNumber);
-  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks (R divides the ranks; 1: data parallelism only)")->check(CLI::PositiveNumber);
-  c->add_option("--exact-blocks", a->exact_blocks, "layout-exact sums over G blocks of each batch: the same losses at any rank count that divides G, at some cost in speed (0: off; docs/distributed.md)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--eval-every", a->eval_every, "validate every N steps (0: only at the end)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--eval-tokens", a->eval_tokens, "held-out tokens used for validation during training")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--save-every", a->save_every, "checkpoint every N steps (0: only at the end)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--threads", a->threads, "threads (default: all cores)")->check(moe::cli::NonNegative);
+  c->add_option("--stop-after", a->stop_after, "save and stop after this step, as an interrupted run that --resume continues")->check(moe::cli::Positive);
+  c->add_option("--expert-parallel", a->expert_parallel, "under mpirun: split each MoE layer's experts over R ranks (R divides the ranks; 1: data parallelism only)")->check(moe::cli::Positive);
+  c->add_option("--exact-blocks", a->exact_blocks, "layout-exact sums over G blocks of each batch: the same losses at any rank count that divides G, at some cost in speed (0: off; docs/distributed.md)")->capture_default_str()->check(moe::cli::NonNegative);
   c->add_flag("--resume", a->resume, "continue the run checkpointed in --out");
   c->add_option("--init", a->init, "start from this checkpoint's weights and config (e.g. after moe grow), with a fresh optimizer");
   c->add_flag("--overwrite", a->overwrite, "start over even if --out holds a checkpoint");

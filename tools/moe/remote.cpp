@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "cli_checks.h"
 
 namespace moe::cli {
 
@@ -26,12 +27,12 @@ void add_remote_options(CLI::App* c, RemoteArgs& a) {
   c->add_option("--remote-experts", a.bootstrap, "the MoE layers' experts live on expert servers: HOST:PORT of any DHT node of their swarm");
   c->add_option("--remote-prefix", a.prefix, "uid prefix of the remote experts (expert i of MoE layer l is PREFIX.l.i; on a grid, PREFIX.l.i.j)")->capture_default_str();
   c->add_option("--dht-listen", a.dht_listen, "HOST:PORT of this client's own DHT node (port 0: any)")->capture_default_str();
-  c->add_option("--k-min", a.calls.k_min, "answered experts a token waits for")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--forward-timeout", a.calls.forward_timeout_s, "deadline of a layer's forward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--backward-timeout", a.calls.backward_timeout_s, "deadline of a layer's backward calls (s)")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--grace", a.calls.grace_s, "extra wait once every token has k_min answers (s)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  c->add_option("--lookup-timeout", a.lookup_timeout_s, "longest wait for a DHT lookup inside a step (s): dead DHT nodes make searches slow")->capture_default_str()->check(CLI::PositiveNumber);
-  c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("--k-min", a.calls.k_min, "answered experts a token waits for")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--forward-timeout", a.calls.forward_timeout_s, "deadline of a layer's forward calls (s)")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--backward-timeout", a.calls.backward_timeout_s, "deadline of a layer's backward calls (s)")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--grace", a.calls.grace_s, "extra wait once every token has k_min answers (s)")->capture_default_str()->check(moe::cli::NonNegative);
+  c->add_option("--lookup-timeout", a.lookup_timeout_s, "longest wait for a DHT lookup inside a step (s): dead DHT nodes make searches slow")->capture_default_str()->check(moe::cli::Positive);
+  c->add_option("--hedge-after", a.calls.hedge_after_s, "send a call still pending after this long to a replica too (s)")->capture_default_str()->check(moe::cli::Positive);
   c->add_option("--output-factor", a.calls.output_factor, "an expert answer whose RMS is this many times off the layer's recent median is a failed call")->capture_default_str()->check(CLI::Range(1.0001, 1e30));
   c->add_flag("--no-output-validation", a.no_output_validation, "accept every finite expert answer, without size checks or canary rows (to measure what validation costs)");
   c->add_option("--trust-store", a.trust.store_path, "file of the expert uids' first-seen keys (trust on first use across runs; default: this run only)");
