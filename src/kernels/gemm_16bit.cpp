@@ -158,14 +158,16 @@ struct Bf16Pairs {
   using X = uint16_t;
   static constexpr int64_t kStep = 64;
   // x [count] rounded to bf16 (nearest even) into a per-thread buffer the product then reads.
+  // Every value by the same instruction, the last ones masked: a scalar tail would round subnormals
+  // differently, and which values fall in the tail depends on how many rows share the product.
   static const uint16_t* prepare(const float* x, int64_t count) {
     static thread_local avector<uint16_t> buf;
-    if (int64_t(buf.size()) < count + 16) buf.resize(size_t(count + 16));
-    int64_t i = 0;
-    for (; i + 16 <= count; i += 16)
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(buf.data() + i),
-                          reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(_mm512_loadu_ps(x + i))));
-    for (; i < count; ++i) buf[size_t(i)] = f32_to_bf16(x[i]);
+    if (int64_t(buf.size()) < count) buf.resize(size_t(count));
+    for (int64_t i = 0; i < count; i += 16) {
+      const __mmask16 m = count - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (count - i)) - 1);
+      const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+      _mm256_mask_storeu_epi16(buf.data() + i, m, reinterpret_cast<__m256i>(h));
+    }
     return buf.data();
   }
   static __m512bh load(const uint16_t* p, __mmask32 m) {
