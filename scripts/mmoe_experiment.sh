@@ -13,6 +13,8 @@
 #                 paper's generator allows; at 10000 training rows the test loss mostly measures
 #                 overfitting, docs/results.md)
 #   BATCH         mini-batch size (default 128)
+#   NOISE_SD      standard deviation of each task's label noise (default 0.1; the paper's
+#                 "N(0, 0.01)" read as a variance. 0.01 reads it as a standard deviation)
 #   JOBS          runs at a time, one thread each (default 2)
 #   OUT           the CSV, one row per (correlation, model, seed) (default out/mmoe_synthetic.csv);
 #                 every learning rate's validation result goes to the same name with -trials.csv
@@ -29,6 +31,7 @@ TRAIN=${TRAIN:-100000}
 VALID=${VALID:-5000}
 TEST=${TEST:-5000}
 BATCH=${BATCH:-128}
+NOISE_SD=${NOISE_SD:-0.1}
 JOBS=${JOBS:-2}
 OUT=${OUT:-out/mmoe_synthetic.csv}
 
@@ -38,4 +41,4 @@ if [ ! -x "$BUILD_DIR/bench/mmoe_synthetic" ]; then
 fi
 mkdir -p "$(dirname "$OUT")"
 "$BUILD_DIR/bench/mmoe_synthetic" --seeds "$SEEDS" --epochs "$EPOCHS" --lrs "$LRS" --train "$TRAIN" --valid "$VALID" \
-  --test "$TEST" --batch "$BATCH" --jobs "$JOBS" --out "$OUT" --trials "${OUT%.csv}-trials.csv"
+  --test "$TEST" --batch "$BATCH" --noise-sd "$NOISE_SD" --jobs "$JOBS" --out "$OUT" --trials "${OUT%.csv}-trials.csv"
