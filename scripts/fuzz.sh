@@ -2,8 +2,9 @@
 # Coverage-guided fuzzing of every reader of user files and network messages (fuzz/*_fuzz.cpp:
 # safetensors, the sharded index, config.json, the text corpus, train_config.json, the trainer
 # state, the expert protocol's messages, DHT records, CSV tables, tokenizer.json, chat templates,
-# classic models, IDX images), built with clang's libFuzzer under ASan and UBSan
-# (scripts/setup.sh installs clang and libFuzzer), PARALLEL targets at a time (default: the cores).
+# classic models, IDX images, image classifiers' training states), built with clang's libFuzzer
+# under ASan and UBSan (scripts/setup.sh installs clang and libFuzzer), PARALLEL targets at a time
+# (default: the cores).
 # Usage: bash scripts/fuzz.sh [SECONDS]          each target for SECONDS (default 60)
 #        bash scripts/fuzz.sh build               only build the targets (into build-fuzz/)
 #        RUNS=1000000 bash scripts/fuzz.sh        each target for that many executions (a campaign)

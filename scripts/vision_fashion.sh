@@ -12,6 +12,8 @@
 #   EPOCHS      (default 60: ~51 minutes per model alone on 2 quiet cores, ~100 minutes for both)
 #   TIME_LIMIT  seconds per model (default 3300: under one hour of training, with the last epoch)
 #   OUT         where the model directories go (default out/vision)
+#   RESUME      1: continue the runs saved in OUT after their last epoch (moe fit --resume, the
+#               settings they started with; TIME_LIMIT then counts the resumed part only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
@@ -24,9 +26,12 @@ mkdir -p "$OUT"
 lscpu | grep -E "^Model name|^CPU\(s\)" | sed 's/^/# /'
 MODELS=${MODELS:-moe dense}
 SEQUENTIAL=${SEQUENTIAL:-1}
+RESUME=${RESUME:-0}
 fit() {  # fit MODEL THREADS
-  OMP_NUM_THREADS=$2 "$MOE" fit --model-config "configs/vit-$1-fashion.json" --dataset fashion-mnist --out "$OUT/$1" \
-    --epochs "$EPOCHS" --time-limit "$TIME_LIMIT" --overwrite --json >"$OUT/$1.out" 2>"$OUT/$1.log"
+  local run=(--model-config "configs/vit-$1-fashion.json" --epochs "$EPOCHS" --overwrite)
+  if [ "$RESUME" = 1 ]; then run=(--resume); else : >"$OUT/$1.log"; fi  # a resumed run's log goes on
+  OMP_NUM_THREADS=$2 "$MOE" fit "${run[@]}" --dataset fashion-mnist --out "$OUT/$1" --time-limit "$TIME_LIMIT" --json \
+    >"$OUT/$1.out" 2>>"$OUT/$1.log"
 }
 for m in $MODELS; do
   if [ "$SEQUENTIAL" = 1 ]; then fit "$m" "$(nproc)"; else fit "$m" 1 & fi

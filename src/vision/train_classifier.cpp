@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <numeric>
 
@@ -11,6 +12,7 @@
 #include "io/safetensors.h"
 #include "train/adamw.h"
 #include "train/schedule.h"
+#include "vision/classifier_state.h"
 
 namespace moe::vision {
 
@@ -61,15 +63,41 @@ Evaluation evaluate_classifier(VisionTransformer& model, const ImageSet& s, cons
   return e;
 }
 
+namespace {
+
+// One image's augmentation.
+struct Augment {
+  int8_t dy = 0, dx = 0;
+  bool flip = false;
+};
+
+// An epoch's draws from the run's stream: the order shuffled further, then each position's shift and
+// mirroring. A resumed run replays the epochs it skips, so its stream goes on where it stopped.
+void draw_epoch(Rng& rng, std::vector<int64_t>& order, std::vector<Augment>& aug, const ClassifierTrainConfig& cfg) {
+  const int64_t n = int64_t(order.size());
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.next_u64() % uint64_t(i + 1)]);
+  aug.resize(size_t(n));
+  const int span = 2 * cfg.max_shift + 1;
+  for (auto& a : aug) {
+    a.dy = int8_t(int(rng.next_u64() % uint64_t(span)) - cfg.max_shift);
+    a.dx = int8_t(int(rng.next_u64() % uint64_t(span)) - cfg.max_shift);
+    a.flip = cfg.flip && (rng.next_u64() & 1);
+  }
+}
+
+}  // namespace
+
 std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageSet& train, const ImageSet& test,
                                           const ClassifierTrainConfig& cfg, const Normalisation& norm,
                                           const std::function<void(const EpochReport&)>& progress) {
   const VisionConfig& c = model.config();
   check_images(c, train, "training");
   if (test.n) check_images(c, test, "test");
-  if (cfg.epochs < 1 || cfg.batch_size < 1 || !(cfg.lr > 0) || cfg.max_shift < 0 || cfg.max_shift >= c.image_size)
+  if (cfg.epochs < 1 || cfg.batch_size < 1 || !(cfg.lr > 0) || cfg.max_shift < 0 || cfg.max_shift >= c.image_size ||
+      cfg.max_shift > 127)
     throw Error("[vision] training needs epochs and a batch size >= 1, a learning rate > 0 and a shift in [0, image_size)");
   if (train.n == 0) throw Error("[vision] the training set is empty");
+  if (cfg.resume && cfg.checkpoint_dir.empty()) throw Error("[vision] resuming needs the checkpoint directory");
   const int64_t N = c.num_patches(), pd = c.patch_dim(), B = std::min<int64_t>(cfg.batch_size, train.n);
   const int64_t per_epoch = (train.n + B - 1) / B;
   AdamW opt(model.params(), AdamWConfig{.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = cfg.weight_decay});
@@ -78,13 +106,21 @@ std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageS
   Rng rng(cfg.seed ^ 0x5eed7a11ULL);
   std::vector<int64_t> order(size_t(train.n));
   std::iota(order.begin(), order.end(), int64_t(0));
+  std::vector<Augment> aug;
+  const uint64_t fingerprint = cfg.checkpoint_dir.empty() ? 0 : image_set_fingerprint(train);
+  ClassifierState at;
+  if (cfg.resume) {
+    at = resume_classifier_state(cfg.checkpoint_dir, cfg, train, opt);
+    for (int e = 0; e < at.epochs_done; ++e) draw_epoch(rng, order, aug, cfg);
+  }
   std::vector<float> patches(size_t(B * N * pd));
   std::vector<int32_t> labels(static_cast<size_t>(B));
   const auto t0 = std::chrono::steady_clock::now();
+  auto this_run = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   std::vector<EpochReport> out;
-  int64_t step = 0;
-  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
-    for (int64_t i = train.n - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.next_u64() % uint64_t(i + 1)]);
+  int64_t step = at.steps;
+  for (int epoch = at.epochs_done + 1; epoch <= cfg.epochs; ++epoch) {
+    draw_epoch(rng, order, aug, cfg);
     double nll = 0;
     int64_t correct = 0, seen = 0;
     model.set_training(true);
@@ -92,10 +128,8 @@ std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageS
       const int64_t rows = std::min(B, train.n - start);
       for (int64_t b = 0; b < rows; ++b) {
         const int64_t i = order[size_t(start + b)];
-        const int span = 2 * cfg.max_shift + 1;
-        const int dy = int(rng.next_u64() % uint64_t(span)) - cfg.max_shift, dx = int(rng.next_u64() % uint64_t(span)) - cfg.max_shift;
-        const bool flip = cfg.flip && (rng.next_u64() & 1);
-        patchify(patches.data() + b * N * pd, train.image(i), c, norm.mean, norm.std, dy, dx, flip);
+        const Augment& a = aug[size_t(start + b)];
+        patchify(patches.data() + b * N * pd, train.image(i), c, norm.mean, norm.std, a.dy, a.dx, a.flip);
         labels[size_t(b)] = train.labels[size_t(i)];
       }
       model.zero_grad();
@@ -113,21 +147,35 @@ std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageS
       const Evaluation e = evaluate_classifier(model, test, norm);
       rep.test_loss = e.loss, rep.test_accuracy = e.accuracy;
     }
-    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rep.seconds = at.seconds + this_run();
+    if (!cfg.checkpoint_dir.empty()) {
+      // State, then model, then the older states: see classifier_state.h.
+      save_classifier_state(cfg.checkpoint_dir, opt, {.epochs_done = epoch, .steps = step, .seconds = rep.seconds}, cfg,
+                            fingerprint);
+      save_classifier(cfg.checkpoint_dir, model, norm, epoch);
+      remove_other_classifier_states(cfg.checkpoint_dir, epoch);
+    }
     out.push_back(rep);
     if (progress) progress(rep);
-    if (cfg.time_limit_s > 0 && rep.seconds >= cfg.time_limit_s) break;
+    if (cfg.time_limit_s > 0 && this_run() >= cfg.time_limit_s) break;
   }
   model.set_training(false);
   return out;
 }
 
-void save_classifier(const std::string& dir, VisionTransformer& model, const Normalisation& norm) {
+void save_classifier(const std::string& dir, VisionTransformer& model, const Normalisation& norm, int epoch) {
   std::filesystem::create_directories(dir);
   NamedTensors tensors;
   for (Param* p : model.params()) tensors.emplace_back(p->name, &p->w);
-  write_safetensors(dir + "/model.safetensors", tensors,
-                    {{"format", "pt"}, {"pixel_mean", std::to_string(norm.mean)}, {"pixel_std", std::to_string(norm.std)}});
+  // Nine significant digits read back as the same float: a resumed run and predict normalise as fit did.
+  auto exact = [](float v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.9g", double(v));
+    return std::string(b);
+  };
+  std::map<std::string, std::string> meta = {{"format", "pt"}, {"pixel_mean", exact(norm.mean)}, {"pixel_std", exact(norm.std)}};
+  if (epoch > 0) meta["epoch"] = std::to_string(epoch);
+  write_safetensors(dir + "/model.safetensors", tensors, meta);
   atomic_write_file(dir + "/config.json", model.config().source.dump(2) + "\n");
 }
 

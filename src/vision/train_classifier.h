@@ -21,14 +21,20 @@ struct ClassifierTrainConfig {
   int max_shift = 2;     // random translation of up to this many pixels each way
   bool flip = true;      // random left-right mirroring
   uint64_t seed = 1;
-  double time_limit_s = 0;  // > 0: stop after the epoch that crosses it
+  double time_limit_s = 0;  // > 0: stop after the epoch that crosses it (this run's time, not a resumed run's before)
+  // Non-empty: after every epoch the model and its training state (classifier_state.h) are written
+  // there, so that a killed run keeps its last epoch and can go on from it.
+  std::string checkpoint_dir;
+  // Continue the run saved in checkpoint_dir: the model passed in must be the one saved there
+  // (load_classifier), and these settings and the training images the ones it started with.
+  bool resume = false;
 };
 
 struct EpochReport {
   int epoch = 0;
   int64_t steps = 0;
   double train_loss = 0, train_accuracy = 0, test_loss = 0, test_accuracy = 0;
-  double seconds = 0;  // since training started
+  double seconds = 0;  // of training, since the run started (over every resumed part)
 };
 
 // moe::Error unless the images have the model's size and channels and labels below num_labels;
@@ -40,7 +46,8 @@ struct Normalisation {
 };
 Normalisation pixel_statistics(const ImageSet& s);
 
-// Trains in place; progress is called after every epoch (and may write a checkpoint).
+// Trains in place; progress is called after every epoch, after the checkpoint (if any) is written.
+// moe::Error if a resumed run's state, settings or data differ from what it was saved with.
 std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageSet& train, const ImageSet& test,
                                           const ClassifierTrainConfig& cfg, const Normalisation& norm,
                                           const std::function<void(const EpochReport&)>& progress = {});
@@ -52,8 +59,9 @@ struct Evaluation {
 };
 Evaluation evaluate_classifier(VisionTransformer& model, const ImageSet& s, const Normalisation& norm, int64_t batch_size = 256);
 
-// DIR/config.json (the vision config) and DIR/model.safetensors, written atomically.
-void save_classifier(const std::string& dir, VisionTransformer& model, const Normalisation& norm);
+// DIR/config.json (the vision config) and DIR/model.safetensors, written atomically; epoch > 0
+// names the training epoch it was saved after (metadata "epoch").
+void save_classifier(const std::string& dir, VisionTransformer& model, const Normalisation& norm, int epoch = 0);
 struct LoadedClassifier {
   std::unique_ptr<VisionTransformer> model;
   Normalisation norm;

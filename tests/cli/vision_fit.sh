@@ -88,6 +88,35 @@ grep -q "8804 parameters (5732 active per patch)" "$WORK/fit.err" || { cat "$WOR
 for d in x1 x2 x3 x4 x5 x6 x7 x8; do [ ! -e "$WORK/$d" ] || fail "$d was written despite the error"; done
 expect_error "needs the true labels" "$MOE" predict --model "$WORK/m" --data "$WORK/test-images.idx" --confusion "$WORK/c.svg"
 expect_error "vit.json: not an IDX file" "$MOE" predict --model "$WORK/m" --data "$WORK/vit.json"
+# A run stopped after its first epoch (a time limit every epoch passes) and resumed ends as the run
+# above that never stopped: the same model file, byte for byte, and the same test accuracy.
+DATA=(--data "$WORK/train-images.idx.gz" --labels "$WORK/train-labels.idx" --test-data "$WORK/test-images.idx"
+      --test-labels "$WORK/test-labels.idx")
+"$MOE" fit "${FIT[@]}" --out "$WORK/r" --time-limit 0.000001 >/dev/null 2>"$WORK/r1.err" || { cat "$WORK/r1.err"; fail "fit stopped by --time-limit"; }
+[ "$(wc -l <"$WORK/r/metrics.jsonl")" -eq 1 ] || fail "the stopped run should have logged one epoch"
+ls "$WORK/r/trainer_state-1.safetensors" >/dev/null || fail "no training state saved after epoch 1"
+echo '{"epoch": 2, "cut by a cr' >>"$WORK/r/metrics.jsonl"  # a line a crash left half written
+expect_error "cannot be given with it" "$MOE" fit --resume "${DATA[@]}" --epochs 3 --out "$WORK/r"
+expect_error "cannot be given with it" "$MOE" fit --resume "${DATA[@]}" --model-config "$WORK/vit.json" --out "$WORK/r"
+expect_error "other training images" "$MOE" fit --resume --data "$WORK/test-images.idx" --labels "$WORK/test-labels.idx" --out "$WORK/r"
+"$MOE" fit --resume "${DATA[@]}" --out "$WORK/r" --json >"$WORK/r2.out" 2>"$WORK/r2.err" || { cat "$WORK/r2.err"; fail "fit --resume"; }
+grep -q "resumed after epoch 1" "$WORK/r2.err" || { cat "$WORK/r2.err"; fail "no word of the resumed epoch"; }
+[ "$(wc -l <"$WORK/r/metrics.jsonl")" -eq 6 ] || { cat "$WORK/r/metrics.jsonl"; fail "metrics.jsonl should hold epochs 1-6 once each"; }
+cmp -s "$WORK/m/model.safetensors" "$WORK/r/model.safetensors" || fail "the resumed run's model differs from the uninterrupted run's"
+python3 - "$WORK" <<'PY'
+import json, sys
+w = sys.argv[1]
+a = json.loads(open(w + "/fit.out").read().strip().splitlines()[-1])
+b = json.loads(open(w + "/r2.out").read().strip().splitlines()[-1])
+assert b["epochs"] == 6 and b["test_accuracy"] == a["test_accuracy"], (a, b)
+assert [json.loads(l)["epoch"] for l in open(w + "/r/metrics.jsonl")] == [1, 2, 3, 4, 5, 6]
+PY
+[ "$(ls "$WORK/r" | grep -c trainer_state)" -eq 1 ] || fail "older training states were kept"
+expect_error "has finished its 6 epochs" "$MOE" fit --resume "${DATA[@]}" --out "$WORK/r"
+expect_error "holds no model to continue" "$MOE" fit --resume "${DATA[@]}" --out "$WORK/x9"
+[ ! -e "$WORK/x9" ] || fail "x9 was written despite the error"
+expect_error "pass --resume to continue" "$MOE" fit "${FIT[@]}" --out "$WORK/r"
+
 # One writer per model directory: a directory whose lock is held is refused.
 mkdir -p "$WORK/busy"
 flock "$WORK/busy/.moe.lock" sleep 30 &

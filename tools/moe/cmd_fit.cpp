@@ -148,8 +148,16 @@ Runner add_fit(CLI::App& app) {
   c->add_option("--warmup", img.warmup, "images: learning-rate warm-up steps")->capture_default_str();
   c->add_option("--max-shift", img.max_shift, "images: random shifts of up to this many pixels")->capture_default_str();
   c->add_flag("--no-flip", img.no_flip, "images: no random left-right mirroring");
+  c->add_flag("--resume", img.resume, "images: continue the run saved in --out after its last epoch (same data)");
   return [a, c] {
-    if (a->vision.model_config.empty() && a->vision.dataset.empty()) {
+    if (a->vision.resume) {
+      // The run's settings and model config are the saved ones; only the data and this run's limits are given.
+      for (const char* flag : {"--model-config", "--epochs", "--warmup", "--max-shift", "--no-flip", "--batch-size",
+                               "--learning-rate", "--seed", "--overwrite", "--target", "--experts", "--method"})
+        if (c->count(flag))
+          throw Error(std::string("--resume continues the run saved in --out with its own settings; ") + flag +
+                      " cannot be given with it");
+    } else if (a->vision.model_config.empty() && a->vision.dataset.empty()) {
       for (const char* flag : {"--labels", "--test-data", "--test-labels", "--epochs", "--time-limit", "--warmup", "--max-shift", "--no-flip"})
         if (c->count(flag)) throw Error(std::string(flag) + " is for image classifiers (with --model-config), not CSV tables");
       return run_fit(*a);

@@ -13,6 +13,7 @@ struct VisionFitArgs {
   double learning_rate = 2e-3, time_limit = 0;
   uint64_t seed = 1;
   bool no_flip = false, json = false, overwrite = false;
+  bool resume = false;  // continue the run saved in out (its settings and model config)
 };
 
 int run_fit_vision(const VisionFitArgs& a);
