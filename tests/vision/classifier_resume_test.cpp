@@ -12,30 +12,14 @@
 #include "../test_util.h"
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "quadrant_images.h"
 #include "vision/train_classifier.h"
 
 namespace moe::vision {
 namespace {
 
 namespace fs = std::filesystem;
-
-ImageSet quadrants(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  ImageSet s;
-  s.n = n, s.rows = 8, s.cols = 8, s.channels = 1, s.num_labels = 4;
-  s.pixels.resize(size_t(n * 64));
-  s.labels.resize(size_t(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const int q = int(rng.below(4));
-    s.labels[size_t(i)] = q;
-    for (int y = 0; y < 8; ++y)
-      for (int x = 0; x < 8; ++x) {
-        const bool on = (y / 4) * 2 + x / 4 == q;
-        s.pixels[size_t(i * 64 + y * 8 + x)] = uint8_t(std::clamp((on ? 160 : 60) + 50 * rng.normal(), 0.0, 255.0));
-      }
-  }
-  return s;
-}
+using test::quadrant_images;
 
 VisionConfig tiny() {
   return VisionConfig::from_json({{"model_type", "mixtral"}, {"image_size", 8}, {"num_channels", 1}, {"patch_size", 4},
@@ -54,7 +38,7 @@ ClassifierTrainConfig settings(const std::string& dir) {
 }
 
 struct Fixture {
-  ImageSet train = quadrants(200, 1), test_set = quadrants(64, 2);
+  ImageSet train = quadrant_images(200, 1), test_set = quadrant_images(64, 2);
   Normalisation norm = pixel_statistics(train);
 };
 

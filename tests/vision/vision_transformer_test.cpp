@@ -8,10 +8,13 @@
 
 #include "../test_util.h"
 #include "core/error.h"
+#include "quadrant_images.h"
 #include "vision/train_classifier.h"
 
 namespace moe::vision {
 namespace {
+
+using test::quadrant_images;
 
 using nlohmann::json;
 
@@ -135,24 +138,7 @@ TEST(VisionConfig, RejectsBadSizes) {
 // 8x8 images, one bright 4x4 quadrant (the label) on noise: learnable in a few epochs. The model
 // must reach >= 95% on held-out images, and the saved model must give the same logits.
 TEST(VisionTransformer, LearnsQuadrantsAndRoundTrips) {
-  auto make = [](int64_t n, uint64_t seed) {
-    Rng rng(seed);
-    ImageSet s;
-    s.n = n, s.rows = 8, s.cols = 8, s.channels = 1, s.num_labels = 4;
-    s.pixels.resize(size_t(n * 64));
-    s.labels.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int q = int(rng.below(4));
-      s.labels[size_t(i)] = q;
-      for (int y = 0; y < 8; ++y)
-        for (int x = 0; x < 8; ++x) {
-          const bool on = (y / 4) * 2 + x / 4 == q;
-          s.pixels[size_t(i * 64 + y * 8 + x)] = uint8_t(std::min(255.0, std::max(0.0, (on ? 160 : 60) + 50 * rng.normal())));
-        }
-    }
-    return s;
-  };
-  const ImageSet train = make(512, 1), test_set = make(256, 2);
+  const ImageSet train = quadrant_images(512, 1), test_set = quadrant_images(256, 2);
   json j = tiny_json("mixtral");
   j["router_aux_loss_coef"] = 0.01;
   VisionTransformer m(VisionConfig::from_json(j, "tiny"));
