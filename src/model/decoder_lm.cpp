@@ -47,6 +47,10 @@ void DecoderLM::after_step() {
   for (auto& l : layers) l->ffn->after_step();
 }
 
+void DecoderLM::restore_steps(int64_t steps) {
+  for (auto& l : layers) l->ffn->restore_steps(steps);
+}
+
 bool DecoderLM::causal() const {
   for (auto& l : layers)
     if (!l->ffn->causal()) return false;

@@ -46,6 +46,7 @@ class DecoderLM {
   void set_training(bool training);
   // After each optimizer step (router bias updates).
   void after_step();
+  void restore_steps(int64_t steps);  // a resumed run: as after `steps` optimizer steps (routers' noise)
   // The coming step's learning rate, for experts that step their own optimizer (remote experts).
   void set_learning_rate(float lr);
   // False if some router is not causal (expert choice): such a model cannot generate text.

@@ -22,6 +22,7 @@ class RoutedFFN final : public FFN {
 
   void set_training(bool training) override { moe_->router().set_training(training); }
   void after_step() override { moe_->router().after_step(); }
+  void restore_steps(int64_t steps) override { moe_->router().restore_steps(steps); }
   void set_learning_rate(float lr) override { moe_->bank().set_learning_rate(lr); }
   void set_data_group(const dist::Communicator& group) override { moe_->router().set_data_group(group); }
   bool causal() const override { return moe_->router().causal(); }

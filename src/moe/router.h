@@ -29,6 +29,9 @@ class Router {
   void set_sequence_length(int64_t T) { seq_len_ = T; }
   // Called once after each optimizer step of training (e.g. to update a balancing bias).
   virtual void after_step() {}
+  // A resumed run: the state after_step() keeps that is not a parameter (a step counter), as after
+  // `steps` steps.
+  virtual void restore_steps(int64_t /*steps*/) {}
   // Whether a token's routing depends only on that token (false for expert choice, where experts
   // pick among all tokens of the batch): such routers cannot generate text autoregressively.
   virtual bool causal() const { return true; }

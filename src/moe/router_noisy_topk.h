@@ -34,6 +34,7 @@ class NoisyTopKRouter final : public Router {
   void params(ParamList& out) override { out.insert(out.end(), {&gate, &noise}); }
   double aux_objective() const override;
   void after_step() override { ++noise_step_; }
+  void restore_steps(int64_t steps) override { noise_step_ = uint64_t(steps); }
 
   double importance_loss() const { return importance_loss_; }
   double load_loss() const { return load_loss_; }

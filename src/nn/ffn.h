@@ -26,6 +26,7 @@ class FFN {
   // Training state of routers; no-ops for FFNs without one.
   virtual void set_training(bool) {}
   virtual void after_step() {}                    // after each optimizer step (router bias updates)
+  virtual void restore_steps(int64_t) {}          // a resumed run: routers' step counters (noise)
   virtual void set_learning_rate(float) {}        // experts that step their own optimizer (remote)
   virtual void set_data_group(const dist::Communicator&) {}
   virtual bool causal() const { return true; }    // false: routing looks at later tokens

@@ -89,6 +89,7 @@ std::unique_ptr<Trainer> Trainer::resume(const TrainConfig& cfg, const TextCorpu
       files.push_back(SafetensorsFile::open(path.string()));
   load_optimizer_state(*t->opt_, files, step, cfg.out_dir);
   t->step_ = step;
+  t->model_->restore_steps(step);
   // Drop metrics logged after the checkpoint (the steps about to be redone).
   const std::string mpath = cfg.out_dir + "/metrics.jsonl";
   if (layout.world.rank() == 0 && fs::exists(mpath)) {

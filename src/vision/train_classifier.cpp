@@ -111,6 +111,7 @@ std::vector<EpochReport> train_classifier(VisionTransformer& model, const ImageS
   ClassifierState at;
   if (cfg.resume) {
     at = resume_classifier_state(cfg.checkpoint_dir, cfg, train, opt);
+    model.restore_steps(at.steps);
     for (int e = 0; e < at.epochs_done; ++e) draw_epoch(rng, order, aug, cfg);
   }
   std::vector<float> patches(size_t(B * N * pd));

@@ -51,6 +51,10 @@ void VisionTransformer::after_step() {
   for (auto& l : layers) l->ffn->after_step();
 }
 
+void VisionTransformer::restore_steps(int64_t steps) {
+  for (auto& l : layers) l->ffn->restore_steps(steps);
+}
+
 ClassifyResult VisionTransformer::forward(const float* patches, const int32_t* labels, int64_t B) {
   const int64_t N = cfg_.num_patches(), n = B * N, d = cfg_.blocks.hidden_size, K = cfg_.num_labels, pd = cfg_.patch_dim();
   const int L = int(layers.size());

@@ -39,6 +39,7 @@ class VisionTransformer {
   void zero_grad();
   void set_training(bool training);  // routers: training capacity and noise
   void after_step();                 // routers' bias updates
+  void restore_steps(int64_t steps);  // a resumed run: as after `steps` steps (routers' noise)
 
   // patches: [B, N, P*P*C] (normalised pixels, see patchify); labels: [B], -1 not counted (may be
   // null: no loss). Keeps what backward() needs. logits(): [B, labels], until backward() overwrites

@@ -106,6 +106,14 @@ void expect_resume_reproduces(const std::string& name, const ModelConfig& mc) {
 
 TEST(Trainer, ResumeReproducesUninterruptedRun) { expect_resume_reproduces("resume", tiny()); }
 
+// Noisy top-k gating draws new noise after every step: a resumed run draws the noise of the steps
+// it continues with, not the first steps' again.
+TEST(Trainer, ResumeReproducesUninterruptedRunWithNoisyGating) {
+  ModelConfig c = tiny();
+  c.router = "noisy_topk";
+  expect_resume_reproduces("resume_noisy", c);
+}
+
 // PEER: the lazy-Adam moments of the row-sparse expert tables, the sub-keys' scaled rate and the
 // batch-norm running statistics all survive a save and resume.
 TEST(Trainer, ResumeReproducesUninterruptedRunWithPEER) {

@@ -21,8 +21,8 @@ namespace {
 namespace fs = std::filesystem;
 using test::quadrant_images;
 
-VisionConfig tiny() {
-  return VisionConfig::from_json({{"model_type", "mixtral"}, {"image_size", 8}, {"num_channels", 1}, {"patch_size", 4},
+VisionConfig tiny(const std::string& router = "topk_softmax") {
+  return VisionConfig::from_json({{"model_type", "mixtral"}, {"router", router}, {"image_size", 8}, {"num_channels", 1}, {"patch_size", 4},
                                   {"num_labels", 4}, {"hidden_size", 16}, {"intermediate_size", 24},
                                   {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"num_key_value_heads", 2},
                                   {"num_local_experts", 4}, {"num_experts_per_tok", 2}, {"router_aux_loss_coef", 0.01}},
@@ -43,8 +43,8 @@ struct Fixture {
 };
 
 // Trains a new model in dir; stop_after > 0 stops it after that epoch (a time limit every epoch passes).
-std::vector<EpochReport> start(const Fixture& f, const std::string& dir, int stop_after) {
-  VisionTransformer m(tiny());
+std::vector<EpochReport> start(const Fixture& f, const std::string& dir, int stop_after, const std::string& router) {
+  VisionTransformer m(tiny(router));
   m.init_weights(3);
   ClassifierTrainConfig c = settings(dir);
   if (stop_after > 0) c.epochs = 4, c.time_limit_s = 1e-12;
@@ -70,14 +70,14 @@ std::vector<std::string> state_files(const std::string& dir) {
   return out;
 }
 
-TEST(ClassifierResume, StoppedAndResumedTwiceEndsWithTheWeightsOfTheRunThatNeverStopped) {
+void expect_resumed_run_matches(const std::string& router) {
   const Fixture f;
   test::ScratchDir whole, parts;
-  const auto straight = start(f, whole.path, 0);
+  const auto straight = start(f, whole.path, 0, router);
   ASSERT_EQ(straight.size(), 4u);
   EXPECT_EQ(state_files(whole.path), std::vector<std::string>{"trainer_state-4.safetensors"});
 
-  start(f, parts.path, 1);
+  start(f, parts.path, 1, router);
   EXPECT_EQ(saved_classifier_epoch(parts.path), 1);
   // A crash after the next epoch's state was written but before its model: the stale state is
   // ignored (the model names epoch 1) and removed once epoch 2 is saved.
@@ -113,10 +113,17 @@ TEST(ClassifierResume, StoppedAndResumedTwiceEndsWithTheWeightsOfTheRunThatNever
   EXPECT_EQ(sa.metadata().at("step"), sb.metadata().at("step"));
 }
 
+TEST(ClassifierResume, StoppedAndResumedTwiceEndsWithTheWeightsOfTheRunThatNeverStopped) {
+  expect_resumed_run_matches("topk_softmax");
+}
+
+// Noisy top-k gating draws new noise after every step: the resumed part must draw its steps' noise.
+TEST(ClassifierResume, NoisyGatingResumesWithTheNoiseOfItsSteps) { expect_resumed_run_matches("noisy_topk"); }
+
 TEST(ClassifierResume, RefusesWhatItCannotContinue) {
   const Fixture f;
   test::ScratchDir dir;
-  start(f, dir.path, 1);
+  start(f, dir.path, 1, "topk_softmax");
 
   ClassifierTrainConfig other = settings(dir.path);
   other.lr = 1e-3f;
