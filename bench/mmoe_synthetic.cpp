@@ -123,6 +123,7 @@ struct Run {
   int seed = 0;
   int64_t parameters = 0;
   double test_loss = 0, test_mse1 = 0, test_mse2 = 0, valid_loss = 0, train_loss = 0, lr = 0;
+  double gate_tv_init = NAN, gate_tv = NAN;  // MMoE: how far its two gates disagree, at the start and as kept
   int best_epoch = 0;
   std::vector<std::string> trials = {};  // CSV rows: lr, valid_loss, best_epoch, train_loss at it, last train loss
 };
@@ -146,6 +147,14 @@ int64_t matching_bottom(const Args& a) {
   return best;
 }
 
+// MMoE's two gates on X: the mean over rows of their total-variation distance (0: the same mixture
+// of experts for both tasks, as OMoE's one gate gives; 1: no expert in common).
+double gate_disagreement(const MultiTaskModel& m, const Mat& X) {
+  const Mat G = m.gates(X);  // [n, 2E]
+  const Eigen::Index E = G.cols() / 2;
+  return 0.5 * (G.leftCols(E) - G.rightCols(E)).cwiseAbs().rowwise().sum().mean();
+}
+
 void train_one(const Args& a, int64_t bottom_hidden, const Mat& X, const Mat& Y, const Mat& Xv, const Mat& Yv,
                const Mat& Xt, const Mat& Yt, Run& r) {
   const uint64_t init = moe::mix_seed(uint64_t(r.seed), 3), order = moe::mix_seed(uint64_t(r.seed), 4);
@@ -154,6 +163,7 @@ void train_one(const Args& a, int64_t bottom_hidden, const Mat& X, const Mat& Y,
   for (double lr : a.lrs) {
     MultiTaskModel m(model_config(a, r.model, bottom_hidden, init));
     r.parameters = m.parameter_count();
+    if (r.model == Architecture::mmoe) r.gate_tv_init = gate_disagreement(m, Xt);
     double best = INFINITY, best_train = 0;
     int best_epoch = -1;
     std::map<std::string, Mat> kept = m.parameters();
@@ -173,6 +183,7 @@ void train_one(const Args& a, int64_t bottom_hidden, const Mat& X, const Mat& Y,
       r.test_mse1 = err.col(0).squaredNorm() / double(Xt.rows());
       r.test_mse2 = err.col(1).squaredNorm() / double(Xt.rows());
       r.test_loss = r.test_mse1 + r.test_mse2;
+      if (r.model == Architecture::mmoe) r.gate_tv = gate_disagreement(m, Xt);
     }
   }
 }
@@ -262,12 +273,13 @@ int main(int argc, char** argv) try {
   if (const auto dir = std::filesystem::path(a.out).parent_path(); !dir.empty()) std::filesystem::create_directories(dir);
   std::ofstream csv(a.out);
   if (!csv) throw moe::Error("[mmoe_synthetic] cannot write " + a.out);
-  csv << "correlation,model,seed,parameters,test_loss,test_mse_task1,test_mse_task2,valid_loss,train_loss,lr,best_epoch\n";
+  csv << "correlation,model,seed,parameters,test_loss,test_mse_task1,test_mse_task2,valid_loss,train_loss,lr,best_epoch,"
+         "gate_tv_init,gate_tv\n";
   csv.precision(6);
   for (const auto& r : runs)
     csv << r.correlation << ',' << architecture_name(r.model) << ',' << r.seed << ',' << r.parameters << ',' << r.test_loss
         << ',' << r.test_mse1 << ',' << r.test_mse2 << ',' << r.valid_loss << ',' << r.train_loss << ',' << r.lr << ','
-        << r.best_epoch << '\n';
+        << r.best_epoch << ',' << r.gate_tv_init << ',' << r.gate_tv << '\n';
   if (!csv.flush()) throw moe::Error("[mmoe_synthetic] cannot write " + a.out);
 
   if (!a.trials.empty()) {
@@ -324,6 +336,14 @@ int main(int argc, char** argv) try {
       std::printf(" %-9.4f", stats(v).mean);
     }
     std::printf("\n");
+  }
+  // MMoE's gates: total-variation distance between the two tasks' mixtures, on the test rows.
+  std::printf("\nMMoE's two gates apart (mean total variation on the test rows), at the start -> as kept\n");
+  for (double p : a.correlations) {
+    std::vector<double> start, kept;
+    for (const auto& r : runs)
+      if (r.correlation == p && r.model == Architecture::mmoe) start.push_back(r.gate_tv_init), kept.push_back(r.gate_tv);
+    std::printf("%-11g %.3f -> %.3f\n", p, stats(start).mean, stats(kept).mean);
   }
   std::map<double, int> chosen;
   for (const auto& r : runs) ++chosen[r.lr];
